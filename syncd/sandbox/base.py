@@ -1,0 +1,293 @@
+"""What both sandbox servers share: WSGI plumbing, bearer tokens, request counts, injected faults, the
+``/__sandbox/`` control endpoint, and a server thread that serves HTTPS on 127.0.0.1.
+
+A server subclasses ``SandboxApp``: it lists its routes (each endpoint named ``kind`` for counting), says
+how it rejects a bad token, enforces its own rate limits and decorates responses with its usage headers.
+
+Control endpoint (no auth, never counted, loopback only):
+
+    GET  /__sandbox/counts          {"total", "by_kind": {"GET query": n}, "by_status": {"200": n}}
+    POST /__sandbox/counts/reset
+    GET  /__sandbox/faults          PUT it with any subset of Faults' fields
+    GET  /__sandbox/limits          PUT it with the server's limit settings (see limits_state())
+    GET  /__sandbox/tokens          {"<user key>": "<token>"}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar
+
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.routing import Map, Rule
+from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.wrappers import Request, Response
+
+from syncd.sandbox.schema import SandboxSchema
+from syncd.sandbox.store import Store
+
+log = logging.getLogger(__name__)
+CONTROL_PREFIX = "/__sandbox/"
+
+
+@dataclass
+class Faults:
+    """Probabilities (0..1) of injected failures per request, and added latency."""
+
+    status_429: float = 0.0  # HubSpot: a 429 TEN_SECONDLY_ROLLING; Salesforce sends no 429, so a 503 there
+    status_503: float = 0.0
+    timeout: float = 0.0  # hold the request for hang_seconds, then drop the connection
+    reset: float = 0.0  # drop the connection without a response
+    latency_ms: float = 0.0
+    hang_seconds: float = 2.0
+    retry_after: float | None = None  # seconds, sent as Retry-After with injected 429/503 when set
+
+    def update(self, values: dict[str, Any]) -> None:
+        known = {f.name for f in fields(self)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown fault setting(s): {', '.join(sorted(unknown))}")
+        for key, value in values.items():
+            setattr(self, key, None if value is None else float(value))
+
+
+class Counters:
+    """Thread-safe request counts by "METHOD kind" and by status code."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.by_kind: Counter[str] = Counter()
+        self.by_status: Counter[str] = Counter()
+
+    def hit(self, method: str, kind: str, status: int) -> None:
+        with self._lock:
+            self.by_kind[f"{method} {kind}"] += 1
+            self.by_status[str(status)] += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {"total": sum(self.by_kind.values()), "by_kind": dict(self.by_kind),
+                    "by_status": dict(self.by_status)}
+
+    def reset(self) -> None:
+        with self._lock:
+            self.by_kind.clear()
+            self.by_status.clear()
+
+
+class DropConnection(Exception):
+    """Raised inside a handler to close the connection without a response (reset and timeout faults)."""
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps(body, separators=(",", ":")), status=status, headers=headers,
+                    content_type="application/json;charset=UTF-8")
+
+
+class SandboxApp:
+    """Base WSGI application of one sandbox server."""
+
+    system: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        schema: SandboxSchema | None = None,
+        rate_limits: bool = True,
+        faults: Faults | None = None,
+        seed: int = 0,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.store = store
+        self.schema = schema or SandboxSchema()
+        self.rate_limits = rate_limits
+        self.faults = faults or Faults()
+        self.counters = Counters()
+        self.clock = clock
+        self.sleep = sleep
+        self.rng = random.Random(seed)
+        self.url_map = Map(self.routes(), strict_slashes=False, merge_slashes=False)
+
+    # -- what a server supplies
+
+    def routes(self) -> list[Rule]:
+        """werkzeug rules; each rule's endpoint is a kind name with a method ``on_<kind>`` to handle it."""
+        raise NotImplementedError
+
+    def auth_failed(self, request: Request) -> Response:
+        """The response to a missing or unknown bearer token."""
+        raise NotImplementedError
+
+    def error(self, status: int, message: str, code: str = "") -> Response:
+        """A response in this system's error format."""
+        raise NotImplementedError
+
+    def check_limits(self, user: str, token: str, kind: str, request: Request) -> Response | None:
+        """Enforce rate limits and allowances; a response refuses the request. Called before handling."""
+        return None
+
+    def decorate(self, response: Response, user: str, token: str, kind: str) -> None:
+        """Add usage headers (Sforce-Limit-Info, X-HubSpot-RateLimit-*) to every authenticated response."""
+
+    def limits_state(self) -> dict[str, Any]:
+        return {"rate_limits": self.rate_limits}
+
+    def set_limits(self, values: dict[str, Any]) -> None:
+        if "rate_limits" in values:
+            self.rate_limits = bool(values["rate_limits"])
+
+    # -- tokens: one per user key ("integration" or a user's email), kept in the store across restarts
+
+    @property
+    def tokens(self) -> dict[str, str]:
+        """user key -> token."""
+        return dict(self.store.meta("tokens", {}))
+
+    def add_token(self, user: str, token: str | None = None) -> str:
+        tokens = self.tokens
+        if user not in tokens:
+            tokens[user] = token or f"{self.system[:2]}-{user.split('@')[0]}-{self.rng.getrandbits(64):016x}"
+            self.store.set_meta("tokens", tokens)
+            self._by_token = {t: u for u, t in tokens.items()}
+        return tokens[user]
+
+    def user_for_token(self, token: str) -> str | None:
+        by_token = getattr(self, "_by_token", None)
+        if by_token is None:
+            by_token = self._by_token = {t: u for u, t in self.tokens.items()}
+        return by_token.get(token)
+
+    # -- WSGI
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        request = Request(environ)
+        try:
+            response = self.handle(request)
+        except DropConnection:
+            sock = environ.get("werkzeug.socket")
+            if isinstance(sock, socket.socket):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            return []
+        return response(environ, start_response)
+
+    def handle(self, request: Request) -> Response:
+        if request.path.startswith(CONTROL_PREFIX):
+            return self.control(request)
+        adapter = self.url_map.bind_to_environ(request.environ)
+        try:
+            kind, values = adapter.match()
+        except (NotFound, MethodNotAllowed) as exc:
+            return self.error(exc.code or 404, f"The requested resource does not exist: {request.path}",
+                              "NOT_FOUND")
+        except HTTPException as exc:
+            return self.error(exc.code or 400, exc.description or "bad request", "BAD_REQUEST")
+        auth = request.headers.get("Authorization", "")
+        token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+        user = self.user_for_token(token) if token else None
+        if user is None:
+            response = self.auth_failed(request)
+            self.counters.hit(request.method, str(kind), response.status_code)
+            return response
+        fault = self.inject_fault()
+        if fault is not None:
+            self.counters.hit(request.method, str(kind), fault.status_code)
+            return fault
+        refused = self.check_limits(user, token, str(kind), request) if self.rate_limits else None
+        if refused is not None:
+            response = refused
+        else:
+            with self.store.lock:
+                try:
+                    response = getattr(self, f"on_{kind}")(request, user=user, **values)
+                finally:
+                    self.store.flush()
+        self.decorate(response, user, token, str(kind))
+        self.counters.hit(request.method, str(kind), response.status_code)
+        return response
+
+    def inject_fault(self) -> Response | None:
+        f = self.faults
+        if f.latency_ms:
+            self.sleep(f.latency_ms / 1000.0)
+        roll = self.rng.random()
+        for name in ("reset", "timeout", "status_429", "status_503"):
+            p = getattr(f, name)
+            if roll < p:
+                return self.fault_response(name)
+            roll -= p
+        return None
+
+    def fault_response(self, name: str) -> Response:
+        if name == "reset":
+            raise DropConnection
+        if name == "timeout":
+            self.sleep(self.faults.hang_seconds)
+            raise DropConnection
+        status = 429 if name == "status_429" else 503
+        response = self.error(status, "Injected fault: try again later", "SERVER_UNAVAILABLE")
+        if self.faults.retry_after is not None:
+            response.headers["Retry-After"] = f"{self.faults.retry_after:g}"
+        return response
+
+    def control(self, request: Request) -> Response:
+        path = request.path[len(CONTROL_PREFIX):].strip("/")
+        try:
+            body = request.get_json(silent=True) or {}
+            if path == "counts" and request.method == "GET":
+                return json_response(self.counters.snapshot())
+            if path == "counts/reset" and request.method == "POST":
+                self.counters.reset()
+                return json_response(self.counters.snapshot())
+            if path == "faults":
+                if request.method in ("PUT", "POST", "PATCH"):
+                    self.faults.update(body)
+                return json_response(asdict(self.faults))
+            if path == "limits":
+                if request.method in ("PUT", "POST", "PATCH"):
+                    self.set_limits(body)
+                return json_response(self.limits_state())
+            if path == "tokens" and request.method == "GET":
+                return json_response(self.tokens)
+        except (ValueError, TypeError) as exc:
+            return json_response({"error": str(exc)}, status=400)
+        return json_response({"error": f"unknown control endpoint {request.method} {request.path}"}, status=404)
+
+
+class ServerThread:
+    """Serves a WSGI app over HTTPS on 127.0.0.1 in a background thread (port 0 picks a free port)."""
+
+    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0, ssl_context: Any = None) -> None:
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self._server: BaseWSGIServer = make_server(host, port, app, threaded=True, ssl_context=ssl_context)
+        self._server.daemon_threads = True
+        self.host = host
+        self.port = int(self._server.server_port)
+        self.scheme = "https" if ssl_context is not None else "http"
+        self._thread = threading.Thread(target=self._server.serve_forever, name=f"sandbox:{self.port}",
+                                        daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+    def start(self) -> ServerThread:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)

@@ -1,0 +1,211 @@
+"""The objects and fields the sandbox servers know, shared by both servers, the seed data and the tests.
+
+This is the sandbox's "org metadata": standard fields as the real systems have them (the subset syncd and
+its tests use), plus the custom fields and properties syncd needs, which a real admin creates once
+(see README, "Connecting real systems"). Extra custom fields can be declared per sandbox.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+FieldType = Literal[
+    "id", "reference", "string", "email", "url", "phone", "picklist", "textarea",
+    "int", "double", "currency", "boolean", "date", "datetime",
+]
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One field of a Salesforce sObject or one property of a HubSpot object."""
+
+    name: str
+    type: FieldType = "string"
+    required: bool = False  # Salesforce: REQUIRED_FIELD_MISSING on create when absent or blank
+    readonly: bool = False  # system or computed fields: writes are rejected
+    external_id: bool = False  # Salesforce: usable for upsert, unique, case-insensitive
+    unique: bool = False  # HubSpot: a duplicate value is a 409 (contacts' email)
+    references: tuple[str, ...] = ()  # Salesforce reference targets, e.g. ("User", "Group") for Lead.OwnerId
+    picklist: tuple[str, ...] = ()  # allowed values, when restricted
+
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    """One object type: its name, id prefix (Salesforce) and fields, by name."""
+
+    name: str
+    fields: tuple[FieldSpec, ...]
+    key_prefix: str = ""
+
+    def field(self, name: str) -> FieldSpec | None:
+        """The field with this name, case-insensitively (Salesforce field names are case-insensitive)."""
+        return _index(self).get(name.lower())
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.fields]
+
+
+_INDEXES: dict[int, dict[str, FieldSpec]] = {}
+
+
+def _index(spec: ObjectSpec) -> dict[str, FieldSpec]:
+    idx = _INDEXES.get(id(spec))
+    if idx is None:
+        idx = {f.name.lower(): f for f in spec.fields}
+        _INDEXES[id(spec)] = idx
+    return idx
+
+
+def _f(name: str, type: FieldType = "string", **kw: object) -> FieldSpec:
+    return FieldSpec(name, type, **kw)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------------- Salesforce
+
+SF_SYSTEM_FIELDS: tuple[FieldSpec, ...] = (
+    _f("Id", "id", readonly=True),
+    _f("IsDeleted", "boolean", readonly=True),
+    _f("CreatedDate", "datetime", readonly=True),
+    _f("CreatedById", "reference", readonly=True, references=("User",)),
+    _f("LastModifiedDate", "datetime", readonly=True),
+    _f("LastModifiedById", "reference", readonly=True, references=("User",)),
+    _f("SystemModstamp", "datetime", readonly=True),
+)
+
+LEAD_STATUSES = ("Open - Not Contacted", "Working - Contacted", "Nurturing", "Closed - Converted",
+                 "Closed - Not Converted")
+OPPORTUNITY_STAGES = ("Prospecting", "Qualification", "Needs Analysis", "Proposal/Price Quote",
+                      "Negotiation/Review", "Closed Won", "Closed Lost")
+SYNCD_SF_CUSTOM = (
+    # The HubSpot id of the linked record: syncd's upsert key, so a retried create never duplicates.
+    _f("Syncd_HubSpot_Id__c", "string", external_id=True),
+    _f("Syncd_Score__c", "double"),
+    _f("Syncd_Stage__c", "string"),
+)
+
+SALESFORCE_OBJECTS: dict[str, ObjectSpec] = {
+    spec.name: spec
+    for spec in (
+        ObjectSpec("User", key_prefix="005", fields=(
+            *SF_SYSTEM_FIELDS,
+            _f("Username", required=True), _f("Email", "email", required=True), _f("FirstName"),
+            _f("LastName", required=True), _f("Name", readonly=True), _f("IsActive", "boolean"),
+            _f("Title"), _f("Department"), _f("UserType", readonly=True),
+        )),
+        ObjectSpec("Group", key_prefix="00G", fields=(
+            *SF_SYSTEM_FIELDS,
+            _f("Name", required=True), _f("DeveloperName"), _f("Type", "picklist", picklist=("Queue", "Regular")),
+            _f("Email", "email"),
+        )),
+        ObjectSpec("Account", key_prefix="001", fields=(
+            *SF_SYSTEM_FIELDS,
+            _f("Name", required=True), _f("Website", "url"), _f("Industry", "picklist"),
+            _f("NumberOfEmployees", "int"), _f("AnnualRevenue", "currency"), _f("Type", "picklist"),
+            _f("BillingCountry"), _f("BillingState"), _f("BillingCity"), _f("Phone", "phone"),
+            _f("OwnerId", "reference", references=("User",)),
+            *SYNCD_SF_CUSTOM,
+        )),
+        ObjectSpec("Lead", key_prefix="00Q", fields=(
+            *SF_SYSTEM_FIELDS,
+            _f("FirstName"), _f("LastName", required=True), _f("Name", readonly=True),
+            _f("Email", "email"), _f("Company", required=True), _f("Title"), _f("Phone", "phone"),
+            _f("Website", "url"), _f("Country"), _f("State"), _f("City"), _f("Industry", "picklist"),
+            _f("NumberOfEmployees", "int"), _f("AnnualRevenue", "currency"), _f("LeadSource", "picklist"),
+            _f("Status", "picklist", picklist=LEAD_STATUSES), _f("Rating", "picklist"),
+            _f("OwnerId", "reference", references=("User", "Group")),
+            _f("IsConverted", "boolean", readonly=True), _f("ConvertedDate", "date", readonly=True),
+            _f("ConvertedContactId", "reference", readonly=True, references=("Contact",)),
+            _f("ConvertedAccountId", "reference", readonly=True, references=("Account",)),
+            _f("ConvertedOpportunityId", "reference", readonly=True, references=("Opportunity",)),
+            *SYNCD_SF_CUSTOM,
+        )),
+        ObjectSpec("Contact", key_prefix="003", fields=(
+            *SF_SYSTEM_FIELDS,
+            _f("AccountId", "reference", references=("Account",)), _f("FirstName"),
+            _f("LastName", required=True), _f("Name", readonly=True), _f("Email", "email"), _f("Title"),
+            _f("Phone", "phone"), _f("MailingCountry"), _f("MailingState"), _f("MailingCity"),
+            _f("LeadSource", "picklist"), _f("OwnerId", "reference", references=("User",)),
+            *SYNCD_SF_CUSTOM,
+        )),
+        ObjectSpec("Opportunity", key_prefix="006", fields=(
+            *SF_SYSTEM_FIELDS,
+            _f("AccountId", "reference", references=("Account",)), _f("Name", required=True),
+            _f("StageName", "picklist", required=True, picklist=OPPORTUNITY_STAGES),
+            _f("Amount", "currency"), _f("CloseDate", "date", required=True), _f("Type", "picklist"),
+            _f("IsClosed", "boolean", readonly=True), _f("IsWon", "boolean", readonly=True),
+            _f("OwnerId", "reference", references=("User",)),
+            _f("Syncd_HubSpot_Id__c", "string", external_id=True),
+        )),
+    )
+}
+
+# --------------------------------------------------------------------------------------------- HubSpot
+
+LIFECYCLE_STAGES = ("subscriber", "lead", "marketingqualifiedlead", "salesqualifiedlead", "opportunity",
+                    "customer", "evangelist", "other")
+DEAL_STAGES = ("appointmentscheduled", "qualifiedtobuy", "presentationscheduled", "decisionmakerboughtin",
+               "contractsent", "closedwon", "closedlost")
+
+HS_SYSTEM_PROPERTIES: tuple[FieldSpec, ...] = (
+    _f("hs_object_id", "string", readonly=True),
+    _f("createdate", "datetime", readonly=True),
+)
+SYNCD_HS_CUSTOM = (
+    # The Salesforce id of the linked record (Lead or Contact; Account on companies).
+    _f("syncd_salesforce_id", "string"),
+    _f("syncd_score", "double"),
+)
+
+HUBSPOT_OBJECTS: dict[str, ObjectSpec] = {
+    spec.name: spec
+    for spec in (
+        ObjectSpec("contacts", fields=(
+            *HS_SYSTEM_PROPERTIES, _f("lastmodifieddate", "datetime", readonly=True),
+            _f("email", "email", unique=True), _f("firstname"), _f("lastname"), _f("company"),
+            _f("jobtitle"), _f("phone", "phone"), _f("website", "url"), _f("country"), _f("state"),
+            _f("city"), _f("industry"), _f("numemployees", "int"), _f("annualrevenue", "currency"),
+            _f("lifecyclestage", "picklist", picklist=LIFECYCLE_STAGES), _f("hs_lead_status", "picklist"),
+            _f("hubspot_owner_id", "string"), _f("hubspotscore", "double", readonly=True),
+            # Engagement signals, maintained by HubSpot's tracking in a real portal.
+            _f("num_conversion_events", "int"), _f("hs_email_click", "int"),
+            _f("hs_analytics_num_page_views", "int"), _f("notes_last_updated", "datetime"),
+            _f("hs_analytics_source", "picklist"),
+            *SYNCD_HS_CUSTOM,
+        )),
+        ObjectSpec("companies", fields=(
+            *HS_SYSTEM_PROPERTIES, _f("hs_lastmodifieddate", "datetime", readonly=True),
+            _f("name"), _f("domain"), _f("website", "url"), _f("industry"), _f("numberofemployees", "int"),
+            _f("annualrevenue", "currency"), _f("country"), _f("state"), _f("city"),
+            _f("lifecyclestage", "picklist", picklist=LIFECYCLE_STAGES), _f("hubspot_owner_id", "string"),
+            *SYNCD_HS_CUSTOM,
+        )),
+        ObjectSpec("deals", fields=(
+            *HS_SYSTEM_PROPERTIES, _f("hs_lastmodifieddate", "datetime", readonly=True),
+            _f("dealname"), _f("amount", "currency"), _f("dealstage", "picklist", picklist=DEAL_STAGES),
+            _f("pipeline"), _f("closedate", "datetime"), _f("hubspot_owner_id", "string"),
+            _f("syncd_salesforce_id", "string"),
+        )),
+    )
+}
+
+HUBSPOT_LAST_MODIFIED = {"contacts": "lastmodifieddate", "companies": "hs_lastmodifieddate",
+                         "deals": "hs_lastmodifieddate"}
+
+
+@dataclass
+class SandboxSchema:
+    """The org metadata of one sandbox: the defaults above plus custom fields declared per sandbox."""
+
+    salesforce: dict[str, ObjectSpec] = field(default_factory=lambda: dict(SALESFORCE_OBJECTS))
+    hubspot: dict[str, ObjectSpec] = field(default_factory=lambda: dict(HUBSPOT_OBJECTS))
+
+    def with_custom(self, system: Literal["salesforce", "hubspot"], obj: str, *specs: FieldSpec) -> SandboxSchema:
+        """A copy with extra custom fields on one object (e.g. a second score field)."""
+        objects = dict(getattr(self, system))
+        base = objects[obj]
+        objects[obj] = ObjectSpec(base.name, (*base.fields, *specs), base.key_prefix)
+        if system == "salesforce":
+            return SandboxSchema(salesforce=objects, hubspot=self.hubspot)
+        return SandboxSchema(salesforce=self.salesforce, hubspot=objects)
