@@ -151,6 +151,8 @@ DEAL_STAGES = ("appointmentscheduled", "qualifiedtobuy", "presentationscheduled"
 HS_SYSTEM_PROPERTIES: tuple[FieldSpec, ...] = (
     _f("hs_object_id", "string", readonly=True),
     _f("createdate", "datetime", readonly=True),
+    # The HubSpot user id (an owner's userId) of whoever made the last change; empty for app tokens.
+    _f("hs_updated_by_user_id", "string", readonly=True),
 )
 SYNCD_HS_CUSTOM = (
     # The Salesforce id of the linked record (Lead or Contact; Account on companies).
