@@ -1,10 +1,10 @@
 """The local SQLite ledger: what syncd saw, linked, decided, intended and wrote, per portal/org pair.
 
-One ``Ledger(path)`` per process that writes (it holds an exclusive lock file next to the database, so a
-second writer gets ``LockedError``); readers such as ``syncd status`` open it with ``readonly=True`` at any
-time. The file is created with mode 0600 and tightened to 0600 when found looser, runs in WAL mode with
-``synchronous=FULL`` and foreign keys on, and is upgraded in place by the forward migrations of
-``syncd.ledger_schema`` (a file newer than this code is refused).
+One ``Ledger(path)`` per process that writes: it takes ``syncd.lock.LedgerLock`` (unless this process, the
+daemon, already holds it), so a second writer gets ``LockedError``; readers such as ``syncd status`` open it
+with ``readonly=True`` at any time. The file is created with mode 0600 and tightened to 0600 when found
+looser, runs in WAL mode with ``synchronous=FULL`` and foreign keys on, and is upgraded in place by the
+forward migrations of ``syncd.ledger_schema`` (a file newer than this code is refused).
 
 Every multi-row change runs in one transaction; callers group several changes with ``ledger.transaction()``
 (nested blocks become savepoints). Crash safety rests on three habits the cycle follows:
@@ -23,7 +23,6 @@ Datetimes at this API are timezone-aware UTC (naive ones are refused); they are 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import hashlib
 import json
@@ -51,6 +50,7 @@ from syncd.ledger_schema import (
     SCHEMA_VERSION,
     SYSTEMS,
 )
+from syncd.lock import LedgerLock, holder_pid, lock_path_for
 
 __all__ = [
     "INTENT_STATES",
@@ -93,6 +93,9 @@ _RECORD_PK = ("system", "object", "id")
 # Rows per statement batch: well under SQLite's 32,766 bound variables for the widest table.
 _BATCH = 500
 _KEY_PREFIX = {"person": "p:", "account": "a:"}
+# Ledgers open for writing in this process: the file lock cannot tell two of them apart.
+_WRITERS: set[Path] = set()
+_WRITERS_LOCK = threading.Lock()
 
 
 # -- values -----------------------------------------------------------------------------------------------
@@ -451,7 +454,8 @@ class Ledger:
         self._clock = clock
         self._busy_timeout = busy_timeout
         self._lock = threading.RLock()
-        self._lock_fd: int | None = None
+        self._file_lock: LedgerLock | None = None
+        self._writer_path: Path | None = None
         try:
             conn = self._connect_readonly() if readonly else self._connect_writable()
         except sqlite3.Error as exc:
@@ -478,7 +482,7 @@ class Ledger:
 
     @property
     def lock_path(self) -> Path:
-        return self.path.with_name(self.path.name + ".lock")
+        return lock_path_for(self.path)
 
     def _connect_readonly(self) -> sqlite3.Connection:
         if not self.path.is_file():
@@ -524,31 +528,25 @@ class Ledger:
                 log.warning("ledger file %s had mode %o; tightened to 600", candidate, mode)
 
     def _acquire_file_lock(self) -> None:
-        try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            raise LedgerError(
-                f"cannot create the ledger's lock file {self.lock_path}: {exc.strerror}"
-            ) from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 32).decode(errors="replace").strip()
-            os.close(fd)
-            who = f" (pid {holder})" if holder.isdigit() else ""
-            raise LockedError(
-                f"ledger {self.path} is in use by another syncd process{who}; stop it, or point "
-                "ledger.path at another file"
-            ) from None
-        os.fchmod(fd, 0o600)
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._lock_fd = fd
+        resolved = self.path.resolve()
+        with _WRITERS_LOCK:
+            if resolved in _WRITERS:
+                raise LockedError(f"ledger {self.path} is already open for writing in this process")
+            _WRITERS.add(resolved)
+        self._writer_path = resolved
+        # The daemon takes the same lock before it opens the ledger; a second flock from this process would
+        # refuse it, and it is already the one writer.
+        if holder_pid(self.path) != os.getpid():
+            self._file_lock = LedgerLock(self.path).acquire()
 
     def _release_file_lock(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # closing the descriptor releases the flock
-            self._lock_fd = None
+        if self._file_lock is not None:
+            self._file_lock.release()
+            self._file_lock = None
+        if self._writer_path is not None:
+            with _WRITERS_LOCK:
+                _WRITERS.discard(self._writer_path)
+            self._writer_path = None
 
     def _configure(self) -> None:
         conn = self._conn
@@ -612,6 +610,8 @@ class Ledger:
                 f"ledger {self.path} is busy: another process kept it locked for more than "
                 f"{self._busy_timeout:g} s"
             )
+        if "not a database" in text:
+            return LedgerError(f"{self.path} is not a syncd ledger (not an SQLite database); fix ledger.path")
         if "readonly" in text or "read-only" in text:
             return LedgerError(f"ledger {self.path} cannot be written: {text}")
         return LedgerError(f"ledger {self.path}: {text}")
