@@ -1,0 +1,441 @@
+"""Value objects shared by the mapping layer, the engine, the planner and the ledger.
+
+Everything here is frozen and typed. Datetimes are timezone-aware UTC; ids are strings. Owners are *rep keys*
+(a rep's normalised email, e.g. ``jack.miller@northwind.example``) or *queue owners* (``queue:<Queue Name>``,
+see :func:`queue_owner`): the engine never sees a raw Salesforce or HubSpot id, the :class:`RepDirectory`
+translates at the edges. Objects the ledger stores have ``to_row()`` / ``from_row()`` (JSON-native values).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, NamedTuple
+
+Kind = Literal["person", "account"]
+QUEUE_PREFIX = "queue:"
+
+
+def queue_owner(name: str) -> str:
+    """The owner value that stands for a Salesforce queue, e.g. ``queue:Unassigned Leads``."""
+    return QUEUE_PREFIX + name
+
+
+def is_queue(owner: str | None) -> bool:
+    """Whether an owner value names a queue rather than a rep."""
+    return owner is not None and owner.startswith(QUEUE_PREFIX)
+
+
+def queue_name(owner: str) -> str:
+    """The queue's name in an owner value made by :func:`queue_owner`."""
+    return owner[len(QUEUE_PREFIX) :]
+
+
+def rep_key(email: str) -> str:
+    """A rep's key: the email, trimmed and lower-cased (both systems compare emails case-insensitively)."""
+    return email.strip().lower()
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+def _dt(value: Any) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        parsed = value
+    else:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: syncd stores UTC with an offset")
+    return parsed.astimezone(UTC)
+
+
+def _required_dt(row: Mapping[str, Any], name: str) -> datetime:
+    value = _dt(row.get(name))
+    if value is None:
+        raise ValueError(f"row has no {name}")
+    return value
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+# ------------------------------------------------------------------------------------------------- reps
+
+
+@dataclass(frozen=True, slots=True)
+class Rep:
+    """One person who can own records, as the systems list them, linked across systems by email."""
+
+    key: str
+    name: str = ""
+    salesforce_id: str | None = None
+    hubspot_owner_id: str | None = None
+    # False when the Salesforce User is deactivated or the HubSpot owner archived: such a rep owns nothing.
+    active: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Queue:
+    """A Salesforce queue (Group of Type 'Queue'): a place a Lead can wait for a rep."""
+
+    name: str
+    salesforce_id: str | None = None
+    developer_name: str = ""
+
+
+class RepDirectory:
+    """Translates between rep keys / queue owners and each system's owner ids.
+
+    Built by the cycle from the connectors' rep listings; the mapping layer uses it to read and write the
+    ``owner`` logical field, the engine to know who is active in the systems.
+    """
+
+    __slots__ = ("_by_hs", "_by_sf", "_queue_by_sf", "queues", "reps")
+
+    def __init__(self, reps: Iterable[Rep] = (), queues: Iterable[Queue] = ()) -> None:
+        self.reps: dict[str, Rep] = {r.key: r for r in reps}
+        self.queues: dict[str, Queue] = {q.name: q for q in queues}
+        self._by_sf = {r.salesforce_id: r.key for r in self.reps.values() if r.salesforce_id}
+        self._by_hs = {r.hubspot_owner_id: r.key for r in self.reps.values() if r.hubspot_owner_id}
+        self._queue_by_sf = {q.salesforce_id: q.name for q in self.queues.values() if q.salesforce_id}
+
+    def owner_from_salesforce(self, owner_id: str | None) -> str | None:
+        """The rep key or queue owner for a Salesforce OwnerId; None when unknown or blank."""
+        if not owner_id:
+            return None
+        key = self._by_sf.get(owner_id)
+        if key is not None:
+            return key
+        name = self._queue_by_sf.get(owner_id)
+        return queue_owner(name) if name is not None else None
+
+    def owner_from_hubspot(self, owner_id: str | None) -> str | None:
+        """The rep key for a HubSpot owner id (``hubspot_owner_id``); None when unknown or blank."""
+        if not owner_id:
+            return None
+        return self._by_hs.get(str(owner_id))
+
+    def salesforce_owner_id(self, owner: str | None) -> str | None:
+        """The Salesforce User or Queue id for a rep key or queue owner; None when the org has none."""
+        if owner is None:
+            return None
+        if is_queue(owner):
+            queue = self.queues.get(queue_name(owner))
+            return queue.salesforce_id if queue else None
+        rep = self.reps.get(owner)
+        return rep.salesforce_id if rep else None
+
+    def hubspot_owner_id(self, owner: str | None) -> str | None:
+        """The HubSpot owner id for a rep key; None for queues (HubSpot has none) and unknown reps."""
+        if owner is None or is_queue(owner):
+            return None
+        rep = self.reps.get(owner)
+        return rep.hubspot_owner_id if rep else None
+
+    def is_active(self, key: str) -> bool:
+        """Whether the rep exists in at least one system and is active everywhere it exists."""
+        rep = self.reps.get(key)
+        return rep is not None and rep.active
+
+
+# ------------------------------------------------------------------------------------------------- views
+
+
+@dataclass(frozen=True, slots=True)
+class PersonView:
+    """One linked person as the engine sees it: merged logical field values plus links.
+
+    ``fields`` holds logical values after the mapping's precedence (``Mapping.merge``), e.g. ``email``,
+    ``country``, ``stage`` (a lifecycle stage name), ``owner`` (rep key or queue owner), engagement counts.
+    """
+
+    key: str
+    fields: Mapping[str, Any]
+    account_key: str | None = None
+    hubspot_id: str | None = None
+    salesforce_id: str | None = None
+    salesforce_object: Literal["Lead", "Contact"] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountView:
+    """One linked account (HubSpot company and/or Salesforce Account) as the engine sees it.
+
+    The opportunity counts are aggregates the cycle computes from deals/opportunities of the account.
+    """
+
+    key: str
+    fields: Mapping[str, Any]
+    hubspot_id: str | None = None
+    salesforce_id: str | None = None
+    open_opportunities: int = 0
+    won_opportunities: int = 0
+
+
+# ------------------------------------------------------------------------------------------------- ledger
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """The sticky owner of one person or account, as the ledger remembers it."""
+
+    key: str
+    owner: str
+    team: str
+    rule: str
+    assigned_at: datetime
+    influencers: tuple[str, ...] = ()
+
+    def to_row(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "owner": self.owner,
+            "team": self.team,
+            "rule": self.rule,
+            "assigned_at": _iso(self.assigned_at),
+            "influencers": json.dumps(list(self.influencers)),
+        }
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Assignment:
+        return cls(
+            key=row["key"],
+            owner=row["owner"],
+            team=row["team"],
+            rule=row.get("rule") or "",
+            assigned_at=_required_dt(row, "assigned_at"),
+            influencers=tuple(_json(row.get("influencers") or "[]")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Override:
+    """A manual owner change a human made in one of the systems, seen by syncd at ``seen_at``."""
+
+    key: str
+    owner: str
+    seen_at: datetime
+    by: str = ""
+    system: str = ""
+
+    def to_row(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "owner": self.owner,
+            "seen_at": _iso(self.seen_at),
+            "by": self.by,
+            "system": self.system,
+        }
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Override:
+        return cls(
+            key=row["key"],
+            owner=row["owner"],
+            seen_at=_required_dt(row, "seen_at"),
+            by=row.get("by") or "",
+            system=row.get("system") or "",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RoundRobinState:
+    """A pool's smooth weighted round-robin state: each member's current credit and lifetime count."""
+
+    pool: str
+    credits: Mapping[str, int] = field(default_factory=dict)
+    assigned: Mapping[str, int] = field(default_factory=dict)
+
+    def to_row(self) -> dict[str, Any]:
+        return {
+            "pool": self.pool,
+            "state": json.dumps(
+                {"credits": dict(self.credits), "assigned": dict(self.assigned)}, sort_keys=True
+            ),
+        }
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> RoundRobinState:
+        state = _json(row.get("state") or "{}")
+        return cls(
+            pool=row["pool"], credits=dict(state.get("credits", {})), assigned=dict(state.get("assigned", {}))
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerView:
+    """What the engine needs from the ledger: sticky assignments, overrides, round-robin state, day counts.
+
+    ``daily_counts`` holds, per rep key, how many records were assigned to the rep on the current day (the
+    ledger decides which day that is); the engine adds its own assignments to them to respect daily caps.
+    """
+
+    assignments: Mapping[str, Assignment] = field(default_factory=dict)
+    overrides: Mapping[str, Override] = field(default_factory=dict)
+    round_robin: Mapping[str, RoundRobinState] = field(default_factory=dict)
+    daily_counts: Mapping[str, int] = field(default_factory=dict)
+    # Per person key, until when automatic forward stage moves are held after a backward move (recycling).
+    holds: Mapping[str, datetime] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------------------- decisions
+
+
+class TraceStep(NamedTuple):
+    """One rule the engine tried: its phase, name, whether it matched, the test and the values it saw."""
+
+    phase: str
+    rule: str
+    matched: bool
+    test: str = ""
+    values: tuple[tuple[str, Any], ...] = ()
+
+    def __str__(self) -> str:
+        text = f"{self.phase}: {self.rule}: {'yes' if self.matched else 'no'}"
+        if self.test:
+            text += f" ({self.test})"
+        if self.values:
+            text += " [" + ", ".join(f"{k}={v!r}" for k, v in self.values) + "]"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "phase": self.phase,
+            "rule": self.rule,
+            "matched": self.matched,
+            "test": self.test,
+            "values": [[k, _jsonable(v)] for k, v in self.values],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TraceStep:
+        return cls(
+            data["phase"],
+            data["rule"],
+            bool(data["matched"]),
+            data.get("test", ""),
+            tuple((k, v) for k, v in data.get("values", ())),
+        )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return _iso(value)
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+class Handoff(NamedTuple):
+    """A change of owning team, e.g. marketing -> sales."""
+
+    from_team: str
+    to_team: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The engine's verdict for one person or account, with the trace of every rule it tried.
+
+    ``owner`` is a rep key or queue owner, or None when no owner could be decided (leave it as it is).
+    ``owner_changed`` says the owner differs from the sticky one (or the systems' current one);
+    ``assigned_at`` is when the current owner was assigned (``now`` when it changed). ``rule`` names
+    what chose the owner (a routing rule's name, ``account``, ``override``, ``sticky``, ``fallback``).
+    ``create_salesforce_lead`` asks the cycle to create the Salesforce Lead of a HubSpot-only person who
+    became sales-owned.
+    """
+
+    key: str
+    kind: Kind
+    stage: str | None
+    team: str | None
+    owner: str | None
+    rule: str
+    trace: tuple[TraceStep, ...]
+    score: int | None = None
+    influencers: tuple[str, ...] = ()
+    owner_changed: bool = False
+    assigned_at: datetime | None = None
+    handoff: Handoff | None = None
+    create_salesforce_lead: bool = False
+    # Set when a backward move happened now: the ledger keeps it as the person's hold (LedgerView.holds).
+    hold_until: datetime | None = None
+
+    def assignment(self) -> Assignment | None:
+        """The sticky assignment the ledger should keep for this decision (None without an owner)."""
+        if self.owner is None or self.team is None or self.assigned_at is None:
+            return None
+        return Assignment(self.key, self.owner, self.team, self.rule, self.assigned_at, self.influencers)
+
+    def explain(self) -> str:
+        """The decision and its trace as readable lines, for ``syncd explain`` and logs."""
+        head = f"{self.kind} {self.key}: stage={self.stage} team={self.team} owner={self.owner} ({self.rule})"
+        if self.score is not None:
+            head += f" score={self.score}"
+        if self.influencers:
+            head += " influencers=" + ",".join(self.influencers)
+        if self.handoff:
+            head += f" handoff={self.handoff.from_team}->{self.handoff.to_team}"
+        if self.create_salesforce_lead:
+            head += " create-salesforce-lead"
+        return "\n".join([head, *("  " + str(step) for step in self.trace)])
+
+    def to_row(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "kind": self.kind,
+            "stage": self.stage,
+            "team": self.team,
+            "owner": self.owner,
+            "rule": self.rule,
+            "score": self.score,
+            "influencers": json.dumps(list(self.influencers)),
+            "owner_changed": self.owner_changed,
+            "assigned_at": _iso(self.assigned_at),
+            "handoff": json.dumps(list(self.handoff)) if self.handoff else None,
+            "create_salesforce_lead": self.create_salesforce_lead,
+            "hold_until": _iso(self.hold_until),
+            "trace": json.dumps([s.to_dict() for s in self.trace]),
+        }
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Decision:
+        handoff = _json(row.get("handoff"))
+        return cls(
+            key=row["key"],
+            kind=row["kind"],
+            stage=row.get("stage"),
+            team=row.get("team"),
+            owner=row.get("owner"),
+            rule=row.get("rule") or "",
+            score=row.get("score"),
+            influencers=tuple(_json(row.get("influencers") or "[]")),
+            owner_changed=bool(row.get("owner_changed")),
+            assigned_at=_dt(row.get("assigned_at")),
+            handoff=Handoff(*handoff) if handoff else None,
+            create_salesforce_lead=bool(row.get("create_salesforce_lead")),
+            hold_until=_dt(row.get("hold_until")),
+            trace=tuple(TraceStep.from_dict(s) for s in _json(row.get("trace") or "[]")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EngineResult:
+    """The output of one ``engine.decide`` call: decisions, and the state changes for the ledger to store.
+
+    ``round_robin`` holds the new state of every pool that assigned something; ``assigned_today`` the
+    number of new assignments per rep key made by this call (to add to the ledger's daily counts).
+    """
+
+    decisions: tuple[Decision, ...]
+    round_robin: Mapping[str, RoundRobinState]
+    assigned_today: Mapping[str, int]
+
+    def by_key(self) -> dict[str, Decision]:
+        return {d.key: d for d in self.decisions}
