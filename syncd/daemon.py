@@ -207,6 +207,11 @@ class Daemon(Generic[RulesT]):
         self._roster_refreshed = False
         self.stuck = False
 
+    @property
+    def scheduler(self) -> BackgroundScheduler | None:
+        """The running APScheduler scheduler (None before start() and after shutdown())."""
+        return self._scheduler
+
     # ---- rules -------------------------------------------------------------------------------------
 
     @property
@@ -532,7 +537,7 @@ class Daemon(Generic[RulesT]):
                 "outcome": outcome,
                 "duration_seconds": round(duration, 3),
                 "overran": overran,
-                **summary.log_fields(),
+                "summary": summary.log_fields(),
             },
         )
         return summary

@@ -34,12 +34,13 @@ def ledger_writable(ledger_path: Path) -> Callable[[], bool]:
     """
 
     def check() -> bool:
-        target = ledger_path if ledger_path.exists() else ledger_path.parent
-        if not os.access(target, os.W_OK):
+        directory = ledger_path.parent
+        # SQLite writes its journal next to the database, so the directory must be writable too.
+        if not directory.is_dir() or not os.access(directory, os.W_OK):
             return False
-        if target.is_file() and not os.access(target.parent, os.W_OK):
-            # SQLite writes its journal next to the database.
+        if ledger_path.exists() and not (ledger_path.is_file() and os.access(ledger_path, os.W_OK)):
             return False
+        target = ledger_path if ledger_path.exists() else directory
         try:
             return not (os.statvfs(target).f_flag & os.ST_RDONLY)
         except OSError:
@@ -180,8 +181,9 @@ class HealthServer:
         self._server.daemon_threads = True
         self.host = host
         self.port = int(self._server.server_address[1])
+        # A short poll interval bounds how long stop() waits; an idle server costs next to nothing more.
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"health:{self.port}", daemon=True
+            target=self._server.serve_forever, args=(0.1,), name=f"health:{self.port}", daemon=True
         )
 
     @property
