@@ -269,7 +269,10 @@ class SandboxApp:
 class ServerThread:
     """Serves a WSGI app over HTTPS on 127.0.0.1 in a background thread (port 0 picks a free port)."""
 
-    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0, ssl_context: Any = None) -> None:
+    def __init__(
+        self, app: Any, *, host: str = "127.0.0.1", port: int = 0, ssl_context: Any = None, poll_interval: float = 0.5
+    ) -> None:
+        # poll_interval bounds how long stop() waits for the serving loop to notice; tests use a short one.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self._server: BaseWSGIServer = make_server(host, port, app, threaded=True, ssl_context=ssl_context)
         self._server.daemon_threads = True
@@ -277,7 +280,7 @@ class ServerThread:
         self.port = int(self._server.server_port)
         self.scheme = "https" if ssl_context is not None else "http"
         self._thread = threading.Thread(target=self._server.serve_forever, name=f"sandbox:{self.port}",
-                                        daemon=True)
+                                        kwargs={"poll_interval": poll_interval}, daemon=True)
 
     @property
     def url(self) -> str:
