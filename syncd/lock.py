@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from pathlib import Path
 from types import TracebackType
 
 from syncd.errors import LedgerError, LockedError
+
+_PROBE_RETRIES = 5
+_PROBE_PAUSE = 0.02
 
 
 def lock_path_for(ledger_path: Path) -> Path:
@@ -44,7 +48,7 @@ class LedgerLock:
         except OSError as exc:
             raise LedgerError(f"cannot create the ledger lock {self.path}: {exc.strerror or exc}") from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._flock(fd)
         except BlockingIOError:
             holder = _read_pid(fd)
             os.close(fd)
@@ -60,6 +64,18 @@ class LedgerLock:
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
         return self
+
+    def _flock(self, fd: int) -> None:
+        for _ in range(_PROBE_RETRIES):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if _alive(_read_pid(fd)):
+                    raise
+                # No live holder: most likely holder_pid() probing with a shared lock for an instant.
+                time.sleep(_PROBE_PAUSE)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
     def release(self) -> None:
         """Give the lock up (idempotent)."""
@@ -97,6 +113,18 @@ def holder_pid(ledger_path: Path) -> int | None:
         return None
     finally:
         os.close(fd)
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _read_pid(fd: int) -> int | None:

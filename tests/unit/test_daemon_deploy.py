@@ -1,0 +1,141 @@
+"""deploy/: the systemd unit, the Containerfile and their README agree with the daemon they run."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from syncd.daemon import DaemonSettings
+from syncd.health import HealthServer, HealthState
+from syncd.metrics import METRIC_NAMES, Metrics
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+DEFAULTS = DaemonSettings(ledger_path=Path("syncd.db"))
+
+
+def unit_directives() -> dict[str, list[str]]:
+    """``Section.Key`` -> values, in order (systemd allows a key more than once)."""
+    directives: dict[str, list[str]] = {}
+    section = ""
+    for raw in (DEPLOY / "syncd.service").read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            section = line.strip("[]")
+            continue
+        key, _, value = line.partition("=")
+        directives.setdefault(f"{section}.{key}", []).append(value)
+    return directives
+
+
+def containerfile_instructions() -> list[tuple[str, str]]:
+    text = (DEPLOY / "Containerfile").read_text().replace("\\\n", " ")
+    return [
+        (line.split(None, 1)[0], line.split(None, 1)[1] if " " in line.strip() else "")
+        for line in (raw.strip() for raw in text.splitlines())
+        if line and not line.startswith("#")
+    ]
+
+
+def test_the_readme_documents_exactly_the_exported_metrics() -> None:
+    readme = (DEPLOY / "README.md").read_text()
+    documented = set(re.findall(r"`(syncd_[a-z_]+)`", readme))
+    assert documented == set(METRIC_NAMES)
+
+
+@pytest.mark.parametrize(
+    ("directive", "expected"),
+    [
+        pytest.param(
+            "Service.ExecStart", "/opt/syncd/bin/syncd run --config /etc/syncd/config.toml", id="start"
+        ),
+        pytest.param("Service.ExecReload", "/bin/kill -HUP $MAINPID", id="reload-is-sighup"),
+        pytest.param("Service.KillSignal", "SIGTERM", id="stop-is-sigterm"),
+        pytest.param("Service.Restart", "on-failure", id="restart"),
+        pytest.param("Service.EnvironmentFile", "/etc/syncd/syncd.env", id="secrets-env-file"),
+        pytest.param("Service.StateDirectory", "syncd", id="ledger-directory"),
+        pytest.param("Service.NoNewPrivileges", "yes", id="no-new-privileges"),
+        pytest.param("Service.ProtectSystem", "strict", id="read-only-system"),
+        pytest.param("Service.DynamicUser", "yes", id="unprivileged"),
+        pytest.param("Service.CapabilityBoundingSet", "", id="no-capabilities"),
+    ],
+)
+def test_the_unit_sets(directive: str, expected: str) -> None:
+    assert unit_directives()[directive] == [expected]
+
+
+def test_the_unit_waits_longer_than_the_daemon_takes_to_stop() -> None:
+    timeout = unit_directives()["Service.TimeoutStopSec"][0]
+    assert timeout.endswith("s")
+    assert float(timeout[:-1]) > DEFAULTS.shutdown_timeout_seconds
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed here")
+def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
+    # verify checks that ExecStart exists and that the env file is readable: point both at this machine.
+    unit = (DEPLOY / "syncd.service").read_text()
+    unit = unit.replace("/opt/syncd/bin/syncd", shutil.which("true") or "/bin/true")
+    unit = unit.replace("EnvironmentFile=/etc/syncd/syncd.env", "EnvironmentFile=-/etc/syncd/syncd.env")
+    copy = tmp_path / "syncd.service"
+    copy.write_text(unit)
+    result = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", str(copy)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == ""
+
+
+def test_the_containerfile_builds_a_non_root_image_with_a_ledger_volume() -> None:
+    instructions = containerfile_instructions()
+    froms = [arg for op, arg in instructions if op == "FROM"]
+    assert froms and all(f.startswith("python:3.11-slim") for f in froms)
+    runs = " ".join(arg for op, arg in instructions if op == "RUN")
+    assert "pip install ." in runs
+    assert ("USER", "syncd") in instructions
+    assert ("VOLUME", '["/var/lib/syncd"]') in instructions
+    assert ("EXPOSE", str(DEFAULTS.health_port)) in instructions
+    assert ("ENTRYPOINT", '["syncd"]') in instructions
+    assert ("CMD", '["run", "--config", "/etc/syncd/config.toml"]') in instructions
+    env = " ".join(arg for op, arg in instructions if op == "ENV")
+    assert f"SYNCD_HEALTH_URL=http://127.0.0.1:{DEFAULTS.health_port}/healthz" in env
+
+
+def healthcheck_command() -> list[str]:
+    arg = next(arg for op, arg in containerfile_instructions() if op == "HEALTHCHECK")
+    command: list[str] = json.loads(arg.split(" CMD ", 1)[1])
+    return command
+
+
+@pytest.fixture
+def health_server() -> Iterator[tuple[HealthServer, list[bool]]]:
+    ledger_ok = [True]
+    server = HealthServer(
+        HealthState(max_age_seconds=60, ledger_check=lambda: ledger_ok[0]), Metrics(), port=0
+    )
+    server.start()
+    yield server, ledger_ok
+    server.stop()
+
+
+@pytest.mark.parametrize(
+    ("healthy", "passes"), [pytest.param(True, True, id="200"), pytest.param(False, False, id="503")]
+)
+def test_the_image_healthcheck_follows_healthz(
+    health_server: tuple[HealthServer, list[bool]], healthy: bool, passes: bool
+) -> None:
+    server, ledger_ok = health_server
+    ledger_ok[0] = healthy
+    command = healthcheck_command()
+    assert command[0] == "python"
+    env = {**os.environ, "SYNCD_HEALTH_URL": server.url + "/healthz"}
+    result = subprocess.run([sys.executable, *command[1:]], env=env, capture_output=True, timeout=60)
+    assert (result.returncode == 0) is passes
