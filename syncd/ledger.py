@@ -440,6 +440,10 @@ class Ledger:
     ``clock`` gives the time stamped on rows; tests inject a fixed one.
     """
 
+    # Up to this many dirty records, dirty_keys starts from them; above, from the keys (measured at 100k
+    # records: 0.2 s for 5,000 dirty either way, and the dirty-first plan grows quadratically past that).
+    DIRTY_FIRST_MAX = 5000
+
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -862,17 +866,28 @@ class Ledger:
     @_guarded
     def dirty_keys(self, *, kind: str | None = None, after: str = "", limit: int = 1000) -> list[str]:
         """Keys with at least one record changed since last marked clean, in key order after ``after``."""
-        sql = (
-            "SELECT DISTINCT l.key FROM records r JOIN links l USING (system, object, id) "
-            "JOIN entities e ON e.key = l.key WHERE r.dirty = 1 AND l.key > ?"
-        )
-        params: list[Any] = [after]
-        if kind is not None:
-            sql += " AND e.kind = ?"
-            params.append(kind)
-        sql += " ORDER BY l.key LIMIT ?"
-        params.append(limit)
-        return [r["key"] for r in self.db.query(sql, params)]
+        dirty = int(self._conn.execute("SELECT count(*) FROM records WHERE dirty = 1").fetchone()[0])
+        if dirty == 0:
+            return []
+        kind_filter = "" if kind is None else " AND e.kind = ?"
+        params: list[Any] = [after, *([] if kind is None else [kind]), limit]
+        if dirty <= self.DIRTY_FIRST_MAX:
+            # Few changes (the usual incremental cycle): start from the dirty records' partial index.
+            sql = (
+                "SELECT DISTINCT l.key FROM records r INDEXED BY records_dirty CROSS JOIN links l "
+                "ON l.system = r.system AND l.object = r.object AND l.id = r.id "
+                f"CROSS JOIN entities e ON e.key = l.key WHERE r.dirty = 1 AND l.key > ?{kind_filter} "
+                "ORDER BY l.key LIMIT ?"
+            )
+        else:
+            # Many changes (a first cycle): walk the keys in order, so paging through all of them stays linear.
+            sql = (
+                "SELECT DISTINCT l.key FROM links l INDEXED BY links_by_key CROSS JOIN records r "
+                "ON r.system = l.system AND r.object = l.object AND r.id = l.id "
+                f"CROSS JOIN entities e ON e.key = l.key WHERE r.dirty = 1 AND l.key > ?{kind_filter} "
+                "ORDER BY l.key LIMIT ?"
+            )
+        return [str(row[0]) for row in self._conn.execute(sql, params)]
 
     @_guarded
     def mark_clean(self, keys: Iterable[str]) -> int:

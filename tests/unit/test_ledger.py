@@ -174,7 +174,11 @@ def test_dirty_flag_survives_a_repull_until_the_key_is_marked_clean(ledger: Ledg
     assert ledger.dirty_keys() == [key]
 
 
-def test_dirty_keys_filters_by_kind_and_pages_in_key_order(ledger: Ledger) -> None:
+@pytest.mark.parametrize("dirty_first_max", [5000, 0], ids=["few-dirty-plan", "many-dirty-plan"])
+def test_dirty_keys_filters_by_kind_and_pages_in_key_order(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch, dirty_first_max: int
+) -> None:
+    monkeypatch.setattr(Ledger, "DIRTY_FIRST_MAX", dirty_first_max)
     people = ledger.new_keys("person", 5)
     account = ledger.new_key("account")
     ledger.upsert_records([lead(f"00Q{i}") for i in range(5)])
@@ -185,6 +189,9 @@ def test_dirty_keys_filters_by_kind_and_pages_in_key_order(ledger: Ledger) -> No
     rest = ledger.dirty_keys(kind="person", after=first[-1], limit=3)
     assert first + rest == sorted(people)
     assert ledger.dirty_keys(kind="account") == [account]
+    assert ledger.dirty_keys() == sorted([*people, account])
+    ledger.mark_clean(people[:4])
+    assert ledger.dirty_keys(kind="person") == [people[4]]
 
 
 def test_mark_records_clean_handles_records_without_a_key(ledger: Ledger) -> None:

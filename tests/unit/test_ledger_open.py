@@ -7,7 +7,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -257,11 +257,11 @@ def test_the_daemon_holding_the_lock_may_open_its_ledger_once(tmp_path: Path) ->
         with Ledger(path) as ledger:
             with pytest.raises(LockedError, match="already open for writing in this process"):
                 Ledger(path)
-            ledger.start_run()
+            run = ledger.start_run()
         # Closing the ledger leaves the daemon's lock alone.
         assert holder_pid(path) == os.getpid()
         with Ledger(path) as again:
-            assert again.interrupted_runs != []
+            assert again.interrupted_runs == [run]
 
 
 def test_a_writer_is_told_when_the_ledger_stays_busy(tmp_path: Path) -> None:
@@ -286,8 +286,10 @@ def test_a_writer_is_told_when_the_ledger_stays_busy(tmp_path: Path) -> None:
         pytest.param(lambda path: build_ledger_at(path, 1), "needs an upgrade", id="outdated"),
     ],
 )
-def test_a_reader_refuses_what_only_a_writer_could_fix(tmp_path: Path, prepare: object, message: str) -> None:
+def test_a_reader_refuses_what_only_a_writer_could_fix(
+    tmp_path: Path, prepare: Callable[[Path], None], message: str
+) -> None:
     path = tmp_path / "ledger.db"
-    prepare(path)  # type: ignore[operator]
+    prepare(path)
     with pytest.raises(LedgerError, match=message):
         Ledger(path, readonly=True)
