@@ -9,10 +9,10 @@ translates at the edges. Objects the ledger stores have ``to_row()`` / ``from_ro
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, overload
 
 Kind = Literal["person", "account"]
 QUEUE_PREFIX = "queue:"
@@ -327,9 +327,81 @@ class TraceStep(NamedTuple):
 def _jsonable(value: Any) -> Any:
     if isinstance(value, datetime):
         return _iso(value)
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
     if isinstance(value, str | int | float | bool) or value is None:
         return value
     return str(value)
+
+
+# One raw trace entry as the engine records it: phase, rule, matched, test, fields to show, fixed values.
+TraceEntry = tuple[str, str, bool, str, tuple[str, ...], tuple[tuple[str, Any], ...]]
+# Several rules tried in one go: phase, per rule (name, test, fields to show), and whether each matched.
+TraceGroup = tuple[str, tuple[tuple[str, str, tuple[str, ...]], ...], list[bool]]
+
+
+class Trace(Sequence[TraceStep]):
+    """A decision's trace, built into TraceSteps only when read (the engine records cheap raw entries).
+
+    Entries name the fields whose values to show; those are read from the decision's context, with
+    ``early`` overriding it for the phases evaluated before the stage was decided ("score", "stage").
+    """
+
+    __slots__ = ("_ctx", "_early", "_raw", "_steps")
+
+    def __init__(
+        self,
+        raw: list[TraceEntry | TraceGroup],
+        ctx: Mapping[str, Any],
+        early: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._raw = raw
+        self._ctx = ctx
+        self._early = early or {}
+        self._steps: tuple[TraceStep, ...] | None = None
+
+    def steps(self) -> tuple[TraceStep, ...]:
+        if self._steps is None:
+            ctx, early = self._ctx, self._early
+            out: list[TraceStep] = []
+            for entry in self._raw:
+                phase = entry[0]
+                if phase in ("score", "stage"):
+                    look = lambda f: early[f] if f in early else ctx.get(f)  # noqa: E731
+                else:
+                    look = ctx.get
+                if len(entry) == 3:
+                    _, metas, results = entry
+                    for (rule, test, fields), matched in zip(metas, results, strict=True):
+                        out.append(TraceStep(phase, rule, matched, test, tuple((f, look(f)) for f in fields)))
+                    continue
+                _, rule, matched, test, fields, values = entry
+                if fields:
+                    values = tuple((f, look(f)) for f in fields) + values
+                out.append(TraceStep(phase, rule, matched, test, values))
+            self._steps = tuple(out)
+        return self._steps
+
+    @overload
+    def __getitem__(self, index: int) -> TraceStep: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[TraceStep]: ...
+    def __getitem__(self, index: int | slice) -> TraceStep | Sequence[TraceStep]:
+        return self.steps()[index]
+
+    def __len__(self) -> int:
+        return len(self.steps())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Trace | tuple):
+            return self.steps() == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.steps())
+
+    def __repr__(self) -> str:
+        return f"Trace({list(self.steps())!r})"
 
 
 class Handoff(NamedTuple):
@@ -339,9 +411,11 @@ class Handoff(NamedTuple):
     to_team: str
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """The engine's verdict for one person or account, with the trace of every rule it tried.
+
+    A NamedTuple rather than a frozen dataclass: the engine makes tens of thousands a second and a frozen
+    dataclass costs several times more to build.
 
     ``owner`` is a rep key or queue owner, or None when no owner could be decided (leave it as it is).
     ``owner_changed`` says the owner differs from the sticky one (or the systems' current one);
@@ -357,7 +431,7 @@ class Decision:
     team: str | None
     owner: str | None
     rule: str
-    trace: tuple[TraceStep, ...]
+    trace: Sequence[TraceStep]
     score: int | None = None
     influencers: tuple[str, ...] = ()
     owner_changed: bool = False

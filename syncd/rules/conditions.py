@@ -213,14 +213,13 @@ class _Compiler:
     def operator(
         self, field: str, kind: FieldKind, op: str, operand: Any, key: str
     ) -> tuple[Test, str, Predicate] | None:
-        get = _getter(field)
         if op in ("eq", "ne"):
             v = self.scalar(field, kind, operand, key)
             if v is _BAD:
                 return None
             if op == "eq":
-                return (lambda c: get(c) == v), f"{field} = {v!r}", Predicate(field, op, v)
-            return (lambda c: get(c) != v), f"{field} != {v!r}", Predicate(field, op, v)
+                return (lambda c: c.get(field) == v), f"{field} = {v!r}", Predicate(field, op, v)
+            return (lambda c: c.get(field) != v), f"{field} != {v!r}", Predicate(field, op, v)
         if op in ("in", "not_in"):
             if not isinstance(operand, list) or not operand:
                 self.error(key, "expected a non-empty list of values")
@@ -231,9 +230,13 @@ class _Compiler:
             allowed = frozenset(values)
             text = ", ".join(repr(v) for v in values)
             if op == "in":
-                return (lambda c: get(c) in allowed), f"{field} in [{text}]", Predicate(field, op, allowed)
+                return (
+                    (lambda c: c.get(field) in allowed),
+                    f"{field} in [{text}]",
+                    Predicate(field, op, allowed),
+                )
             return (
-                (lambda c: get(c) not in allowed),
+                (lambda c: c.get(field) not in allowed),
                 f"{field} not in [{text}]",
                 Predicate(field, op, allowed),
             )
@@ -254,7 +257,9 @@ class _Compiler:
                     self.error(key, f"low {lo!r} is above high {hi!r}")
                     return None
                 return (
-                    lambda c: isinstance(x := get(c), types) and not isinstance(x, bool) and lo <= x <= hi,
+                    lambda c: (
+                        isinstance(x := c.get(field), types) and not isinstance(x, bool) and lo <= x <= hi
+                    ),
                     f"{field} between {lo!r} and {hi!r}",
                     Predicate(field, op, (lo, hi)),
                 )
@@ -264,13 +269,13 @@ class _Compiler:
             symbol = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[op]
             test: Test
             if op == "gt":
-                test = lambda c: isinstance(x := get(c), types) and not isinstance(x, bool) and x > v  # noqa: E731
+                test = lambda c: isinstance(x := c.get(field), types) and not isinstance(x, bool) and x > v  # noqa: E731
             elif op == "gte":
-                test = lambda c: isinstance(x := get(c), types) and not isinstance(x, bool) and x >= v  # noqa: E731
+                test = lambda c: isinstance(x := c.get(field), types) and not isinstance(x, bool) and x >= v  # noqa: E731
             elif op == "lt":
-                test = lambda c: isinstance(x := get(c), types) and not isinstance(x, bool) and x < v  # noqa: E731
+                test = lambda c: isinstance(x := c.get(field), types) and not isinstance(x, bool) and x < v  # noqa: E731
             else:
-                test = lambda c: isinstance(x := get(c), types) and not isinstance(x, bool) and x <= v  # noqa: E731
+                test = lambda c: isinstance(x := c.get(field), types) and not isinstance(x, bool) and x <= v  # noqa: E731
             return test, f"{field} {symbol} {v!r}", Predicate(field, op, v)
         if op == "contains":
             if kind != "text":
@@ -281,7 +286,7 @@ class _Compiler:
                 return None
             needle = operand.casefold()
             return (
-                lambda c: isinstance(x := get(c), str) and needle in x.casefold(),
+                lambda c: isinstance(x := c.get(field), str) and needle in x.casefold(),
                 f"{field} contains {operand!r}",
                 Predicate(field, op, needle),
             )
@@ -299,7 +304,7 @@ class _Compiler:
                 return None
             search = pattern.search
             return (
-                lambda c: isinstance(x := get(c), str) and search(x) is not None,
+                lambda c: isinstance(x := c.get(field), str) and search(x) is not None,
                 f"{field} matches /{operand}/",
                 Predicate(field, op, operand),
             )
@@ -308,18 +313,11 @@ class _Compiler:
             self.error(key, f"expected true or false, got {operand!r}")
             return None
         if operand:
-            return (lambda c: get(c) not in (None, "")), f"{field} is set", Predicate(field, op, True)
-        return (lambda c: get(c) in (None, "")), f"{field} is blank", Predicate(field, op, False)
+            return (lambda c: c.get(field) not in (None, "")), f"{field} is set", Predicate(field, op, True)
+        return (lambda c: c.get(field) in (None, "")), f"{field} is blank", Predicate(field, op, False)
 
 
 _BAD = object()
-
-
-def _getter(field: str) -> Callable[[Mapping[str, Any]], Any]:
-    def get(c: Mapping[str, Any]) -> Any:
-        return c.get(field)
-
-    return get
 
 
 def _and(tests: list[Test]) -> Test:

@@ -9,7 +9,7 @@ sticky owner that another rule had chosen (e.g. a territory change).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -97,15 +97,20 @@ class Routing:
     rules: tuple[RoutingRule, ...]
     fallback_queue: str | None
 
+    _by_team: dict[tuple[str, str], tuple[RoutingRule, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        for rule in self.rules:
+            for target, applies in (("persons", rule.persons), ("accounts", rule.accounts)):
+                if applies:
+                    key = (rule.team, target)
+                    self._by_team[key] = (*self._by_team.get(key, ()), rule)
+
     def rules_for(self, team: str, target: Target) -> tuple[RoutingRule, ...]:
-        cache: dict[tuple[str, str], tuple[RoutingRule, ...]] = self.__dict__.setdefault("_cache", {})
-        found = cache.get((team, target))
-        if found is None:
-            found = tuple(
-                r for r in self.rules if r.team == team and (r.persons if target == "persons" else r.accounts)
-            )
-            cache[(team, target)] = found
-        return found
+        """The ordered rules of one team for persons or accounts."""
+        return self._by_team.get((team, target), ())
 
 
 def build_routing(

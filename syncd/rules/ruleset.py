@@ -163,9 +163,17 @@ def check_directory(directory: Path) -> tuple[RuleSet | None, Problems]:
                     "entry",
                     "no entry condition: contacts of customer accounts will not move here",
                 )
-    if problems.errors or None in (mapping, lifecycle, scoring, roster, routing, policy) or sets is None:
+    if (
+        problems.errors
+        or sets is None
+        or mapping is None
+        or lifecycle is None
+        or scoring is None
+        or roster is None
+        or routing is None
+        or policy is None
+    ):
         return None, problems
-    assert mapping and lifecycle and scoring and roster and routing and policy  # narrowed by the check above
     ruleset = RuleSet(
         directory=directory,
         digest=digest.hexdigest(),

@@ -1,0 +1,604 @@
+"""The decision engine: linked people and accounts + rules + ledger view + now -> decisions. Pure.
+
+No I/O, no clock, no client: everything comes in as values and goes out as values, so the same input always
+gives the same decisions (records are decided in the order given: round robin depends on it).
+
+For each account (first, since people follow their accounts): customer or not (policy ``[accounts]``),
+owning team, owner. For each person: score (scoring.toml), stage (lifecycle.toml), owning team, owner
+(policy + routing.toml), influencers, hand-off. Every rule tried lands in the decision's trace.
+
+Owner, in order of precedence:
+
+1. a human's manual change (``LedgerView.overrides``) within the policy's period, unless the rep is
+   inactive or a hand-off moved the record to another team since;
+2. account match (routing ``account_match`` stages): the account's owner when in the owning team;
+3. the sticky owner (``LedgerView.assignments``, else the systems' current owner), unless the rep is
+   inactive or not on the roster, is in another team (hand-off), is outside the pool of a matching
+   ``reassign`` rule, or the SLA expired without activity;
+4. the owning team's routing rules, first match wins: a queue, or a pool's weighted round robin over
+   active, available reps under their daily cap (an overflow queue when none can take it);
+5. the fallback queue.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from itertools import compress
+from typing import Any
+
+from syncd.model import (
+    AccountView,
+    Assignment,
+    Decision,
+    EngineResult,
+    Handoff,
+    LedgerView,
+    PersonView,
+    RepDirectory,
+    RoundRobinState,
+    Trace,
+    TraceEntry,
+    TraceGroup,
+    is_queue,
+    queue_owner,
+)
+from syncd.rules.routing import Pool, RoutingRule
+from syncd.rules.ruleset import RuleSet
+
+_DAY_SECONDS = 86400.0
+_LN2 = math.log(2)
+_NUMBER = (int, float)
+
+
+def decide(
+    persons: Iterable[PersonView],
+    accounts: Iterable[AccountView],
+    rules: RuleSet,
+    ledger_view: LedgerView,
+    now: datetime,
+    *,
+    directory: RepDirectory | None = None,
+) -> EngineResult:
+    """Decides stage, score, team, owner and influencers for every account and person given.
+
+    ``now`` must be timezone-aware. ``directory`` (the reps as the systems list them) makes reps that are
+    deactivated or archived in either system, or unknown to both, count as inactive; without it the roster
+    alone says who is active. Accounts are decided first; a person's account fields (``account.<field>``)
+    and account owner come from ``accounts`` (or, for the owner, the ledger's assignment of the account).
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    # The engine makes many small containers and no reference cycles, so the cyclic collector has nothing
+    # to find here; pausing it for the call spares it rescanning the caller's (often large) heap again and
+    # again, which otherwise costs about half the engine's time. Reference counting frees memory as usual.
+    paused = gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        run = _Run(rules, ledger_view, now, directory)
+        decisions: list[Decision] = [run.decide_account(a) for a in accounts]
+        decisions.extend(run.decide_person(p) for p in persons)
+        return EngineResult(tuple(decisions), run.round_robin_changes(), dict(run.assigned_today))
+    finally:
+        if paused:
+            gc.enable()
+
+
+class _Run:
+    """The state of one ``decide`` call: rule lookups, availability, round-robin credits, day counts."""
+
+    def __init__(
+        self, rules: RuleSet, ledger: LedgerView, now: datetime, directory: RepDirectory | None
+    ) -> None:
+        self.rules = rules
+        self.ledger = ledger
+        self.now = now
+        self.lifecycle = rules.lifecycle
+        self.scoring = rules.scoring
+        self.routing = rules.routing
+        self.policy = rules.policy
+        self.roster = rules.roster.reps
+        self.stage_by_name = {s.name: s for s in rules.lifecycle.stages}
+        self.first_stage = rules.lifecycle.stages[0]
+        self.qualifies = self.stage_by_name.get(rules.scoring.qualifies)
+        self.entry_stages = tuple(s for s in rules.lifecycle.stages if s.entry is not None)
+        self.fit_tests = tuple(r.when.test for r in rules.scoring.fit)
+        self.fit_points = tuple(r.points for r in rules.scoring.fit)
+        self.fit_meta = tuple(
+            (r.name, f"{r.points:+d} if {r.when.text}", r.when.fields) for r in rules.scoring.fit
+        )
+        self.engagement_rules = tuple(
+            (r.name, r.when, r.field, r.points, r.cap, r.half_life_days, r.date_field)
+            for r in rules.scoring.engagement
+        )
+        self.decided_entry: dict[str, TraceEntry] = {
+            s.name: ("stage", "decided", True, f"{s.name} (owned by {s.team})", (), ())
+            for s in rules.lifecycle.stages
+        }
+        self.threshold_label = f"threshold: {self.qualifies.name}" if self.qualifies else ""
+        self.threshold_text = f"score >= {rules.scoring.threshold}"
+        self.override_window = timedelta(days=rules.policy.override_days)
+        self.sla_window = timedelta(hours=rules.policy.sla_hours)
+        # Why a rep cannot take new records right now ("" when they can); constant during one call.
+        self.inactive: dict[str, str] = {}
+        self.unavailable: dict[str, str] = {}
+        for key, rep in self.roster.items():
+            if not rep.active:
+                self.inactive[key] = "inactive (roster)"
+            elif directory is not None and key not in directory.reps:
+                self.inactive[key] = "unknown to both systems"
+            elif directory is not None and not directory.is_active(key):
+                self.inactive[key] = "deactivated in a system"
+            else:
+                ok, why = rep.available(now)
+                if not ok:
+                    self.unavailable[key] = why
+        self.counts: dict[str, int] = dict(ledger.daily_counts)
+        self.assigned_today: dict[str, int] = {}
+        self.credits: dict[str, dict[str, int]] = {}
+        self.assigned: dict[str, dict[str, int]] = {}
+        self.touched_pools: set[str] = set()
+        self.pool_cache: dict[str, tuple[tuple[tuple[str, int, int | None], ...], tuple[str, ...]]] = {}
+        self.account_ctx: dict[str, dict[str, Any]] = {}
+        self.account_owner: dict[str, tuple[str | None, str | None]] = {}
+
+    # ----------------------------------------------------------------------------------- reps
+
+    def why_not_owner(self, owner: str) -> str:
+        """Why a sticky owner cannot keep a record ("" when they can)."""
+        if is_queue(owner):
+            return "a queue is no owner to keep"
+        if owner not in self.roster:
+            return "not on the roster"
+        return self.inactive.get(owner, "")
+
+    def pool_members(self, pool: Pool) -> tuple[tuple[tuple[str, int, int | None], ...], tuple[str, ...]]:
+        """The pool's members who may take records during this call (key, weight, cap), and who may not."""
+        found = self.pool_cache.get(pool.name)
+        if found is None:
+            members = []
+            skipped = []
+            for member in pool.members:
+                why = self.inactive.get(member) or self.unavailable.get(member)
+                if why:
+                    skipped.append(f"{member}: {why}")
+                else:
+                    rep = self.roster[member]
+                    members.append((member, rep.weight, rep.daily_cap))
+            found = (tuple(members), tuple(skipped))
+            self.pool_cache[pool.name] = found
+        return found
+
+    def pick(self, pool: Pool, exclude: str | None, trace: list[TraceEntry | TraceGroup]) -> str | None:
+        """Smooth weighted round robin over the pool's members who can take a record now.
+
+        Each eligible member earns its weight in credit; the richest (first in pool order on a tie) gets
+        the record and pays the total weight of the eligible members. Members who cannot take records earn
+        nothing meanwhile, so a rep back from leave does not receive a burst of catch-up assignments.
+        """
+        credits = self.credits.get(pool.name)
+        if credits is None:
+            state = self.ledger.round_robin.get(pool.name)
+            credits = dict(state.credits) if state else {}
+            self.credits[pool.name] = credits
+            self.assigned[pool.name] = dict(state.assigned) if state else {}
+        members, static_skips = self.pool_members(pool)
+        counts = self.counts
+        skipped: list[str] | None = None
+        total = 0
+        best = ""
+        best_credit = 0
+        eligible = []
+        for member, weight, cap in members:
+            if member == exclude or (cap is not None and counts.get(member, 0) >= cap):
+                if skipped is None:
+                    skipped = []
+                skipped.append(
+                    f"{member}: SLA expired with them"
+                    if member == exclude
+                    else f"{member}: daily cap {cap} reached"
+                )
+                continue
+            eligible.append((member, weight))
+            total += weight
+        for member, weight in eligible:
+            credit = credits.get(member, 0) + weight
+            credits[member] = credit
+            if not best or credit > best_credit:
+                best, best_credit = member, credit
+        why_skipped = static_skips + tuple(skipped) if skipped else static_skips
+        if not best:
+            trace.append(
+                ("route", "pool " + pool.name, False, "nobody can take it", (), (("skipped", why_skipped),))
+            )
+            return None
+        credits[best] -= total
+        assigned = self.assigned[pool.name]
+        assigned[best] = assigned.get(best, 0) + 1
+        counts[best] = counts.get(best, 0) + 1
+        self.assigned_today[best] = self.assigned_today.get(best, 0) + 1
+        self.touched_pools.add(pool.name)
+        values = (("chose", best), ("skipped", why_skipped)) if why_skipped else (("chose", best),)
+        trace.append(("route", "pool " + pool.name, True, "weighted round robin", (), values))
+        return best
+
+    def round_robin_changes(self) -> dict[str, RoundRobinState]:
+        return {
+            name: RoundRobinState(name, dict(self.credits[name]), dict(self.assigned[name]))
+            for name in sorted(self.touched_pools)
+        }
+
+    # ----------------------------------------------------------------------------------- routing
+
+    def matching_rule(
+        self, rules: tuple[RoutingRule, ...], ctx: Mapping[str, Any], trace: list[TraceEntry | TraceGroup]
+    ) -> RoutingRule | None:
+        for rule in rules:
+            matched = rule.when.test(ctx)
+            trace.append(("route", rule.name, matched, rule.when.text, rule.when.fields, ()))
+            if matched:
+                return rule
+        return None
+
+    def route(
+        self,
+        rule: RoutingRule | None,
+        exclude: str | None,
+        for_accounts: bool,
+        trace: list[TraceEntry | TraceGroup],
+    ) -> tuple[str | None, str]:
+        """The owner the routing gives (rule already chosen), and the name of what chose it."""
+        if rule is not None:
+            if rule.queue is not None:
+                return queue_owner(rule.queue), rule.name
+            pool = self.routing.pools[rule.pool or ""]
+            rep = self.pick(pool, exclude, trace)
+            if rep is not None:
+                return rep, rule.name
+            if rule.overflow_queue is not None and not for_accounts:
+                trace.append(("route", "overflow", True, f"queue {rule.overflow_queue}", (), ()))
+                return queue_owner(rule.overflow_queue), rule.name
+        if for_accounts:
+            trace.append(
+                ("route", "fallback", False, "accounts cannot wait in a queue: owner unchanged", (), ())
+            )
+            return None, "unrouted"
+        fallback = self.routing.fallback_queue
+        if fallback is None:
+            trace.append(("route", "fallback", False, "no fallback queue: owner unchanged", (), ()))
+            return None, "unrouted"
+        trace.append(("route", "fallback", True, f"queue {fallback}", (), ()))
+        return queue_owner(fallback), "fallback"
+
+    def choose_owner(
+        self,
+        key: str,
+        team: str,
+        stage: str | None,
+        ctx: Mapping[str, Any],
+        current_owner: str | None,
+        matched_owner: str | None,
+        handoff: Handoff | None,
+        for_accounts: bool,
+        trace: list[TraceEntry | TraceGroup],
+    ) -> tuple[str | None, str, datetime | None, Assignment | None, str | None]:
+        """(owner, rule, assigned_at, previous assignment, previous owner) for one record."""
+        now = self.now
+        prev = self.ledger.assignments.get(key)
+        base_owner = prev.owner if prev is not None else current_owner
+        base_rule = prev.rule if prev is not None else "current owner"
+
+        override = self.ledger.overrides.get(key)
+        if override is not None and self.policy.override_days > 0:
+            until = override.seen_at + self.override_window
+            why = ""
+            if now >= until:
+                why = f"expired {until.isoformat()}"
+            elif not is_queue(override.owner) and self.why_not_owner(override.owner):
+                why = f"{override.owner} {self.why_not_owner(override.owner)}"
+            elif handoff is not None and prev is not None and prev.assigned_at > override.seen_at:
+                why = "a hand-off came after it"
+            elif (
+                handoff is not None
+                and not is_queue(override.owner)
+                and self.roster[override.owner].team != team
+            ):
+                why = f"hand-off to {team}"
+            if not why:
+                trace.append(
+                    (
+                        "owner",
+                        "manual override",
+                        True,
+                        f"set by {override.by or 'a user'}, kept until {until.isoformat()}",
+                        (),
+                        (),
+                    )
+                )
+                assigned_at = (
+                    prev.assigned_at
+                    if prev is not None and prev.owner == override.owner
+                    else override.seen_at
+                )
+                return override.owner, "override", assigned_at, prev, base_owner
+            trace.append(("owner", "manual override", False, why, (), ()))
+
+        if matched_owner is not None:
+            assigned_at = prev.assigned_at if prev is not None and prev.owner == matched_owner else now
+            return matched_owner, "account", assigned_at, prev, base_owner
+
+        rules = self.routing.rules_for(team, "accounts" if for_accounts else "persons")
+        rule: RoutingRule | None = None
+        rule_done = False
+        exclude: str | None = None
+        if self.policy.sticky and base_owner is not None:
+            why = self.why_not_owner(base_owner)
+            if not why:
+                rep_team = self.roster[base_owner].team
+                if rep_team != team:
+                    why = f"hand-off: {base_owner} is in {rep_team}, the record now belongs to {team}"
+            if (
+                not why
+                and prev is not None
+                and stage in self.policy.sla_stages
+                and self.policy.sla_activity_field
+            ):
+                deadline = prev.assigned_at + self.sla_window
+                activity = ctx.get(self.policy.sla_activity_field)
+                touched = isinstance(activity, datetime) and activity > prev.assigned_at
+                if now >= deadline and not touched:
+                    why = f"SLA {self.policy.sla_hours:g}h expired {deadline.isoformat()} without activity"
+                    exclude = base_owner
+            if not why:
+                rule = self.matching_rule(rules, ctx, trace)
+                rule_done = True
+                if rule is not None and rule.reassign:
+                    members = self.routing.pools[rule.pool].members if rule.pool else ()
+                    if base_owner not in members:
+                        why = f're-assigning rule "{rule.name}" matches and {base_owner} is not in its pool'
+            if not why:
+                trace.append(("owner", "sticky", True, f"{base_owner} keeps it ({base_rule})", (), ()))
+                assigned_at = prev.assigned_at if prev is not None else now
+                return base_owner, prev.rule if prev is not None else "sticky", assigned_at, prev, base_owner
+            trace.append(("owner", "sticky", False, f"{base_owner}: {why}", (), ()))
+        if not rule_done:
+            rule = self.matching_rule(rules, ctx, trace)
+        owner, chosen_by = self.route(rule, exclude, for_accounts, trace)
+        if owner is None:
+            return None, chosen_by, None, prev, base_owner
+        assigned_at = prev.assigned_at if prev is not None and prev.owner == owner else now
+        return owner, chosen_by, assigned_at, prev, base_owner
+
+    def influencers(
+        self, prev: Assignment | None, base_owner: str | None, owner: str | None, team: str
+    ) -> tuple[str, ...]:
+        if (prev is None or not prev.influencers) and (base_owner is None or base_owner == owner):
+            return ()
+        found = list(prev.influencers) if prev is not None else []
+        if (
+            base_owner is not None
+            and base_owner != owner
+            and team in self.policy.keep_previous_owner_for
+            and not is_queue(base_owner)
+            and base_owner in self.roster
+            and self.roster[base_owner].team != team
+        ):
+            found.append(base_owner)
+        return tuple(
+            dict.fromkeys(i for i in found if i != owner and i in self.roster and i not in self.inactive)
+        )
+
+    # ----------------------------------------------------------------------------------- accounts
+
+    def decide_account(self, account: AccountView) -> Decision:
+        trace: list[TraceEntry | TraceGroup] = []
+        ctx: dict[str, Any] = dict(account.fields)
+        ctx["open_opportunities"] = account.open_opportunities
+        ctx["won_opportunities"] = account.won_opportunities
+        policy = self.policy
+        customer = False
+        if policy.customer_stage is not None:
+            customer = policy.customer_when.test(ctx)
+            trace.append(
+                ("stage", "customer", customer, policy.customer_when.text, policy.customer_when.fields, ())
+            )
+        ctx["customer"] = customer
+        self.account_ctx[account.key] = {"account." + k: v for k, v in ctx.items()}
+        stage = policy.customer_stage if customer else None
+        team = self.stage_by_name[stage].team if customer and stage is not None else policy.prospect_team
+        current = account.fields.get("owner")
+        if team is None:
+            trace.append(("owner", "team", False, "no prospect_team in policy: owner unchanged", (), ()))
+            self.account_owner[account.key] = (None, None)
+            return Decision(account.key, "account", stage, None, None, "unrouted", Trace(trace, ctx))
+        prev = self.ledger.assignments.get(account.key)
+        prev_team = prev.team if prev is not None else None
+        if prev_team is None and isinstance(current, str) and current in self.roster:
+            prev_team = self.roster[current].team
+        handoff = Handoff(prev_team, team) if prev_team is not None and prev_team != team else None
+        owner, rule, assigned_at, prev, base_owner = self.choose_owner(
+            account.key, team, stage, ctx, current, None, handoff, True, trace
+        )
+        self.account_owner[account.key] = (owner, team)
+        return Decision(
+            key=account.key,
+            kind="account",
+            stage=stage,
+            team=team,
+            owner=owner,
+            rule=rule,
+            trace=Trace(trace, ctx),
+            influencers=self.influencers(prev, base_owner, owner, team),
+            owner_changed=owner is not None and owner != base_owner,
+            assigned_at=assigned_at,
+            handoff=handoff,
+        )
+
+    # ----------------------------------------------------------------------------------- persons
+
+    def score(self, ctx: Mapping[str, Any], trace: list[TraceEntry | TraceGroup]) -> tuple[int, float, float]:
+        scoring = self.scoring
+        results = [test(ctx) for test in self.fit_tests]
+        trace.append(("score", self.fit_meta, results))
+        fit: float = sum(compress(self.fit_points, results))
+        if scoring.fit_cap is not None and fit > scoring.fit_cap:
+            fit = scoring.fit_cap
+        engagement = 0.0
+        now = self.now
+        ages: dict[str, float] = {}
+        for name, when, field, per, cap, half_life, date_field in self.engagement_rules:
+            if when is not None and not when.test(ctx):
+                trace.append(("score", name, False, when.text, when.fields, ()))
+                continue
+            if field is not None:
+                count: Any = ctx.get(field)
+                if type(count) not in _NUMBER or count <= 0:
+                    trace.append(("score", name, False, "no count", (), ((field, count),)))
+                    continue
+                points = count * per
+            else:
+                points = per
+            if cap is not None and points > cap:
+                points = cap
+            if half_life is not None and date_field is not None:
+                age = ages.get(date_field)
+                if age is None:
+                    at = ctx.get(date_field)
+                    age = (
+                        max((now - at).total_seconds() / _DAY_SECONDS, 0.0)
+                        if isinstance(at, datetime)
+                        else -1.0
+                    )
+                    ages[date_field] = age
+                points = points * math.exp(-_LN2 * age / half_life) if age >= 0 else 0.0
+            engagement += points
+            trace.append(
+                (
+                    "score",
+                    name,
+                    True,
+                    "",
+                    (),
+                    ((field, ctx.get(field)), ("points", points)) if field else (("points", points),),
+                )
+            )
+        if scoring.engagement_cap is not None and engagement > scoring.engagement_cap:
+            engagement = scoring.engagement_cap
+        total = fit + engagement
+        score = math.floor(min(max(total, 0.0), scoring.max) + 0.5)
+        return score, fit, engagement
+
+    def stage(
+        self, person: PersonView, ctx: Mapping[str, Any], score: int, trace: list[TraceEntry | TraceGroup]
+    ) -> tuple[str, datetime | None]:
+        """The person's stage, and until when forward moves are held when a backward move happened now."""
+        reading = ctx.get("stage")
+        current = self.stage_by_name.get(reading) if isinstance(reading, str) else None
+        if reading is not None and current is None:
+            trace.append(("stage", "current", False, f"unknown stage {reading!r} ignored", (), ()))
+        if current is not None:
+            for move in self.lifecycle.backward:
+                if current.name not in move.from_stages:
+                    continue
+                matched = move.when.test(ctx)
+                trace.append(("stage", "back: " + move.name, matched, move.when.text, move.when.fields, ()))
+                if matched:
+                    hold = self.now + timedelta(days=move.hold_days) if move.hold_days else None
+                    return move.to, hold
+        best = current if current is not None else self.first_stage
+        hold_until = self.ledger.holds.get(person.key)
+        if hold_until is not None and self.now < hold_until:
+            trace.append(
+                ("stage", "hold", True, f"recycled: stays {best.name} until {hold_until.isoformat()}", (), ())
+            )
+            return best.name, None
+        for stage in self.entry_stages:
+            if stage.index <= best.index:
+                continue
+            entry = stage.entry
+            if entry is None:
+                continue
+            matched = entry.test(ctx)
+            trace.append(("stage", "entry: " + stage.name, matched, entry.text, entry.fields, ()))
+            if matched:
+                best = stage
+        q = self.qualifies
+        if q is not None and q.index > best.index:
+            matched = score >= self.scoring.threshold
+            trace.append(
+                ("stage", self.threshold_label, matched, self.threshold_text, (), (("score", score),))
+            )
+            if matched:
+                best = q
+        return best.name, None
+
+    def decide_person(self, person: PersonView) -> Decision:
+        trace: list[TraceEntry | TraceGroup] = []
+        ctx: dict[str, Any] = dict(person.fields)
+        ctx["salesforce_object"] = person.salesforce_object
+        ctx["hubspot_only"] = person.salesforce_id is None
+        account_key = person.account_key
+        ctx["has_account"] = account_key is not None
+        if account_key is not None:
+            actx = self.account_ctx.get(account_key)
+            if actx is not None:
+                ctx.update(actx)
+        reading = ctx.get("stage")
+        score, fit, engagement = self.score(ctx, trace)
+        ctx["score"] = score
+        ctx["fit_score"] = fit
+        ctx["engagement_score"] = engagement
+        stage_name, hold = self.stage(person, ctx, score, trace)
+        ctx["stage"] = stage_name
+        stage = self.stage_by_name[stage_name]
+        team = stage.team
+        trace.append(self.decided_entry[stage_name])
+
+        prev = self.ledger.assignments.get(person.key)
+        if prev is not None:
+            prev_team: str | None = prev.team
+        else:
+            current_stage = self.stage_by_name.get(reading) if isinstance(reading, str) else None
+            prev_team = current_stage.team if current_stage is not None else None
+        handoff = Handoff(prev_team, team) if prev_team is not None and prev_team != team else None
+
+        matched_owner = None
+        if stage_name in self.routing.account_match and account_key is not None:
+            owner, owner_team = self.account_owner.get(account_key, (None, None))
+            if owner is None:
+                assignment = self.ledger.assignments.get(account_key)
+                if assignment is not None:
+                    owner, owner_team = assignment.owner, assignment.team
+            ok = owner is not None and owner_team == team and not self.why_not_owner(owner)
+            trace.append(("owner", "account match", ok, f"account owner {owner} ({owner_team})", (), ()))
+            if ok:
+                matched_owner = owner
+
+        current = person.fields.get("owner")
+        owner, rule, assigned_at, prev, base_owner = self.choose_owner(
+            person.key, team, stage_name, ctx, current, matched_owner, handoff, False, trace
+        )
+        create_lead = person.salesforce_id is None and team in self.policy.create_lead_for
+        if create_lead:
+            trace.append(
+                ("handoff", "create Salesforce Lead", True, "HubSpot-only and owned by " + team, (), ())
+            )
+        return Decision(
+            key=person.key,
+            kind="person",
+            stage=stage_name,
+            team=team,
+            owner=owner,
+            rule=rule,
+            trace=Trace(trace, ctx, {"stage": reading}),
+            score=score,
+            influencers=self.influencers(prev, base_owner, owner, team),
+            owner_changed=owner is not None and owner != base_owner,
+            assigned_at=assigned_at,
+            handoff=handoff,
+            create_salesforce_lead=create_lead,
+            hold_until=hold,
+        )
