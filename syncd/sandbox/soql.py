@@ -440,7 +440,8 @@ class _Parser:
                 break
             self.advance()
         self.expect_kw("FROM")
-        obj = self.name()
+        # "Group" is a keyword and also the sObject that holds queues: right after FROM it names the object.
+        obj = self.advance() if self.tok.kind == "IDENT" and self.tok.value.upper() == "GROUP" else self.name()
         query = Query(self.text, obj.value, obj.pos, tuple(fields), count)
         where: Condition | None = None
         order: list[OrderItem] = []
