@@ -1,0 +1,138 @@
+"""syncd's reach into Salesforce and HubSpot: one interface (``base``), two implementations, one policy.
+
+``connectors_from_config(config)`` builds both from a loaded ``config.toml``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from syncd.config import Config
+from syncd.connectors.base import (
+    BudgetState,
+    Change,
+    Connector,
+    Page,
+    PushResult,
+    RawRecord,
+    RepRecord,
+    Watermark,
+)
+from syncd.connectors.hubspot import HubSpotConnector
+from syncd.connectors.salesforce import SalesforceConnector
+
+__all__ = [
+    "BudgetState",
+    "Change",
+    "Connector",
+    "HubSpotConnector",
+    "Page",
+    "PushResult",
+    "RawRecord",
+    "RepRecord",
+    "SalesforceConnector",
+    "Watermark",
+    "connectors_from_config",
+]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def connectors_from_config(
+    config: Config,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    now: Callable[[], datetime] = _utcnow,
+    **overrides: Any,
+) -> tuple[SalesforceConnector, HubSpotConnector]:
+    """Both connectors as ``config`` describes them; the real services, or the sandbox of ``[sandbox]``.
+
+    ``overrides`` are passed to both constructors (e.g. ``lookback_seconds=0`` in tests).
+    """
+    from simple_salesforce import Salesforce
+
+    sf, hs, budget = config.salesforce, config.hubspot, config.budget
+    info = config.sandbox_info
+    ca_sf = info.ca_file if info is not None else sf.ca_file
+    ca_hs = info.ca_file if info is not None else hs.ca_file
+    auth = "session" if info is not None else sf.auth
+    instance_url = info.instance_url if info is not None else sf.instance_url
+    version = info.api_version if info is not None else sf.api_version
+
+    def secret(name: str) -> str:
+        return config.secret(name).get_secret_value()
+
+    def factory(session: Any) -> Salesforce:
+        common: dict[str, Any] = {"session": session, "version": version}
+        if auth == "session":
+            return Salesforce(
+                instance_url=instance_url, session_id=secret("salesforce.access_token"), **common
+            )
+        if auth == "jwt":
+            key: dict[str, Any] = (
+                {"privatekey_file": str(sf.private_key_file)}
+                if sf.private_key_file is not None
+                else {"privatekey": secret("salesforce.private_key")}
+            )
+            return Salesforce(
+                username=sf.username,
+                consumer_key=secret("salesforce.consumer_key"),
+                domain=sf.domain,
+                instance_url=instance_url,
+                **key,
+                **common,
+            )
+        if auth == "client_credentials":
+            return Salesforce(
+                consumer_key=secret("salesforce.consumer_key"),
+                consumer_secret=secret("salesforce.consumer_secret"),
+                domain=sf.domain,
+                **common,
+            )
+        return Salesforce(
+            username=sf.username,
+            password=secret("salesforce.password"),
+            security_token=secret("salesforce.security_token"),
+            domain=sf.domain,
+            **common,
+        )
+
+    timing: dict[str, Any] = {"clock": clock, "sleep": sleep, "now": now}
+    sf_options: dict[str, Any] = dict(
+        ca_file=ca_sf,
+        timeout=sf.timeout_seconds,
+        requests_per_10s=budget.salesforce.requests_per_10s,
+        daily_share=budget.salesforce.daily_share,
+        daily_allowance=budget.salesforce.daily_allowance,
+        org_ceiling=budget.salesforce.org_ceiling,
+        max_attempts=budget.salesforce.max_attempts,
+        max_backoff=budget.salesforce.max_backoff_seconds,
+        lookback_seconds=sf.lookback_seconds,
+        page_size=sf.page_size,
+        bulk_threshold=sf.bulk_threshold,
+        refreshable=auth != "session",
+        **timing,
+    )
+    hs_options: dict[str, Any] = dict(
+        host=info.hubspot_host if info is not None else hs.host,
+        ca_file=ca_hs,
+        timeout=hs.timeout_seconds,
+        requests_per_10s=budget.hubspot.requests_per_10s,
+        search_per_second=budget.hubspot.search_per_second,
+        daily_share=budget.hubspot.daily_share,
+        daily_allowance=budget.hubspot.daily_allowance,
+        org_ceiling=budget.hubspot.org_ceiling,
+        max_attempts=budget.hubspot.max_attempts,
+        max_backoff=budget.hubspot.max_backoff_seconds,
+        lookback_seconds=hs.lookback_seconds,
+        **timing,
+    )
+    salesforce = SalesforceConnector(factory, **{**sf_options, **overrides})
+    hubspot = HubSpotConnector.connect(secret("hubspot.token"), **{**hs_options, **overrides})
+    return salesforce, hubspot

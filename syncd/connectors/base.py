@@ -1,0 +1,230 @@
+"""The connector interface: syncd's one way into Salesforce and HubSpot.
+
+A connector pulls the records of an object changed since a watermark as a stream of pages, reads records by
+id in batches, pushes field updates and creates in batches with one result per record, and lists the reps
+who can own records. Records are plain dicts in the system's own field names, wrapped in a small envelope
+(:class:`RawRecord`); the mapping layer turns them into logical fields.
+
+Watermarks are opaque strings to callers. Each page carries the watermark reached *after* its records, so a
+caller stores it only once it has processed that page, and a later ``pull(object, since=watermark)`` goes on
+from there. Pulls are at-least-once: a record can come again (look-back overlap, ties at one timestamp), never
+be skipped.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
+
+from syncd.errors import FatalConnectorError
+
+__all__ = [
+    "ALL_AT_TIMESTAMP",
+    "BudgetState",
+    "Change",
+    "Connector",
+    "Page",
+    "PushResult",
+    "RawRecord",
+    "RepRecord",
+    "Watermark",
+    "batched",
+]
+
+System = Literal["salesforce", "hubspot"]
+
+# The id part of a watermark that says "every record at this timestamp is done" (sorts after any id).
+ALL_AT_TIMESTAMP = "~"
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """One record as the system sent it: its fields by the system's names, and an envelope."""
+
+    system: System
+    object: str
+    id: str
+    modified_at: datetime
+    deleted: bool
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Records pulled in one response, and the watermark to store once they are processed."""
+
+    records: list[RawRecord]
+    watermark: str
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One record to write: an update of ``id``, or a create (``id`` None) keyed by ``key`` for idempotency.
+
+    A create's ``key`` goes into the object's idempotency field (Salesforce: the external-id field syncd
+    upserts on, ``Syncd_HubSpot_Id__c``; HubSpot: ``syncd_salesforce_id``), so a retried create finds the
+    record the first attempt made instead of making another.
+    """
+
+    fields: Mapping[str, Any]
+    id: str | None = None
+    key: str | None = None
+
+    @classmethod
+    def update(cls, id: str, fields: Mapping[str, Any]) -> Change:
+        return cls(fields=fields, id=id)
+
+    @classmethod
+    def create(cls, key: str | None, fields: Mapping[str, Any]) -> Change:
+        return cls(fields=fields, key=key)
+
+    @property
+    def is_create(self) -> bool:
+        return self.id is None
+
+
+@dataclass(frozen=True, slots=True)
+class PushResult:
+    """What became of one Change, at the same position as the change in the pushed sequence."""
+
+    ok: bool
+    id: str | None  # the record's id; for a successful create, the new record's id
+    created: bool = False
+    code: str = ""  # the system's error code on failure, e.g. INACTIVE_OWNER_OR_USER, INVALID_OWNER_ID
+    message: str = ""
+    key: str | None = None  # the change's create key, echoed
+
+
+@dataclass(frozen=True, slots=True)
+class RepRecord:
+    """A Salesforce User or Queue, or a HubSpot owner, as the system lists it."""
+
+    system: System
+    kind: Literal["user", "queue", "owner"]
+    id: str
+    email: str | None
+    name: str
+    active: bool  # False for a deactivated User or an archived owner
+    user_id: str | None = None  # HubSpot: the owner's userId (who made a change); Salesforce: None
+    developer_name: str | None = None  # Salesforce queues
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetState:
+    """A connector's spend of its daily budget, and the org-wide usage the system last reported."""
+
+    system: System
+    day: str  # UTC date the counts are for
+    spent: int  # syncd's calls today
+    cap: int  # syncd's share of the allowance
+    allowance: int
+    org_used: int | None  # all apps' use, as the system last reported it
+    org_limit: int | None
+    exhausted: bool
+    requests_per_10s: int
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.cap - self.spent)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Watermark:
+    """A pull position: every record ordered at or before (``at``, ``id``) is processed.
+
+    ``id`` "" means none of the records at ``at`` are; ``ALL_AT_TIMESTAMP`` means all are.
+    """
+
+    at: datetime
+    id: str = ""
+
+    def encode(self) -> str:
+        stamp = self.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{stamp}.{self.at.microsecond // 1000:03d}Z#{self.id}"
+
+    @classmethod
+    def decode(cls, text: str, *, system: str = "") -> Watermark:
+        stamp, sep, id_ = text.partition("#")
+        try:
+            at = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        except ValueError:
+            at = None
+        if not sep or at is None or at.tzinfo is None:
+            raise FatalConnectorError(
+                f"unreadable watermark {text!r}: clear it (the next pull starts from the beginning)",
+                system=system,
+            )
+        return cls(at.astimezone(UTC), id_)
+
+
+def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Lists of up to ``size`` items, in order, without holding more than one batch."""
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class Connector(ABC):
+    """What the sync cycle needs from one system. Implementations: SalesforceConnector, HubSpotConnector."""
+
+    system: ClassVar[System]
+    objects: ClassVar[tuple[str, ...]]
+
+    @abstractmethod
+    def pull(
+        self, object: str, since: str | None = None, *, fields: Sequence[str] | None = None
+    ) -> Iterator[Page]:
+        """Pages of records of ``object`` changed after ``since`` (all records when None), oldest first.
+
+        Deleted (Salesforce) and archived (HubSpot) records come with ``deleted=True``. ``fields`` defaults
+        to the connector's configured fields for the object.
+        """
+
+    @abstractmethod
+    def read(
+        self, object: str, ids: Iterable[str], *, fields: Sequence[str] | None = None
+    ) -> Iterator[list[RawRecord]]:
+        """The records with these ids, in batches as the API returns them; unknown ids are left out."""
+
+    @abstractmethod
+    def push_batches(self, object: str, changes: Iterable[Change]) -> Iterator[list[PushResult]]:
+        """Send ``changes`` in batches as large as the API allows, yielding each batch's results in order.
+
+        Lazy: nothing is sent until iterated, and each batch is sent only when the previous one's results
+        were taken, so a caller can record results batch by batch. A record the system rejects is a failed
+        result; the rest of the batch proceeds. Raises BudgetExhausted, RetriableError after retries, or
+        FatalConnectorError/AuthError for failures no record can be blamed for.
+        """
+
+    def push(self, object: str, changes: Iterable[Change]) -> list[PushResult]:
+        """All results of ``push_batches``, one per change, in the changes' order."""
+        return [result for batch in self.push_batches(object, changes) for result in batch]
+
+    @abstractmethod
+    def list_reps(self) -> list[RepRecord]:
+        """Everyone who can own records, inactive and archived ones included (flagged)."""
+
+    @abstractmethod
+    def call_counts(self) -> dict[str, int]:
+        """API calls sent so far (retries included), by kind, e.g. ``{"query": 3, "composite PATCH": 50}``."""
+
+    @abstractmethod
+    def budget_state(self) -> BudgetState:
+        """Today's spend against the daily budget."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook: most connectors hold nothing to release
+        """Release connections."""
+
+    def __enter__(self) -> Connector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,639 @@
+"""The HubSpot connector, on hubspot-api-client.
+
+- Pulls: CRM search on the last-modified property (``lastmodifieddate`` on contacts, ``hs_lastmodifieddate``
+  on companies and deals), ascending, 200 a page. A search stops at 10,000 results, and bulk imports give
+  thousands of records one timestamp, so the pull walks a cursor (timestamp, id): it pages a range of later
+  timestamps, and when a query would pass 10,000 results, or a page holds a single timestamp of a bigger
+  set, it walks that timestamp alone by ``hs_object_id`` before moving on. Archived records follow, from
+  the list endpoint with ``archived=true``.
+- Pushes: batch update and create, at most 100 inputs a call; a 207 names the inputs that failed. A batch
+  HubSpot refuses as a whole (400/409) is split until the input at fault is found. Creates carry their key
+  in ``syncd_salesforce_id``; after a failure that may have written (timeout, reset, 5xx), the retry first
+  looks the keys up, so a retried create never makes a duplicate.
+- API objects are built once (each attribute access in the client builds a connection pool) and called with
+  ``_preload_content=False``: the raw JSON keeps records as plain dicts and gives every status and header.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from hubspot import HubSpot
+
+from syncd.connectors.base import (
+    ALL_AT_TIMESTAMP,
+    BudgetState,
+    Change,
+    Connector,
+    Page,
+    PushResult,
+    RawRecord,
+    RepRecord,
+    Watermark,
+    batched,
+)
+from syncd.connectors.errors import hubspot_error, hubspot_error_code
+from syncd.connectors.policy import CallPolicy, Clock, DailyBudget, Now, Sleep
+from syncd.errors import AuthError, ConnectorError, FatalConnectorError
+from syncd.sandbox.schema import HUBSPOT_OBJECTS
+
+__all__ = ["BATCH_LIMIT", "SEARCH_CAP", "HubSpotConnector"]
+
+T = TypeVar("T")
+
+BATCH_LIMIT = 100
+SEARCH_PAGE = 200
+SEARCH_CAP = 10_000
+OWNERS_PAGE = 500
+LIST_PAGE = 100
+SYNC_OBJECTS: tuple[str, ...] = ("contacts", "companies", "deals")
+LAST_MODIFIED = {
+    "contacts": "lastmodifieddate",
+    "companies": "hs_lastmodifieddate",
+    "deals": "hs_lastmodifieddate",
+}
+DEFAULT_KEY_PROPERTY = "syncd_salesforce_id"
+_EPOCH = datetime.fromtimestamp(0, UTC)
+
+
+def default_properties(object: str) -> list[str]:
+    """The properties syncd reads when the caller names none: the standard subset plus syncd's own."""
+    spec = HUBSPOT_OBJECTS.get(object)
+    if spec is None:
+        raise FatalConnectorError(f"HubSpot: unknown object {object!r}", system="hubspot")
+    return spec.names
+
+
+def _ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if value in (None, ""):
+        return None
+    text = str(value)
+    if text.isdigit():
+        return datetime.fromtimestamp(int(text) / 1000, UTC)
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _int_id(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        return -1
+
+
+def _header(headers: Any, name: str) -> int | None:
+    if headers is None:
+        return None
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        return int(float(value))
+    except (TypeError, ValueError):
+        return None
+
+
+class _Response:
+    """What syncd keeps of one HTTP response: status, headers and the decoded JSON body."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, raw: Any) -> None:
+        self.status: int = int(getattr(raw, "status", 0))
+        self.headers: Any = getattr(raw, "headers", {})
+        data = getattr(raw, "data", b"")
+        self.body: Any = json.loads(data) if data else {}
+
+
+class HubSpotConnector(Connector):
+    """HubSpot through hubspot-api-client: windowed search pulls, batch pushes, owners, budget."""
+
+    system: ClassVar[Any] = "hubspot"
+    objects: ClassVar[tuple[str, ...]] = SYNC_OBJECTS
+
+    def __init__(
+        self,
+        client: HubSpot,
+        *,
+        timeout: float = 30.0,
+        requests_per_10s: int = 100,
+        search_per_second: int = 4,
+        daily_share: float = 0.5,
+        daily_allowance: int = 250_000,
+        org_ceiling: float = 0.9,
+        max_attempts: int = 6,
+        max_backoff: float = 60.0,
+        lookback_seconds: float = 60.0,
+        fields: Mapping[str, Sequence[str]] | None = None,
+        key_properties: Mapping[str, str] | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = time.sleep,
+        now: Now = lambda: datetime.now(UTC),
+    ) -> None:
+        self.client = client
+        self.timeout = timeout
+        self.budget = DailyBudget(
+            "hubspot", share=daily_share, allowance=daily_allowance, org_ceiling=org_ceiling, now=now
+        )
+        self.policy = CallPolicy(
+            "hubspot",
+            requests_per_10s=requests_per_10s,
+            search_per_second=search_per_second,
+            budget=self.budget,
+            max_attempts=max_attempts,
+            max_backoff=max_backoff,
+            clock=clock,
+            sleep=sleep,
+        )
+        self.lookback = timedelta(seconds=lookback_seconds)
+        self.fields = {k: list(v) for k, v in (fields or {}).items()}
+        self.key_properties = dict(key_properties or {})
+        self._apis: dict[tuple[str, str], Any] = {}
+
+    @classmethod
+    def connect(
+        cls, token: str, *, host: str | None = None, ca_file: str | Path | None = None, **options: Any
+    ) -> HubSpotConnector:
+        """A connector for a private app's token; ``host`` and ``ca_file`` point it elsewhere (the sandbox).
+
+        urllib3's own retries are off: syncd's policy retries, counts and paces every request itself.
+        """
+        settings: dict[str, Any] = {"access_token": token, "retry": False}
+        if host is not None:
+            settings["host"] = host.rstrip("/")
+        if ca_file is not None:
+            settings["ssl_ca_cert"] = str(ca_file)
+        return cls(HubSpot(**settings), **options)
+
+    # ------------------------------------------------------------------------------------------ plumbing
+
+    def _api(self, object: str, name: str) -> Any:
+        key = (object, name)
+        if key not in self._apis:
+            crm = self.client.crm
+            if object == "owners":
+                self._apis[key] = crm.owners.owners_api
+            elif object == "associations":
+                self._apis[key] = crm.associations.v4.batch_api
+            else:
+                self._apis[key] = getattr(getattr(crm, object), name)
+        return self._apis[key]
+
+    def _observe(self, headers: Any) -> None:
+        interval = _header(headers, "X-HubSpot-RateLimit-Interval-Milliseconds")
+        self.policy.limiter.observe(
+            _header(headers, "X-HubSpot-RateLimit-Max"),
+            _header(headers, "X-HubSpot-RateLimit-Remaining"),
+            interval / 1000 if interval else None,
+        )
+        secondly = _header(headers, "X-HubSpot-RateLimit-Secondly")
+        if secondly is not None:
+            self.policy.search_limiter.observe(
+                secondly, _header(headers, "X-HubSpot-RateLimit-Secondly-Remaining")
+            )
+        daily = _header(headers, "X-HubSpot-RateLimit-Daily")
+        daily_left = _header(headers, "X-HubSpot-RateLimit-Daily-Remaining")
+        if daily is not None and daily_left is not None:
+            self.budget.observe(daily - daily_left, daily)
+        self.policy.statuses[str(self._last_status)] += 1
+
+    _last_status: int = 0
+
+    def _call(self, kind: str, fn: Callable[[], Any], *, search: bool = False) -> _Response:
+        def attempt() -> _Response:
+            try:
+                raw = fn()
+            except ConnectorError:
+                raise
+            except Exception as exc:
+                self._last_status = int(getattr(exc, "status", 0) or 0)
+                self._observe(getattr(exc, "headers", None))
+                raise hubspot_error(exc) from exc
+            response = _Response(raw)
+            self._last_status = response.status
+            self._observe(response.headers)
+            return response
+
+        return self.policy.call(kind, attempt, search=search)
+
+    def _opts(self) -> dict[str, Any]:
+        return {"_preload_content": False, "_request_timeout": self.timeout}
+
+    def call_counts(self) -> dict[str, int]:
+        return {k: v for k, v in self.policy.counts.items() if v > 0}
+
+    def budget_state(self) -> BudgetState:
+        return self.budget.state(self.policy.limiter.limit)
+
+    def _properties(self, object: str, fields: Sequence[str] | None) -> list[str]:
+        names = list(fields) if fields is not None else self.fields.get(object) or default_properties(object)
+        last = LAST_MODIFIED[object]
+        return names if last in names else [*names, last]
+
+    def _record(self, object: str, item: Mapping[str, Any]) -> RawRecord:
+        props = dict(item.get("properties") or {})
+        archived = bool(item.get("archived"))
+        stamp = (
+            _parse_time(item.get("archivedAt"))
+            if archived
+            else _parse_time(props.get(LAST_MODIFIED[object])) or _parse_time(item.get("updatedAt"))
+        )
+        return RawRecord(
+            system="hubspot",
+            object=object,
+            id=str(item["id"]),
+            modified_at=stamp or _EPOCH,
+            deleted=archived,
+            fields=props,
+        )
+
+    # ------------------------------------------------------------------------------------------- pulls
+
+    def _search(self, object: str, body: dict[str, Any]) -> _Response:
+        api = self._api(object, "search_api")
+        return self._call(
+            "search", lambda: api.do_search(public_object_search_request=body, **self._opts()), search=True
+        )
+
+    def pull(
+        self, object: str, since: str | None = None, *, fields: Sequence[str] | None = None
+    ) -> Iterator[Page]:
+        if object not in LAST_MODIFIED:
+            raise FatalConnectorError(f"HubSpot: unknown object {object!r}", system="hubspot")
+        names = self._properties(object, fields)
+        floor = Watermark.decode(since, system="hubspot") if since else None
+        cursor = Watermark(floor.at - self.lookback, "") if floor is not None and self.lookback else floor
+        last = floor
+        for records, mark in self._walk(object, names, cursor):
+            if floor is not None and mark < floor:
+                mark = floor
+            last = mark
+            yield Page(records, mark.encode())
+        if floor is not None:
+            yield from self._archived(object, names, floor, last or floor)
+
+    def _walk(
+        self, object: str, names: list[str], cursor: Watermark | None
+    ) -> Iterator[tuple[list[RawRecord], Watermark]]:
+        """Pages of live records after ``cursor``, each with the cursor reached after it."""
+        prop = LAST_MODIFIED[object]
+        while True:
+            if cursor is not None and cursor.id != ALL_AT_TIMESTAMP:
+                # Everything at the cursor's timestamp not yet done, by id: no 10,000 cap can cut this short.
+                yield from self._walk_timestamp(object, names, cursor)
+                cursor = Watermark(cursor.at, ALL_AT_TIMESTAMP)
+            filters = (
+                [{"propertyName": prop, "operator": "GT", "value": str(_ms(cursor.at))}] if cursor else []
+            )
+            after = 0
+            restart: Watermark | None = None
+            while True:
+                body = {
+                    "filterGroups": [{"filters": filters}] if filters else [],
+                    "sorts": [{"propertyName": prop, "direction": "ASCENDING"}],
+                    "properties": names,
+                    "limit": SEARCH_PAGE,
+                    "after": str(after) if after else None,
+                }
+                response = self._search(object, {k: v for k, v in body.items() if v is not None})
+                results = response.body.get("results") or []
+                if not results:
+                    return
+                records = [self._record(object, item) for item in results]
+                first, last = records[0].modified_at, records[-1].modified_at
+                total = int(response.body.get("total") or 0)
+                if first == last and total > SEARCH_CAP:
+                    # One timestamp fills this page of a set too big for one query: walk it by id instead.
+                    restart = Watermark(first, "")
+                    break
+                nxt = ((response.body.get("paging") or {}).get("next") or {}).get("after")
+                if not nxt:
+                    # The query is exhausted: every record up to the last timestamp has been seen.
+                    yield records, Watermark(last, ALL_AT_TIMESTAMP)
+                    return
+                yield records, Watermark(last, "")
+                after = int(nxt)
+                if after + SEARCH_PAGE > SEARCH_CAP:
+                    restart = Watermark(last, "")
+                    break
+            cursor = restart
+
+    def _walk_timestamp(
+        self, object: str, names: list[str], cursor: Watermark
+    ) -> Iterator[tuple[list[RawRecord], Watermark]]:
+        prop = LAST_MODIFIED[object]
+        stamp = str(_ms(cursor.at))
+        last_id = _int_id(cursor.id) if cursor.id else -1
+        while True:
+            after = 0
+            while True:
+                filters = [
+                    {"propertyName": prop, "operator": "GTE", "value": stamp},
+                    {"propertyName": prop, "operator": "LTE", "value": stamp},
+                ]
+                if last_id >= 0:
+                    filters.append({"propertyName": "hs_object_id", "operator": "GT", "value": str(last_id)})
+                body: dict[str, Any] = {
+                    "filterGroups": [{"filters": filters}],
+                    "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}],
+                    "properties": names,
+                    "limit": SEARCH_PAGE,
+                }
+                if after:
+                    body["after"] = str(after)
+                response = self._search(object, body)
+                results = response.body.get("results") or []
+                if not results:
+                    return
+                records = [self._record(object, item) for item in results]
+                page_last = max(_int_id(r.id) for r in records)
+                yield records, Watermark(cursor.at, str(page_last))
+                nxt = ((response.body.get("paging") or {}).get("next") or {}).get("after")
+                if not nxt:
+                    return
+                after = int(nxt)
+                if after + SEARCH_PAGE > SEARCH_CAP:
+                    last_id = page_last
+                    break
+
+    def _archived(self, object: str, names: list[str], floor: Watermark, mark: Watermark) -> Iterator[Page]:
+        """Records archived after ``floor``, as deletions; their pages carry the live pull's last watermark."""
+        api = self._api(object, "basic_api")
+        after: str | None = None
+        since = floor.at - self.lookback
+        while True:
+            kwargs: dict[str, Any] = {
+                "limit": LIST_PAGE,
+                "properties": names,
+                "archived": True,
+                **self._opts(),
+            }
+            if after:
+                kwargs["after"] = after
+            response = self._call("list archived", lambda kwargs=kwargs: api.get_page(**kwargs))  # type: ignore[misc]
+            records = [self._record(object, item) for item in response.body.get("results") or []]
+            fresh = [r for r in records if r.modified_at > since]
+            if fresh:
+                yield Page(fresh, mark.encode())
+            after = ((response.body.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                return
+
+    def read(
+        self, object: str, ids: Iterable[str], *, fields: Sequence[str] | None = None
+    ) -> Iterator[list[RawRecord]]:
+        api = self._api(object, "batch_api")
+        names = self._properties(object, fields)
+        for batch in batched(ids, BATCH_LIMIT):
+            body = {
+                "inputs": [{"id": str(i)} for i in batch],
+                "properties": names,
+                "propertiesWithHistory": [],
+            }
+            response = self._call(
+                "batch/read",
+                lambda body=body: api.read(
+                    batch_read_input_simple_public_object_id=body, archived=False, **self._opts()
+                ),  # type: ignore[misc]
+            )
+            yield [self._record(object, item) for item in response.body.get("results") or []]
+
+    def read_associations(self, from_object: str, to_object: str, ids: Iterable[str]) -> dict[str, list[str]]:
+        """Associated record ids (e.g. contacts -> companies), in batches of 100 ids."""
+        api = self._api("associations", "batch_api")
+        out: dict[str, list[str]] = {}
+        for batch in batched(ids, BATCH_LIMIT):
+            body = {"inputs": [{"id": str(i)} for i in batch]}
+            response = self._call(
+                "associations/batch/read",
+                lambda body=body: api.get_page(  # type: ignore[misc]
+                    from_object,
+                    to_object,
+                    batch_input_public_fetch_associations_batch_request=body,
+                    **self._opts(),
+                ),
+            )
+            for item in response.body.get("results") or []:
+                source = str((item.get("from") or {}).get("id", ""))
+                out.setdefault(source, []).extend(str(t.get("toObjectId")) for t in item.get("to") or [])
+        return out
+
+    # ------------------------------------------------------------------------------------------- pushes
+
+    def key_property(self, object: str) -> str:
+        return self.key_properties.get(object, DEFAULT_KEY_PROPERTY)
+
+    def push_batches(self, object: str, changes: Iterable[Change]) -> Iterator[list[PushResult]]:
+        if object not in LAST_MODIFIED:
+            raise FatalConnectorError(f"HubSpot: unknown object {object!r}", system="hubspot")
+        for batch in batched(changes, BATCH_LIMIT):
+            results: list[PushResult | None] = [None] * len(batch)
+            updates = [(i, c) for i, c in enumerate(batch) if not c.is_create]
+            creates = [(i, c) for i, c in enumerate(batch) if c.is_create]
+            if updates:
+                for (i, _), result in zip(
+                    updates, self._send(object, [c for _, c in updates], create=False), strict=True
+                ):
+                    results[i] = result
+            if creates:
+                for (i, _), result in zip(
+                    creates, self._send(object, [c for _, c in creates], create=True), strict=True
+                ):
+                    results[i] = result
+            yield [r for r in results if r is not None]
+
+    def _inputs(self, object: str, changes: Sequence[Change], *, create: bool) -> list[dict[str, Any]]:
+        key_prop = self.key_property(object)
+        inputs = []
+        for n, change in enumerate(changes):
+            props = {
+                k: ("" if v is None else str(v) if not isinstance(v, str) else v)
+                for k, v in change.fields.items()
+            }
+            if create:
+                if change.key and key_prop not in props:
+                    props[key_prop] = change.key
+                inputs.append({"properties": props, "associations": [], "objectWriteTraceId": str(n)})
+            else:
+                inputs.append({"id": str(change.id), "properties": props, "objectWriteTraceId": str(n)})
+        return inputs
+
+    def _send(self, object: str, changes: Sequence[Change], *, create: bool) -> list[PushResult]:
+        """One batch call; a batch refused as a whole is split until the inputs at fault are found."""
+        try:
+            return self._create_once(object, changes) if create else self._update_once(object, changes)
+        except AuthError:
+            raise
+        except FatalConnectorError as exc:
+            if exc.status not in (400, 409, 422):
+                raise
+            if len(changes) == 1:
+                change = changes[0]
+                return [
+                    PushResult(
+                        ok=False,
+                        id=change.id,
+                        code=exc.code or str(exc.status),
+                        message=str(exc),
+                        key=change.key,
+                    )
+                ]
+            half = len(changes) // 2
+            return [
+                *self._send(object, changes[:half], create=create),
+                *self._send(object, changes[half:], create=create),
+            ]
+
+    def _update_once(self, object: str, changes: Sequence[Change]) -> list[PushResult]:
+        api = self._api(object, "batch_api")
+        body = {"inputs": self._inputs(object, changes, create=False)}
+        response = self._call(
+            "batch/update",
+            lambda: api.update(batch_input_simple_public_object_batch_input=body, **self._opts()),
+        )
+        return self._results(changes, response.body, create=False)
+
+    def _create_once(self, object: str, changes: Sequence[Change]) -> list[PushResult]:
+        """Batch create; after a failure that may have written, the retry first finds what it wrote by key."""
+        api = self._api(object, "batch_api")
+        done: dict[int, PushResult] = {}
+        pending = list(range(len(changes)))
+        sent: list[int] = []
+        ambiguous = False
+
+        def attempt() -> Any:
+            nonlocal pending, sent, ambiguous
+            if ambiguous:
+                found = self._find_keys(object, [k for n in pending if (k := changes[n].key)])
+                for n in pending:
+                    key = changes[n].key
+                    if key and key in found:
+                        done[n] = PushResult(ok=True, id=found[key], created=True, key=key)
+                pending = [n for n in pending if n not in done]
+                ambiguous = False
+            sent = list(pending)
+            if not sent:
+                return None
+            body = {"inputs": self._inputs(object, [changes[n] for n in sent], create=True)}
+            try:
+                return api.create(
+                    batch_input_simple_public_object_batch_input_for_create=body, **self._opts()
+                )
+            except Exception as exc:
+                status = getattr(exc, "status", None)
+                ambiguous = not isinstance(status, int) or status >= 500
+                raise
+
+        response = self._call("batch/create", attempt)
+        if sent:
+            for n, result in zip(
+                sent, self._results([changes[n] for n in sent], response.body, create=True), strict=True
+            ):
+                done[n] = result
+        return [done[n] for n in range(len(changes))]
+
+    def _results(
+        self, changes: Sequence[Change], body: Mapping[str, Any], *, create: bool
+    ) -> list[PushResult]:
+        by_trace: dict[int, PushResult] = {}
+        by_id = {str(c.id): n for n, c in enumerate(changes) if c.id is not None}
+        for item in body.get("results") or []:
+            n = self._position(
+                item.get("objectWriteTraceId"), str(item.get("id")) if not create else None, by_id
+            )
+            if n is not None:
+                by_trace[n] = PushResult(ok=True, id=str(item.get("id")), created=create, key=changes[n].key)
+        for error in body.get("errors") or []:
+            context = error.get("context") or {}
+            traces = context.get("objectWriteTraceId") or context.get("index") or []
+            positions = [self._position(t, None, by_id) for t in traces]
+            if not traces:
+                positions = [by_id.get(str(i)) for i in context.get("ids") or []]
+            for n in positions:
+                if n is not None and n not in by_trace:
+                    by_trace[n] = PushResult(
+                        ok=False,
+                        id=changes[n].id,
+                        code=hubspot_error_code(error) or "UNKNOWN",
+                        message=str(error.get("message", "")),
+                        key=changes[n].key,
+                    )
+        return [
+            by_trace.get(n)
+            or PushResult(
+                ok=False,
+                id=c.id,
+                code="NO_RESULT",
+                message="HubSpot returned no result for this input",
+                key=c.key,
+            )
+            for n, c in enumerate(changes)
+        ]
+
+    @staticmethod
+    def _position(trace: Any, id_: str | None, by_id: Mapping[str, int]) -> int | None:
+        if trace is not None and str(trace).isdigit():
+            return int(str(trace))
+        if id_ is not None:
+            return by_id.get(id_)
+        return None
+
+    def _find_keys(self, object: str, keys: list[str]) -> dict[str, str]:
+        """Records that already carry these create keys: key -> id."""
+        if not keys:
+            return {}
+        prop = self.key_property(object)
+        body = {
+            "filterGroups": [{"filters": [{"propertyName": prop, "operator": "IN", "values": keys}]}],
+            "properties": [prop],
+            "limit": SEARCH_PAGE,
+        }
+        response = self._search(object, body)
+        out: dict[str, str] = {}
+        for item in response.body.get("results") or []:
+            key = (item.get("properties") or {}).get(prop)
+            if key:
+                out[str(key)] = str(item["id"])
+        return out
+
+    # --------------------------------------------------------------------------------------------- reps
+
+    def list_reps(self) -> list[RepRecord]:
+        api = self._api("owners", "owners_api")
+        reps: list[RepRecord] = []
+        for archived in (False, True):
+            after: str | None = None
+            while True:
+                kwargs: dict[str, Any] = {"limit": OWNERS_PAGE, "archived": archived, **self._opts()}
+                if after:
+                    kwargs["after"] = after
+                response = self._call("owners", lambda kwargs=kwargs: api.get_page(**kwargs))  # type: ignore[misc]
+                for item in response.body.get("results") or []:
+                    name = " ".join(p for p in (item.get("firstName"), item.get("lastName")) if p)
+                    reps.append(
+                        RepRecord(
+                            system="hubspot",
+                            kind="owner",
+                            id=str(item["id"]),
+                            email=str(item["email"]).lower() if item.get("email") else None,
+                            name=name,
+                            active=not (archived or item.get("archived")),
+                            user_id=str(item["userId"]) if item.get("userId") is not None else None,
+                        )
+                    )
+                after = ((response.body.get("paging") or {}).get("next") or {}).get("after")
+                if not after:
+                    break
+        return reps

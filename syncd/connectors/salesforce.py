@@ -1,0 +1,484 @@
+"""The Salesforce connector, on simple-salesforce.
+
+- Pulls: SOQL ``WHERE SystemModstamp >= <watermark - look-back> ORDER BY SystemModstamp, Id`` through
+  ``queryAll`` (so deleted rows come too), paged by ``nextRecordsUrl``: one page in memory at a time. A first
+  sync of an object larger than ``bulk_threshold`` runs as one Bulk API 2.0 query, read in pages.
+- Pushes: sObject Collections, at most 200 records a call, ``allOrNone`` false: updates by id
+  (``PATCH composite/sobjects``), creates as upserts on the external-id field (``PATCH
+  composite/sobjects/{Type}/{Field}``), so a retried create updates what the first attempt made.
+- Every HTTP request goes through one ``requests.Session`` whose hook counts it by kind, spends the daily
+  budget, and reads ``Sforce-Limit-Info``; certificate trust is pinned to ``ca_file`` when one is set.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+from urllib.parse import urlsplit
+
+import requests
+from simple_salesforce import Salesforce
+
+from syncd.connectors.base import (
+    ALL_AT_TIMESTAMP,
+    BudgetState,
+    Change,
+    Connector,
+    Page,
+    PushResult,
+    RawRecord,
+    RepRecord,
+    Watermark,
+    batched,
+)
+from syncd.connectors.errors import salesforce_error
+from syncd.connectors.policy import CallPolicy, Clock, DailyBudget, Now, Sleep
+from syncd.errors import ConnectorError, FatalConnectorError
+from syncd.sandbox.schema import SALESFORCE_OBJECTS
+
+__all__ = ["COLLECTION_LIMIT", "SalesforceConnector", "SalesforceSession"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+COLLECTION_LIMIT = 200
+READ_BATCH = 200
+SYNC_OBJECTS: tuple[str, ...] = ("Lead", "Contact", "Account", "Opportunity")
+DEFAULT_EXTERNAL_ID = "Syncd_HubSpot_Id__c"
+_USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
+_VERSION_PATH = re.compile(r"^/services/data/v[\d.]+/")
+_LOCATOR = re.compile(r"/[0-9A-Za-z]{15,18}(-\d+)?$")
+
+
+def default_fields(object: str) -> list[str]:
+    """The fields syncd reads when the caller names none: the standard subset plus syncd's custom fields."""
+    spec = SALESFORCE_OBJECTS.get(object)
+    if spec is None:
+        raise FatalConnectorError(f"Salesforce: unknown object {object!r}", system="salesforce")
+    return spec.names
+
+
+class SalesforceSession(requests.Session):
+    """A requests session with a default timeout and, when ``ca_file`` is set, trust pinned to it.
+
+    requests lets ``REQUESTS_CA_BUNDLE`` replace a session's ``verify`` on every request that does not pass
+    its own, and simple-salesforce never passes one: pinning keeps the configured CA without dropping proxy
+    settings from the environment.
+    """
+
+    def __init__(self, *, ca_file: str | Path | None = None, timeout: float = 30.0) -> None:
+        super().__init__()
+        self.timeout = timeout
+        self.pinned = ca_file is not None
+        if ca_file is not None:
+            self.verify = str(ca_file)
+
+    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if self.pinned and (verify is None or verify is True):
+            settings["verify"] = self.verify
+        return settings
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self.timeout)
+        return super().request(method, url, *args, **kwargs)
+
+
+def parse_sf_datetime(value: str) -> datetime:
+    """``2024-01-01T00:00:00.000+0000`` (REST) or ``...Z`` (Bulk CSV) as an aware UTC datetime."""
+    text = value.strip()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    elif re.search(r"[+-]\d{4}$", text):
+        text = text[:-2] + ":" + text[-2:]
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def format_sf_datetime(value: datetime) -> str:
+    """As Salesforce writes datetimes in REST responses."""
+    value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S") + f".{value.microsecond // 1000:03d}+0000"
+
+
+def _soql_literal(value: datetime) -> str:
+    # SOQL datetime literals carry no fraction: compare from the start of the second.
+    return value.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _request_kind(method: str, url: str) -> str:
+    path = urlsplit(url).path
+    path = _VERSION_PATH.sub("", path).strip("/")
+    if path.startswith(("query/", "queryAll/")) and _LOCATOR.search("/" + path.split("/", 1)[1]):
+        return f"{method} {path.split('/', 1)[0]} more"
+    if path.startswith("jobs/"):
+        parts = path.split("/")
+        path = "/".join(
+            parts[:2] + (["results"] if parts[-1] == "results" else [] if len(parts) == 2 else ["job"])
+        )
+    elif path.startswith("composite/sobjects/"):
+        path = "composite/sobjects/" + ("upsert" if path.count("/") >= 3 else "retrieve")
+    elif path.startswith("sobjects/"):
+        parts = path.split("/")
+        path = "/".join(parts[:2] + (["..."] if len(parts) > 2 else []))
+    return f"{method} {path}"
+
+
+class SalesforceConnector(Connector):
+    """Salesforce through simple-salesforce: streaming pulls, collection pushes, reps, budget."""
+
+    system: ClassVar[Any] = "salesforce"
+    objects: ClassVar[tuple[str, ...]] = SYNC_OBJECTS
+
+    def __init__(
+        self,
+        client_factory: Callable[[requests.Session], Salesforce],
+        *,
+        ca_file: str | Path | None = None,
+        timeout: float = 30.0,
+        requests_per_10s: int = 200,
+        daily_share: float = 0.5,
+        daily_allowance: int = 100_000,
+        org_ceiling: float = 0.9,
+        max_attempts: int = 6,
+        max_backoff: float = 60.0,
+        lookback_seconds: float = 60.0,
+        page_size: int = 2000,
+        bulk_threshold: int = 50_000,
+        bulk_poll_seconds: float = 2.0,
+        fields: Mapping[str, Sequence[str]] | None = None,
+        external_id_fields: Mapping[str, str] | None = None,
+        refreshable: bool = False,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = time.sleep,
+        now: Now = lambda: datetime.now(UTC),
+    ) -> None:
+        self.budget = DailyBudget(
+            "salesforce", share=daily_share, allowance=daily_allowance, org_ceiling=org_ceiling, now=now
+        )
+        self.policy = CallPolicy(
+            "salesforce",
+            requests_per_10s=requests_per_10s,
+            search_per_second=1000,
+            budget=self.budget,
+            max_attempts=max_attempts,
+            max_backoff=max_backoff,
+            clock=clock,
+            sleep=sleep,
+        )
+        self.lookback = timedelta(seconds=lookback_seconds)
+        self.page_size = page_size
+        self.bulk_threshold = bulk_threshold
+        self.bulk_poll_seconds = bulk_poll_seconds
+        self.fields = {k: list(v) for k, v in (fields or {}).items()}
+        self.external_id_fields = dict(external_id_fields or {})
+        self.refreshable = refreshable
+        self.session = SalesforceSession(ca_file=ca_file, timeout=timeout)
+        self.session.hooks["response"].append(self._on_response)
+        self._last: requests.Response | None = None
+        self._factory = client_factory
+        self._sf: Salesforce | None = None
+        self._describes: dict[str, dict[str, str]] = {}
+
+    # ------------------------------------------------------------------------------------------ plumbing
+
+    @property
+    def sf(self) -> Salesforce:
+        """The simple-salesforce client; login modes log in on first use."""
+        if self._sf is None:
+            self._sf = self._call("login", lambda: self._factory(self.session))
+        return self._sf
+
+    def _on_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self._last = response
+        self.policy.counts[_request_kind(str(response.request.method), str(response.request.url))] += 1
+        self.policy.statuses[str(response.status_code)] += 1
+        self.budget.spend()
+        match = _USAGE.search(response.headers.get("Sforce-Limit-Info", ""))
+        if match:
+            self.budget.observe(int(match.group(1)), int(match.group(2)))
+
+    def _call(self, kind: str, fn: Callable[[], T]) -> T:
+        def attempt() -> T:
+            self._last = None
+            try:
+                return fn()
+            except ConnectorError:
+                raise
+            except Exception as exc:
+                headers = self._last.headers if self._last is not None else None
+                raise salesforce_error(exc, headers=headers, refreshable=self.refreshable) from exc
+
+        # The session hook counts requests and spends the budget; the policy paces, checks and retries.
+        return self.policy.call(kind, attempt, count=False)
+
+    def _once(self, fn: Callable[[], T]) -> T:
+        """One call without retries: for a generator, which a failure closes for good."""
+        self.budget.check()
+        try:
+            return fn()
+        except ConnectorError:
+            raise
+        except Exception as exc:
+            headers = self._last.headers if self._last is not None else None
+            raise salesforce_error(exc, headers=headers, refreshable=self.refreshable) from exc
+
+    def call_counts(self) -> dict[str, int]:
+        return {k: v for k, v in self.policy.counts.items() if v > 0}
+
+    def budget_state(self) -> BudgetState:
+        return self.budget.state(self.policy.limiter.limit)
+
+    def close(self) -> None:
+        self.session.close()
+
+    def _fields(self, object: str, fields: Sequence[str] | None) -> list[str]:
+        names = list(fields) if fields is not None else self.fields.get(object) or default_fields(object)
+        need = ["Id", "SystemModstamp", "IsDeleted"]
+        lower = {n.lower() for n in names}
+        return [*[n for n in need if n.lower() not in lower], *names]
+
+    def _record(self, object: str, row: Mapping[str, Any]) -> RawRecord:
+        data = {k: v for k, v in row.items() if k != "attributes"}
+        stamp = data.get("SystemModstamp") or data.get("LastModifiedDate")
+        return RawRecord(
+            system="salesforce",
+            object=object,
+            id=str(data["Id"]),
+            modified_at=parse_sf_datetime(str(stamp)) if stamp else datetime.fromtimestamp(0, UTC),
+            deleted=bool(data.get("IsDeleted")),
+            fields=data,
+        )
+
+    # ------------------------------------------------------------------------------------------- pulls
+
+    def pull(
+        self, object: str, since: str | None = None, *, fields: Sequence[str] | None = None
+    ) -> Iterator[Page]:
+        names = self._fields(object, fields)
+        start = Watermark.decode(since, system="salesforce") if since else None
+        if start is None and self.bulk_threshold and self._count(object) > self.bulk_threshold:
+            yield from self._pull_bulk(object, names)
+            return
+        soql = f"SELECT {', '.join(names)} FROM {object}"
+        include_deleted = start is not None
+        if start is not None:
+            soql += f" WHERE SystemModstamp >= {_soql_literal(start.at - self.lookback)}"
+        soql += " ORDER BY SystemModstamp, Id"
+        headers = {"Sforce-Query-Options": f"batchSize={self.page_size}"}
+        result = self._call(
+            "query", lambda: self.sf.query(soql, include_deleted=include_deleted, headers=headers)
+        )
+        while True:
+            page = self._page(object, result.get("records") or [], start)
+            if page is not None:
+                yield page
+            next_url = result.get("nextRecordsUrl")
+            if result.get("done", True) or not next_url:
+                return
+            result = self._call(
+                "query more",
+                lambda url=next_url: self.sf.query_more(url, identifier_is_url=True, headers=headers),  # type: ignore[misc]
+            )
+
+    def _page(self, object: str, rows: list[dict[str, Any]], start: Watermark | None) -> Page | None:
+        records = [self._record(object, row) for row in rows]
+        if start is not None and not self.lookback:
+            # The query starts at the watermark's second; what came before the watermark itself is done.
+            records = [
+                r
+                for r in records
+                if r.modified_at > start.at or (r.modified_at == start.at and start.id != ALL_AT_TIMESTAMP)
+            ]
+        if not rows:
+            return None
+        last = self._record(object, rows[-1])
+        mark = Watermark(last.modified_at, last.id)
+        if start is not None and mark < start:
+            mark = start
+        return Page(records, mark.encode())
+
+    def _count(self, object: str) -> int:
+        result = self._call("query", lambda: self.sf.query(f"SELECT COUNT() FROM {object}"))
+        return int(result.get("totalSize", 0))
+
+    def _describe(self, object: str) -> dict[str, str]:
+        if object not in self._describes:
+            info = self._call("describe", lambda: getattr(self.sf, object).describe())
+            self._describes[object] = {
+                str(f["name"]): str(f.get("type", "string")) for f in info.get("fields", [])
+            }
+        return self._describes[object]
+
+    def _pull_bulk(self, object: str, names: list[str]) -> Iterator[Page]:
+        """A first sync through one Bulk API 2.0 query job, converted to the REST shapes page by page."""
+        types = self._describe(object)
+        soql = f"SELECT {', '.join(names)} FROM {object} ORDER BY SystemModstamp, Id"
+        bulk = getattr(self.sf.bulk2, object)
+        # A failure ends the pull: the caller resumes from the last page's watermark, incrementally.
+        chunks = iter(bulk.query(soql, max_records=self.page_size, wait=self.bulk_poll_seconds))
+        while True:
+            chunk = self._once(lambda: next(chunks, None))
+            if chunk is None:
+                return
+            rows = [_typed(row, types) for row in csv.DictReader(io.StringIO(str(chunk)))]
+            page = self._page(object, rows, None)
+            if page is not None:
+                yield page
+
+    def read(
+        self, object: str, ids: Iterable[str], *, fields: Sequence[str] | None = None
+    ) -> Iterator[list[RawRecord]]:
+        names = self._fields(object, fields)
+        for batch in batched(ids, READ_BATCH):
+            soql = (
+                f"SELECT {', '.join(names)} FROM {object} WHERE Id IN ({', '.join(_quote(i) for i in batch)})"
+            )
+            result = self._call("query", lambda soql=soql: self.sf.query_all(soql))  # type: ignore[misc]
+            yield [self._record(object, row) for row in result.get("records") or []]
+
+    # ------------------------------------------------------------------------------------------- pushes
+
+    def external_id_field(self, object: str) -> str:
+        return self.external_id_fields.get(object, DEFAULT_EXTERNAL_ID)
+
+    def push_batches(self, object: str, changes: Iterable[Change]) -> Iterator[list[PushResult]]:
+        ext = self.external_id_field(object)
+        for batch in batched(changes, COLLECTION_LIMIT):
+            results: list[PushResult | None] = [None] * len(batch)
+            updates = [(i, c) for i, c in enumerate(batch) if not c.is_create]
+            creates = [(i, c) for i, c in enumerate(batch) if c.is_create]
+            if updates:
+                records = [{"attributes": {"type": object}, **dict(c.fields), "Id": c.id} for _, c in updates]
+                for (i, change), saved in zip(
+                    updates, self._collection("composite/sobjects", records), strict=True
+                ):
+                    results[i] = _save_result(saved, change, created=False)
+            if creates:
+                records = []
+                for _, c in creates:
+                    if not c.key and not c.fields.get(ext):
+                        raise FatalConnectorError(
+                            f"Salesforce: a create on {object} needs a key for {ext} (idempotent upsert)",
+                            system="salesforce",
+                        )
+                    records.append(
+                        {"attributes": {"type": object}, **dict(c.fields), ext: c.key or c.fields[ext]}
+                    )
+                path = f"composite/sobjects/{object}/{ext}"
+                for (i, change), saved in zip(creates, self._collection(path, records), strict=True):
+                    results[i] = _save_result(saved, change, created=bool(saved.get("created", True)))
+            yield [r for r in results if r is not None]
+
+    def _collection(self, path: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        body = {"allOrNone": False, "records": records}
+        kind = "composite/sobjects upsert" if path.count("/") >= 3 else "composite/sobjects"
+        try:
+            result = self._call(kind, lambda: self.sf.restful(path, method="PATCH", json=body))
+        except FatalConnectorError as exc:
+            if exc.status != 400:
+                raise
+            # A request Salesforce refused as a whole: every record in it failed for that reason.
+            return [
+                {"success": False, "errors": [{"statusCode": exc.code, "message": str(exc)}]} for _ in records
+            ]
+        if not isinstance(result, list) or len(result) != len(records):
+            raise FatalConnectorError(
+                f"Salesforce: {path} answered {len(result) if isinstance(result, list) else 'no'} results "
+                f"for {len(records)} records",
+                system="salesforce",
+            )
+        return result
+
+    # --------------------------------------------------------------------------------------------- reps
+
+    def list_reps(self) -> list[RepRecord]:
+        reps: list[RepRecord] = []
+        users = "SELECT Id, Email, Name, IsActive FROM User ORDER BY Id"
+        for row in self._query_rows(users):
+            reps.append(
+                RepRecord(
+                    system="salesforce",
+                    kind="user",
+                    id=str(row["Id"]),
+                    email=(str(row["Email"]).lower() if row.get("Email") else None),
+                    name=str(row.get("Name") or ""),
+                    active=bool(row.get("IsActive")),
+                )
+            )
+        queues = "SELECT Id, Name, DeveloperName, Email FROM Group WHERE Type = 'Queue' ORDER BY Id"
+        for row in self._query_rows(queues):
+            reps.append(
+                RepRecord(
+                    system="salesforce",
+                    kind="queue",
+                    id=str(row["Id"]),
+                    email=(str(row["Email"]).lower() if row.get("Email") else None),
+                    name=str(row.get("Name") or ""),
+                    active=True,
+                    developer_name=row.get("DeveloperName"),
+                )
+            )
+        return reps
+
+    def _query_rows(self, soql: str) -> Iterator[dict[str, Any]]:
+        result = self._call("query", lambda: self.sf.query(soql))
+        while True:
+            yield from result.get("records") or []
+            next_url = result.get("nextRecordsUrl")
+            if result.get("done", True) or not next_url:
+                return
+            result = self._call(
+                "query more",
+                lambda url=next_url: self.sf.query_more(url, identifier_is_url=True),  # type: ignore[misc]
+            )
+
+
+def _save_result(saved: Mapping[str, Any], change: Change, *, created: bool) -> PushResult:
+    if saved.get("success"):
+        return PushResult(
+            ok=True, id=str(saved.get("id") or change.id or ""), created=created, key=change.key
+        )
+    errors = saved.get("errors") or [{}]
+    first = errors[0] if isinstance(errors[0], dict) else {}
+    code = str(first.get("statusCode") or first.get("errorCode") or "UNKNOWN")
+    message = str(first.get("message") or "")
+    fields = first.get("fields") or []
+    if fields:
+        message = f"{message} (fields: {', '.join(map(str, fields))})"
+    return PushResult(ok=False, id=change.id, created=False, code=code, message=message, key=change.key)
+
+
+_BOOLEAN = frozenset({"boolean"})
+_INTEGER = frozenset({"int"})
+_NUMBER = frozenset({"double", "currency", "percent"})
+
+
+def _typed(row: Mapping[str, str], types: Mapping[str, str]) -> dict[str, Any]:
+    """A Bulk CSV row with REST's value types: nulls, booleans, numbers and datetimes."""
+    out: dict[str, Any] = {}
+    for name, raw in row.items():
+        kind = types.get(name, "string")
+        if raw == "" or raw is None:
+            out[name] = False if kind in _BOOLEAN else None
+        elif kind in _BOOLEAN:
+            out[name] = raw.lower() == "true"
+        elif kind in _INTEGER:
+            out[name] = int(float(raw))
+        elif kind in _NUMBER:
+            out[name] = float(raw)
+        elif kind == "datetime":
+            out[name] = format_sf_datetime(parse_sf_datetime(raw))
+        else:
+            out[name] = raw
+    return out
