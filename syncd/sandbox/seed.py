@@ -1025,7 +1025,8 @@ class _Generator:
             if kind != "salesforce_only_lead"
             else hs_created
         )
-        created = min(created, self.now_ms - _DAY_MS)
+        # A Lead converted later needs room for its conversion before now.
+        created = min(created, self.now_ms - (3 if kind == "converted" else 1) * _DAY_MS)
         status = _STATUS_FOR_STAGE.get(p.stage, "Open - Not Contacted")
         if kind == "salesforce_only_lead":
             status = self.pick(_SF_ONLY_STATUS_W)
@@ -1072,7 +1073,7 @@ class _Generator:
             converted = self.between(_parse_sf(lead["CreatedDate"]) + _DAY_MS, self.now_ms - 2 * _DAY_MS)
         owner = self.user_id[acct.owner.email]
         if acct.customer and self.chance(0.2):
-            owner = self.user_id[self.rng.choice(self.active_reps).email]
+            owner = self.user_id[self.rng.choice([r for r in self.active_reps if r is not acct.owner]).email]
             self.summary.mess["customer_contact_random_owner"] += 1
         contact = dict(_SF_TEMPLATES["Contact"])
         contact.update(

@@ -1,0 +1,315 @@
+"""A running sandbox: both servers in this process over HTTPS, with one CA, seeded stores and tokens.
+
+``syncd sandbox serve`` wraps it in a process; tests start it directly (see ``tests/conftest.py``)::
+
+    with Sandbox(seed=1, persons=300, rate_limits=False) as sandbox:
+        sf = sandbox.salesforce_client()          # simple_salesforce.Salesforce as the integration user
+        hs = sandbox.hubspot_client("sam.patel@northwind.example")
+
+With ``data_dir`` the stores live in ``data_dir/salesforce.sqlite`` and ``data_dir/hubspot.sqlite``: a restart
+keeps every record and token and does not seed again. Without it everything lives in memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from hubspot import HubSpot
+from simple_salesforce import Salesforce
+
+from syncd.errors import SandboxError
+from syncd.sandbox import hubspot as hs_module
+from syncd.sandbox import salesforce as sf_module
+from syncd.sandbox.base import CONTROL_PREFIX, Faults, ServerThread
+from syncd.sandbox.schema import SandboxSchema
+from syncd.sandbox.seed import INTEGRATION_EMAIL, REPS, generate
+from syncd.sandbox.store import Store
+from syncd.sandbox.tls import SandboxTLS, make_tls
+
+INTEGRATION = "integration"
+# Token user keys, the same in both systems: the integration, then every rep (inactive ones too, so a test can
+# show what a departed rep's stale session is refused).
+USER_KEYS: tuple[str, ...] = (INTEGRATION, *(rep.email for rep in REPS))
+SF_FILE = "salesforce.sqlite"
+HS_FILE = "hubspot.sqlite"
+# Salesforce store meta key: how the data was seeded (seed, persons, now, counts), shown after a restart.
+SEED_META = "syncd_seed"
+# Short enough that stopping a fixture's servers is quick, long enough to cost nothing while serving.
+_POLL_INTERVAL = 0.05
+
+
+class Sandbox:
+    """Both sandbox servers, started in this process; a context manager (``stop()`` flushes the stores)."""
+
+    def __init__(
+        self,
+        *,
+        seed: int = 1,
+        persons: int = 1_000,
+        rate_limits: bool = True,
+        faults: Faults | None = None,
+        sf_port: int = 0,
+        hs_port: int = 0,
+        data_dir: Path | str | None = None,
+        now: datetime | None = None,
+        schema: SandboxSchema | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        salesforce_options: Mapping[str, Any] | None = None,
+        hubspot_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if persons < 0:
+            raise SandboxError(f"persons must be 0 or more, not {persons}")
+        if now is not None and now.tzinfo is None:
+            raise SandboxError("now must be a timezone-aware datetime")
+        self.seed = seed
+        self.persons = persons
+        self.rate_limits = rate_limits
+        self.faults = faults or Faults()
+        self.sf_port = sf_port
+        self.hs_port = hs_port
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+        self.now = now
+        self.schema = schema
+        self.clock = clock
+        self.sleep = sleep
+        self.salesforce_options = dict(salesforce_options or {})
+        self.hubspot_options = dict(hubspot_options or {})
+        # Filled by start():
+        self.sf_store: Store
+        self.hs_store: Store
+        self.sf_app: sf_module.SalesforceApp
+        self.hs_app: hs_module.HubSpotApp
+        self.sf_server: ServerThread
+        self.hs_server: ServerThread
+        self.tls: SandboxTLS
+        self.seeded = False  # True when this start seeded the stores, False when it kept earlier data
+        self.seed_summary: dict[str, Any] = {}
+        self.startup_seconds = 0.0
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._started = False
+        self._stopped = False
+        self._clients: dict[tuple[str, str], Any] = {}
+
+    # -- lifecycle
+
+    def start(self) -> Sandbox:
+        """Open (and seed, when empty) the stores, then serve both systems; returns self."""
+        if self._started:
+            raise SandboxError("this sandbox is already started")
+        began = time.perf_counter()
+        self._started = True
+        try:
+            self._open_stores()
+            self._start_servers()
+        except BaseException:
+            self._teardown()
+            raise
+        self.startup_seconds = time.perf_counter() - began
+        return self
+
+    def _open_stores(self) -> None:
+        if self.data_dir is not None:
+            try:
+                self.data_dir.mkdir(parents=True, exist_ok=True)
+                self.sf_store = Store(self.data_dir / SF_FILE)
+                self.hs_store = Store(self.data_dir / HS_FILE)
+            except (OSError, ValueError) as exc:
+                raise SandboxError(f"cannot use data directory {self.data_dir}: {exc}") from exc
+            except Exception as exc:  # sqlite3.DatabaseError: not a database, or locked
+                raise SandboxError(f"cannot open the sandbox data in {self.data_dir}: {exc}") from exc
+        else:
+            self.sf_store, self.hs_store = Store(), Store()
+        sf_empty, hs_empty = self.sf_store.is_empty(), self.hs_store.is_empty()
+        if sf_empty != hs_empty:
+            raise SandboxError(
+                f"{self.data_dir} holds data for only one of the two systems: remove the directory "
+                "or choose another --data"
+            )
+        if sf_empty:
+            now = self.now or datetime.fromtimestamp(self.clock(), UTC)
+            summary = generate(self.sf_store, self.hs_store, seed=self.seed, persons=self.persons, now=now)
+            self.seed_summary = {
+                "seed": self.seed,
+                "persons": self.persons,
+                "now": now.isoformat(),
+                "generated": summary,
+            }
+            self.sf_store.set_meta(SEED_META, self.seed_summary)
+            # The HubSpot server stamps writes strictly after its last stamp: start it after the seeded data.
+            seeded_ms = int(now.timestamp() * 1000)
+            if int(self.hs_store.meta("hs_last_ms", 0)) < seeded_ms:
+                self.hs_store.set_meta("hs_last_ms", seeded_ms)
+            self.seeded = True
+        else:
+            self.seed_summary = dict(self.sf_store.meta(SEED_META, {}))
+
+    def _start_servers(self) -> None:
+        common: dict[str, Any] = {
+            "schema": self.schema,
+            "rate_limits": self.rate_limits,
+            "seed": self.seed,
+            "clock": self.clock,
+            "sleep": self.sleep,
+        }
+        # Each server gets its own copy of the faults, so that changing one at runtime leaves the other alone.
+        self.sf_app = sf_module.SalesforceApp(
+            self.sf_store, faults=dataclasses.replace(self.faults), **common, **self.salesforce_options
+        )
+        self.hs_app = hs_module.HubSpotApp(
+            self.hs_store, faults=dataclasses.replace(self.faults), **common, **self.hubspot_options
+        )
+        for key in USER_KEYS:
+            self.sf_app.add_token(key)
+            self.hs_app.add_token(key)
+        self.sf_store.flush()
+        self.hs_store.flush()
+        if self.data_dir is not None:
+            tls_dir = self.data_dir / "tls"
+        else:
+            self._tmp = tempfile.TemporaryDirectory(prefix="syncd-sandbox-")
+            tls_dir = Path(self._tmp.name)
+        self.tls = make_tls(tls_dir)
+        self.sf_server = self._serve(self.sf_app, self.sf_port, "--sf-port")
+        self.hs_server = self._serve(self.hs_app, self.hs_port, "--hs-port")
+
+    def _serve(self, app: Any, port: int, option: str) -> ServerThread:
+        try:
+            server = ServerThread(app, port=port, ssl_context=self.tls.context, poll_interval=_POLL_INTERVAL)
+        except OSError as exc:
+            raise SandboxError(
+                f"cannot listen on 127.0.0.1:{port} ({exc.strerror}): choose another {option}"
+            ) from exc
+        return server.start()
+
+    def stop(self) -> None:
+        """Stop both servers and flush the stores to disk; safe to call twice."""
+        if self._stopped or not self._started:
+            return
+        self._stopped = True
+        self._teardown()
+
+    def _teardown(self) -> None:
+        for name in ("sf_server", "hs_server"):
+            server = getattr(self, name, None)
+            if server is not None:
+                server.stop()
+        for name in ("sf_store", "hs_store"):
+            store = getattr(self, name, None)
+            if store is not None:
+                store.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> Sandbox:
+        return self.start() if not self._started else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- what clients need
+
+    @property
+    def sf_url(self) -> str:
+        return self.sf_server.url
+
+    @property
+    def hs_url(self) -> str:
+        return self.hs_server.url
+
+    @property
+    def ca_file(self) -> Path:
+        return self.tls.ca_file
+
+    @property
+    def api_version(self) -> str:
+        return self.sf_app.api_version
+
+    def info(self) -> dict[str, Any]:
+        """What a client needs to connect, as written to ``--info FILE`` (it holds tokens: keep it private)."""
+        return {
+            "salesforce": {
+                "instance_url": self.sf_url,
+                "api_version": self.api_version,
+                "ca_file": str(self.ca_file),
+                "tokens": self.sf_app.tokens,
+                "control": self.sf_url + CONTROL_PREFIX,
+            },
+            "hubspot": {
+                "host": self.hs_url,
+                "ca_file": str(self.ca_file),
+                "tokens": self.hs_app.tokens,
+                "control": self.hs_url + CONTROL_PREFIX,
+            },
+            "integration_user": INTEGRATION_EMAIL,
+            "pid": os.getpid(),
+        }
+
+    def salesforce_client(self, user: str = INTEGRATION) -> Salesforce:
+        """A simple-salesforce client acting as ``user`` ("integration" or a rep's email); cached per user."""
+        key = ("salesforce", user)
+        if key not in self._clients:
+            token = self.sf_app.tokens.get(user)
+            if token is None:
+                raise SandboxError(f"no Salesforce token for user {user!r}")
+            self._clients[key] = Salesforce(
+                instance_url=self.sf_url,
+                session_id=token,
+                session=sf_module.client_session(self.ca_file),
+                version=self.api_version,
+            )
+        client: Salesforce = self._clients[key]
+        return client
+
+    def hubspot_client(self, user: str = INTEGRATION) -> HubSpot:
+        """A hubspot-api-client acting as ``user`` ("integration" or a rep's email); cached per user."""
+        key = ("hubspot", user)
+        if key not in self._clients:
+            token = self.hs_app.tokens.get(user)
+            if token is None:
+                raise SandboxError(f"no HubSpot token for user {user!r}")
+            self._clients[key] = hs_module.client(self.hs_url, token, self.ca_file)
+        client: HubSpot = self._clients[key]
+        return client
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Records per object type in each store, as they are now."""
+        return store_counts(self.sf_store, self.hs_store, self.sf_app.schema)
+
+
+def store_counts(
+    sf_store: Store, hs_store: Store, schema: SandboxSchema | None = None
+) -> dict[str, dict[str, int]]:
+    """Records per object type in a Salesforce and a HubSpot store."""
+    schema = schema or SandboxSchema()
+    hs_types = [*sorted(schema.hubspot), "owners", "associations"]
+    return {
+        "salesforce": {name: sf_store.count(name) for name in sorted(schema.salesforce)},
+        "hubspot": {name: hs_store.count(name) for name in hs_types},
+    }
+
+
+def write_info(path: Path, info: Mapping[str, Any]) -> None:
+    """Write the info file atomically with mode 0600 (it holds tokens): readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(info, fh, indent=2)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
