@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from typing import Any, Literal
 
@@ -72,6 +72,14 @@ class FieldSet:
     kinds: dict[str, FieldKind]
     stages: tuple[str, ...] = ()
     stage_fields: frozenset[str] = frozenset({"stage"})
+    # Fields that exist elsewhere but not here, with the reason, e.g. the score inside scoring rules.
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+    def unknown(self, name: str) -> str:
+        """The message for a field these conditions cannot use."""
+        if name in self.unavailable:
+            return f"unknown field here: {self.unavailable[name]}"
+        return "unknown field" + did_you_mean(name, self.kinds)
 
 
 class _Compiler:
@@ -139,7 +147,7 @@ class _Compiler:
                 field = prefix + name
                 kind = self.fields.kinds.get(field)
                 if kind is None:
-                    self.error(sub, "unknown field" + did_you_mean(field, self.fields.kinds))
+                    self.error(sub, self.fields.unknown(field))
                     continue
                 self.used.append(field)
                 for test, text, pred in self.field_tests(field, kind, value, sub):

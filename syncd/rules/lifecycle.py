@@ -141,7 +141,11 @@ def build_lifecycle(
     cycle = _find_cycle(edges, names)
     in_cycle = set(cycle)
     if cycle:
-        culprit = next(m for m in moves if m.to in in_cycle and m.from_stages & in_cycle)
+        culprit = next(
+            m
+            for m in moves
+            if m.to in in_cycle and any(rank[m.to] >= rank[f] for f in m.from_stages & in_cycle)
+        )
         problems.error(
             display,
             named("backward move", culprit.name),

@@ -134,6 +134,10 @@ def locate(data: Any, loc: Sequence[int | str]) -> tuple[str, str]:
             node = node.get(part)
             parent_key = None
             continue
+        if isinstance(part, int) and isinstance(node, dict):
+            # A single table where a list of tables is allowed: the model wrapped it; the file has no index.
+            parent_key = None
+            continue
         path.append(f"[{part}]" if isinstance(part, int) else str(part))
         if isinstance(node, dict):
             node = node.get(part) if isinstance(part, str) else None

@@ -170,7 +170,9 @@ def build_roster(model: RosterFileModel, display: str, problems: Problems) -> Ro
                 )
                 zone = None
             if wh.end <= wh.start:
-                problems.error(display, where, "working_hours.end", f"{wh.end} is not after start {wh.start}")
+                problems.error(
+                    display, where, "working_hours.end", f"{wh.end:%H:%M} is not after start {wh.start:%H:%M}"
+                )
             if zone is not None:
                 hours = WorkingHours(zone, frozenset(DAYS.index(d) for d in wh.days), wh.start, wh.end)
         if rm.out_of_office and not rm.active:

@@ -75,7 +75,7 @@ def field_sets(mapping: Mapping, stages: tuple[str, ...]) -> tuple[FieldSet, Fie
     scoring_kinds = {n: k for n, k in person_kinds.items() if n not in SCORE_FIELDS}
     stage_fields = frozenset({"stage", "account.stage"})
     return (
-        FieldSet(scoring_kinds, stages, stage_fields),
+        FieldSet(scoring_kinds, stages, stage_fields, {f: "scoring computes it" for f in SCORE_FIELDS}),
         FieldSet(person_kinds, stages, stage_fields),
         FieldSet(account_kinds, stages, stage_fields),
     )
