@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -182,12 +183,20 @@ class Sandbox:
         self.hs_server = self._serve(self.hs_app, self.hs_port, "--hs-port")
 
     def _serve(self, app: Any, port: int, option: str) -> ServerThread:
+        if port:
+            # werkzeug reports a taken port on stderr and exits the process: find out first, and say it in one line.
+            with socket.socket() as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError as exc:
+                    raise SandboxError(
+                        f"cannot listen on 127.0.0.1:{port} ({exc.strerror}): choose another {option}"
+                    ) from exc
         try:
             server = ServerThread(app, port=port, ssl_context=self.tls.context, poll_interval=_POLL_INTERVAL)
-        except OSError as exc:
-            raise SandboxError(
-                f"cannot listen on 127.0.0.1:{port} ({exc.strerror}): choose another {option}"
-            ) from exc
+        except (OSError, SystemExit) as exc:
+            raise SandboxError(f"cannot listen on 127.0.0.1:{port}: choose another {option}") from exc
         return server.start()
 
     def stop(self) -> None:
