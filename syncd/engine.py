@@ -141,6 +141,7 @@ class _Run:
         self.credits: dict[str, dict[str, int]] = {}
         self.assigned: dict[str, dict[str, int]] = {}
         self.touched_pools: set[str] = set()
+        self.static_skip_text: dict[str, str] = {}
         self.pool_cache: dict[str, tuple[tuple[tuple[str, int, int | None], ...], tuple[str, ...]]] = {}
         self.account_ctx: dict[str, dict[str, Any]] = {}
         self.account_owner: dict[str, tuple[str | None, str | None]] = {}
@@ -170,6 +171,7 @@ class _Run:
                     members.append((member, rep.weight, rep.daily_cap))
             found = (tuple(members), tuple(skipped))
             self.pool_cache[pool.name] = found
+            self.static_skip_text[pool.name] = "; ".join(skipped)
         return found
 
     def pick(self, pool: Pool, exclude: str | None, trace: list[TraceEntry | TraceGroup]) -> str | None:
@@ -209,7 +211,7 @@ class _Run:
             credits[member] = credit
             if not best or credit > best_credit:
                 best, best_credit = member, credit
-        why_skipped = static_skips + tuple(skipped) if skipped else static_skips
+        why_skipped = "; ".join((*static_skips, *skipped)) if skipped else self.static_skip_text[pool.name]
         if not best:
             trace.append(
                 ("route", "pool " + pool.name, False, "nobody can take it", (), (("skipped", why_skipped),))
