@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,11 +49,12 @@ def connectors_from_config(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     now: Callable[[], datetime] = _utcnow,
-    **overrides: Any,
+    salesforce: Mapping[str, Any] | None = None,
+    hubspot: Mapping[str, Any] | None = None,
 ) -> tuple[SalesforceConnector, HubSpotConnector]:
     """Both connectors as ``config`` describes them; the real services, or the sandbox of ``[sandbox]``.
 
-    ``overrides`` are passed to both constructors (e.g. ``lookback_seconds=0`` in tests).
+    ``salesforce`` and ``hubspot`` override constructor options of one connector (e.g. ``lookback_seconds``).
     """
     from simple_salesforce import Salesforce
 
@@ -133,6 +134,6 @@ def connectors_from_config(
         lookback_seconds=hs.lookback_seconds,
         **timing,
     )
-    salesforce = SalesforceConnector(factory, **{**sf_options, **overrides})
-    hubspot = HubSpotConnector.connect(secret("hubspot.token"), **{**hs_options, **overrides})
-    return salesforce, hubspot
+    sf_connector = SalesforceConnector(factory, **{**sf_options, **(salesforce or {})})
+    hs_connector = HubSpotConnector.connect(secret("hubspot.token"), **{**hs_options, **(hubspot or {})})
+    return sf_connector, hs_connector

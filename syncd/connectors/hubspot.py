@@ -359,10 +359,12 @@ class HubSpotConnector(Connector):
                     return
                 records = [self._record(object, item) for item in results]
                 page_last = max(_int_id(r.id) for r in records)
-                yield records, Watermark(cursor.at, str(page_last))
                 nxt = ((response.body.get("paging") or {}).get("next") or {}).get("after")
                 if not nxt:
+                    # The last page of this timestamp: all of it is done.
+                    yield records, Watermark(cursor.at, ALL_AT_TIMESTAMP)
                     return
+                yield records, Watermark(cursor.at, str(page_last))
                 after = int(nxt)
                 if after + SEARCH_PAGE > SEARCH_CAP:
                     last_id = page_last

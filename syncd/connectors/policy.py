@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import threading
 import time
 from collections import Counter, deque
@@ -23,7 +24,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from syncd.connectors.base import BudgetState, System
 from syncd.errors import BudgetExhausted, RetriableError
@@ -147,14 +148,6 @@ class DailyBudget:
         with self._lock:
             self._roll()
             label = {"salesforce": "Salesforce", "hubspot": "HubSpot"}[self.system]
-            if self.spent >= self.cap:
-                raise BudgetExhausted(
-                    f"{label}: budget reached: {self.spent} of {self.cap} calls today "
-                    f"(budget.{self.system}.daily_share = {self.share:g} of {self.allowance}); resuming after 00:00 UTC",
-                    system=self.system,
-                    code="BUDGET",
-                    retry_after=self._seconds_to_midnight(),
-                )
             if (
                 self.org_used is not None
                 and self.org_limit
@@ -165,6 +158,14 @@ class DailyBudget:
                     f"(budget.{self.system}.org_ceiling = {self.org_ceiling:g}); resuming later",
                     system=self.system,
                     code="ORG_BUDGET",
+                    retry_after=self._seconds_to_midnight(),
+                )
+            if self.spent >= self.cap:
+                raise BudgetExhausted(
+                    f"{label}: budget reached: {self.spent} of {self.cap} calls today "
+                    f"(budget.{self.system}.daily_share = {self.share:g} of {self.allowance}); resuming after 00:00 UTC",
+                    system=self.system,
+                    code="BUDGET",
                     retry_after=self._seconds_to_midnight(),
                 )
 
@@ -234,14 +235,18 @@ class CallPolicy:
         self.statuses: Counter[str] = Counter()
         self.retries = 0
         self.delays: list[float] = []
-        self._backoff = wait_exponential_jitter(
-            initial=initial_backoff, max=max_backoff, jitter=initial_backoff
-        )
+        self.initial_backoff = initial_backoff
+        self._random = random.Random()
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome is not None else None
         retry_after = getattr(exc, "retry_after", None)
-        delay = float(retry_after) if retry_after is not None else float(self._backoff(state))
+        if retry_after is not None:
+            delay = float(retry_after)
+        else:
+            # Exponential backoff with jitter, so that several clients do not retry in step.
+            base = self.initial_backoff * 2 ** (state.attempt_number - 1)
+            delay = min(self.max_backoff, base + self._random.uniform(0, self.initial_backoff))
         self.delays.append(delay)
         return delay
 

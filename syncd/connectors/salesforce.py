@@ -294,11 +294,13 @@ class SalesforceConnector(Connector):
     def _page(self, object: str, rows: list[dict[str, Any]], start: Watermark | None) -> Page | None:
         records = [self._record(object, row) for row in rows]
         if start is not None and not self.lookback:
-            # The query starts at the watermark's second; what came before the watermark itself is done.
+            # The query starts at the watermark's second: drop what the watermark says is done. Ids at the
+            # watermark's own millisecond may come again (the server's Id order is not Python's).
             records = [
                 r
                 for r in records
-                if r.modified_at > start.at or (r.modified_at == start.at and start.id != ALL_AT_TIMESTAMP)
+                if r.modified_at > start.at
+                or (r.modified_at == start.at and start.id != ALL_AT_TIMESTAMP and r.id != start.id)
             ]
         if not rows:
             return None
