@@ -230,7 +230,7 @@ class Daemon(Generic[RulesT]):
         except MappingError as exc:
             self._log_refusal("cannot start: the mapping and rules files are invalid", exc)
             raise
-        self._install_rules(rules, digest)
+        self._install_rules(rules, digest, reload=False)
         log.info("rules loaded from %s", ", ".join(map(str, self.settings.watch_paths)) or "the loader")
         return rules
 
@@ -254,7 +254,7 @@ class Daemon(Generic[RulesT]):
                 self.metrics.observe_reload(ok=False)
                 self.health.rules_loaded(error=redact(f"{type(exc).__name__}: {exc}"))
                 return False
-            self._install_rules(rules, digest)
+            self._install_rules(rules, digest, reload=True)
             log.info("rules reloaded (%s); the next cycle uses them", reason, extra={"event": "rules_reload"})
             return True
 
@@ -270,12 +270,16 @@ class Daemon(Generic[RulesT]):
         self._pending_digest = None
         return self.reload_rules("the rules files changed", digest=digest)
 
-    def _install_rules(self, rules: RulesT, digest: str) -> None:
+    def _install_rules(self, rules: RulesT, digest: str, *, reload: bool) -> None:
         with self._rules_lock:
             self._rules = rules
         self._rules_digest = digest
         self._pending_digest = None
-        self.metrics.observe_reload(ok=True, loaded_at=self._clock().timestamp())
+        loaded_at = self._clock().timestamp()
+        if reload:
+            self.metrics.observe_reload(ok=True, loaded_at=loaded_at)
+        else:
+            self.metrics.rules_loaded.set(loaded_at)
         self.health.rules_loaded()
 
     @staticmethod

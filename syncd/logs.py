@@ -5,8 +5,8 @@
 masks secrets in the message, its arguments, structured extras and exception text before any formatter
 sees them, and the formatters mask their finished line once more. What counts as a secret:
 
-- every value passed to ``register_secret()`` (the config registers each secret it reads), also in its
-  URL-encoded and JSON-escaped forms;
+- every value passed to ``register_secret()`` or ``setup_logging(secrets=...)`` (``syncd run`` passes every
+  secret its config resolved), also in its URL-encoded and JSON-escaped forms;
 - ``Bearer <token>`` and ``Authorization: <scheme> <credentials>``;
 - ``key=value`` (and quoted ``"key": value``) where the key names a token, secret, password, session id,
   api key or assertion (``access_token=``, ``session_id=``, ``"password": ...``);

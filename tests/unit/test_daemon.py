@@ -363,6 +363,8 @@ def test_a_good_edit_after_a_broken_one_is_picked_up(
     daemon.check_rules_files()
     assert daemon.check_rules_files() is True
     assert daemon.rules == {"rules": {"version": 2}}
+    assert sample(daemon, "syncd_rules_reloads_total", outcome="ok") == 1  # the load at start is no reload
+    assert sample(daemon, "syncd_rules_reloads_total", outcome="refused") == 1
     assert daemon.health.report().body["rules"]["last_reload_error"] is None
     daemon.run_cycle_now()
     assert runner.rules_seen[-1] == {"rules": {"version": 2}}
