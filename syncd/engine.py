@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import gc
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from itertools import compress
 from typing import Any
@@ -45,6 +45,7 @@ from syncd.model import (
     is_queue,
     queue_owner,
 )
+from syncd.rules.conditions import Condition
 from syncd.rules.routing import Pool, RoutingRule
 from syncd.rules.ruleset import RuleSet
 
@@ -87,6 +88,22 @@ def decide(
             gc.enable()
 
 
+def _person_conditions(rules: RuleSet) -> Iterator[Condition]:
+    for stage in rules.lifecycle.stages:
+        if stage.entry is not None:
+            yield stage.entry
+    for move in rules.lifecycle.backward:
+        yield move.when
+    for fit in rules.scoring.fit:
+        yield fit.when
+    for engagement in rules.scoring.engagement:
+        if engagement.when is not None:
+            yield engagement.when
+    for rule in rules.routing.rules:
+        if rule.persons:
+            yield rule.when
+
+
 class _Run:
     """The state of one ``decide`` call: rule lookups, availability, round-robin credits, day counts."""
 
@@ -105,13 +122,47 @@ class _Run:
         self.first_stage = rules.lifecycle.stages[0]
         self.qualifies = self.stage_by_name.get(rules.scoring.qualifies)
         self.entry_stages = tuple(s for s in rules.lifecycle.stages if s.entry is not None)
+        # Only the account fields some person condition reads are copied into each person's context.
+        used: set[str] = set()
+        for cond in _person_conditions(rules):
+            used.update(cond.fields)
+        self.account_fields = tuple(
+            (f.removeprefix("account."), f) for f in sorted(used) if f.startswith("account.")
+        )
         self.fit_tests = tuple(r.when.test for r in rules.scoring.fit)
         self.fit_points = tuple(r.points for r in rules.scoring.fit)
         self.fit_meta = tuple(
             (r.name, f"{r.points:+d} if {r.when.text}", r.when.fields) for r in rules.scoring.fit
         )
+        # Decay factors are exp(rate * age in days), rate = -ln 2 / half-life.
         self.engagement_rules = tuple(
-            (r.name, r.when, r.field, r.points, r.cap, r.half_life_days, r.date_field)
+            (
+                r.when,
+                r.field,
+                r.points,
+                r.cap,
+                -_LN2 / r.half_life_days if r.half_life_days is not None and r.date_field else None,
+                r.date_field,
+            )
+            for r in rules.scoring.engagement
+        )
+        self.engagement_meta = tuple(
+            (
+                r.name,
+                (f"{r.points:g} per {r.field}" if r.field else f"{r.points:+g}")
+                + (f" if {r.when.text}" if r.when is not None else "")
+                + (f", cap {r.cap:g}" if r.cap is not None else "")
+                + (f", half-life {r.half_life_days:g} days since {r.date_field}" if r.half_life_days else ""),
+                tuple(
+                    dict.fromkeys(
+                        (
+                            *((r.field,) if r.field else ()),
+                            *(r.when.fields if r.when else ()),
+                            *((r.date_field,) if r.date_field else ()),
+                        )
+                    )
+                ),
+            )
             for r in rules.scoring.engagement
         )
         self.decided_entry: dict[str, TraceEntry] = {
@@ -408,7 +459,7 @@ class _Run:
                 ("stage", "customer", customer, policy.customer_when.text, policy.customer_when.fields, ())
             )
         ctx["customer"] = customer
-        self.account_ctx[account.key] = {"account." + k: v for k, v in ctx.items()}
+        self.account_ctx[account.key] = {prefixed: ctx.get(name) for name, prefixed in self.account_fields}
         stage = policy.customer_stage if customer else None
         team = self.stage_by_name[stage].team if customer and stage is not None else policy.prospect_team
         current = account.fields.get("owner")
@@ -449,44 +500,37 @@ class _Run:
         if scoring.fit_cap is not None and fit > scoring.fit_cap:
             fit = scoring.fit_cap
         engagement = 0.0
-        now = self.now
-        ages: dict[str, float] = {}
-        for name, when, field, per, cap, half_life, date_field in self.engagement_rules:
+        earned: list[float | None] = []
+        age: float | None = None
+        age_field: str | None = None
+        for when, field, per, cap, decay_rate, date_field in self.engagement_rules:
             if when is not None and not when.test(ctx):
-                trace.append(("score", name, False, when.text, when.fields, ()))
+                earned.append(None)
                 continue
             if field is not None:
                 count: Any = ctx.get(field)
                 if type(count) not in _NUMBER or count <= 0:
-                    trace.append(("score", name, False, "no count", (), ((field, count),)))
+                    earned.append(None)
                     continue
                 points = count * per
             else:
                 points = per
             if cap is not None and points > cap:
                 points = cap
-            if half_life is not None and date_field is not None:
-                age = ages.get(date_field)
-                if age is None:
-                    at = ctx.get(date_field)
+            if decay_rate is not None:
+                if date_field != age_field:
+                    # Rules usually share one date field: its age is computed once per person.
+                    at = ctx.get(date_field or "")
                     age = (
-                        max((now - at).total_seconds() / _DAY_SECONDS, 0.0)
+                        max((self.now - at).total_seconds() / _DAY_SECONDS, 0.0)
                         if isinstance(at, datetime)
-                        else -1.0
+                        else None
                     )
-                    ages[date_field] = age
-                points = points * math.exp(-_LN2 * age / half_life) if age >= 0 else 0.0
+                    age_field = date_field
+                points = points * math.exp(decay_rate * age) if age is not None else 0.0
             engagement += points
-            trace.append(
-                (
-                    "score",
-                    name,
-                    True,
-                    "",
-                    (),
-                    ((field, ctx.get(field)), ("points", points)) if field else (("points", points),),
-                )
-            )
+            earned.append(points)
+        trace.append(("score", self.engagement_meta, earned))
         if scoring.engagement_cap is not None and engagement > scoring.engagement_cap:
             engagement = scoring.engagement_cap
         total = fit + engagement

@@ -336,8 +336,9 @@ def _jsonable(value: Any) -> Any:
 
 # One raw trace entry as the engine records it: phase, rule, matched, test, fields to show, fixed values.
 TraceEntry = tuple[str, str, bool, str, tuple[str, ...], tuple[tuple[str, Any], ...]]
-# Several rules tried in one go: phase, per rule (name, test, fields to show), and whether each matched.
-TraceGroup = tuple[str, tuple[tuple[str, str, tuple[str, ...]], ...], list[bool]]
+# Several rules tried in one go: phase, per rule (name, test, fields to show), and per rule the outcome:
+# True/False, or the points it gave (None: it did not apply).
+TraceGroup = tuple[str, tuple[tuple[str, str, tuple[str, ...]], ...], list[bool] | list[float | None]]
 
 
 class Trace(Sequence[TraceStep]):
@@ -372,8 +373,14 @@ class Trace(Sequence[TraceStep]):
                     look = ctx.get
                 if len(entry) == 3:
                     _, metas, results = entry
-                    for (rule, test, fields), matched in zip(metas, results, strict=True):
-                        out.append(TraceStep(phase, rule, matched, test, tuple((f, look(f)) for f in fields)))
+                    for (rule, test, fields), outcome in zip(metas, results, strict=True):
+                        shown = tuple((f, look(f)) for f in fields)
+                        if outcome is None or isinstance(outcome, bool):
+                            out.append(TraceStep(phase, rule, bool(outcome), test, shown))
+                        else:
+                            out.append(
+                                TraceStep(phase, rule, True, test, (*shown, ("points", round(outcome, 2))))
+                            )
                     continue
                 _, rule, matched, test, fields, values = entry
                 if fields:

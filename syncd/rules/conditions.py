@@ -252,6 +252,7 @@ class _Compiler:
             if kind not in ORDERED_KINDS:
                 self.error(key, f"{op} needs a number or date field; {field} is {kind}")
                 return None
+            # Exact types: a bool is no number, and the mapping layer makes plain ints, floats and datetimes.
             types: tuple[type, ...] = (int, float) if kind == "number" else (datetime,)
             if op == "between":
                 if not isinstance(operand, list) or len(operand) != 2:
@@ -265,9 +266,7 @@ class _Compiler:
                     self.error(key, f"low {lo!r} is above high {hi!r}")
                     return None
                 return (
-                    lambda c: (
-                        isinstance(x := c.get(field), types) and not isinstance(x, bool) and lo <= x <= hi
-                    ),
+                    lambda c: type(x := c.get(field)) in types and lo <= x <= hi,
                     f"{field} between {lo!r} and {hi!r}",
                     Predicate(field, op, (lo, hi)),
                 )
@@ -277,13 +276,13 @@ class _Compiler:
             symbol = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[op]
             test: Test
             if op == "gt":
-                test = lambda c: isinstance(x := c.get(field), types) and not isinstance(x, bool) and x > v  # noqa: E731
+                test = lambda c: type(x := c.get(field)) in types and x > v  # noqa: E731
             elif op == "gte":
-                test = lambda c: isinstance(x := c.get(field), types) and not isinstance(x, bool) and x >= v  # noqa: E731
+                test = lambda c: type(x := c.get(field)) in types and x >= v  # noqa: E731
             elif op == "lt":
-                test = lambda c: isinstance(x := c.get(field), types) and not isinstance(x, bool) and x < v  # noqa: E731
+                test = lambda c: type(x := c.get(field)) in types and x < v  # noqa: E731
             else:
-                test = lambda c: isinstance(x := c.get(field), types) and not isinstance(x, bool) and x <= v  # noqa: E731
+                test = lambda c: type(x := c.get(field)) in types and x <= v  # noqa: E731
             return test, f"{field} {symbol} {v!r}", Predicate(field, op, v)
         if op == "contains":
             if kind != "text":
