@@ -366,8 +366,10 @@ class Mapping:
 
         ``current`` is the record's raw fields (HubSpot: its properties). A field already showing the value
         (compared as logical values, so ``"42"`` equals ``42.0``) is not written; an ``if_blank`` field is
-        written only when blank; ``never`` fields never.
+        written only when blank; ``never`` fields never. A None value means "no opinion": nothing is written.
         """
+        if value is None:
+            return {}
         lf = self.fields[name]
         props = _props(system, current)
         out: dict[str, Any] = {}

@@ -150,7 +150,7 @@ def build_scoring(
     if model.engagement_cap is not None:
         best_engagement = min(best_engagement, model.engagement_cap)
     reachable = min(best_fit + best_engagement, model.max)
-    if reachable < model.threshold:
+    if reachable < model.threshold <= model.max:
         problems.warning(
             display, "", "threshold", f"{model.threshold} can never be reached (at most {reachable:g} points)"
         )

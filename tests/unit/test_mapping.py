@@ -303,6 +303,15 @@ WRITES = [
         id="only-differing-binding",
     ),
     pytest.param("score", "salesforce", "Lead", None, {"Syncd_Score__c": None}, {}, id="blank-stays-blank"),
+    pytest.param(
+        "stage",
+        "hubspot",
+        "companies",
+        None,
+        hs_contact(lifecyclestage="customer"),
+        {},
+        id="no-opinion-never-clears",
+    ),
 ]
 
 
