@@ -142,7 +142,7 @@ def test_bench_hubspot_push_under_100_per_10s_has_no_429(tmp_path: Path) -> None
 
 
 CLIENT = r"""
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
 from syncd.config import parse_config
 from syncd.connectors import connectors_from_config
@@ -161,7 +161,9 @@ for page in connector.pull(obj):
     count += len(page.records)
     if count >= limit:
         break
-print(json.dumps({"count": count, "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the forking parent across exec.
+peak_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({"count": count, "peak_kb": peak_kb,
                   "seconds": time.perf_counter() - began, "calls": connector.call_counts()}))
 """
 
@@ -206,6 +208,6 @@ def test_bench_pulling_200k_records_keeps_memory_flat(tmp_path: Path) -> None:
         server.wait(timeout=30)
     for system in ("salesforce", "hubspot"):
         small, big = figures[(system, 20_000)], figures[(system, 200_000)]
-        assert small["count"] >= 20_000 and big["count"] == 200_000
+        assert small["count"] >= 20_000 and big["count"] >= 200_000
         # Ten times the records, (nearly) the same memory: pages are streamed, never accumulated.
         assert big["peak_kb"] <= small["peak_kb"] * 1.15 + 8 * 1024
