@@ -187,6 +187,9 @@ class _Run:
                 ok, why = rep.available(now)
                 if not ok:
                     self.unavailable[key] = why
+        self.assignments = ledger.assignments
+        self.overrides = ledger.overrides
+        self.holds = ledger.holds
         self.counts: dict[str, int] = dict(ledger.daily_counts)
         self.assigned_today: dict[str, int] = {}
         self.credits: dict[str, dict[str, int]] = {}
@@ -340,11 +343,11 @@ class _Run:
     ) -> tuple[str | None, str, datetime | None, Assignment | None, str | None]:
         """(owner, rule, assigned_at, previous assignment, previous owner) for one record."""
         now = self.now
-        prev = self.ledger.assignments.get(key)
+        prev = self.assignments.get(key)
         base_owner = prev.owner if prev is not None else current_owner
         base_rule = prev.rule if prev is not None else "current owner"
 
-        override = self.ledger.overrides.get(key)
+        override = self.overrides.get(key)
         if override is not None and self.policy.override_days > 0:
             until = override.seen_at + self.override_window
             why = ""
@@ -467,7 +470,7 @@ class _Run:
             trace.append(("owner", "team", False, "no prospect_team in policy: owner unchanged", (), ()))
             self.account_owner[account.key] = (None, None)
             return Decision(account.key, "account", stage, None, None, "unrouted", Trace(trace, ctx))
-        prev = self.ledger.assignments.get(account.key)
+        prev = self.assignments.get(account.key)
         prev_team = prev.team if prev is not None else None
         if prev_team is None and isinstance(current, str) and current in self.roster:
             prev_team = self.roster[current].team
@@ -556,7 +559,7 @@ class _Run:
                     hold = self.now + timedelta(days=move.hold_days) if move.hold_days else None
                     return move.to, hold
         best = current if current is not None else self.first_stage
-        hold_until = self.ledger.holds.get(person.key)
+        hold_until = self.holds.get(person.key)
         if hold_until is not None and self.now < hold_until:
             trace.append(
                 ("stage", "hold", True, f"recycled: stays {best.name} until {hold_until.isoformat()}", (), ())
@@ -604,7 +607,7 @@ class _Run:
         team = stage.team
         trace.append(self.decided_entry[stage_name])
 
-        prev = self.ledger.assignments.get(person.key)
+        prev = self.assignments.get(person.key)
         if prev is not None:
             prev_team: str | None = prev.team
         else:
@@ -616,7 +619,7 @@ class _Run:
         if stage_name in self.routing.account_match and account_key is not None:
             owner, owner_team = self.account_owner.get(account_key, (None, None))
             if owner is None:
-                assignment = self.ledger.assignments.get(account_key)
+                assignment = self.assignments.get(account_key)
                 if assignment is not None:
                     owner, owner_team = assignment.owner, assignment.team
             ok = owner is not None and owner_team == team and not self.why_not_owner(owner)
