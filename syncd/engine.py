@@ -611,8 +611,13 @@ class _Run:
         if prev is not None:
             prev_team: str | None = prev.team
         else:
+            # Without a ledger entry the team is the current stage's, else the current owner's.
             current_stage = self.stage_by_name.get(reading) if isinstance(reading, str) else None
-            prev_team = current_stage.team if current_stage is not None else None
+            if current_stage is not None:
+                prev_team = current_stage.team
+            else:
+                current_rep = self.roster.get(person.fields.get("owner") or "")
+                prev_team = current_rep.team if current_rep is not None else None
         handoff = Handoff(prev_team, team) if prev_team is not None and prev_team != team else None
 
         matched_owner = None

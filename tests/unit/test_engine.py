@@ -375,6 +375,12 @@ def test_stickiness_exceptions(p: Any, ledger: LedgerView | None, allowed: set[s
     )
 
 
+def test_hand_off_from_the_current_owners_team_without_a_stage_reading() -> None:
+    decision = one([person(owner=rep("owen.price"), **HOT)])
+    assert decision.handoff == Handoff("marketing", "sales")
+    assert decision.owner in SDRS
+
+
 def test_hand_off_is_flagged_with_teams() -> None:
     decision = one(
         [person(**HOT)], ledger=assigned(rep("nora.lindqvist"), team="marketing", rule="Marketing nurture")
