@@ -31,7 +31,7 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from itertools import islice
@@ -834,6 +834,31 @@ class Ledger:
         )
         return [_record(r) for r in self.db.query(sql, [key])]
 
+    @_guarded
+    def records_by_ids(self, system: str, object: str, ids: Iterable[str]) -> dict[str, RecordRow]:
+        """Bulk ``record`` for one object: id -> stored record, for the ids the ledger holds."""
+        found: dict[str, RecordRow] = {}
+        for chunk in _batched(ids):
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT * FROM records WHERE system = ? AND object = ? AND id IN ({marks})"
+            for r in self.db.query(sql, [system, object, *chunk]):
+                found[r["id"]] = _record(r)
+        return found
+
+    @_guarded
+    def records_of_keys(self, keys: Iterable[str]) -> dict[str, list[RecordRow]]:
+        """Bulk ``records_of``: key -> its linked records (keys without records are absent)."""
+        found: dict[str, list[RecordRow]] = {}
+        for chunk in _batched(keys):
+            marks = ",".join("?" * len(chunk))
+            sql = (
+                "SELECT l.key AS link_key, r.* FROM links l JOIN records r USING (system, object, id) "
+                f"WHERE l.key IN ({marks}) ORDER BY l.key, r.system, r.object, r.id"
+            )
+            for r in self.db.query(sql, chunk):
+                found.setdefault(r["link_key"], []).append(_record(r))
+        return found
+
     def iter_records(
         self, system: str, object: str, *, dirty_only: bool = False, page: int = 1000
     ) -> Iterator[RecordRow]:
@@ -920,12 +945,20 @@ class Ledger:
     # -- keys and links
 
     @_guarded
-    def new_keys(self, kind: str, count: int = 1) -> list[str]:
-        """Mint stable keys for new persons (``p:…``) or accounts (``a:…``)."""
+    def new_keys(self, kind: str, count: int = 1, *, seeds: Sequence[str] | None = None) -> list[str]:
+        """Mint stable keys for new persons (``p:…``) or accounts (``a:…``).
+
+        With ``seeds`` (one per key, e.g. the id of the record a key is minted for) the keys are derived
+        from them, so the same records always get the same keys, and work done in key order (round robin)
+        comes out the same in a dry run and in the real run that follows it.
+        """
         if kind not in KEY_KINDS:
             raise ValueError(f"unknown key kind {kind!r}; expected one of {', '.join(KEY_KINDS)}")
         now = self._now()
-        keys = [_KEY_PREFIX[kind] + uuid.uuid4().hex for _ in range(count)]
+        if seeds is not None:
+            keys = [_KEY_PREFIX[kind] + _hash_text(f"{kind}\0{seed}") for seed in seeds]
+        else:
+            keys = [_KEY_PREFIX[kind] + uuid.uuid4().hex for _ in range(count)]
         with self.transaction():
             self.db.table("entities").insert_all(
                 ({"key": k, "kind": kind, "created_at": now} for k in keys), batch_size=_BATCH
@@ -1214,6 +1247,21 @@ class Ledger:
     def decisions(self, keys: Iterable[str]) -> dict[str, DecisionRow]:
         """Bulk read of current decisions: key -> decision, for the keys that have one."""
         return self._decisions(keys)
+
+    @_guarded
+    def due_keys(
+        self, at: datetime, *, kind: str | None = None, after: str = "", limit: int = 1000
+    ) -> list[str]:
+        """Keys whose decision says it is due again by ``at`` (``data["due_at"]``, an ISO time the cycle
+        stores: an SLA deadline, an override's end, a score to decay), in key order after ``after``."""
+        kind_filter = "" if kind is None else " AND e.kind = ?"
+        sql = (
+            "SELECT d.key FROM decisions d JOIN entities e ON e.key = d.key "
+            "WHERE d.key > ? AND json_extract(d.data, '$.due_at') <= ?"
+            f"{kind_filter} ORDER BY d.key LIMIT ?"
+        )
+        params: list[Any] = [after, _ts(at), *([] if kind is None else [kind]), limit]
+        return [str(row[0]) for row in self._conn.execute(sql, params)]
 
     def decision(self, key: str) -> DecisionRow | None:
         return self.decisions([key]).get(key)
