@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from hubspot.crm.contacts import PublicObjectSearchRequest, SimplePublicObjectInput
 from simple_salesforce import Salesforce
 
@@ -432,5 +431,4 @@ def test_control_endpoint_is_listed_and_answers(sandbox: Sandbox) -> None:
     sandbox.salesforce_client().query("SELECT Id FROM User LIMIT 1")
     counts = session.get(info["salesforce"]["control"] + "counts").json()
     assert counts["total"] >= 1
-    assert isinstance(session, requests.Session)
     assert session.get(info["hubspot"]["control"] + "tokens").json() == info["hubspot"]["tokens"]
