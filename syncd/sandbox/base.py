@@ -15,6 +15,7 @@ Control endpoint (no auth, never counted, loopback only):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -74,8 +75,11 @@ class Counters:
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
-            return {"total": sum(self.by_kind.values()), "by_kind": dict(self.by_kind),
-                    "by_status": dict(self.by_status)}
+            return {
+                "total": sum(self.by_kind.values()),
+                "by_kind": dict(self.by_kind),
+                "by_status": dict(self.by_status),
+            }
 
     def reset(self) -> None:
         with self._lock:
@@ -88,8 +92,12 @@ class DropConnection(Exception):
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(body, separators=(",", ":")), status=status, headers=headers,
-                    content_type="application/json;charset=UTF-8")
+    return Response(
+        json.dumps(body, separators=(",", ":")),
+        status=status,
+        headers=headers,
+        content_type="application/json;charset=UTF-8",
+    )
 
 
 class SandboxApp:
@@ -176,10 +184,8 @@ class SandboxApp:
         except DropConnection:
             sock = environ.get("werkzeug.socket")
             if isinstance(sock, socket.socket):
-                try:
+                with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
             return []
         return response(environ, start_response)
 
@@ -190,8 +196,9 @@ class SandboxApp:
         try:
             kind, values = adapter.match()
         except (NotFound, MethodNotAllowed) as exc:
-            return self.error(exc.code or 404, f"The requested resource does not exist: {request.path}",
-                              "NOT_FOUND")
+            return self.error(
+                exc.code or 404, f"The requested resource does not exist: {request.path}", "NOT_FOUND"
+            )
         except HTTPException as exc:
             return self.error(exc.code or 400, exc.description or "bad request", "BAD_REQUEST")
         auth = request.headers.get("Authorization", "")
@@ -243,7 +250,7 @@ class SandboxApp:
         return response
 
     def control(self, request: Request) -> Response:
-        path = request.path[len(CONTROL_PREFIX):].strip("/")
+        path = request.path[len(CONTROL_PREFIX) :].strip("/")
         try:
             body = request.get_json(silent=True) or {}
             if path == "counts" and request.method == "GET":
@@ -263,24 +270,36 @@ class SandboxApp:
                 return json_response(self.tokens)
         except (ValueError, TypeError) as exc:
             return json_response({"error": str(exc)}, status=400)
-        return json_response({"error": f"unknown control endpoint {request.method} {request.path}"}, status=404)
+        return json_response(
+            {"error": f"unknown control endpoint {request.method} {request.path}"}, status=404
+        )
 
 
 class ServerThread:
     """Serves a WSGI app over HTTPS on 127.0.0.1 in a background thread (port 0 picks a free port)."""
 
     def __init__(
-        self, app: Any, *, host: str = "127.0.0.1", port: int = 0, ssl_context: Any = None, poll_interval: float = 0.5
+        self,
+        app: Any,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ssl_context: Any = None,
+        poll_interval: float = 0.5,
     ) -> None:
         # poll_interval bounds how long stop() waits for the serving loop to notice; tests use a short one.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self._server: BaseWSGIServer = make_server(host, port, app, threaded=True, ssl_context=ssl_context)
-        self._server.daemon_threads = True
+        self._server.daemon_threads = True  # type: ignore[attr-defined]  # ThreadingMixIn's, when threaded
         self.host = host
         self.port = int(self._server.server_port)
         self.scheme = "https" if ssl_context is not None else "http"
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"sandbox:{self.port}",
-                                        kwargs={"poll_interval": poll_interval}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            name=f"sandbox:{self.port}",
+            kwargs={"poll_interval": poll_interval},
+            daemon=True,
+        )
 
     @property
     def url(self) -> str:
