@@ -441,7 +441,9 @@ class _Parser:
             self.advance()
         self.expect_kw("FROM")
         # "Group" is a keyword and also the sObject that holds queues: right after FROM it names the object.
-        obj = self.advance() if self.tok.kind == "IDENT" and self.tok.value.upper() == "GROUP" else self.name()
+        obj = (
+            self.advance() if self.tok.kind == "IDENT" and self.tok.value.upper() == "GROUP" else self.name()
+        )
         query = Query(self.text, obj.value, obj.pos, tuple(fields), count)
         where: Condition | None = None
         order: list[OrderItem] = []
