@@ -76,7 +76,7 @@ from syncd.sandbox.schema import (
 )
 from syncd.sandbox.store import Record, Store
 
-__all__ = ["HubSpotApp", "client"]
+__all__ = ["NO_RETRY", "HubSpotApp", "client"]
 
 OBJECT_TYPES: dict[str, str] = {
     "contacts": "contacts",
@@ -163,13 +163,20 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _TOKEN_SPLIT = re.compile(r"[^0-9a-z]+")
 
 
-def client(host: str, token: str, ca_file: str | os.PathLike[str], *, retry: Retry | None = None) -> HubSpot:
+# urllib3's default, Retry(3), sleeps out a 429's or 503's Retry-After with the real time.sleep and tries
+# GETs again, silently: syncd owns its retry policy (tenacity), so its clients retry nothing at this level.
+NO_RETRY = Retry(total=0, respect_retry_after_header=False, raise_on_status=False)
+
+
+def client(host: str, token: str, ca_file: str | os.PathLike[str], *, retry: Retry = NO_RETRY) -> HubSpot:
     """A hubspot-api-client ``HubSpot`` pointed at ``host`` (e.g. a sandbox's URL) that trusts ``ca_file``.
 
     In 12.0.0 every sub-client builds its own ``Configuration`` from the keywords given to ``HubSpot`` (each one
     is set as an attribute), so ``ssl_ca_cert`` reaches all of them, and urllib3 uses it whatever
     ``REQUESTS_CA_BUNDLE`` says. Each attribute access like ``client.crm.contacts.basic_api`` builds a new
-    connection pool: keep the API objects you use. ``retry`` is urllib3's (connection-level) policy.
+    connection pool: keep the API objects you use. ``retry`` is urllib3's connection-level policy; the default
+    retries nothing, so a 429 surfaces at once as an ``ApiException`` (status 429, ``Retry-After`` in its
+    headers) and a refused connection as urllib3's ``MaxRetryError``.
     """
     return HubSpot(access_token=token, host=host, ssl_ca_cert=os.fspath(ca_file), retry=retry)
 
@@ -1102,7 +1109,7 @@ class HubSpotApp(SandboxApp):
         started = iso_ms(int(self.clock() * 1000))
         body = self._json(request)
         inputs = self._inputs(body)
-        names = self._names(body["properties"]) if isinstance(body.get("properties"), list) else None
+        names = self._names(body["properties"]) if body.get("properties") else None
         id_property = body.get("idProperty")
         archived = _truthy(request.args.get("archived"))
         results: list[dict[str, Any]] = []
