@@ -66,6 +66,7 @@ MIN_BATCH_SIZE = 200
 MAX_COLLECTION_RECORDS = 200
 MAX_COMPOSITE_SUBREQUESTS = 25
 MAX_OPEN_CURSORS = 200
+QUERY_LOCATOR_IDLE_SECONDS = 15 * 60
 USAGE_WINDOW_MINUTES = 24 * 60
 CONVERTED_STATUS = "Closed - Converted"
 QUERY_LOCATOR_PREFIX = "01g"
@@ -168,6 +169,8 @@ class _Cursor:
     rows: list[Record]
     batch: int
     all_rows: bool
+    locator: str = ""
+    last_used: float = 0.0
 
 
 @dataclass
@@ -1171,26 +1174,33 @@ class SalesforceApp(SandboxApp):
         return json_response(body)
 
     def _remember(self, cursor: _Cursor) -> str:
-        for locator, known in self._cursors.items():
-            if known is cursor:
-                self._cursors.move_to_end(locator)
-                return locator
+        """Keep an unfinished query for its next pages; like Salesforce, locators expire when idle."""
+        now = self.clock()
+        cursor.last_used = now
+        for stale in [k for k, c in self._cursors.items() if now - c.last_used > QUERY_LOCATOR_IDLE_SECONDS]:
+            del self._cursors[stale]
+        if cursor.locator:
+            self._cursors.move_to_end(cursor.locator)
+            return cursor.locator
         n = self._seq.get(QUERY_LOCATOR_PREFIX, 1)
         self._seq[QUERY_LOCATOR_PREFIX] = n + 1
         self._seq_dirty = True
-        locator = sf_id(QUERY_LOCATOR_PREFIX, n)[:15]
-        self._cursors[locator] = cursor
+        cursor.locator = sf_id(QUERY_LOCATOR_PREFIX, n)[:15]
+        self._cursors[cursor.locator] = cursor
         while len(self._cursors) > MAX_OPEN_CURSORS:
             self._cursors.popitem(last=False)
-        return locator
+        return cursor.locator
 
     @_rest
     def on_query_more(self, request: Request, *, user: str, version: str, locator: str) -> Response:
         cursor_id, _, offset_text = locator.rpartition("-")
         cursor = self._cursors.get(cursor_id)
+        if cursor is not None and self.clock() - cursor.last_used > QUERY_LOCATOR_IDLE_SECONDS:
+            del self._cursors[cursor_id]
+            cursor = None
         if cursor is None or not offset_text.isdigit() or int(offset_text) > len(cursor.rows):
             raise SfError(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
-        self._cursors.move_to_end(cursor_id)
+        cursor.last_used = self.clock()
         return self._page(cursor, int(offset_text), version)
 
     # ----------------------------------------------------------------------------------- sObject rows

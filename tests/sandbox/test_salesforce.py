@@ -666,6 +666,18 @@ def test_bad_soql_is_400_with_salesforce_code(sf_sandbox: SfSandbox, soql: str, 
     assert body["errorCode"] == code and "ERROR at Row:1:Column:" in body["message"]
 
 
+def test_query_locator_expires_after_15_idle_minutes(sf_sandbox: SfSandbox) -> None:
+    load_leads(sf_sandbox, 2100)
+    sf = sf_sandbox.client()
+    first = sf.query("SELECT Id FROM Lead")
+    sf_sandbox.clock.advance(14 * 60)
+    assert sf.query_more(first["nextRecordsUrl"], identifier_is_url=True)["done"] is True
+    sf_sandbox.clock.advance(15 * 60 + 1)
+    with pytest.raises(SalesforceMalformedRequest) as caught:
+        sf.query_more(first["nextRecordsUrl"], identifier_is_url=True)
+    assert error_body(caught)[0]["errorCode"] == "INVALID_QUERY_LOCATOR"
+
+
 def test_unknown_query_locator_is_refused(sf_sandbox: SfSandbox) -> None:
     with pytest.raises(SalesforceMalformedRequest) as caught:
         sf_sandbox.client().query_more("01g8d00000000zz-2000")
