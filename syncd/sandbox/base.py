@@ -291,6 +291,9 @@ class ServerThread:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self._server: BaseWSGIServer = make_server(host, port, app, threaded=True, ssl_context=ssl_context)
         self._server.daemon_threads = True  # type: ignore[attr-defined]  # ThreadingMixIn's, when threaded
+        # Accepted sockets inherit it: without it Nagle holds back the small TLS records (tickets, then the
+        # response) behind the client's delayed ACK, ~12 ms a call instead of ~3 ms.
+        self._server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.host = host
         self.port = int(self._server.server_port)
         self.scheme = "https" if ssl_context is not None else "http"
