@@ -589,21 +589,10 @@ class HubSpotApp(SandboxApp):
         # HubSpot property names are exact; the schema's lookup is case-insensitive for Salesforce's sake.
         return spec if spec is not None and spec.name == name else None
 
-    @staticmethod
-    def _json(request: Request) -> dict[str, Any]:
+    def _json(self, request: Request) -> dict[str, Any]:
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
-            raise Rejected(
-                json_response(
-                    {
-                        "status": "error",
-                        "message": "Invalid input JSON on line 1",
-                        "correlationId": str(uuid.uuid4()),
-                        "category": "VALIDATION_ERROR",
-                    },
-                    400,
-                )
-            )
+            raise self._bad_request("Invalid input JSON: expected an object")
         return body
 
     @staticmethod
@@ -960,7 +949,7 @@ class HubSpotApp(SandboxApp):
 
         return now
 
-    def _lazy_ids(self, otype: str, count: int) -> Callable[[], str]:
+    def _lazy_ids(self, count: int) -> Callable[[], str]:
         pool: list[Iterator[str]] = []
 
         def next_id() -> str:
@@ -1021,9 +1010,7 @@ class HubSpotApp(SandboxApp):
         otype = self._otype(objtype)
         body = self._json(request)
         try:
-            rec = self._create_one(
-                otype, body, self._lazy_ids(otype, 1), self._lazy_tick(), user, self._owner_ids()
-            )
+            rec = self._create_one(otype, body, self._lazy_ids(1), self._lazy_tick(), user, self._owner_ids())
         except InputFailed as failure:
             return self._fail(failure)
         written = list((body.get("properties") or {}).keys())
@@ -1141,7 +1128,7 @@ class HubSpotApp(SandboxApp):
         otype = self._otype(objtype)
         started = iso_ms(int(self.clock() * 1000))
         inputs = self._inputs(self._json(request))
-        new_id, now, owners = self._lazy_ids(otype, len(inputs)), self._lazy_tick(), self._owner_ids()
+        new_id, now, owners = self._lazy_ids(len(inputs)), self._lazy_tick(), self._owner_ids()
         results, errors = [], []
         for index, item in enumerate(inputs):
             try:
@@ -1188,7 +1175,7 @@ class HubSpotApp(SandboxApp):
                     f"idProperty {item.get('idProperty')!r} is not a unique property of "
                     f"{otype}; upsert needs one of: {', '.join(uniques) or '(none)'}"
                 )
-        new_id, now, owners = self._lazy_ids(otype, len(inputs)), self._lazy_tick(), self._owner_ids()
+        new_id, now, owners = self._lazy_ids(len(inputs)), self._lazy_tick(), self._owner_ids()
         results, errors = [], []
         for index, item in enumerate(inputs):
             key, id_property = str(item.get("id", "")), str(item["idProperty"])
