@@ -38,6 +38,7 @@ from __future__ import annotations
 import heapq
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -177,6 +178,8 @@ class CycleReport:
     decided: Counter[str] = field(default_factory=Counter)
     decided_records: Counter[str] = field(default_factory=Counter)
     tally: Tally = field(default_factory=Tally)
+    # Writes that went through (or, in a dry run, would be sent): one per record and intent.
+    pushed: Counter[str] = field(default_factory=Counter)
     failed: Counter[str] = field(default_factory=Counter)
     quarantined_now: Counter[str] = field(default_factory=Counter)
     quarantined: int = 0
@@ -187,6 +190,8 @@ class CycleReport:
     api_calls: dict[str, int] = field(default_factory=dict)
     budget: dict[str, dict[str, Any]] = field(default_factory=dict)
     interrupted: bool = False
+    # Wall time of each step (pushes of full batches happen during "decide").
+    seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -195,12 +200,11 @@ class CycleReport:
 
     def summary(self) -> CycleSummary:
         """The daemon's view of this cycle (metrics and the one summary log line)."""
-        pushed = {s: sum(self.tally.changed.get(s, Counter()).values()) for s in SYSTEMS}
         budget_used = {s: (b["spent"] / b["cap"]) if b.get("cap") else 0.0 for s, b in self.budget.items()}
         return CycleSummary(
             pulled=dict(self.pulled),
             decided=sum(self.decided.values()),
-            pushed={s: n for s, n in pushed.items() if n},
+            pushed={s: n for s, n in self.pushed.items() if n},
             created={s: n for s, n in self.tally.created.items() if n},
             failed={s: n for s, n in self.failed.items() if n},
             api_calls=dict(self.api_calls),
@@ -221,6 +225,7 @@ class CycleReport:
             "decided": dict(self.decided),
             "decided_records": dict(self.decided_records),
             "changes": self.tally.counts(),
+            "pushed": dict(self.pushed),
             "failed": dict(self.failed),
             "quarantined_now": dict(self.quarantined_now),
             "quarantined": self.quarantined,
@@ -230,6 +235,7 @@ class CycleReport:
             "api_calls": dict(self.api_calls),
             "budget": self.budget,
             "interrupted": self.interrupted,
+            "seconds": dict(self.seconds),
         }
 
 
@@ -398,14 +404,25 @@ class _Run:
         }
         self.opportunities: dict[str, tuple[int, int]] | None = None
         self.held: set[tuple[str, str, str]] = set()
+        # Every record in quarantine when the run started: only these need releasing after a good push.
+        self.quarantine_refs = {(q.system, q.object, q.record_id) for q in self.ledger.quarantined()}
         self.due_refs: set[tuple[str, str, str]] = set()
 
     # -- the steps
 
     def execute(self) -> None:
-        steps: list[Callable[[], bool]] = [self.replay, self.pull, self.link, self.decide_all, self.flush_all]
-        for step in steps:
-            if not step():
+        steps: list[tuple[str, Callable[[], bool]]] = [
+            ("replay", self.replay),
+            ("pull", self.pull),
+            ("link", self.link),
+            ("decide", self.decide_all),
+            ("push", self.flush_all),
+        ]
+        for name, step in steps:
+            began = time.perf_counter()
+            done = step()
+            self.report.seconds[name] = round(time.perf_counter() - began, 3)
+            if not done:
                 self.report.interrupted = True
                 log.info("cycle stopped on request; the outbox keeps what is decided for the next start")
                 return
@@ -425,7 +442,7 @@ class _Run:
             action = _action_from_intent(intent, self.mapping)
             self.actions[intent.id] = action
             if self.dry:
-                self.report.tally.add(action)
+                self._predict(action)
             else:
                 self._enqueue(intent)
         return self.dry or self.flush_all()
@@ -554,21 +571,48 @@ class _Run:
         return True
 
     def _follow_conversions(self) -> None:
-        pairs = [
-            (r.id, str(r.data["ConvertedContactId"]))
+        """A linked Lead converted since: its Contact joins the Lead's person (unlinked Leads are linked
+        to their Contact's person by ``_link_page``)."""
+        pairs = {
+            r.id: str(r.data["ConvertedContactId"])
             for r in self.ledger.iter_records("salesforce", "Lead", dirty_only=True)
             if r.data.get("IsConverted") and r.data.get("ConvertedContactId")
-        ]
+        }
         if not pairs:
             return
-        with self.ledger.transaction():
-            for lead_id, contact_id in pairs:
-                self.ledger.link_converted(lead_id, contact_id, run_id=self.run_id)
+        leads = self.ledger.keys_of("salesforce", "Lead", pairs)
+        contacts = self.ledger.keys_of("salesforce", "Contact", pairs.values())
+        todo = [
+            (lead, contact)
+            for lead, contact in pairs.items()
+            if lead in leads and contacts.get(contact) != leads[lead]
+        ]
+        if todo:
+            with self.ledger.transaction():
+                for lead, contact in todo:
+                    self.ledger.link_converted(lead, contact, run_id=self.run_id)
 
     def _link_page(self, kind: str, system: str, obj: str, page: Sequence[RecordRow]) -> None:
+        """Link one page of unlinked records: to the person of the Contact a Lead was converted to, to
+        the key of the record their stored cross-id names, to the key of their email (persons) or domain
+        (accounts), else to a new key derived from the record (the same records always get the same keys)."""
+        # Per record, the records it names, strongest first: (system, id, how).
+        named: dict[str, list[tuple[str, str, str]]] = {}
         other = "hubspot" if system == "salesforce" else "salesforce"
-        cross = {r.id: cross_id(self.mapping, system, obj, r.data) for r in page}
-        targets = self._cross_targets(kind, other, [t for t in cross.values() if t])
+        for r in page:
+            refs = []
+            if obj == "Lead" and r.data.get("IsConverted") and r.data.get("ConvertedContactId"):
+                refs.append(("salesforce", str(r.data["ConvertedContactId"]), "converted"))
+            target = cross_id(self.mapping, system, obj, r.data)
+            if target is not None:
+                refs.append((other, target, "stored_id"))
+            named[r.id] = refs
+        targets = {
+            sys_: self._cross_targets(
+                kind, sys_, [t for refs in named.values() for s_, t, _ in refs if s_ == sys_]
+            )
+            for sys_ in SYSTEMS
+        }
         if kind == "person":
             found = self.ledger.keys_by_email([r.email for r in page if r.email], kind="person")
             match = {r.id: first(found.get(r.email)) if r.email else None for r in page}
@@ -579,12 +623,13 @@ class _Run:
         chosen: list[tuple[RecordRow, str, str]] = []
         seeds: list[str] = []
         for r in page:
-            target = cross[r.id]
             key: str | None = None
             how = "new"
-            if target is not None:
-                key = targets.get(target, (None, None))[0] or local.by_ref.get((other, target))
-                how = "stored_id"
+            for tsys, tid, thow in named[r.id]:
+                key = targets[tsys].get(tid, (None, None))[0] or local.by_ref.get((tsys, tid))
+                if key is not None:
+                    how = thow
+                    break
             if key is None:
                 value = r.email if kind == "person" else r.domain
                 key = match[r.id] or (
@@ -602,8 +647,8 @@ class _Run:
                 r.email if kind == "person" else None,
                 r.domain if kind == "account" else None,
             )
-            if target is not None:
-                local.by_ref.setdefault((other, target), key)
+            for tsys, tid, _ in named[r.id]:
+                local.by_ref.setdefault((tsys, tid), key)
             chosen.append((r, key, how))
         with self.ledger.transaction():
             fresh = self.ledger.new_keys(kind, len(seeds), seeds=seeds) if seeds else []
@@ -611,14 +656,11 @@ class _Run:
             for r, key, how in chosen:
                 real = fresh[int(key[4:])] if key.startswith("#new") else key
                 links.append(LinkRow(real, system, obj, r.id, how, run_id=self.run_id))
-                target = cross[r.id]
-                if target is not None:
-                    linked, target_obj = targets.get(target, (None, None))
+                for tsys, tid, thow in named[r.id]:
+                    linked, target_obj = targets[tsys].get(tid, (None, None))
                     if linked is None and target_obj is not None:
-                        # The record the cross-id names is staged but not linked yet: it joins this key.
-                        links.append(
-                            LinkRow(real, other, target_obj, target, "stored_id", run_id=self.run_id)
-                        )
+                        # The record named is staged but not linked yet: it joins this key.
+                        links.append(LinkRow(real, tsys, target_obj, tid, thow, run_id=self.run_id))
             self.ledger.add_links(links)
 
     def _cross_targets(
@@ -671,16 +713,22 @@ class _Run:
         }
         extra_accounts = set(self.ledger.keys_of("salesforce", "Account", account_ids).values())
         extra_accounts |= {k for k in retry_keys if k.startswith("a:")}
-        changed_accounts: set[str] = set()
-        if not self._decide_kind("account", sorted(extra_accounts), changed_accounts):
+        # Accounts and opportunities stay dirty until the persons they affect are decided too: a stop or a
+        # crash in between then decides those persons again on the next run.
+        accounts: list[str] = []
+        if not self._decide_kind("account", sorted(extra_accounts), accounts, clean=False):
             return False
-        if opportunity_refs:
-            self.ledger.mark_records_clean(opportunity_refs)
         extra_persons = {k for k in retry_keys if k.startswith("p:")}
-        extra_persons |= self._persons_of_accounts(changed_accounts)
-        return self._decide_kind("person", sorted(extra_persons), set())
+        extra_persons |= self._persons_of_accounts(accounts)
+        if not self._decide_kind("person", sorted(extra_persons), [], clean=True):
+            return False
+        with self.ledger.transaction():
+            self.ledger.mark_clean(accounts)
+            if opportunity_refs:
+                self.ledger.mark_records_clean(opportunity_refs)
+        return True
 
-    def _persons_of_accounts(self, accounts: set[str]) -> set[str]:
+    def _persons_of_accounts(self, accounts: Sequence[str]) -> set[str]:
         if not accounts:
             return set()
         domains: set[str] = set()
@@ -711,20 +759,22 @@ class _Run:
                 last = key
                 yield key
 
-    def _decide_kind(self, kind: str, extra: list[str], changed: set[str]) -> bool:
+    def _decide_kind(self, kind: str, extra: list[str], decided: list[str], *, clean: bool) -> bool:
         chunk: list[str] = []
         for key in self._keys(kind, extra):
             chunk.append(key)
             if len(chunk) >= self.cycle.chunk:
-                changed |= self._decide_chunk(kind, chunk)
+                self._decide_chunk(kind, chunk, clean=clean)
+                decided.extend(chunk)
                 chunk = []
                 if self.stopped() or not self.flush_full():
                     return False
         if chunk:
-            changed |= self._decide_chunk(kind, chunk)
+            self._decide_chunk(kind, chunk, clean=clean)
+            decided.extend(chunk)
         return not self.stopped() and self.flush_full()
 
-    def _decide_chunk(self, kind: str, keys: list[str]) -> set[str]:
+    def _decide_chunk(self, kind: str, keys: list[str], *, clean: bool) -> None:
         records = self.ledger.records_of_keys(keys)
         groups: dict[str, Group] = {}
         merged: dict[str, dict[str, Any]] = {}
@@ -797,19 +847,19 @@ class _Run:
             intents = []
             for action in actions:
                 if self.dry:
-                    self.report.tally.add(action)
+                    self._predict(action)
                     if action.is_create:
-                        self.report.tally.add(_predicted_followup(action, self.mapping))
+                        self._predict(_predicted_followup(action, self.mapping))
                     continue
                 intent = action.intent()
                 self.actions[intent.id] = action
                 intents.append(intent)
             if intents:
                 self.ledger.add_intents(intents, run_id=self.run_id)
-            self.ledger.mark_clean(keys)
+            if clean:
+                self.ledger.mark_clean(keys)
         for intent in intents:
             self._enqueue(intent)
-        return changed
 
     def _logical(self, g: Group) -> dict[str, Any]:
         by_system: dict[str, dict[str, Any]] = {}
@@ -993,6 +1043,11 @@ class _Run:
 
     # -- 5. push and confirm
 
+    def _predict(self, action: Action) -> None:
+        """Count, in a dry run, what pushing this action would change."""
+        self.report.tally.add(action)
+        self.report.pushed[action.system] += 1
+
     def _enqueue(self, intent: Intent) -> None:
         self.buffers.setdefault((intent.system, intent.object, intent.create_key is not None), []).append(
             intent
@@ -1022,28 +1077,41 @@ class _Run:
 
     def _push_batch(self, bkey: tuple[str, str, bool]) -> bool:
         system, obj, _ = bkey
-        queue = self.buffers[bkey]
-        batch: list[Intent] = []
-        seen: set[str] = set()
+        # One request per record: intents on one record whose fields do not overlap share it (a created
+        # Lead's id joins the contact's owner update); an overlapping one waits for the next batch, so a
+        # HubSpot stage cleared by one intent is set by the next only after the clear went through.
+        entries: list[list[Intent]] = []
+        fields: list[dict[str, Any]] = []
+        at: dict[str, int] = {}
         rest: list[Intent] = []
-        for intent in queue:
-            # One batch never writes one record twice (HubSpot refuses it, and order matters for a clear).
-            if len(batch) < BATCH_SIZE[system] and (intent.record_id is None or intent.record_id not in seen):
-                batch.append(intent)
+        for intent in self.buffers[bkey]:
+            slot = at.get(intent.record_id) if intent.record_id is not None else None
+            if slot is not None:
+                if set(intent.fields).isdisjoint(fields[slot]) and not _is_clear(entries[slot][0]):
+                    entries[slot].append(intent)
+                    fields[slot].update(intent.fields)
+                else:
+                    rest.append(intent)
+            elif len(entries) < BATCH_SIZE[system]:
                 if intent.record_id is not None:
-                    seen.add(intent.record_id)
+                    at[intent.record_id] = len(entries)
+                entries.append([intent])
+                fields.append(dict(intent.fields))
             else:
                 rest.append(intent)
         self.buffers[bkey] = rest
-        self.ledger.mark_sent(i.id for i in batch)
+        self.ledger.mark_sent(i.id for entry in entries for i in entry)
         changes = [
-            Change.create(i.create_key, dict(i.fields))
-            if i.create_key
-            else Change.update(str(i.record_id), dict(i.fields))
-            for i in batch
+            Change.create(entry[0].create_key, f)
+            if entry[0].create_key
+            else Change.update(str(entry[0].record_id), f)
+            for entry, f in zip(entries, fields, strict=True)
         ]
         results = self.cycle.connectors[system].push(obj, changes)
-        self._confirm(batch, results)
+        self._confirm(
+            [i for entry in entries for i in entry],
+            [r for entry, r in zip(entries, results, strict=True) for _ in entry],
+        )
         return True
 
     def _confirm(self, batch: Sequence[Intent], results: Sequence[PushResult]) -> None:
@@ -1056,8 +1124,14 @@ class _Run:
                 if result.ok:
                     confirmed[intent.id] = result.id if intent.create_key else None
                     self.report.tally.add(action)
-                    if intent.record_id is not None:
-                        self.ledger.release(intent.system, intent.object, intent.record_id)
+                    self.report.pushed[intent.system] += 1
+                    ref = (
+                        ("hubspot", "contacts", intent.create_key)
+                        if intent.create_key
+                        else (intent.system, intent.object, str(intent.record_id))
+                    )
+                    if ref in self.quarantine_refs:
+                        self.ledger.release(*ref)
                     if intent.create_key and result.id:
                         nxt = followup(intent, result.id, self.mapping)
                         if nxt is not None:
@@ -1097,6 +1171,10 @@ class _BadRecord(Exception):
         self.reason = reason
 
 
+def _is_clear(intent: Intent) -> bool:
+    return dict(intent.fields) == {"lifecyclestage": ""}
+
+
 def _writes_by_record(writes: Mapping[tuple[str, str], WriteRow]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for (rid, fname), w in writes.items():
@@ -1127,7 +1205,7 @@ def _action_from_intent(intent: Intent, mapping: Any) -> Action:
         intent.reason,
         record_id=intent.record_id,
         create_key=intent.create_key,
-        prerequisite=intent.fields == {"lifecyclestage": ""},
+        prerequisite=_is_clear(intent),
     )
 
 

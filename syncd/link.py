@@ -13,11 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from syncd.ledger import RecordRow, content_hash
-from syncd.mapping import OBJECTS
-from syncd.mapping import Mapping as FieldMapping
+
+if TYPE_CHECKING:
+    # Imported for types only: importing syncd.mapping first would enter the mapping <-> rules import cycle
+    # from the wrong side.
+    from syncd.mapping import Mapping as FieldMapping
 
 Entity = Literal["person", "account", "deal"]
 
@@ -38,12 +41,21 @@ META_FIELDS: dict[str, frozenset[str]] = {
     "salesforce": frozenset({"SystemModstamp", "LastModifiedDate", "LastModifiedById", "Name"}),
     "hubspot": frozenset({"lastmodifieddate", "hs_lastmodifieddate", "hs_updated_by_user_id"}),
 }
+_ENTITIES: dict[tuple[str, str], Entity] = {
+    ("hubspot", "contacts"): "person",
+    ("hubspot", "companies"): "account",
+    ("hubspot", "deals"): "deal",
+    ("salesforce", "Lead"): "person",
+    ("salesforce", "Contact"): "person",
+    ("salesforce", "Account"): "account",
+    ("salesforce", "Opportunity"): "deal",
+}
 _SF_PREFIX = {"00Q": "Lead", "003": "Contact", "001": "Account", "006": "Opportunity"}
 
 
 def entity_of(system: str, object: str) -> Entity:
     """Person, account or deal: what one object of a system holds."""
-    return OBJECTS[system][object]  # type: ignore[index]
+    return _ENTITIES[(system, object)]
 
 
 def salesforce_object_of(record_id: str) -> str | None:
@@ -67,8 +79,15 @@ def identity(
 ) -> tuple[str | None, str | None]:
     """(normalised email, normalised domain) of a record, read through the mapping's ``email`` and
     ``domain`` fields; a record whose values cannot be read has neither (it then links by cross-id only)."""
+    # Only the identity fields are read, so that a bad value elsewhere in the record does not unlink it.
+    wanted = {
+        b.field: data.get(b.field)
+        for name in ("email", "domain")
+        if name in mapping.fields
+        for b in mapping.fields[name].bindings.get((system, object), ())  # type: ignore[arg-type]
+    }
     try:
-        values = mapping.to_logical(system, object, data)  # type: ignore[arg-type]
+        values = mapping.to_logical(system, object, wanted)  # type: ignore[arg-type]
     except ValueError:
         return None, None
     return _norm(values.get("email")), _norm(values.get("domain"))

@@ -25,12 +25,14 @@ from collections import Counter
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from syncd.ledger import Intent, RecordRow, WriteRow
 from syncd.link import Group, cross_id_field, same_value
-from syncd.mapping import Mapping as FieldMapping
 from syncd.model import Decision, RepDirectory
+
+if TYPE_CHECKING:
+    from syncd.mapping import Mapping as FieldMapping
 
 __all__ = [
     "ENGINE_FIELDS",
@@ -73,6 +75,9 @@ class FieldChange:
     kind: str
     old: Any
     new: Any
+    # How people read the values, when not as they are on the wire (an owner id shown as the rep's email).
+    old_label: str | None = None
+    new_label: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,8 +237,20 @@ def _changes(
         written = writes.get((system, obj, record.id, binding.field))
         if written is not None and _after_pull(written.at, record) and same_value(written.value, new):
             continue
-        out.append(FieldChange(binding.field, kind, current, new))
+        if name == "owner":
+            before = _owner_label(directory, system, current)
+            out.append(FieldChange(binding.field, kind, current, new, before, str(value)))
+        else:
+            out.append(FieldChange(binding.field, kind, current, new))
     return out
+
+
+def _owner_label(directory: RepDirectory, system: str, owner_id: Any) -> str | None:
+    if owner_id in (None, ""):
+        return None
+    if system == "salesforce":
+        return directory.owner_from_salesforce(str(owner_id)) or str(owner_id)
+    return directory.owner_from_hubspot(str(owner_id)) or str(owner_id)
 
 
 def _after_pull(written_at: datetime, record: RecordRow) -> bool:
@@ -459,7 +476,9 @@ def _sample(action: Action, kind: str) -> str:
     if kind == "create":
         return f"{where}: {action.reason}"
     shown = [c for c in action.changes if c.kind == kind][:2]
-    text = ", ".join(f"{c.field} {_show(c.old)} -> {_show(c.new)}" for c in shown)
+    text = ", ".join(
+        f"{c.field} {_show(c.old_label or c.old)} -> {_show(c.new_label or c.new)}" for c in shown
+    )
     return f"{where}: {text}"
 
 

@@ -1,0 +1,510 @@
+"""The cycle's commands: ``syncd once``, ``syncd plan``, ``syncd explain`` and ``syncd status``.
+
+A thin click layer over ``syncd.cycle`` and ``syncd.ledger``: each command loads ``--config`` (default
+``config.toml``, or ``$SYNCD_CONFIG``), does one thing, and prints a table (or JSON with ``--json``).
+``explain`` and ``status`` only read the ledger: they need no API secret and can run beside the daemon.
+
+Errors are one line and exit with code 2 (``syncd.cli.main`` prints a SyncdError that way); ``once`` exits 1
+when some records were rejected by a system (they are in quarantine, and ``status`` lists them).
+
+Tests inject the clock through click's context object: ``CliRunner().invoke(cli, [...], obj={"clock": f})``.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from syncd.config import Config, load_config
+from syncd.cycle import SYSTEMS, CycleReport, SyncCycle
+from syncd.errors import ConfigError
+from syncd.ledger import KeyHistory, Ledger, RunRow, StatusView, utc_now
+from syncd.plan import KINDS
+from syncd.rules import RuleSet, load_ruleset
+
+__all__ = ["explain", "once", "plan", "status"]
+
+_LABEL = {"salesforce": "Salesforce", "hubspot": "HubSpot"}
+_CHANGE_ROWS = (*KINDS, "create")
+
+
+class CommandError(click.ClickException):
+    """A one-line error about what the user asked for, with exit code 2 like every other syncd error."""
+
+    exit_code = 2
+
+
+def config_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=Path("config.toml"),
+        envvar="SYNCD_CONFIG",
+        show_default=True,
+        help="The configuration file (also $SYNCD_CONFIG).",
+    )(fn)
+
+
+def _clock(ctx: click.Context) -> Callable[[], datetime]:
+    obj = ctx.find_root().obj
+    clock = obj.get("clock") if isinstance(obj, Mapping) else None
+    return clock if callable(clock) else utc_now
+
+
+def _setup(config_path: Path) -> tuple[Config, RuleSet]:
+    config = load_config(config_path)
+    return config, load_ruleset(config.rules.directory)
+
+
+def _ledger_path(config_path: Path) -> Path:
+    """The ledger's path from the config file, without resolving any secret (readers need none)."""
+    try:
+        data = tomllib.loads(config_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{config_path}: no such file (copy config.example.toml to start)") from None
+    except OSError as exc:
+        raise ConfigError(f"{config_path}: cannot read: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{config_path}: not valid TOML: {exc}") from None
+    ledger = data.get("ledger", {})
+    raw = ledger.get("path", "syncd.db") if isinstance(ledger, dict) else None
+    if not isinstance(raw, str):
+        raise ConfigError(f"{config_path}: ledger.path: expected a file path")
+    path = Path(raw).expanduser()
+    return path if path.is_absolute() else config_path.parent / path
+
+
+def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
+    cells = [[str(c) for c in header], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = []
+    for n, row in enumerate(cells):
+        first = row[0].ljust(widths[0])
+        rest = [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
+        lines.append("  ".join([first, *rest]).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------ once
+
+
+def report_table(report: CycleReport) -> str:
+    """A cycle's summary, one column per system."""
+    counts = report.tally.counts()
+    rows: list[list[Any]] = [
+        ["pulled", *(report.pulled.get(s, 0) for s in SYSTEMS)],
+        ["  of which syncd's own writes", *(report.echoes.get(s, 0) for s in SYSTEMS)],
+        ["decided (records)", *(report.decided_records.get(s, 0) for s in SYSTEMS)],
+    ]
+    for kind in KINDS:
+        rows.append([f"changed: {kind}", *(counts[s][kind] for s in SYSTEMS)])
+    rows += [
+        ["created", *(counts[s]["create"] for s in SYSTEMS)],
+        ["rejected (quarantined)", *(report.quarantined_now.get(s, 0) for s in SYSTEMS)],
+        ["API calls", *(report.api_calls.get(s, 0) for s in SYSTEMS)],
+    ]
+    head = (
+        f"{'Plan' if report.dry_run else 'Cycle'} {report.run_id}: decided {report.decided.get('person', 0)} "
+        f"persons and {report.decided.get('account', 0)} accounts"
+    )
+    tail = []
+    if report.replayed:
+        tail.append(f"replayed {report.replayed} intents an earlier run left unconfirmed")
+    if report.overrides:
+        tail.append(f"{report.overrides} manual owner changes seen and honoured")
+    if report.handoffs:
+        tail.append(f"{report.handoffs} hand-offs")
+    tail.append(
+        f"quarantine holds {report.quarantined} records ({report.reported} reported after repeated tries)"
+    )
+    if report.interrupted:
+        tail.append("stopped early on request: the rest goes out with the next cycle")
+    return "\n".join([head, "", _table(rows, ["", *(_LABEL[s] for s in SYSTEMS)]), "", *tail])
+
+
+@click.command()
+@config_option
+@click.pass_context
+def once(ctx: click.Context, config_path: Path) -> None:
+    """Run one sync cycle now and print what it did, per system.
+
+    Exit code 0 when every record went through, 1 when some were rejected (they wait in quarantine and
+    are retried with backoff), 2 on an error.
+    """
+    config, rules = _setup(config_path)
+    with SyncCycle.from_config(config, clock=_clock(ctx)) as cycle:
+        report = cycle.run(rules)
+    click.echo(report_table(report))
+    ctx.exit(0 if report.ok else 1)
+
+
+# ------------------------------------------------------------------------------------------------ plan
+
+
+def plan_json(report: CycleReport) -> dict[str, Any]:
+    body = report.tally.to_json()
+    body.update(
+        {
+            "run_id": report.run_id,
+            "decided": dict(report.decided),
+            "pulled": dict(report.pulled),
+            "replayed": report.replayed,
+        }
+    )
+    return body
+
+
+def plan_text(report: CycleReport, *, reps: int = 5) -> str:
+    data = report.tally.to_json()
+    lines = [
+        f"Plan {report.run_id}: what the next cycle would change. Nothing was written to either system.",
+        f"Decided {report.decided.get('person', 0)} persons and {report.decided.get('account', 0)} accounts "
+        f"from {report.pulled.get('salesforce', 0)} Salesforce and {report.pulled.get('hubspot', 0)} "
+        "HubSpot records pulled.",
+    ]
+    if report.replayed:
+        lines.append(f"Includes {report.replayed} writes an earlier run left unconfirmed.")
+    if not data["groups"]:
+        lines += ["", "Nothing to change: both systems already agree with the rules."]
+        return "\n".join(lines)
+    for system in SYSTEMS:
+        groups = [g for g in data["groups"] if g["system"] == system]
+        if not groups:
+            continue
+        lines += ["", f"{_LABEL[system]}:"]
+        for g in sorted(groups, key=lambda g: _CHANGE_ROWS.index(g["action"])):
+            by_rep = list(g["by_rep"].items())
+            shown = ", ".join(f"{rep} {n}" for rep, n in by_rep[:reps])
+            more = f", {len(by_rep) - reps} more reps" if len(by_rep) > reps else ""
+            lines.append(f"  {g['action']:<7} {g['count']:>6} records   by owner: {shown}{more}")
+            lines += [f"            e.g. {s}" for s in g["samples"]]
+    return "\n".join(lines)
+
+
+@click.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (for tools and CI).")
+@click.option("--reps", default=5, show_default=True, help="Reps to list per group.")
+@click.pass_context
+def plan(ctx: click.Context, config_path: Path, as_json: bool, reps: int) -> None:
+    """Show what a cycle would change now, grouped by system, action and rep; writes nothing.
+
+    Pulls and decides exactly as `syncd once` would, then undoes everything in the ledger (only the
+    run is recorded) and pushes nothing, so the next `syncd once` changes what this plan shows.
+    """
+    config, rules = _setup(config_path)
+    with SyncCycle.from_config(config, clock=_clock(ctx)) as cycle:
+        report = cycle.run(rules, dry_run=True)
+    if as_json:
+        click.echo(json.dumps(plan_json(report), indent=2, sort_keys=True))
+    else:
+        click.echo(plan_text(report, reps=reps))
+
+
+# ------------------------------------------------------------------------------------------------ explain
+
+
+def _when(value: datetime | None) -> str:
+    return "-" if value is None else value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def explain_text(found: KeyHistory) -> str:
+    lines = [f"{found.kind} {found.key}"]
+    lines.append("linked records:")
+    how = {(link.system, link.object, link.id): link for link in found.links}
+    for r in found.records:
+        link = how.get((r.system, r.object, r.id))
+        label = r.email or r.domain or ""
+        state = " (deleted)" if r.deleted else ""
+        linked = f"linked by {link.how} {_when(link.linked_at)}" if link else ""
+        lines.append(f"  {_LABEL[r.system]} {r.object} {r.id} {label}{state}  {linked}".rstrip())
+    d = found.decision
+    if d is None:
+        lines.append("decision: none yet (it is decided in the next cycle)")
+    else:
+        data = dict(d.data)
+        score = "" if d.score is None else f", score {d.score:g}"
+        lines.append(
+            f"decision ({_when(d.decided_at)}, rules {d.digest[:12]}): stage {d.stage or '-'}{score}, "
+            f"owner {d.owner or '(unchanged)'} (team {d.team or '-'}, by {data.get('rule', '-')})"
+        )
+        if data.get("influencers"):
+            lines.append(f"  influencers: {', '.join(data['influencers'])}")
+        if found.assignment is not None:
+            a = found.assignment
+            lines.append(f"  owner since {_when(a.assigned_at)} ({a.reason})")
+        lines.append("  why:")
+        for step in d.trace:
+            lines.append("    " + _step(step))
+    if found.history:
+        lines.append("decision history:")
+        for h in found.history:
+            lines.append(
+                f"  {_when(h.at)}  stage {h.prev_stage or '-'} -> {h.stage or '-'}, "
+                f"owner {h.prev_owner or '-'} -> {h.owner or '-'}, score {_num(h.prev_score)} -> {_num(h.score)}"
+            )
+    lines.append("changes syncd made:" if found.intents else "changes syncd made: none")
+    for i in found.intents:
+        target = i.record_id or f"new record for {i.create_key}"
+        fields = ", ".join(f"{k}={v}" for k, v in sorted(i.fields.items()))
+        lines.append(
+            f"  {_when(i.updated_at)}  {_LABEL[i.system]} {i.object} {target}: {fields}  [{i.state}]"
+        )
+        lines.append(f"      because: {i.reason}")
+    lines.append("manual changes seen:" if found.overrides else "manual changes seen: none")
+    for o in found.overrides:
+        lines.append(
+            f"  {_when(o.seen_at)}  {_LABEL[o.system]} {o.object} {o.record_id}: owner {o.previous or '-'} -> "
+            f"{o.rep} by {o.changed_by or 'a user'}; honoured until {_when(o.honoured_until)}"
+        )
+    for q in found.quarantine:
+        lines.append(
+            f"quarantined: {_LABEL[q.system]} {q.object} {q.record_id}: {q.reason} "
+            f"({q.attempts} tries, next {_when(q.next_attempt_at)})"
+        )
+    return "\n".join(lines)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def _step(step: Mapping[str, Any]) -> str:
+    text = f"{step.get('phase')}: {step.get('rule')}: {'yes' if step.get('matched') else 'no'}"
+    if step.get("test"):
+        text += f" ({step['test']})"
+    values = step.get("values") or []
+    if values:
+        text += " [" + ", ".join(f"{k}={v!r}" for k, v in values) + "]"
+    return text
+
+
+def _history_json(found: KeyHistory) -> dict[str, Any]:
+    def iso(value: datetime | None) -> str | None:
+        return None if value is None else value.isoformat()
+
+    d = found.decision
+    return {
+        "key": found.key,
+        "kind": found.kind,
+        "records": [
+            {"system": r.system, "object": r.object, "id": r.id, "email": r.email, "deleted": r.deleted}
+            for r in found.records
+        ],
+        "links": [{"system": x.system, "object": x.object, "id": x.id, "how": x.how} for x in found.links],
+        "decision": None
+        if d is None
+        else {
+            "stage": d.stage,
+            "score": d.score,
+            "owner": d.owner,
+            "team": d.team,
+            "digest": d.digest,
+            "decided_at": iso(d.decided_at),
+            "data": dict(d.data),
+            "trace": d.trace,
+        },
+        "history": [
+            {
+                "at": iso(h.at),
+                "stage": h.stage,
+                "owner": h.owner,
+                "score": h.score,
+                "prev_owner": h.prev_owner,
+            }
+            for h in found.history
+        ],
+        "changes": [
+            {
+                "at": iso(i.updated_at),
+                "system": i.system,
+                "object": i.object,
+                "record_id": i.record_id,
+                "create_key": i.create_key,
+                "fields": dict(i.fields),
+                "reason": i.reason,
+                "state": i.state,
+            }
+            for i in found.intents
+        ],
+        "overrides": [
+            {
+                "system": o.system,
+                "object": o.object,
+                "record_id": o.record_id,
+                "owner": o.rep,
+                "previous": o.previous,
+                "changed_by": o.changed_by,
+                "seen_at": iso(o.seen_at),
+                "honoured_until": iso(o.honoured_until),
+            }
+            for o in found.overrides
+        ],
+        "quarantine": [
+            {"system": q.system, "object": q.object, "record_id": q.record_id, "reason": q.reason}
+            for q in found.quarantine
+        ],
+    }
+
+
+@click.command()
+@config_option
+@click.argument("query")
+@click.option("--json", "as_json", is_flag=True, help="Print the explanation as JSON.")
+def explain(config_path: Path, query: str, as_json: bool) -> None:
+    """Explain one person or account: its linked records, the current decision and why, what syncd
+    changed, and the manual changes it saw. QUERY is an email, a Salesforce or HubSpot id, or a key."""
+    with Ledger(_ledger_path(config_path), readonly=True) as ledger:
+        keys = ledger.find_keys(query)
+        if not keys:
+            raise CommandError(f"no person or account in the ledger matches {query!r}")
+        found = [ledger.history(key) for key in keys]
+    if as_json:
+        click.echo(json.dumps([_history_json(f) for f in found], indent=2, default=str))
+        return
+    click.echo("\n\n".join(explain_text(f) for f in found))
+
+
+# ------------------------------------------------------------------------------------------------ status
+
+
+def _duration(run: RunRow) -> str:
+    if run.finished_at is None:
+        return "running"
+    return f"{(run.finished_at - run.started_at).total_seconds():.1f}s"
+
+
+def _changes(run: RunRow) -> int:
+    changes = run.counters.get("changes") or {}
+    return sum(sum(v.values()) for v in changes.values() if isinstance(v, dict))
+
+
+def status_text(view: StatusView, detail: Iterable[str]) -> str:
+    lines = [
+        f"ledger {view.path} (schema {view.schema_version}): "
+        f"{view.keys.get('person', 0)} persons, {view.keys.get('account', 0)} accounts"
+    ]
+    rows = []
+    for run in view.runs:
+        c = run.counters
+        calls = c.get("api_calls") or {}
+        rows.append(
+            [
+                run.id,
+                run.kind,
+                run.status + (" (stopped early)" if c.get("interrupted") else ""),
+                _duration(run),
+                sum((c.get("pulled") or {}).values()),
+                _changes(run),
+                sum((c.get("failed") or {}).values()),
+                "/".join(str(calls.get(s, 0)) for s in SYSTEMS),
+            ]
+        )
+    lines += ["", "recent runs:"]
+    if rows:
+        lines.append(
+            _table(rows, ["run", "kind", "status", "took", "pulled", "changed", "rejected", "calls sf/hs"])
+        )
+    else:
+        lines.append("  none yet: run `syncd once`")
+    failed = next((r for r in view.runs if r.status == "failed" and r.error), None)
+    if failed is not None:
+        lines.append(f"last failure ({failed.id}): {failed.error}")
+    lines += ["", "watermarks (pulled up to):"]
+    for w in view.watermarks:
+        lines.append(f"  {_LABEL[w.system]:<10} {w.object:<12} {w.value}  (moved {_when(w.updated_at)})")
+    if not view.watermarks:
+        lines.append("  none yet")
+    q = view.quarantine
+    lines += ["", f"quarantine: {q.total} records ({q.due} due for a retry, {q.reported} reported)"]
+    for (system, obj), n in sorted(q.by_object.items()):
+        lines.append(f"  {_LABEL[system]} {obj}: {n}")
+    lines.extend(f"  {line}" for line in detail)
+    open_ = view.outbox.get("pending", 0) + view.outbox.get("sent", 0)
+    lines.append(f"outbox: {open_} writes waiting to be confirmed, {view.outbox.get('failed', 0)} refused")
+    budget = next((r.counters.get("budget") for r in view.runs if r.counters.get("budget")), None)
+    lines += ["", "API usage (as of the latest run):"]
+    if budget:
+        for system in SYSTEMS:
+            b = budget.get(system) or {}
+            org = ""
+            if b.get("org_limit"):
+                org = f"; the whole org: {b.get('org_used')}/{b.get('org_limit')}"
+            lines.append(
+                f"  {_LABEL[system]:<10} {b.get('spent', 0)} of syncd's {b.get('cap', 0)} calls on "
+                f"{b.get('day', '-')}{org}{' (budget reached)' if b.get('exhausted') else ''}"
+            )
+    else:
+        lines.append("  no run recorded yet")
+    return "\n".join(lines)
+
+
+def _status_json(view: StatusView, reported: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "ledger": view.path,
+        "schema_version": view.schema_version,
+        "keys": view.keys,
+        "runs": [
+            {
+                "id": r.id,
+                "kind": r.kind,
+                "status": r.status,
+                "started_at": r.started_at.isoformat(),
+                "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+                "counters": r.counters,
+                "error": r.error,
+            }
+            for r in view.runs
+        ],
+        "watermarks": [
+            {"system": w.system, "object": w.object, "value": w.value, "updated_at": w.updated_at.isoformat()}
+            for w in view.watermarks
+        ],
+        "quarantine": {
+            "total": view.quarantine.total,
+            "due": view.quarantine.due,
+            "reported": view.quarantine.reported,
+            "by_object": {f"{s}.{o}": n for (s, o), n in view.quarantine.by_object.items()},
+            "reported_records": reported,
+        },
+        "outbox": view.outbox,
+        "records": {f"{s}.{o}": n for (s, o), n in view.records.items()},
+    }
+
+
+@click.command()
+@config_option
+@click.option("--runs", default=10, show_default=True, help="Recent runs to list.")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def status(config_path: Path, runs: int, as_json: bool) -> None:
+    """Show recent runs, watermarks, quarantine and API usage against the budget (reads the ledger only)."""
+    with Ledger(_ledger_path(config_path), readonly=True) as ledger:
+        view = ledger.status(runs=runs)
+        reported = [q for q in ledger.quarantined() if q.reported]
+    if as_json:
+        rows = [
+            {
+                "system": q.system,
+                "object": q.object,
+                "record_id": q.record_id,
+                "reason": q.reason,
+                "attempts": q.attempts,
+            }
+            for q in reported
+        ]
+        click.echo(json.dumps(_status_json(view, rows), indent=2, default=str))
+        return
+    detail = [
+        f"reported: {_LABEL[q.system]} {q.object} {q.record_id} failed {q.attempts} times: {q.reason}"
+        for q in reported[:20]
+    ]
+    click.echo(status_text(view, detail))
