@@ -1,0 +1,160 @@
+"""`syncd once`, `plan`, `explain` and `status` against a sandboxed org, through the real click commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from conftest import Org
+
+from syncd.cli import cli, main
+from syncd.errors import LedgerError
+
+
+def invoke(org: Org, *args: str) -> Result:
+    return CliRunner().invoke(cli, [*args, "--config", str(org.config_path)], obj={"clock": org.clock})
+
+
+def table_row(output: str, label: str) -> list[int]:
+    line = next(line for line in output.splitlines() if line.startswith(label))
+    return [int(n) for n in line[len(label) :].split()]
+
+
+def test_once_prints_what_it_did_per_system_and_a_second_once_does_nothing(org: Org) -> None:
+    first = invoke(org, "once")
+    assert first.exit_code == 0, first.output
+    assert "Salesforce" in first.output and "HubSpot" in first.output
+    assert table_row(first.output, "pulled") == [383, 304]
+    assert table_row(first.output, "created")[0] > 0
+    assert sum(table_row(first.output, "changed: owner")) > 0
+    assert all(n > 0 for n in table_row(first.output, "API calls"))
+
+    org.clock.advance(minutes=1)
+    org.systems.reset_counts()
+    second = invoke(org, "once")
+    assert second.exit_code == 0, second.output
+    for kind in ("owner", "stage", "score", "link", "field"):
+        assert table_row(second.output, f"changed: {kind}") == [0, 0]
+    assert table_row(second.output, "created") == [0, 0]
+    assert org.systems.write_calls() == {}
+
+
+def test_plan_json_predicts_exactly_what_the_next_once_changes(org: Org) -> None:
+    planned = invoke(org, "plan", "--json")
+    assert planned.exit_code == 0, planned.output
+    plan = json.loads(planned.output)
+    assert org.systems.write_calls() == {}
+
+    assert invoke(org, "once").exit_code == 0
+    status = json.loads(invoke(org, "status", "--json").output)
+    cycle = next(r for r in status["runs"] if r["kind"] == "cycle")
+    assert cycle["counters"]["changes"] == plan["counts"]
+    assert plan["decided"] == {"account": 40, "person": 300}
+    group = next(g for g in plan["groups"] if g["system"] == "salesforce" and g["action"] == "owner")
+    assert sum(group["by_rep"].values()) == group["count"] == plan["counts"]["salesforce"]["owner"]
+    assert 0 < len(group["samples"]) <= 3
+
+
+def test_plan_text_is_grouped_by_system_action_and_rep(org: Org) -> None:
+    result = invoke(org, "plan", "--reps", "2")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "Nothing was written to either system." in out
+    assert out.index("Salesforce:") < out.index("HubSpot:")
+    create = next(line for line in out.splitlines() if line.strip().startswith("create"))
+    assert "by owner:" in create and "@northwind.example" in create
+    assert "e.g. Lead new" in out
+    assert "more reps" in out
+
+
+def test_explain_shows_records_decision_trace_and_changes(org: Org) -> None:
+    assert invoke(org, "once").exit_code == 0
+    intents = json.loads(invoke(org, "status", "--json").output)
+    assert intents["keys"]["person"] == 300
+    lead = next(r for r in org.sandbox.sf_store.all("Lead") if r["Email"] and not r["IsConverted"])
+    by_email = invoke(org, "explain", lead["Email"].strip().upper())
+    assert by_email.exit_code == 0, by_email.output
+    for part in (
+        "linked records:",
+        f"Salesforce Lead {lead['Id']}",
+        "decision (",
+        "why:",
+        "changes syncd made",
+    ):
+        assert part in by_email.output
+    assert "stage: decided: yes" in by_email.output
+    by_id = invoke(org, "explain", lead["Id"], "--json")
+    (found,) = json.loads(by_id.output)
+    assert found["decision"]["owner"] and any(r["id"] == lead["Id"] for r in found["records"])
+
+
+def test_status_shows_runs_watermarks_quarantine_and_api_usage(org: Org) -> None:
+    assert invoke(org, "once").exit_code == 0
+    out = invoke(org, "status").output
+    assert "recent runs:" in out and " cycle " in out
+    assert "Salesforce Lead" in out and "HubSpot    contacts" in out
+    assert "quarantine: 0 records" in out
+    assert "of syncd's" in out and "calls on" in out
+    data = json.loads(invoke(org, "status", "--json").output)
+    assert {w["object"] for w in data["watermarks"]} == {
+        "Account",
+        "Contact",
+        "Lead",
+        "Opportunity",
+        "companies",
+        "contacts",
+    }
+    assert data["runs"][0]["counters"]["api_calls"]["salesforce"] > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(["once", "--config", "nowhere.toml"], "nowhere.toml: no such file", id="once-no-config"),
+        pytest.param(
+            ["status", "--config", "nowhere.toml"], "nowhere.toml: no such file", id="status-no-config"
+        ),
+        pytest.param(
+            ["explain", "x@y.z", "--config", "{config}"], "no ledger at", id="explain-before-any-cycle"
+        ),
+    ],
+)
+def test_errors_are_one_line_with_exit_code_2(
+    org: Org,
+    args: list[str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(org.config_path.parent)
+    with pytest.raises(SystemExit) as exit_:
+        main([a.format(config=org.config_path) for a in args])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2
+    assert len(err.splitlines()) == 1 and message in err and "Traceback" not in err
+
+
+def test_explain_of_an_unknown_person_is_one_line(org: Org, capsys: pytest.CaptureFixture[str]) -> None:
+    assert invoke(org, "once").exit_code == 0
+    with pytest.raises(SystemExit) as exit_:
+        main(["explain", "nobody@nowhere.example", "--config", str(org.config_path)])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and err.count("\n") == 0 and "no person or account" in err
+
+
+def test_config_comes_from_the_environment(org: Org, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNCD_CONFIG", str(org.config_path))
+    before = CliRunner().invoke(cli, ["status"], obj={"clock": org.clock})
+    assert isinstance(before.exception, LedgerError) and str(org.config.ledger.path) in str(before.exception)
+    assert CliRunner().invoke(cli, ["once"], obj={"clock": org.clock}).exit_code == 0
+    assert "recent runs:" in CliRunner().invoke(cli, ["status"]).output
+
+
+@pytest.mark.parametrize("command", ["once", "plan", "explain", "status"])
+def test_every_command_has_help_and_is_in_the_readme(command: str) -> None:
+    result = CliRunner().invoke(cli, [command, "--help"])
+    assert result.exit_code == 0 and "--config" in result.output
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert f"syncd {command}" in readme
