@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ SYNCD = [str(Path(sys.executable).with_name("syncd"))]
 # `syncd once` with the clock fixed at argv[1]; otherwise exactly what the `syncd` entry point does.
 ONCE = """
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 import click
 from syncd.cli import cli
 from syncd.errors import SyncdError
@@ -226,3 +226,76 @@ def leads_per_contact(snapshot: dict[str, dict[str, dict[str, Any]]]) -> dict[st
 
 def dump(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, default=str)
+
+
+@dataclass
+class CrashResult:
+    """What the crash scenario found, for the test to assert and the benchmark to print."""
+
+    persons: int
+    reference_seconds: float
+    crash_seconds: float
+    log: CrashLog
+    completing_runs: int
+    differences: dict[str, list[str]]
+    max_leads_per_contact: int
+    leads: tuple[int, int]
+    integrity: str
+    decisions_equal: bool
+    settle_writes: dict[str, dict[str, int]]
+
+
+def crash_scenario(tmp: Path, persons: int, kills: int, rng: random.Random) -> CrashResult:
+    """Kill `syncd once` ``kills`` times at random moments on one copy of an org, run it uninterrupted on
+    the other, and compare the two orgs and ledgers afterwards."""
+    from syncd.ledger import Ledger
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    with twin_sandboxes(tmp, persons) as (crashed, reference):
+        seeded = {i for obj in ("Lead", "Contact", "Account") for i in crashed.systems.snapshot()[obj]}
+        code, out, reference_seconds = run_once(reference.config, now)
+        if code != 0:
+            raise AssertionError(f"the uninterrupted run failed: {out}")
+        began = time.monotonic()
+        # Kill anywhere from the process start to a little past the point an uninterrupted run ends.
+        log = kill_repeatedly(crashed.config, now, kills, reference_seconds * 0.6, rng)
+        completing = 0
+        code = -1
+        while code != 0:
+            completing += 1
+            if completing > 5:
+                raise AssertionError(f"syncd once never completed after the kills: {out}")
+            code, out, _ = run_once(crashed.config, now)
+        crash_seconds = time.monotonic() - began
+        settle: dict[str, dict[str, int]] = {}
+        for name, served in (("crashed", crashed), ("reference", reference)):
+            served.systems.reset_counts()
+            code, out, _ = run_once(served.config, now)
+            if code != 0:
+                raise AssertionError(f"a settling run failed: {out}")
+            settle[name] = served.systems.write_calls()
+        after = crashed.systems.snapshot()
+        a = normalised(after, seeded)
+        b = normalised(reference.systems.snapshot(), seeded)
+        differences = {
+            obj: sorted(k for k in set(a[obj]) | set(b[obj]) if a[obj].get(k) != b[obj].get(k))[:5]
+            for obj in a
+        }
+        with Ledger(crashed.ledger, readonly=True) as la, Ledger(reference.ledger, readonly=True) as lb:
+            integrity = la.integrity_check()
+            query = "SELECT key, stage, score, owner, team FROM decisions ORDER BY key"
+            decisions_equal = la.db.execute(query).fetchall() == lb.db.execute(query).fetchall()
+        per_contact = leads_per_contact(after)
+    return CrashResult(
+        persons=persons,
+        reference_seconds=reference_seconds,
+        crash_seconds=crash_seconds,
+        log=log,
+        completing_runs=completing,
+        differences={k: v for k, v in differences.items() if v},
+        max_leads_per_contact=max(per_contact.values(), default=0),
+        leads=(len(after["Lead"]), len(b["Lead"])),
+        integrity=integrity,
+        decisions_equal=decisions_equal,
+        settle_writes=settle,
+    )
