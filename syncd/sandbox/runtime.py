@@ -249,13 +249,13 @@ class Sandbox:
             "salesforce": {
                 "instance_url": self.sf_url,
                 "api_version": self.api_version,
-                "ca_file": str(self.ca_file),
+                "ca_file": str(self.ca_file.resolve()),
                 "tokens": self.sf_app.tokens,
                 "control": self.sf_url + CONTROL_PREFIX,
             },
             "hubspot": {
                 "host": self.hs_url,
-                "ca_file": str(self.ca_file),
+                "ca_file": str(self.ca_file.resolve()),
                 "tokens": self.hs_app.tokens,
                 "control": self.hs_url + CONTROL_PREFIX,
             },
