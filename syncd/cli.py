@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from syncd.errors import SyncdError
+from syncd.logs import redact
 
 # name -> "module:attribute" of a click command; each module holds only a thin command over its library.
 COMMANDS: dict[str, str] = {
@@ -22,8 +23,8 @@ COMMANDS: dict[str, str] = {
     "plan": "syncd.commands:plan",
     "explain": "syncd.commands:explain",
     "status": "syncd.commands:status",
-    "run": "syncd.commands:run",
-    "config": "syncd.commands:config",
+    "run": "syncd.service:run",
+    "config": "syncd.service:config",
     "demo": "syncd.demo:demo",
 }
 
@@ -73,7 +74,8 @@ def main(argv: list[str] | None = None) -> Any:
         exc.show()
         sys.exit(exc.exit_code)
     except SyncdError as exc:
-        click.echo(f"error: {exc}", err=True)
+        # The message may quote a request or a response: mask any secret it carries.
+        click.echo(f"error: {redact(str(exc))}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
