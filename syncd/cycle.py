@@ -78,6 +78,7 @@ from syncd.link import (
     record_hash,
     salesforce_object_of,
 )
+from syncd.logs import log_decision
 from syncd.metrics import CycleSummary
 from syncd.model import (
     AccountView,
@@ -827,6 +828,18 @@ class _Run:
         with self.ledger.transaction():
             changed = set(self.ledger.record_decisions(self._decision_rows(decisions, previous)))
             self.report.handoffs += sum(1 for d in decisions if d.handoff is not None and d.key in changed)
+            if not self.dry:
+                for d in decisions:
+                    if d.key in changed:
+                        log_decision(
+                            d.key,
+                            f"stage {d.stage}, score {d.score}, owner {d.owner} (team {d.team}, by {d.rule})",
+                            stage=d.stage,
+                            score=d.score,
+                            owner=d.owner,
+                            team=d.team,
+                            rule=d.rule,
+                        )
             self.ledger.set_assignments(
                 AssignmentRow(d.key, d.owner, d.team, d.assigned_at, d.rule, self.run_id)
                 for d in decisions
