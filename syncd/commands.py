@@ -12,7 +12,11 @@ Tests inject the clock through click's context object: ``CliRunner().invoke(cli,
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sqlite3
+import tempfile
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
@@ -21,9 +25,9 @@ from typing import Any
 
 import click
 
-from syncd.config import Config, load_config
-from syncd.cycle import SYSTEMS, CycleReport, SyncCycle
-from syncd.errors import ConfigError
+from syncd.config import Config, LedgerConfig, load_config
+from syncd.cycle import SYSTEMS, CycleReport, SyncCycle, trace_step
+from syncd.errors import ConfigError, LedgerError, LockedError
 from syncd.ledger import KeyHistory, Ledger, RunRow, StatusView, utc_now
 from syncd.plan import KINDS
 from syncd.rules import RuleSet, load_ruleset
@@ -202,12 +206,45 @@ def plan(ctx: click.Context, config_path: Path, as_json: bool, reps: int) -> Non
     run is recorded) and pushes nothing, so the next `syncd once` changes what this plan shows.
     """
     config, rules = _setup(config_path)
-    with SyncCycle.from_config(config, clock=_clock(ctx)) as cycle:
-        report = cycle.run(rules, dry_run=True)
+    with tempfile.TemporaryDirectory(prefix="syncd-plan-") as tmp:
+        try:
+            cycle = SyncCycle.from_config(config, clock=_clock(ctx))
+            on_copy = False
+        except LockedError:
+            # The daemon holds the ledger: plan on a snapshot of it instead (the result is the same).
+            copy = Path(tmp) / "ledger.db"
+            snapshot_ledger(config.ledger.path, copy)
+            cycle = SyncCycle.from_config(
+                config.model_copy(update={"ledger": LedgerConfig(path=copy)}), clock=_clock(ctx)
+            )
+            on_copy = True
+        with cycle:
+            report = cycle.run(rules, dry_run=True)
     if as_json:
-        click.echo(json.dumps(plan_json(report), indent=2, sort_keys=True))
-    else:
-        click.echo(plan_text(report, reps=reps))
+        body = plan_json(report)
+        body["on_ledger_copy"] = on_copy
+        click.echo(json.dumps(body, indent=2, sort_keys=True))
+        return
+    click.echo(plan_text(report, reps=reps))
+    if on_copy:
+        click.echo("\n(Another syncd process holds the ledger: this plan was worked out on a copy of it.)")
+
+
+def snapshot_ledger(source: Path, target: Path) -> None:
+    """Copy a ledger another process is writing, consistently (SQLite's online backup), mode 0600."""
+    if not source.is_file():
+        raise LedgerError(f"no ledger at {source}: run `syncd once` to create it, or fix ledger.path")
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.close(fd)
+    uri = "file:" + str(source.resolve()).replace("?", "%3F").replace("#", "%23") + "?mode=ro"
+    try:
+        with (
+            contextlib.closing(sqlite3.connect(uri, uri=True)) as src,
+            contextlib.closing(sqlite3.connect(target)) as dst,
+        ):
+            src.backup(dst)
+    except sqlite3.Error as exc:
+        raise LedgerError(f"cannot copy the ledger {source} to plan on: {exc}") from exc
 
 
 # ------------------------------------------------------------------------------------------------ explain
@@ -243,8 +280,8 @@ def explain_text(found: KeyHistory) -> str:
             a = found.assignment
             lines.append(f"  owner since {_when(a.assigned_at)} ({a.reason})")
         lines.append("  why:")
-        for step in d.trace:
-            lines.append("    " + _step(step))
+        for row in d.trace:
+            lines.append("    " + _step(trace_step(row)))
     if found.history:
         lines.append("decision history:")
         for h in found.history:
@@ -311,7 +348,7 @@ def _history_json(found: KeyHistory) -> dict[str, Any]:
             "digest": d.digest,
             "decided_at": iso(d.decided_at),
             "data": dict(d.data),
-            "trace": d.trace,
+            "trace": [trace_step(row) for row in d.trace],
         },
         "history": [
             {

@@ -95,7 +95,7 @@ from syncd.model import (
 from syncd.plan import Action, FieldChange, Tally, followup, plan_key
 from syncd.rules import RuleSet
 
-__all__ = ["CycleReport", "Roster", "SyncCycle"]
+__all__ = ["CycleReport", "Roster", "SyncCycle", "trace_rows", "trace_step"]
 
 log = logging.getLogger(__name__)
 
@@ -359,6 +359,36 @@ class SyncCycle:
         summary = self.ledger.quarantine_summary()
         report.quarantined = summary.total
         report.reported = summary.reported
+
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def trace_rows(trace: Iterable[Any]) -> list[list[Any]]:
+    """A decision's trace as the ledger keeps it: one ``[phase, rule, matched, test, [[name, value], ...]]``
+    per rule tried (lists, not dicts: tens of thousands are written per cycle)."""
+    return [
+        [step.phase, step.rule, step.matched, step.test, [[k, _plain(v)] for k, v in step.values]]
+        for step in trace
+    ]
+
+
+def _plain(value: Any) -> Any:
+    if type(value) in _PLAIN:
+        return value
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return str(value)
+
+
+def trace_step(row: Any) -> dict[str, Any]:
+    """One stored trace row as a dict (rows stored as dicts by earlier versions pass through)."""
+    if isinstance(row, Mapping):
+        return dict(row)
+    phase, rule, matched, test, values = row
+    return {"phase": phase, "rule": rule, "matched": matched, "test": test, "values": values}
 
 
 def _one_line(exc: BaseException) -> str:
@@ -1025,7 +1055,7 @@ class _Run:
                 DecisionRow(
                     key=d.key,
                     digest=self.rules.digest,
-                    trace=[step.to_dict() for step in d.trace],
+                    trace=trace_rows(d.trace),
                     decided_at=self.now,
                     stage=d.stage,
                     score=float(d.score) if d.score is not None else None,

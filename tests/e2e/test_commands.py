@@ -158,3 +158,19 @@ def test_every_command_has_help_and_is_in_the_readme(command: str) -> None:
     assert result.exit_code == 0 and "--config" in result.output
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert f"syncd {command}" in readme
+
+
+def test_plan_beside_a_running_syncd_works_on_a_copy_of_the_ledger(org: Org) -> None:
+    cycle = org.cycle()  # holds the ledger, as the daemon would
+    cycle.run(org.rules)
+    lead = next(r for r in org.sandbox.sf_store.all("Lead") if not r["IsConverted"] and r["Email"])
+    org.systems.salesforce().Lead.update(lead["Id"], {"Syncd_Score__c": 1})
+    org.clock.advance(minutes=10)
+
+    planned = invoke(org, "plan", "--json")
+
+    assert planned.exit_code == 0, planned.output
+    plan = json.loads(planned.output)
+    assert plan["on_ledger_copy"] is True
+    assert plan["counts"]["salesforce"]["score"] == 1
+    assert cycle.run(org.rules).tally.counts() == plan["counts"]
