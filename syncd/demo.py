@@ -182,7 +182,10 @@ def why_kept(ledger_path: Path, refs: list[tuple[str, str, str]]) -> Counter[tup
             elif decision.owner is None:
                 reason = "no rule gives it an owner"
             elif decision.owner.startswith("queue:"):
-                reason = f"routed to the {decision.owner.removeprefix('queue:')} queue, which it cannot hold"
+                queue = decision.owner.removeprefix("queue:")
+                reason = (
+                    f'routed to the queue "{queue}", which {_LABEL[system]} cannot hold as the owner here'
+                )
             else:
                 reason = f"decided owner {decision.owner}"
             out[(system, obj, reason)] += 1
