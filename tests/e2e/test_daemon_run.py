@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 import shutil
 import signal
@@ -382,3 +383,96 @@ def test_a_broken_rules_edit_is_refused_while_the_old_rules_work_and_a_good_edit
     assert sample(metrics, "syncd_cycles_total", outcome="failed") == 0
     assert daemon.stop() == 0
     s.assert_no_secret_in_logs()
+
+
+# ------------------------------------------------------------------------------------------------ config check
+
+REAL_CONFIG = """
+[salesforce]
+auth = "jwt"
+username = "integration@northwind.example"
+
+[ledger]
+path = "{ledger}"
+
+[rules]
+directory = "{rules}"
+"""
+
+
+def _check(config: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("SF_", "HUBSPOT_"))} | (env or {})
+    return subprocess.run(
+        [SYNCD, "config", "check", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=60,
+    )
+
+
+def test_config_check_passes_a_sandbox_config_without_showing_a_token(setup: Callable[..., Setup]) -> None:
+    s = setup()
+    done = _check(s.config)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == f"{s.config}: ok"
+    assert f"rules: {s.rules} (6 files, 0 warnings)" in done.stdout
+    assert f"ledger: {s.ledger} (created on the first start)" in done.stdout
+    assert not [t for t in s.tokens() if t in done.stdout + done.stderr]
+
+
+@pytest.mark.parametrize(
+    ("env", "edit", "problems"),
+    [
+        pytest.param(
+            {},
+            None,
+            [
+                ("salesforce.consumer_key_env: environment variable SF_CONSUMER_KEY is not set",),
+                ("hubspot.token_env: environment variable HUBSPOT_ACCESS_TOKEN is not set",),
+                ("salesforce.private_key_env: environment variable SF_PRIVATE_KEY is not set",),
+            ],
+            id="every-unset-secret",
+        ),
+        pytest.param(
+            {
+                "SF_CONSUMER_KEY": "ck-0123456789",
+                "SF_PRIVATE_KEY": "pk-0123456789",
+                "HUBSPOT_ACCESS_TOKEN": "pat-x",
+            },
+            ("routing.toml", "country = ", "contry = "),
+            [("routing.toml: rule", "contry")],
+            id="broken-rules",
+        ),
+    ],
+)
+def test_config_check_reports_each_problem_on_one_line(
+    tmp_path: Path, env: dict[str, str], edit: tuple[str, str, str] | None, problems: list[tuple[str, ...]]
+) -> None:
+    rules = tmp_path / "mappings"
+    shutil.copytree(ROOT / "mappings", rules)
+    if edit is not None:
+        name, old, new = edit
+        (rules / name).write_text((rules / name).read_text().replace(old, new, 1))
+    config = tmp_path / "config.toml"
+    config.write_text(REAL_CONFIG.format(ledger=tmp_path / "syncd.db", rules=rules))
+    done = _check(config, env)
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == len(problems), errors
+    for parts in problems:
+        assert any(all(part in line for part in parts) for line in errors), (parts, errors)
+    assert done.stderr.splitlines()[-1].endswith("syncd run would refuse to start")
+    assert "Traceback" not in done.stderr
+    for value in env.values():
+        assert value not in done.stdout + done.stderr
+
+
+def test_config_check_refuses_a_ledger_path_that_is_a_directory(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(REAL_CONFIG.format(ledger=tmp_path, rules=ROOT / "mappings"))
+    done = _check(
+        config, {"SF_CONSUMER_KEY": "a" * 8, "SF_PRIVATE_KEY": "b" * 8, "HUBSPOT_ACCESS_TOKEN": "c" * 8}
+    )
+    assert done.returncode == 2
+    assert f"error: {config}: ledger.path: {tmp_path} is a directory" in done.stderr
