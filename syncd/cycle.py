@@ -367,9 +367,11 @@ _PLAIN = (str, int, float, bool, type(None))
 def trace_rows(trace: Iterable[Any]) -> list[list[Any]]:
     """A decision's trace as the ledger keeps it: one ``[phase, rule, matched, test, [[name, value], ...]]``
     per rule tried (lists, not dicts: tens of thousands are written per cycle)."""
+    # A Trace builds its steps once; iterating it as a Sequence would look each one up by index.
+    steps = trace.steps() if hasattr(trace, "steps") else trace
     return [
         [step.phase, step.rule, step.matched, step.test, [[k, _plain(v)] for k, v in step.values]]
-        for step in trace
+        for step in steps
     ]
 
 
@@ -1163,7 +1165,8 @@ class _Run:
         followups: list[Intent] = []
         with self.ledger.transaction():
             for intent, result in zip(batch, results, strict=True):
-                action = self.actions.get(intent.id) or _action_from_intent(intent, self.mapping)
+                # Popped: the run holds an action only until its push is confirmed (memory stays bounded).
+                action = self.actions.pop(intent.id, None) or _action_from_intent(intent, self.mapping)
                 if result.ok:
                     confirmed[intent.id] = result.id if intent.create_key else None
                     self.report.tally.add(action)
