@@ -22,9 +22,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 
-from e2e_crash import config_text, crash_scenario, serve, start_once  # noqa: E402
+from e2e_crash import config_text, crash_scenario, serve, start_once
 
-from syncd.ledger import Ledger  # noqa: E402
+from syncd.ledger import Ledger
 
 PERSONS = 100_000
 # Records per API call when syncd pulls and pushes (the APIs' maxima).
