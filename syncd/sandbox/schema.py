@@ -11,8 +11,20 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 FieldType = Literal[
-    "id", "reference", "string", "email", "url", "phone", "picklist", "textarea",
-    "int", "double", "currency", "boolean", "date", "datetime",
+    "id",
+    "reference",
+    "string",
+    "email",
+    "url",
+    "phone",
+    "picklist",
+    "textarea",
+    "int",
+    "double",
+    "currency",
+    "boolean",
+    "date",
+    "datetime",
 ]
 
 
@@ -74,10 +86,22 @@ SF_SYSTEM_FIELDS: tuple[FieldSpec, ...] = (
     _f("SystemModstamp", "datetime", readonly=True),
 )
 
-LEAD_STATUSES = ("Open - Not Contacted", "Working - Contacted", "Nurturing", "Closed - Converted",
-                 "Closed - Not Converted")
-OPPORTUNITY_STAGES = ("Prospecting", "Qualification", "Needs Analysis", "Proposal/Price Quote",
-                      "Negotiation/Review", "Closed Won", "Closed Lost")
+LEAD_STATUSES = (
+    "Open - Not Contacted",
+    "Working - Contacted",
+    "Nurturing",
+    "Closed - Converted",
+    "Closed - Not Converted",
+)
+OPPORTUNITY_STAGES = (
+    "Prospecting",
+    "Qualification",
+    "Needs Analysis",
+    "Proposal/Price Quote",
+    "Negotiation/Review",
+    "Closed Won",
+    "Closed Lost",
+)
 SYNCD_SF_CUSTOM = (
     # The HubSpot id of the linked record: syncd's upsert key, so a retried create never duplicates.
     _f("Syncd_HubSpot_Id__c", "string", external_id=True),
@@ -88,65 +112,144 @@ SYNCD_SF_CUSTOM = (
 SALESFORCE_OBJECTS: dict[str, ObjectSpec] = {
     spec.name: spec
     for spec in (
-        ObjectSpec("User", key_prefix="005", fields=(
-            *SF_SYSTEM_FIELDS,
-            _f("Username", required=True), _f("Email", "email", required=True), _f("FirstName"),
-            _f("LastName", required=True), _f("Name", readonly=True), _f("IsActive", "boolean"),
-            _f("Title"), _f("Department"), _f("UserType", readonly=True),
-        )),
-        ObjectSpec("Group", key_prefix="00G", fields=(
-            *SF_SYSTEM_FIELDS,
-            _f("Name", required=True), _f("DeveloperName"), _f("Type", "picklist", picklist=("Queue", "Regular")),
-            _f("Email", "email"),
-        )),
-        ObjectSpec("Account", key_prefix="001", fields=(
-            *SF_SYSTEM_FIELDS,
-            _f("Name", required=True), _f("Website", "url"), _f("Industry", "picklist"),
-            _f("NumberOfEmployees", "int"), _f("AnnualRevenue", "currency"), _f("Type", "picklist"),
-            _f("BillingCountry"), _f("BillingState"), _f("BillingCity"), _f("Phone", "phone"),
-            _f("OwnerId", "reference", references=("User",)),
-            *SYNCD_SF_CUSTOM,
-        )),
-        ObjectSpec("Lead", key_prefix="00Q", fields=(
-            *SF_SYSTEM_FIELDS,
-            _f("FirstName"), _f("LastName", required=True), _f("Name", readonly=True),
-            _f("Email", "email"), _f("Company", required=True), _f("Title"), _f("Phone", "phone"),
-            _f("Website", "url"), _f("Country"), _f("State"), _f("City"), _f("Industry", "picklist"),
-            _f("NumberOfEmployees", "int"), _f("AnnualRevenue", "currency"), _f("LeadSource", "picklist"),
-            _f("Status", "picklist", picklist=LEAD_STATUSES), _f("Rating", "picklist"),
-            _f("OwnerId", "reference", references=("User", "Group")),
-            _f("IsConverted", "boolean", readonly=True), _f("ConvertedDate", "date", readonly=True),
-            _f("ConvertedContactId", "reference", readonly=True, references=("Contact",)),
-            _f("ConvertedAccountId", "reference", readonly=True, references=("Account",)),
-            _f("ConvertedOpportunityId", "reference", readonly=True, references=("Opportunity",)),
-            *SYNCD_SF_CUSTOM,
-        )),
-        ObjectSpec("Contact", key_prefix="003", fields=(
-            *SF_SYSTEM_FIELDS,
-            _f("AccountId", "reference", references=("Account",)), _f("FirstName"),
-            _f("LastName", required=True), _f("Name", readonly=True), _f("Email", "email"), _f("Title"),
-            _f("Phone", "phone"), _f("MailingCountry"), _f("MailingState"), _f("MailingCity"),
-            _f("LeadSource", "picklist"), _f("OwnerId", "reference", references=("User",)),
-            *SYNCD_SF_CUSTOM,
-        )),
-        ObjectSpec("Opportunity", key_prefix="006", fields=(
-            *SF_SYSTEM_FIELDS,
-            _f("AccountId", "reference", references=("Account",)), _f("Name", required=True),
-            _f("StageName", "picklist", required=True, picklist=OPPORTUNITY_STAGES),
-            _f("Amount", "currency"), _f("CloseDate", "date", required=True), _f("Type", "picklist"),
-            _f("IsClosed", "boolean", readonly=True), _f("IsWon", "boolean", readonly=True),
-            _f("OwnerId", "reference", references=("User",)),
-            _f("Syncd_HubSpot_Id__c", "string", external_id=True),
-        )),
+        ObjectSpec(
+            "User",
+            key_prefix="005",
+            fields=(
+                *SF_SYSTEM_FIELDS,
+                _f("Username", required=True),
+                _f("Email", "email", required=True),
+                _f("FirstName"),
+                _f("LastName", required=True),
+                _f("Name", readonly=True),
+                _f("IsActive", "boolean"),
+                _f("Title"),
+                _f("Department"),
+                _f("UserType", readonly=True),
+            ),
+        ),
+        ObjectSpec(
+            "Group",
+            key_prefix="00G",
+            fields=(
+                *SF_SYSTEM_FIELDS,
+                _f("Name", required=True),
+                _f("DeveloperName"),
+                _f("Type", "picklist", picklist=("Queue", "Regular")),
+                _f("Email", "email"),
+            ),
+        ),
+        ObjectSpec(
+            "Account",
+            key_prefix="001",
+            fields=(
+                *SF_SYSTEM_FIELDS,
+                _f("Name", required=True),
+                _f("Website", "url"),
+                _f("Industry", "picklist"),
+                _f("NumberOfEmployees", "int"),
+                _f("AnnualRevenue", "currency"),
+                _f("Type", "picklist"),
+                _f("BillingCountry"),
+                _f("BillingState"),
+                _f("BillingCity"),
+                _f("Phone", "phone"),
+                _f("OwnerId", "reference", references=("User",)),
+                *SYNCD_SF_CUSTOM,
+            ),
+        ),
+        ObjectSpec(
+            "Lead",
+            key_prefix="00Q",
+            fields=(
+                *SF_SYSTEM_FIELDS,
+                _f("FirstName"),
+                _f("LastName", required=True),
+                _f("Name", readonly=True),
+                _f("Email", "email"),
+                _f("Company", required=True),
+                _f("Title"),
+                _f("Phone", "phone"),
+                _f("Website", "url"),
+                _f("Country"),
+                _f("State"),
+                _f("City"),
+                _f("Industry", "picklist"),
+                _f("NumberOfEmployees", "int"),
+                _f("AnnualRevenue", "currency"),
+                _f("LeadSource", "picklist"),
+                _f("Status", "picklist", picklist=LEAD_STATUSES),
+                _f("Rating", "picklist"),
+                _f("OwnerId", "reference", references=("User", "Group")),
+                _f("IsConverted", "boolean", readonly=True),
+                _f("ConvertedDate", "date", readonly=True),
+                _f("ConvertedContactId", "reference", readonly=True, references=("Contact",)),
+                _f("ConvertedAccountId", "reference", readonly=True, references=("Account",)),
+                _f("ConvertedOpportunityId", "reference", readonly=True, references=("Opportunity",)),
+                *SYNCD_SF_CUSTOM,
+            ),
+        ),
+        ObjectSpec(
+            "Contact",
+            key_prefix="003",
+            fields=(
+                *SF_SYSTEM_FIELDS,
+                _f("AccountId", "reference", references=("Account",)),
+                _f("FirstName"),
+                _f("LastName", required=True),
+                _f("Name", readonly=True),
+                _f("Email", "email"),
+                _f("Title"),
+                _f("Phone", "phone"),
+                _f("MailingCountry"),
+                _f("MailingState"),
+                _f("MailingCity"),
+                _f("LeadSource", "picklist"),
+                _f("OwnerId", "reference", references=("User",)),
+                *SYNCD_SF_CUSTOM,
+            ),
+        ),
+        ObjectSpec(
+            "Opportunity",
+            key_prefix="006",
+            fields=(
+                *SF_SYSTEM_FIELDS,
+                _f("AccountId", "reference", references=("Account",)),
+                _f("Name", required=True),
+                _f("StageName", "picklist", required=True, picklist=OPPORTUNITY_STAGES),
+                _f("Amount", "currency"),
+                _f("CloseDate", "date", required=True),
+                _f("Type", "picklist"),
+                _f("IsClosed", "boolean", readonly=True),
+                _f("IsWon", "boolean", readonly=True),
+                _f("OwnerId", "reference", references=("User",)),
+                _f("Syncd_HubSpot_Id__c", "string", external_id=True),
+            ),
+        ),
     )
 }
 
 # --------------------------------------------------------------------------------------------- HubSpot
 
-LIFECYCLE_STAGES = ("subscriber", "lead", "marketingqualifiedlead", "salesqualifiedlead", "opportunity",
-                    "customer", "evangelist", "other")
-DEAL_STAGES = ("appointmentscheduled", "qualifiedtobuy", "presentationscheduled", "decisionmakerboughtin",
-               "contractsent", "closedwon", "closedlost")
+LIFECYCLE_STAGES = (
+    "subscriber",
+    "lead",
+    "marketingqualifiedlead",
+    "salesqualifiedlead",
+    "opportunity",
+    "customer",
+    "evangelist",
+    "other",
+)
+DEAL_STAGES = (
+    "appointmentscheduled",
+    "qualifiedtobuy",
+    "presentationscheduled",
+    "decisionmakerboughtin",
+    "contractsent",
+    "closedwon",
+    "closedlost",
+)
 
 HS_SYSTEM_PROPERTIES: tuple[FieldSpec, ...] = (
     _f("hs_object_id", "string", readonly=True),
@@ -163,37 +266,78 @@ SYNCD_HS_CUSTOM = (
 HUBSPOT_OBJECTS: dict[str, ObjectSpec] = {
     spec.name: spec
     for spec in (
-        ObjectSpec("contacts", fields=(
-            *HS_SYSTEM_PROPERTIES, _f("lastmodifieddate", "datetime", readonly=True),
-            _f("email", "email", unique=True), _f("firstname"), _f("lastname"), _f("company"),
-            _f("jobtitle"), _f("phone", "phone"), _f("website", "url"), _f("country"), _f("state"),
-            _f("city"), _f("industry"), _f("numemployees", "int"), _f("annualrevenue", "currency"),
-            _f("lifecyclestage", "picklist", picklist=LIFECYCLE_STAGES), _f("hs_lead_status", "picklist"),
-            _f("hubspot_owner_id", "string"), _f("hubspotscore", "double", readonly=True),
-            # Engagement signals, maintained by HubSpot's tracking in a real portal.
-            _f("num_conversion_events", "int"), _f("hs_email_click", "int"),
-            _f("hs_analytics_num_page_views", "int"), _f("notes_last_updated", "datetime"),
-            _f("hs_analytics_source", "picklist"),
-            *SYNCD_HS_CUSTOM,
-        )),
-        ObjectSpec("companies", fields=(
-            *HS_SYSTEM_PROPERTIES, _f("hs_lastmodifieddate", "datetime", readonly=True),
-            _f("name"), _f("domain"), _f("website", "url"), _f("industry"), _f("numberofemployees", "int"),
-            _f("annualrevenue", "currency"), _f("country"), _f("state"), _f("city"),
-            _f("lifecyclestage", "picklist", picklist=LIFECYCLE_STAGES), _f("hubspot_owner_id", "string"),
-            *SYNCD_HS_CUSTOM,
-        )),
-        ObjectSpec("deals", fields=(
-            *HS_SYSTEM_PROPERTIES, _f("hs_lastmodifieddate", "datetime", readonly=True),
-            _f("dealname"), _f("amount", "currency"), _f("dealstage", "picklist", picklist=DEAL_STAGES),
-            _f("pipeline"), _f("closedate", "datetime"), _f("hubspot_owner_id", "string"),
-            _f("syncd_salesforce_id", "string"),
-        )),
+        ObjectSpec(
+            "contacts",
+            fields=(
+                *HS_SYSTEM_PROPERTIES,
+                _f("lastmodifieddate", "datetime", readonly=True),
+                _f("email", "email", unique=True),
+                _f("firstname"),
+                _f("lastname"),
+                _f("company"),
+                _f("jobtitle"),
+                _f("phone", "phone"),
+                _f("website", "url"),
+                _f("country"),
+                _f("state"),
+                _f("city"),
+                _f("industry"),
+                _f("numemployees", "int"),
+                _f("annualrevenue", "currency"),
+                _f("lifecyclestage", "picklist", picklist=LIFECYCLE_STAGES),
+                _f("hs_lead_status", "picklist"),
+                _f("hubspot_owner_id", "string"),
+                _f("hubspotscore", "double", readonly=True),
+                # Engagement signals, maintained by HubSpot's tracking in a real portal.
+                _f("num_conversion_events", "int"),
+                _f("hs_email_click", "int"),
+                _f("hs_analytics_num_page_views", "int"),
+                _f("notes_last_updated", "datetime"),
+                _f("hs_analytics_source", "picklist"),
+                *SYNCD_HS_CUSTOM,
+            ),
+        ),
+        ObjectSpec(
+            "companies",
+            fields=(
+                *HS_SYSTEM_PROPERTIES,
+                _f("hs_lastmodifieddate", "datetime", readonly=True),
+                _f("name"),
+                _f("domain"),
+                _f("website", "url"),
+                _f("industry"),
+                _f("numberofemployees", "int"),
+                _f("annualrevenue", "currency"),
+                _f("country"),
+                _f("state"),
+                _f("city"),
+                _f("lifecyclestage", "picklist", picklist=LIFECYCLE_STAGES),
+                _f("hubspot_owner_id", "string"),
+                *SYNCD_HS_CUSTOM,
+            ),
+        ),
+        ObjectSpec(
+            "deals",
+            fields=(
+                *HS_SYSTEM_PROPERTIES,
+                _f("hs_lastmodifieddate", "datetime", readonly=True),
+                _f("dealname"),
+                _f("amount", "currency"),
+                _f("dealstage", "picklist", picklist=DEAL_STAGES),
+                _f("pipeline"),
+                _f("closedate", "datetime"),
+                _f("hubspot_owner_id", "string"),
+                _f("syncd_salesforce_id", "string"),
+            ),
+        ),
     )
 }
 
-HUBSPOT_LAST_MODIFIED = {"contacts": "lastmodifieddate", "companies": "hs_lastmodifieddate",
-                         "deals": "hs_lastmodifieddate"}
+HUBSPOT_LAST_MODIFIED = {
+    "contacts": "lastmodifieddate",
+    "companies": "hs_lastmodifieddate",
+    "deals": "hs_lastmodifieddate",
+}
 
 
 @dataclass
@@ -203,7 +347,9 @@ class SandboxSchema:
     salesforce: dict[str, ObjectSpec] = field(default_factory=lambda: dict(SALESFORCE_OBJECTS))
     hubspot: dict[str, ObjectSpec] = field(default_factory=lambda: dict(HUBSPOT_OBJECTS))
 
-    def with_custom(self, system: Literal["salesforce", "hubspot"], obj: str, *specs: FieldSpec) -> SandboxSchema:
+    def with_custom(
+        self, system: Literal["salesforce", "hubspot"], obj: str, *specs: FieldSpec
+    ) -> SandboxSchema:
         """A copy with extra custom fields on one object (e.g. a second score field)."""
         objects = dict(getattr(self, system))
         base = objects[obj]

@@ -25,11 +25,14 @@ class Store:
         self.lock = threading.RLock()
         self._tables: dict[str, dict[str, Record]] = {}
         self._meta: dict[str, Any] = {}
-        self._db = sqlite3.connect(str(path) if path else ":memory:", check_same_thread=False,
-                                   isolation_level=None)
+        self._db = sqlite3.connect(
+            str(path) if path else ":memory:", check_same_thread=False, isolation_level=None
+        )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS records (type TEXT, id TEXT, data TEXT, PRIMARY KEY (type, id))")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS records (type TEXT, id TEXT, data TEXT, PRIMARY KEY (type, id))"
+        )
         self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
         self._pending: dict[tuple[str, str], Record | None] = {}
         self._load()
@@ -76,12 +79,16 @@ class Store:
         if not self._pending:
             return
         pending, self._pending = self._pending, {}
-        upserts = [(t, i, json.dumps(r, separators=(",", ":"))) for (t, i), r in pending.items() if r is not None]
+        upserts = [
+            (t, i, json.dumps(r, separators=(",", ":"))) for (t, i), r in pending.items() if r is not None
+        ]
         deletes = [(t, i) for (t, i), r in pending.items() if r is None]
         self._db.execute("BEGIN")
         try:
             if upserts:
-                self._db.executemany("INSERT OR REPLACE INTO records (type, id, data) VALUES (?, ?, ?)", upserts)
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO records (type, id, data) VALUES (?, ?, ?)", upserts
+                )
             if deletes:
                 self._db.executemany("DELETE FROM records WHERE type = ? AND id = ?", deletes)
             self._db.execute("COMMIT")
