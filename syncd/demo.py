@@ -258,6 +258,29 @@ class _DemoRunner:
         self.cycle.close()
 
 
+MARKER = ".syncd-demo"
+
+
+def _claim(work_dir: Path) -> None:
+    """Make ``work_dir`` the demo's, refusing a directory that holds anything the demo did not write there
+    (the demo overwrites its config and deletes its org and ledger on every run)."""
+    if work_dir.exists() and not _is_demo_dir(work_dir) and any(work_dir.iterdir()):
+        raise ConfigError(f"{work_dir} holds files syncd demo did not write: choose another --dir")
+    work_dir.mkdir(parents=True, exist_ok=True)
+    (work_dir / MARKER).write_text(
+        "This directory belongs to `syncd demo`; it deletes and rewrites what is here.\n"
+    )
+
+
+def _is_demo_dir(work_dir: Path) -> bool:
+    if (work_dir / MARKER).exists():
+        return True
+    try:
+        return (work_dir / "config.toml").read_text(encoding="utf-8").startswith("# Written by `syncd demo`")
+    except OSError:
+        return False
+
+
 def _prepare(work_dir: Path, seed: int, persons: int, fresh: bool) -> tuple[bool, dict[str, Any]]:
     """Make ``seed/`` hold the requested org (seeding it only when needed) and copy it to ``sandbox/``."""
     from syncd.lock import holder_pid
@@ -273,8 +296,13 @@ def _prepare(work_dir: Path, seed: int, persons: int, fresh: bool) -> tuple[bool
     holder = holder_pid(work_dir / "syncd.db")
     if holder is not None:
         raise SandboxError(f"syncd (pid {holder}) is using {work_dir / 'syncd.db'}: stop it first")
-    if fresh and work_dir.exists():
-        shutil.rmtree(work_dir)
+    if fresh:
+        for child in work_dir.iterdir():
+            if child.name != MARKER:
+                if child.is_dir():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
     seed_dir = work_dir / "seed"
     summary: dict[str, Any] = {}
     if (seed_dir / SF_FILE).is_file() and (seed_dir / HS_FILE).is_file():
@@ -344,7 +372,7 @@ def run_demo(
         )
     work_dir = work_dir.resolve()
     began = time.perf_counter()
-    work_dir.mkdir(parents=True, exist_ok=True)
+    _claim(work_dir)
     echo(f"preparing the Northwind org ({persons:,} persons, seed {seed}) in {work_dir}...")
     seeded_now, summary = _prepare(work_dir, seed, persons, fresh)
     sandbox_dir = work_dir / "sandbox"
@@ -623,4 +651,5 @@ def demo(work_dir: Path, fresh: bool, size: str, persons: int | None, seed: int,
     click.echo("")
     click.echo(format_report(result, syncd=_syncd_command()))
     if result.exit_code != 0 or len(result.cycles) < 2:
+        click.echo("The demo stopped before its second cycle.", err=True)
         raise click.exceptions.Exit(result.exit_code or 1)

@@ -16,7 +16,8 @@ import pytest
 from click.testing import CliRunner
 
 from syncd.cli import cli
-from syncd.demo import DemoResult, format_report, run_demo
+from syncd.demo import MARKER, DemoResult, format_report, run_demo
+from syncd.errors import ConfigError
 from syncd.ledger import Ledger
 from syncd.rules import load_ruleset
 from syncd.sandbox.runtime import HS_FILE, SF_FILE
@@ -143,7 +144,9 @@ def test_a_second_demo_reuses_the_seeded_org_and_tells_the_same_story(
     demo_run: tuple[DemoResult, Path], tmp_path: Path
 ) -> None:
     result, work = demo_run
-    shutil.copytree(work / "seed", tmp_path / "seed")  # the other tests keep reading `work`
+    # The other tests keep reading `work`: this one runs on a copy of its seeded org.
+    shutil.copytree(work / "seed", tmp_path / "seed")
+    shutil.copy(work / MARKER, tmp_path / MARKER)
     again = run_demo(tmp_path, rules_dir=ROOT / "mappings", persons=PERSONS)
     assert not again.seeded_now
     assert again.exit_code == 0
@@ -151,3 +154,10 @@ def test_a_second_demo_reuses_the_seeded_org_and_tells_the_same_story(
         assert first.report.tally.counts() == second.report.tally.counts()
         assert first.writes == second.writes
     assert again.owners_by_team == result.owners_by_team
+
+
+def test_the_demo_refuses_a_directory_it_did_not_make(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text("[ledger]\npath = 'mine.db'\n")
+    with pytest.raises(ConfigError, match="holds files syncd demo did not write"):
+        run_demo(tmp_path, rules_dir=ROOT / "mappings", persons=PERSONS, fresh=True)
+    assert (tmp_path / "config.toml").read_text() == "[ledger]\npath = 'mine.db'\n"
