@@ -43,7 +43,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from syncd.config import Config
 from syncd.connectors import Change, Connector, Page, PushResult, RepRecord, connectors_from_config
@@ -94,6 +94,9 @@ from syncd.model import (
 )
 from syncd.plan import Action, FieldChange, Tally, followup, plan_key
 from syncd.rules import RuleSet
+
+if TYPE_CHECKING:
+    from syncd.mapping import Mapping as FieldMapping
 
 __all__ = ["CycleReport", "Roster", "SyncCycle", "trace_rows", "trace_step"]
 
@@ -401,13 +404,6 @@ def _one_line(exc: BaseException) -> str:
 # ------------------------------------------------------------------------------------------------ the work
 
 
-@dataclass
-class _Buffer:
-    """Intents waiting for a full batch, per (system, object, create-or-update)."""
-
-    intents: list[Intent] = field(default_factory=list)
-
-
 class _Run:
     """The state of one run: rules, roster, report, push buffers."""
 
@@ -531,7 +527,7 @@ class _Run:
                         continue
                     key = keys.get(id_)
                     if key is not None and entity_of(system, obj) != "deal":
-                        self._detect_override(system, obj, key, data_before, row.data, written)
+                        self._detect_override(system, obj, id_, key, data_before, row.data, written)
                 if echoes:
                     self.ledger.mark_records_clean(echoes)
                     self.report.echoes[system] += len(echoes)
@@ -541,6 +537,7 @@ class _Run:
         self,
         system: str,
         obj: str,
+        record_id: str,
         key: str,
         before: Mapping[str, Any] | None,
         after: Mapping[str, Any],
@@ -566,7 +563,7 @@ class _Run:
                 key=key,
                 system=system,
                 object=obj,
-                record_id=str(after.get("Id") or after.get("hs_object_id") or ""),
+                record_id=record_id,
                 rep=rep,
                 seen_at=self.now,
                 honoured_until=self.now + timedelta(days=days),
@@ -1232,7 +1229,7 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def _action_from_intent(intent: Intent, mapping: Any) -> Action:
+def _action_from_intent(intent: Intent, mapping: FieldMapping) -> Action:
     """An intent read back from the outbox as an action, its fields classified by what they are for."""
     changes = tuple(
         FieldChange(
@@ -1255,18 +1252,18 @@ def _action_from_intent(intent: Intent, mapping: Any) -> Action:
     )
 
 
-def _kind_of(mapping: Any, system: str, obj: str, name: str) -> str:
+def _kind_of(mapping: FieldMapping, system: str, obj: str, name: str) -> str:
     entity = entity_of(system, obj)
     if entity != "deal" and name == cross_id_field(mapping, system, entity):
         return "link"
     for logical in ("owner", "stage", "score"):
         lf = mapping.fields.get(logical)
-        if lf is not None and any(b.field == name for b in lf.bindings.get((system, obj), ())):
+        if lf is not None and any(b.field == name for b in lf.bindings.get((system, obj), ())):  # type: ignore[arg-type]
             return logical
     return "field"
 
 
-def _predicted_followup(action: Action, mapping: Any) -> Action:
+def _predicted_followup(action: Action, mapping: FieldMapping) -> Action:
     nxt = followup(action.intent(), "(new)", mapping)
     if nxt is None:
         raise ValueError(f"{action.system} {action.object} is not a create with a follow-up")

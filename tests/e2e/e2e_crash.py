@@ -174,15 +174,21 @@ class CrashLog:
 
 
 def kill_repeatedly(config: Path, now: datetime, kills: int, span: float, rng: random.Random) -> CrashLog:
-    """Start `syncd once` ``kills`` times, each SIGKILLed after a random delay of up to ``span`` seconds."""
+    """Start `syncd once` ``kills`` times, each SIGKILLed after a random delay of up to ``span`` seconds.
+
+    Once the work is mostly done, cycles get shorter: a run that ends before its kill shrinks the span to
+    its own duration, so that later kills still land inside cycles.
+    """
     log = CrashLog()
     for _ in range(kills):
         delay = rng.uniform(0.05, span)
         log.delays.append(delay)
+        began = time.monotonic()
         process = start_once(config, now)
         try:
             process.wait(timeout=delay)
             log.finished_before_kill += 1
+            span = max(0.2, min(span, time.monotonic() - began))
         except subprocess.TimeoutExpired:
             process.send_signal(signal.SIGKILL)
             process.wait()

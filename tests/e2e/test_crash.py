@@ -19,9 +19,13 @@ KILLS = 30
 @pytest.mark.slow
 def test_killed_cycles_converge_on_the_uninterrupted_result(tmp_path: Path) -> None:
     result = crash_scenario(tmp_path, PERSONS, KILLS, random.Random(20250303))
+    print(
+        f"\n{KILLS} kills, {result.log.killed_running} inside a running cycle; uninterrupted cycle "
+        f"{result.reference_seconds:.1f} s, crashed runs {result.crash_seconds:.1f} s"
+    )
 
     assert result.log.killed_running + result.log.finished_before_kill == KILLS
-    assert result.log.killed_running >= KILLS // 2, "most kills hit a running cycle"
+    assert result.log.killed_running >= KILLS * 2 // 3, "most kills hit a running cycle"
     assert result.differences == {}, "both orgs end in the same state"
     assert result.decisions_equal, "both ledgers hold the same decisions"
     assert result.max_leads_per_contact == 1, "no Lead was created twice"
