@@ -15,6 +15,7 @@ Control endpoint (no auth, never counted, loopback only):
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import json
 import logging
@@ -100,7 +101,7 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     )
 
 
-class SandboxApp:
+class SandboxApp(abc.ABC):
     """Base WSGI application of one sandbox server."""
 
     system: ClassVar[str] = ""
@@ -128,17 +129,17 @@ class SandboxApp:
 
     # -- what a server supplies
 
+    @abc.abstractmethod
     def routes(self) -> list[Rule]:
         """werkzeug rules; each rule's endpoint is a kind name with a method ``on_<kind>`` to handle it."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def auth_failed(self, request: Request) -> Response:
         """The response to a missing or unknown bearer token."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def error(self, status: int, message: str, code: str = "") -> Response:
         """A response in this system's error format."""
-        raise NotImplementedError
 
     def check_limits(self, user: str, token: str, kind: str, request: Request) -> Response | None:
         """Enforce rate limits and allowances; a response refuses the request. Called before handling."""
@@ -146,6 +147,7 @@ class SandboxApp:
 
     def decorate(self, response: Response, user: str, token: str, kind: str) -> None:
         """Add usage headers (Sforce-Limit-Info, X-HubSpot-RateLimit-*) to every authenticated response."""
+        return None
 
     def limits_state(self) -> dict[str, Any]:
         return {"rate_limits": self.rate_limits}
