@@ -17,7 +17,9 @@ Owner, in order of precedence:
    ``reassign`` rule, or the SLA expired without activity;
 4. the owning team's routing rules, first match wins: a queue, or a pool's weighted round robin over
    active, available reps under their daily cap (an overflow queue when none can take it);
-5. the fallback queue.
+5. the fallback queue; for an account (which cannot wait in a queue) whose owner left, the fallback
+   account pool, over its active, available members whatever their daily caps; any other account keeps
+   its owner.
 """
 
 from __future__ import annotations
@@ -228,12 +230,15 @@ class _Run:
             self.static_skip_text[pool.name] = "; ".join(skipped)
         return found
 
-    def pick(self, pool: Pool, exclude: str | None, trace: list[TraceEntry | TraceGroup]) -> str | None:
+    def pick(
+        self, pool: Pool, exclude: str | None, trace: list[TraceEntry | TraceGroup], capped: bool = True
+    ) -> str | None:
         """Smooth weighted round robin over the pool's members who can take a record now.
 
         Each eligible member earns its weight in credit; the richest (first in pool order on a tie) gets
         the record and pays the total weight of the eligible members. Members who cannot take records earn
         nothing meanwhile, so a rep back from leave does not receive a burst of catch-up assignments.
+        ``capped=False`` lets members over their daily cap take it (the record is still counted).
         """
         credits = self.credits.get(pool.name)
         if credits is None:
@@ -249,7 +254,7 @@ class _Run:
         best_credit = 0
         eligible = []
         for member, weight, cap in members:
-            if member == exclude or (cap is not None and counts.get(member, 0) >= cap):
+            if member == exclude or (capped and cap is not None and counts.get(member, 0) >= cap):
                 if skipped is None:
                     skipped = []
                 skipped.append(
@@ -305,8 +310,13 @@ class _Run:
         exclude: str | None,
         for_accounts: bool,
         trace: list[TraceEntry | TraceGroup],
+        owner_left: str = "",
     ) -> tuple[str | None, str]:
-        """The owner the routing gives (rule already chosen), and the name of what chose it."""
+        """The owner the routing gives (rule already chosen), and the name of what chose it.
+
+        ``owner_left`` says why the record's owner cannot keep it because they left (inactive, unknown):
+        only such an account goes to the fallback account pool.
+        """
         if rule is not None:
             if rule.queue is not None:
                 return queue_owner(rule.queue), rule.name
@@ -318,16 +328,44 @@ class _Run:
                 trace.append(("route", "overflow", True, f"queue {rule.overflow_queue}", (), ()))
                 return queue_owner(rule.overflow_queue), rule.name
         if for_accounts:
-            trace.append(
-                ("route", "fallback", False, "accounts cannot wait in a queue: owner unchanged", (), ())
-            )
-            return None, "unrouted"
+            return self.route_account_fallback(owner_left, trace)
         fallback = self.routing.fallback_queue
         if fallback is None:
             trace.append(("route", "fallback", False, "no fallback queue: owner unchanged", (), ()))
             return None, "unrouted"
         trace.append(("route", "fallback", True, f"queue {fallback}", (), ()))
         return queue_owner(fallback), "fallback"
+
+    def route_account_fallback(
+        self, owner_left: str, trace: list[TraceEntry | TraceGroup]
+    ) -> tuple[str | None, str]:
+        """An account no rule routes: the fallback account pool when its owner left, else no change."""
+        name = self.routing.fallback_account_pool
+        if not owner_left or name is None:
+            why = "no fallback account pool" if owner_left else "its owner has not left"
+            trace.append(
+                (
+                    "route",
+                    "fallback",
+                    False,
+                    f"accounts cannot wait in a queue, {why}: owner unchanged",
+                    (),
+                    (),
+                )
+            )
+            return None, "unrouted"
+        trace.append(
+            (
+                "route",
+                "fallback",
+                True,
+                f"account pool {name}, daily caps aside: its owner cannot keep it ({owner_left})",
+                (),
+                (),
+            )
+        )
+        rep = self.pick(self.routing.pools[name], None, trace, capped=False)
+        return (rep, "fallback") if rep is not None else (None, "unrouted")
 
     def choose_owner(
         self,
@@ -390,8 +428,9 @@ class _Run:
         rule: RoutingRule | None = None
         rule_done = False
         exclude: str | None = None
+        owner_left = self.why_not_owner(base_owner) if base_owner is not None else ""
         if self.policy.sticky and base_owner is not None:
-            why = self.why_not_owner(base_owner)
+            why = owner_left
             if not why:
                 rep_team = self.roster[base_owner].team
                 if rep_team != team:
@@ -422,7 +461,7 @@ class _Run:
             trace.append(("owner", "sticky", False, f"{base_owner}: {why}", (), ()))
         if not rule_done:
             rule = self.matching_rule(rules, ctx, trace)
-        owner, chosen_by = self.route(rule, exclude, for_accounts, trace)
+        owner, chosen_by = self.route(rule, exclude, for_accounts, trace, owner_left)
         if owner is None:
             return None, chosen_by, None, prev, base_owner
         assigned_at = prev.assigned_at if prev is not None and prev.owner == owner else now

@@ -15,6 +15,10 @@ Objects: HubSpot ``contacts``/``companies``/``deals``, Salesforce ``Lead``/``Con
 logical values to the system's, ``read`` adds system values read but never written). Fields with
 ``source = "engine"`` (``stage``, ``score``, ``owner``) take their value from the engine's decision.
 
+HubSpot has no queues, so an owner field says what a HubSpot record gets when the decided owner is a
+Salesforce queue: ``queue_in_hubspot = "clear_inactive"`` (the default) unassigns it when its HubSpot owner
+is archived, deactivated or unknown, and keeps an active owner; ``"keep"`` always keeps the HubSpot owner.
+
 The rules speak only in logical fields; :class:`Mapping` turns raw records into logical values
 (:meth:`Mapping.to_logical`), merges the two systems' views (:meth:`Mapping.merge`) and turns a logical value
 back into the field writes a system needs (:meth:`Mapping.writes`).
@@ -40,6 +44,7 @@ from syncd.sandbox.schema import FieldSpec, SandboxSchema
 System = Literal["hubspot", "salesforce"]
 Entity = Literal["person", "account", "deal"]
 WritePolicy = Literal["always", "if_blank", "never"]
+QueueInHubSpot = Literal["clear_inactive", "keep"]
 Transform = Literal["strip", "lower", "upper", "domain_from_email", "domain_from_url"]
 LogicalType = Literal[
     "text", "email", "domain", "country", "number", "integer", "boolean", "datetime", "date", "stage", "owner"
@@ -103,6 +108,7 @@ class LogicalFieldModel(BaseModel):
     description: str = ""
     source: Literal["systems", "engine"] = "systems"
     precedence: Literal["salesforce", "hubspot", "furthest"] = "salesforce"
+    queue_in_hubspot: QueueInHubSpot | None = None
     hubspot: dict[str, Bindings] = Field(default_factory=dict)
     salesforce: dict[str, Bindings] = Field(default_factory=dict)
 
@@ -180,6 +186,8 @@ class LogicalField:
     source: Literal["systems", "engine"]
     precedence: Literal["salesforce", "hubspot", "furthest"]
     bindings: dict[tuple[System, str], tuple[Binding, ...]]
+    # Owner fields only: a HubSpot record's owner when the decided owner is a queue (see the module doc).
+    queue_in_hubspot: QueueInHubSpot = "clear_inactive"
 
     @property
     def kind(self) -> FieldKind:
@@ -367,6 +375,8 @@ class Mapping:
         ``current`` is the record's raw fields (HubSpot: its properties). A field already showing the value
         (compared as logical values, so ``"42"`` equals ``42.0``) is not written; an ``if_blank`` field is
         written only when blank; ``never`` fields never. A None value means "no opinion": nothing is written.
+        An owner decided to be a queue clears a HubSpot owner who is no longer active, per the field's
+        ``queue_in_hubspot`` (the empty string unassigns the record).
         """
         if value is None:
             return {}
@@ -376,6 +386,8 @@ class Mapping:
         wanted = self.encode(name, system, obj, value, directory=directory)
         for b in lf.bindings.get((system, obj), ()):
             if b.field not in wanted:
+                if self._clears_departed_owner(lf, b, value, props.get(b.field), directory):
+                    out[b.field] = ""
                 continue
             existing = props.get(b.field)
             blank = existing is None or existing == ""
@@ -387,6 +399,25 @@ class Mapping:
                 continue
             out[b.field] = wanted[b.field]
         return out
+
+    @staticmethod
+    def _clears_departed_owner(
+        lf: LogicalField, b: Binding, value: Any, existing: Any, directory: RepDirectory | None
+    ) -> bool:
+        """Whether a HubSpot owner field is cleared because the decided owner is a queue HubSpot cannot
+        hold and the record's owner is no longer active (archived, deactivated or unknown)."""
+        if (
+            lf.type != "owner"
+            or lf.queue_in_hubspot != "clear_inactive"
+            or b.system != "hubspot"
+            or b.write != "always"
+            or not is_queue(value)
+            or directory is None
+            or existing in (None, "")
+        ):
+            return False
+        rep = directory.owner_from_hubspot(str(existing))
+        return rep is None or not directory.is_active(rep)
 
     def _same(
         self,
@@ -548,6 +579,8 @@ def build_mapping(
         where = named("field", name)
         if fm.precedence == "furthest" and fm.type != "stage":
             problems.error(display, where, "precedence", '"furthest" applies only to fields of type "stage"')
+        if fm.queue_in_hubspot is not None and fm.type != "owner":
+            problems.error(display, where, "queue_in_hubspot", 'applies only to fields of type "owner"')
         if fm.source == "engine" and name not in ENGINE_FIELDS:
             problems.error(display, where, "source", f"the engine decides only {', '.join(ENGINE_FIELDS)}")
         bindings: dict[tuple[System, str], tuple[Binding, ...]] = {}
@@ -616,7 +649,9 @@ def build_mapping(
                     compiled.append(binding)
                 if compiled:
                     bindings[(system, objects[obj].name)] = tuple(compiled)
-        fields[name] = LogicalField(name, fm.type, fm.source, fm.precedence, bindings)
+        fields[name] = LogicalField(
+            name, fm.type, fm.source, fm.precedence, bindings, fm.queue_in_hubspot or "clear_inactive"
+        )
 
     for name, types in ENGINE_FIELDS.items():
         lf = fields.get(name)

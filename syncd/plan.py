@@ -9,7 +9,10 @@ other system's id (so the link survives an email change). It skips what is alrea
 - a field syncd itself wrote with this value after the record was last pulled (*echo suppression*: the
   ledger's copy is older than syncd's own write, so the difference is not real);
 - records that cannot take writes: deleted ones, converted Leads, records held in quarantine;
-- owners a system cannot express (a queue on HubSpot or on a Salesforce Contact): that system keeps its owner.
+- owners a system cannot express (a queue on HubSpot or on a Salesforce Contact): that system keeps its owner,
+  except that a HubSpot owner who is archived, deactivated or unknown is cleared (the owner field's
+  ``queue_in_hubspot = "clear_inactive"``, the default): a record waiting in a Salesforce queue is better
+  unassigned in HubSpot than left with a rep who left.
 
 A human's manual owner change needs nothing here: the engine keeps the overriding owner in the decision,
 so the planner finds the record where the human put it already right and only the other system to update.
@@ -239,7 +242,9 @@ def _changes(
             continue
         if name == "owner":
             before = _owner_label(directory, system, current)
-            out.append(FieldChange(binding.field, kind, current, new, before, str(value)))
+            # A cleared owner shows as blank, not as the queue the record cannot hold.
+            after = None if new == "" else str(value)
+            out.append(FieldChange(binding.field, kind, current, new, before, after))
         else:
             out.append(FieldChange(binding.field, kind, current, new))
     return out
@@ -382,9 +387,16 @@ def _label(record: RecordRow) -> str:
 
 
 def _reason(decision: Decision, changes: Iterable[FieldChange]) -> str:
+    changes = tuple(changes)
     kinds = dict.fromkeys(c.kind for c in changes)
     parts = []
-    if "owner" in kinds:
+    cleared = next((c for c in changes if c.kind == "owner" and c.new == ""), None)
+    if cleared is not None:
+        parts.append(
+            f"clear owner {cleared.old_label or cleared.old} (archived or unknown): "
+            f"{decision.owner} ({decision.rule}) is a Salesforce queue, which this system cannot hold"
+        )
+    elif "owner" in kinds:
         parts.append(f"owner {decision.owner} ({decision.rule})")
     if "stage" in kinds:
         parts.append(f"stage {decision.stage}")

@@ -5,6 +5,11 @@ the owning team; (2) the ordered ``rules`` of the owning team, first match wins,
 (weighted round robin over its active, available reps under their daily cap) or straight to a ``queue``;
 (3) the ``fallback`` queue. A rule with ``reassign = true`` moves records it newly matches away from a
 sticky owner that another rule had chosen (e.g. a territory change).
+
+Accounts cannot wait in a queue (a Salesforce Account's owner is a user), so an account no rule routes keeps
+its owner, unless that owner left (inactive, deactivated, unknown): then the ``fallback`` ``account_pool``
+takes it, by round robin over its active, available members, their daily caps aside (the account cannot
+wait for tomorrow's capacity). A sticky, active owner is never moved by the fallback.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ class AccountMatchModel(BaseModel):
 class FallbackModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     queue: str | None = None
+    account_pool: str | None = None
 
 
 class RoutingFileModel(BaseModel):
@@ -90,12 +96,14 @@ class RoutingRule:
 
 @dataclass(frozen=True)
 class Routing:
-    """Compiled routing: account matching stages, pools, rules by team, the fallback queue."""
+    """Compiled routing: account matching stages, pools, rules by team, the fallback queue and the pool
+    that takes accounts whose owner left when no rule routes them."""
 
     account_match: frozenset[str]
     pools: dict[str, Pool]
     rules: tuple[RoutingRule, ...]
     fallback_queue: str | None
+    fallback_account_pool: str | None = None
 
     _by_team: dict[tuple[str, str], tuple[RoutingRule, ...]] = field(
         default_factory=dict, init=False, repr=False, compare=False
@@ -252,6 +260,16 @@ def build_routing(
         problems.warning(
             display, "fallback", "queue", "no fallback queue: unroutable records keep their owner"
         )
+    account_pool = model.fallback.account_pool
+    if account_pool is not None and account_pool not in pools:
+        problems.error(
+            display,
+            "fallback",
+            "account_pool",
+            f'unknown pool "{account_pool}"' + did_you_mean(account_pool, pools),
+        )
     if len(problems.errors) != before:
         return None
-    return Routing(frozenset(model.account_match.stages), pools, tuple(rules), model.fallback.queue)
+    return Routing(
+        frozenset(model.account_match.stages), pools, tuple(rules), model.fallback.queue, account_pool
+    )

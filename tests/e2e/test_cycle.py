@@ -6,9 +6,11 @@ and checks the systems through their APIs and request counts.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import Counter
 
+import pytest
 import requests
 from conftest import Org
 from e2e_systems import disagreements
@@ -16,6 +18,7 @@ from e2e_systems import disagreements
 from syncd.commands import explain_text
 from syncd.ledger import Backoff, Intent, Ledger
 from syncd.link import group
+from syncd.rules import RuleSet
 
 SALES_REPS = ("sam.patel", "lena.novak", "diego.ramos", "jack.miller", "emma.johnson", "noah.brown")
 
@@ -290,3 +293,84 @@ def test_cycle_satisfies_the_daemons_runner(org: Org) -> None:
 
 def _keys(ledger: Ledger) -> list[str]:
     return [str(r[0]) for r in ledger.db.execute("SELECT key FROM entities ORDER BY key").fetchall()]
+
+
+def busy_day(org: Org) -> RuleSet:
+    """The shipped rules on a day every capped rep is at their cap, in an org whose marketing qualified
+    contacts all still belong in HubSpot to a marketer who left: the SDR pool is full, so those persons
+    wait in the "Unassigned Leads" queue, and accounts whose owner left find no territory rep with room."""
+    archived = org.systems.owners()["grace.kim@northwind.example"]
+    for contact in list(org.sandbox.hs_store.all("contacts")):
+        props = contact["properties"]
+        if props.get("lifecyclestage") == "marketingqualifiedlead":
+            org.sandbox.hs_store.put(
+                "contacts", {**contact, "properties": {**props, "hubspot_owner_id": archived}}
+            )
+    rules = org.rules
+    reps = {
+        key: rep if rep.daily_cap is None else dataclasses.replace(rep, daily_cap=0)
+        for key, rep in rules.roster.reps.items()
+    }
+    return dataclasses.replace(rules, roster=dataclasses.replace(rules.roster, reps=reps))
+
+
+@pytest.mark.parametrize("busy", [pytest.param(False, id="shipped-rules"), pytest.param(True, id="busy-day")])
+def test_after_one_cycle_nobody_who_left_owns_a_person_or_an_account(org: Org, busy: bool) -> None:
+    """Regression: the demo left HubSpot contacts routed to a queue with archived owners, and Accounts no
+    rule could route with inactive owners. After `syncd once` (this cycle) only an honoured manual
+    override could explain such an owner."""
+    rules = busy_day(org) if busy else org.rules
+    before = _owned_by_reps_who_left(org)
+    assert before["salesforce"] and before["hubspot"], "the seeded org has records owned by reps who left"
+
+    report = org.cycle().run(rules)
+
+    assert report.ok
+    left = _owned_by_reps_who_left(org)
+    with Ledger(org.config.ledger.path, readonly=True) as ledger:
+        unexplained = [ref for refs in left.values() for ref in refs if not _override_honoured(ledger, *ref)]
+        queued = [ref for ref in before["hubspot"] if _decided_owner(ledger, *ref).startswith("queue:")]
+    assert unexplained == []
+    if busy:
+        assert queued, "some persons whose HubSpot owner left now wait in a queue"
+        snap = org.systems.snapshot()
+        assert all(not snap["contacts"][id_].get("hubspot_owner_id") for _, _, id_ in queued)
+
+
+def _owned_by_reps_who_left(org: Org) -> dict[str, list[tuple[str, str, str]]]:
+    """(system, object, id) of live persons and accounts whose owner is an inactive User or an archived
+    HubSpot owner, read through the systems' APIs."""
+    systems = org.systems
+    sf = systems.salesforce()
+    inactive = {u["Id"] for u in sf.query_all("SELECT Id FROM User WHERE IsActive = false")["records"]}
+    owners = systems.hubspot().crm.owners.owners_api
+    archived = {o.id for o in owners.get_page(limit=500, archived=True).results}
+    snap = systems.snapshot()
+    out: dict[str, list[tuple[str, str, str]]] = {"salesforce": [], "hubspot": []}
+    for obj in ("Lead", "Contact", "Account"):
+        for id_, fields in snap[obj].items():
+            if (
+                fields["OwnerId"] in inactive
+                and not fields.get("IsConverted")
+                and not fields.get("IsDeleted")
+            ):
+                out["salesforce"].append(("salesforce", obj, id_))
+    for obj in ("contacts", "companies"):
+        for id_, props in snap[obj].items():
+            if props.get("hubspot_owner_id") in archived:
+                out["hubspot"].append(("hubspot", obj, id_))
+    return out
+
+
+def _decided_owner(ledger: Ledger, system: str, obj: str, id_: str) -> str:
+    key = ledger.key_of(system, obj, id_)
+    decision = ledger.decision(key) if key else None
+    return (decision.owner if decision is not None else None) or ""
+
+
+def _override_honoured(ledger: Ledger, system: str, obj: str, id_: str) -> bool:
+    key = ledger.key_of(system, obj, id_)
+    decision = ledger.decision(key) if key else None
+    if decision is None:
+        return False
+    return any(list(step)[:3] == ["owner", "manual override", True] for step in decision.trace)

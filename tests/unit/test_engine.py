@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from datetime import time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -579,3 +580,121 @@ def test_round_robin_state_is_data() -> None:
     assert isinstance(state, RoundRobinState)
     assert RoundRobinState.from_row(state.to_row()) == state
     assert sum(state.assigned.values()) == 1
+
+
+# ------------------------------------------------------------------------------------------------- account fallback
+
+AES = (AE_NA | AE_EMEA | AE_APAC) - {rep("olivia.davis"), rep("hugo.dubois")}
+EMEA_FULL = {rep("lukas.schmidt"): 20, rep("chloe.martin"): 20, rep("sofia.rossi"): 20}
+EVERY_AE_FULL = {ae: 30 for ae in AES}
+NO_ACCOUNT_POOL = dataclasses.replace(
+    RULES, routing=dataclasses.replace(RULES.routing, fallback_account_pool=None)
+)
+
+# (account, daily counts, rules, owners allowed, the rule that chose, the fallback's trace line)
+ACCOUNT_FALLBACK = [
+    pytest.param(
+        account(country="BR", owner=rep("hugo.dubois")),
+        {},
+        RULES,
+        AES,
+        "fallback",
+        "account pool account_executives, daily caps aside: its owner cannot keep it (inactive (roster))",
+        id="owner-left-no-territory-to-account-pool",
+    ),
+    pytest.param(
+        account(country="FR", owner=rep("hugo.dubois")),
+        EMEA_FULL,
+        RULES,
+        AES,
+        "fallback",
+        "account pool account_executives",
+        id="owner-left-territory-full-to-account-pool",
+    ),
+    pytest.param(
+        account(country="FR", owner=rep("hugo.dubois")),
+        EVERY_AE_FULL,
+        RULES,
+        AES,
+        "fallback",
+        "daily caps aside",
+        id="account-pool-ignores-daily-caps",
+    ),
+    pytest.param(
+        account(country="BR", owner="stranger@northwind.example"),
+        {},
+        RULES,
+        AES,
+        "fallback",
+        "(not on the roster)",
+        id="owner-not-on-roster-to-account-pool",
+    ),
+    pytest.param(
+        account(country="FR", owner=rep("hugo.dubois")),
+        {},
+        RULES,
+        AE_EMEA - {rep("hugo.dubois")},
+        "AE EMEA",
+        None,
+        id="territory-rule-first",
+    ),
+    pytest.param(
+        account(country="BR", owner=rep("emma.johnson")),
+        {},
+        RULES,
+        {rep("emma.johnson")},
+        "sticky",
+        None,
+        id="active-owner-stays-sticky",
+    ),
+    pytest.param(
+        account(country="FR", owner=rep("jack.miller")),
+        EMEA_FULL,
+        RULES,
+        {None},
+        "unrouted",
+        "accounts cannot wait in a queue, its owner has not left: owner unchanged",
+        id="active-owner-moved-by-territory-waits-for-room",
+    ),
+    pytest.param(
+        account(country="BR"),
+        {},
+        RULES,
+        {None},
+        "unrouted",
+        "its owner has not left",
+        id="no-owner-no-rule-stays-unowned",
+    ),
+    pytest.param(
+        account(country="BR", owner=rep("hugo.dubois")),
+        {},
+        NO_ACCOUNT_POOL,
+        {None},
+        "unrouted",
+        "no fallback account pool: owner unchanged",
+        id="no-account-pool-declared",
+    ),
+]
+
+
+@pytest.mark.parametrize(("a", "counts", "rules", "allowed", "rule", "fallback"), ACCOUNT_FALLBACK)
+def test_account_fallback_pool(
+    a: Any, counts: dict[str, int], rules: Any, allowed: set[str | None], rule: str, fallback: str | None
+) -> None:
+    """Regression: the demo left 21 prospect Accounts with inactive owners when no rule could route them."""
+    decision = run([], [a], ledger=LedgerView(daily_counts=counts), rules=rules)["a1"]
+    assert decision.owner in allowed
+    assert decision.rule == rule
+    lines = [s.test for s in decision.trace if s.phase == "route" and s.rule == "fallback"]
+    if fallback is None:
+        assert lines == []
+    else:
+        assert len(lines) == 1 and fallback in lines[0], lines
+
+
+def test_account_pool_shares_accounts_by_round_robin() -> None:
+    accounts = [account(f"a{i}", country="BR", owner=rep("hugo.dubois")) for i in range(18)]
+    result = decide([], accounts, RULES, LedgerView(), NOW)
+    owners = Counter(d.owner for d in result.decisions)
+    assert set(owners) == AES
+    assert result.round_robin["account_executives"].assigned == dict(owners)

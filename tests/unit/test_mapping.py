@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from engine_helpers import RULES
 
-from syncd.mapping import encode_wire, parse_datetime, parse_value
+from syncd.mapping import Mapping, encode_wire, parse_datetime, parse_value
 from syncd.model import Queue, Rep, RepDirectory, queue_owner
 
 MAPPING = RULES.mapping
@@ -396,3 +397,51 @@ def test_encode_wire(system: Any, kind: str, value: Any, expected: Any) -> None:
 def test_parse_value_refuses_non_numbers(bad: Any) -> None:
     with pytest.raises(ValueError):
         parse_value("number", bad)
+
+
+# ------------------------------------------------------------------------------------------------- queues in HubSpot
+
+GONE = RepDirectory(
+    [
+        Rep("jack.miller@northwind.example", salesforce_id="005JACK", hubspot_owner_id="101"),
+        Rep("grace.kim@northwind.example", salesforce_id="005GRACE", hubspot_owner_id="103", active=False),
+    ],
+    [Queue("Unassigned Leads", salesforce_id="00GQUEUE")],
+)
+QUEUED = queue_owner("Unassigned Leads")
+
+# (queue_in_hubspot, the contact's hubspot_owner_id, the writes expected when the decided owner is a queue)
+QUEUE_IN_HUBSPOT = [
+    pytest.param("clear_inactive", "103", {"hubspot_owner_id": ""}, id="archived-owner-cleared"),
+    pytest.param("clear_inactive", "999", {"hubspot_owner_id": ""}, id="unknown-owner-cleared"),
+    pytest.param("clear_inactive", "101", {}, id="active-owner-kept"),
+    pytest.param("clear_inactive", "", {}, id="blank-stays-blank"),
+    pytest.param("clear_inactive", None, {}, id="no-owner-stays-blank"),
+    pytest.param("keep", "103", {}, id="keep-leaves-an-archived-owner"),
+]
+
+
+def with_queue_policy(policy: str) -> Mapping:
+    owner = dataclasses.replace(MAPPING.fields["owner"], queue_in_hubspot=policy)
+    return Mapping(
+        {**MAPPING.fields, "owner": owner}, MAPPING.value_maps, MAPPING.identity, MAPPING.stage_order
+    )
+
+
+@pytest.mark.parametrize(("policy", "current", "expected"), QUEUE_IN_HUBSPOT)
+def test_queue_owner_in_hubspot(policy: str, current: str | None, expected: dict[str, Any]) -> None:
+    mapping = with_queue_policy(policy)
+    record = hs_contact(hubspot_owner_id=current)
+    assert mapping.writes("owner", "hubspot", "contacts", QUEUED, record, directory=GONE) == expected
+
+
+def test_queue_owner_clears_nothing_in_salesforce_or_without_a_directory() -> None:
+    assert (
+        MAPPING.writes("owner", "salesforce", "Contact", QUEUED, {"OwnerId": "005GRACE"}, directory=GONE)
+        == {}
+    )
+    assert MAPPING.writes("owner", "hubspot", "contacts", QUEUED, hs_contact(hubspot_owner_id="103")) == {}
+
+
+def test_shipped_owner_field_clears_departed_hubspot_owners() -> None:
+    assert MAPPING.fields["owner"].queue_in_hubspot == "clear_inactive"

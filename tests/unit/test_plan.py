@@ -18,10 +18,12 @@ RULES = load_ruleset(Path(__file__).resolve().parents[2] / "mappings")
 MAPPING = RULES.mapping
 T0 = datetime(2025, 3, 3, 12, 0, tzinfo=UTC)
 JACK, SAM = "jack.miller@northwind.example", "sam.patel@northwind.example"
+GRACE = "grace.kim@northwind.example"  # left the company: her HubSpot owner is archived
 DIRECTORY = RepDirectory(
     [
         Rep(JACK, "Jack", salesforce_id="005J", hubspot_owner_id="41J"),
         Rep(SAM, "Sam", salesforce_id="005S", hubspot_owner_id="41S"),
+        Rep(GRACE, "Grace", salesforce_id="005G", hubspot_owner_id="41G", active=False),
     ],
     [Queue("Unassigned Leads", "00GU", "Unassigned_Leads")],
 )
@@ -311,3 +313,55 @@ def test_group_prefers_a_contact_and_the_record_carrying_the_hubspot_id() -> Non
     c = RecordRow("salesforce", "Contact", "0031", {"Id": "0031"})
     g2 = group("p:1", "person", [lead(IsConverted=True), c, contact()])
     assert g2.salesforce is c and [r.id for r in g2.readonly] == ["00Q1"]
+
+
+QUEUED = decision(owner="queue:Unassigned Leads", rule="fallback", stage="marketing_qualified")
+
+
+@pytest.mark.parametrize(
+    ("hubspot_owner", "expected", "reason"),
+    [
+        pytest.param(
+            "41G",
+            {"hubspot_owner_id": ""},
+            f"clear owner {GRACE} (archived or unknown): queue:Unassigned Leads (fallback) is a Salesforce queue",
+            id="owner-who-left-is-cleared",
+        ),
+        pytest.param(
+            "41X",
+            {"hubspot_owner_id": ""},
+            "clear owner 41X (archived or unknown)",
+            id="unknown-owner-is-cleared",
+        ),
+        pytest.param("41J", None, None, id="active-owner-is-kept"),
+    ],
+)
+def test_person_routed_to_a_queue_loses_a_hubspot_owner_who_left(
+    hubspot_owner: str, expected: dict[str, Any] | None, reason: str | None
+) -> None:
+    """Regression: the demo left 66 HubSpot contacts with archived owners when their Lead went to a queue."""
+    actions = plan(
+        QUEUED,
+        lead(OwnerId="005G", Status="Open - Not Contacted", Syncd_Stage__c="marketing_qualified"),
+        contact(hubspot_owner_id=hubspot_owner, lifecyclestage="marketingqualifiedlead"),
+    )
+    assert fields_of(actions).get(("Lead", "00Q1")) == {"OwnerId": "00GU"}
+    hubspot = [a for a in actions if a.system == "hubspot"]
+    if expected is None:
+        assert hubspot == []
+        return
+    (action,) = hubspot
+    assert action.fields == expected
+    (change,) = action.changes
+    assert (change.kind, change.new_label) == ("owner", None)
+    assert reason is not None and reason in action.reason
+
+
+def test_cleared_hubspot_owner_needs_nothing_more() -> None:
+    cleared = contact(hubspot_owner_id="", lifecyclestage="marketingqualifiedlead")
+    actions = plan(
+        QUEUED,
+        lead(OwnerId="00GU", Status="Open - Not Contacted", Syncd_Stage__c="marketing_qualified"),
+        cleared,
+    )
+    assert actions == []

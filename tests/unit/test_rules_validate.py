@@ -578,6 +578,43 @@ MALFORMED = [
         'slas: unknown key (did you mean "sla"?)',
         id="policy-unknown-section",
     ),
+    # queue_in_hubspot and the fallback account pool: what keeps records away from reps who left
+    pytest.param(
+        "fields.toml",
+        'queue_in_hubspot = "clear_inactive"',
+        'queue_in_hubspot = "clear"',
+        "field \"owner\": queue_in_hubspot: 'clear' is not one of 'clear_inactive' or 'keep'",
+        id="fields-queue-in-hubspot-unknown-value",
+    ),
+    pytest.param(
+        "fields.toml",
+        'type = "country"',
+        'type = "country"\nqueue_in_hubspot = "keep"',
+        'field "country": queue_in_hubspot: applies only to fields of type "owner"',
+        id="fields-queue-in-hubspot-on-a-non-owner-field",
+    ),
+    pytest.param(
+        "routing.toml",
+        'account_pool = "account_executives"',
+        'account_pool = "account_executive"',
+        'fallback: account_pool: unknown pool "account_executive" (did you mean "account_executives"?)',
+        id="routing-fallback-account-pool-unknown",
+    ),
+    pytest.param(
+        "routing.toml",
+        'account_pool = "account_executives"',
+        'account_pools = "account_executives"',
+        'fallback.account_pools: unknown key (did you mean "account_pool"?)',
+        id="routing-fallback-account-pool-misspelt-key",
+    ),
+    pytest.param(
+        "routing.toml",
+        'members = ["jack.miller@northwind.example", "emma.johnson@northwind.example", '
+        '"noah.brown@northwind.example", "lukas',
+        'members = ["olivia.davis@northwind.example", "hugo.dubois@northwind.example"]\n# "lukas',
+        'pool "account_executives": members: no active member',
+        id="routing-fallback-account-pool-without-active-member",
+    ),
 ]
 
 
