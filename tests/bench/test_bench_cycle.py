@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -22,7 +23,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 
-from e2e_crash import config_text, crash_scenario, serve, start_once
+from e2e_crash import ONCE, ROOT, config_text, crash_scenario, serve
 
 from syncd.ledger import Ledger
 
@@ -32,16 +33,34 @@ SF_PAGE, HS_PAGE = 2_000, 200
 SF_BATCH, HS_BATCH = 200, 100
 
 
+# The child reports its own VmHWM: ru_maxrss from wait4 would include the pytest process's resident set,
+# which Linux carries across fork and exec into the child's high-water mark.
+ONCE_MEASURED = (
+    "import atexit, sys\n"
+    "def _hwm():\n"
+    "    for line in open('/proc/self/status'):\n"
+    "        if line.startswith('VmHWM:'):\n"
+    "            sys.stderr.write('\\nVmHWM_KB=' + line.split()[1] + '\\n')\n"
+    "atexit.register(_hwm)\n" + ONCE
+)
+
+
 def once(config: Path, now: datetime) -> tuple[int, str, float, float]:
-    """`syncd once` in its own process: (exit code, output, seconds, peak RSS in MB)."""
+    """`syncd once` in its own process: (exit code, output, seconds, peak RSS of that process in MB)."""
     began = time.monotonic()
-    process = start_once(config, now)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.monotonic() - began
-    out = (process.stdout.read() if process.stdout else b"") + (
-        process.stderr.read() if process.stderr else b""
+    process = subprocess.Popen(
+        [sys.executable, "-c", ONCE_MEASURED, now.isoformat(), str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=config.parent,
     )
-    return os.waitstatus_to_exitcode(status), out.decode(), seconds, usage.ru_maxrss / 1024
+    out, err = process.communicate(timeout=1800)
+    seconds = time.monotonic() - began
+    text = out.decode() + err.decode()
+    marks = [line for line in text.splitlines() if line.startswith("VmHWM_KB=")]
+    assert marks, f"the syncd process did not report its peak memory: {text[-500:]}"
+    return process.returncode, text, seconds, int(marks[-1].split("=")[1]) / 1024
 
 
 def minimum_calls(ledger: Ledger, run_id: str) -> dict[str, int]:
