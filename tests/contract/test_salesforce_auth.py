@@ -21,7 +21,7 @@ from syncd.cli import main as syncd_main
 from syncd.config import Config, parse_config
 from syncd.connectors import Change, SalesforceConnector, connectors_from_config
 from syncd.connectors.auth import SalesforceLogin, SessionLogin
-from syncd.errors import AuthError, ConfigError
+from syncd.errors import AuthError, ConfigError, RetriableError
 from syncd.sandbox.runtime import Sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -395,3 +395,25 @@ def test_login_url_defaults_to_production_and_reads_the_older_domain_form(
     env = {"SF_CONSUMER_KEY": "ck", "SF_PRIVATE_KEY": "k", "HUBSPOT_ACCESS_TOKEN": "t"}
     cfg = parse_config({"salesforce": {"username": "u", **salesforce}}, path=tmp_path / "c.toml", environ=env)
     assert cfg.salesforce.login_url == login_url
+
+
+def test_a_session_that_expires_during_a_bulk_pull_ends_it_retriably_and_the_resumed_pull_loses_nothing(
+    org: Sandbox, clock: Clock, tmp_path: Path, close: list[SalesforceConnector]
+) -> None:
+    conn = connector(config(org, "jwt", tmp_path), clock, bulk_threshold=1, bulk_poll_seconds=0)
+    close.append(conn)
+    ids: list[str] = []
+    mark = None
+    with pytest.raises(RetriableError) as caught:
+        for page in conn.pull("Lead"):  # a first sync larger than bulk_threshold: one Bulk API 2.0 query
+            ids.extend(r.id for r in page.records)
+            mark = page.watermark
+            clock.advance(SESSION + 1)
+    assert caught.value.code == "INVALID_SESSION_ID"
+    assert mark is not None and len(ids) == 200
+    # What the cycle does next: resume incrementally from the last page's watermark, with a new session.
+    for page in conn.pull("Lead", mark):
+        ids.extend(r.id for r in page.records)
+    assert set(ids) == live_leads(org)
+    assert conn.renewals == 1
+    assert token_requests(org) == 2
