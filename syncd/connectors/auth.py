@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import ClassVar
 
 import jwt
 import requests
@@ -92,8 +93,8 @@ class Grant:
 
     consumer_key: str = field(repr=False)
 
-    mode = ""
-    hint = "check the credentials in the variables salesforce.*_env name"
+    mode: ClassVar[str] = ""
+    hint: ClassVar[str] = "check the credentials in the variables salesforce.*_env name"
 
     def form(self, now: datetime) -> dict[str, str]:
         raise NotImplementedError
@@ -113,13 +114,15 @@ class Grant:
 
 @dataclass(frozen=True)
 class PasswordGrant(Grant):
+    """The username-password flow: the connected app's key and secret, and the user's password + token."""
+
     consumer_secret: str = field(default="", repr=False)
     username: str = ""
     password: str = field(default="", repr=False)
     security_token: str = field(default="", repr=False)
 
-    mode = "password"
-    hint = (
+    mode: ClassVar[str] = "password"
+    hint: ClassVar[str] = (
         "check salesforce.username and the password and security token (and that the connected app's "
         "consumer key and secret are current)"
     )
@@ -144,12 +147,14 @@ class PasswordGrant(Grant):
 
 @dataclass(frozen=True)
 class JwtBearerGrant(Grant):
+    """The JWT bearer flow: an assertion signed with the key of the certificate the connected app holds."""
+
     username: str = ""
     private_key: bytes = field(default=b"", repr=False)
     audience: str = ""
 
-    mode = "jwt"
-    hint = (
+    mode: ClassVar[str] = "jwt"
+    hint: ClassVar[str] = (
         "check salesforce.username, the private key, and that the connected app holds its certificate and "
         "pre-authorizes the user"
     )
@@ -176,10 +181,12 @@ class JwtBearerGrant(Grant):
 
 @dataclass(frozen=True)
 class ClientCredentialsGrant(Grant):
+    """The client credentials flow: the connected app's key and secret; it runs as the app's run-as user."""
+
     consumer_secret: str = field(default="", repr=False)
 
-    mode = "client_credentials"
-    hint = (
+    mode: ClassVar[str] = "client_credentials"
+    hint: ClassVar[str] = (
         "check the consumer key and secret, that the connected app enables the client credentials flow with "
         "a run-as user, and that salesforce.login_url is the org's My Domain"
     )
@@ -202,11 +209,13 @@ class ClientCredentialsGrant(Grant):
 
 @dataclass(frozen=True)
 class RefreshTokenGrant(Grant):
+    """The refresh token flow: a refresh token issued earlier to the connected app (secret if required)."""
+
     refresh_token: str = field(default="", repr=False)
     consumer_secret: str = field(default="", repr=False)
 
-    mode = "refresh_token"
-    hint = (
+    mode: ClassVar[str] = "refresh_token"
+    hint: ClassVar[str] = (
         "the refresh token expired or was revoked: obtain a new one and set it in the variable "
         "salesforce.refresh_token_env names"
     )
@@ -280,7 +289,7 @@ def request_token(
         body = response.json()
     except ValueError:
         body = None
-    if not isinstance(body, dict):
+    if not isinstance(body, dict) or (status != 200 and "error" not in body):
         raise FatalConnectorError(
             f"Salesforce login at {login_url} answered {status} without an OAuth response: "
             "check salesforce.login_url",

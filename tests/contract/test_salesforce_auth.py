@@ -9,7 +9,10 @@ pages or two batches is renewed without waiting and without losing or repeating 
 from __future__ import annotations
 
 import re
+import socket
+import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from syncd.cli import main as syncd_main
 from syncd.config import Config, parse_config
 from syncd.connectors import Change, SalesforceConnector, connectors_from_config
-from syncd.connectors.auth import SalesforceLogin, SessionLogin
-from syncd.errors import AuthError, ConfigError, RetriableError
+from syncd.connectors.auth import SalesforceLogin, SessionLogin, login_from_config
+from syncd.errors import AuthError, ConfigError, FatalConnectorError, RetriableError
 from syncd.sandbox.runtime import Sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,8 +43,6 @@ class Clock:
     """The sandbox's clock: real time when the test starts, then moved only by the test."""
 
     def __init__(self) -> None:
-        import time
-
         self.now = time.time()
 
     def __call__(self) -> float:
@@ -100,8 +101,6 @@ def config(
 
 
 def connector(cfg: Config, clock: Clock, **options: Any) -> SalesforceConnector:
-    from datetime import UTC, datetime
-
     sf, hs = connectors_from_config(
         cfg,
         sleep=lambda s: None,
@@ -174,8 +173,6 @@ def test_a_bare_session_token_works_without_any_login(
 
 
 def test_the_factory_for_each_mode(org: Sandbox, tmp_path: Path) -> None:
-    from syncd.connectors.auth import login_from_config
-
     for auth in MODES:
         made = login_from_config(config(org, auth, tmp_path))
         assert isinstance(made, SalesforceLogin) and made.renewable and made.grant.mode == auth
@@ -417,3 +414,56 @@ def test_a_session_that_expires_during_a_bulk_pull_ends_it_retriably_and_the_res
     assert set(ids) == live_leads(org)
     assert conn.renewals == 1
     assert token_requests(org) == 2
+
+
+def test_a_login_host_under_load_is_retried_like_any_call(
+    org: Sandbox, clock: Clock, tmp_path: Path, close: list[SalesforceConnector]
+) -> None:
+    delays: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        delays.append(seconds)
+        org.sf_app.faults.update({"status_503": 0})  # the login host recovers while syncd backs off
+
+    org.sf_app.faults.update({"status_503": 1})
+    conn, hs = connectors_from_config(
+        config(org, "client_credentials", tmp_path),
+        sleep=sleep,
+        now=lambda: datetime.fromtimestamp(clock(), UTC),
+        salesforce=FAST,
+    )
+    hs.close()
+    close.append(conn)
+    assert conn.list_reps()
+    assert len(delays) == 1
+    assert org.sf_app.counters.snapshot()["by_kind"]["POST oauth2 token"] == 2
+
+
+@pytest.mark.parametrize(
+    ("where", "error", "said"),
+    [
+        pytest.param("hubspot", FatalConnectorError, "without an OAuth response: check salesforce.login_url", id="not-a-login-host"),
+        pytest.param("closed", RetriableError, "connection failed or was reset", id="nothing-listening"),
+    ],
+)  # fmt: skip
+def test_a_wrong_login_url_is_named_in_one_line(
+    org: Sandbox,
+    clock: Clock,
+    tmp_path: Path,
+    close: list[SalesforceConnector],
+    where: str,
+    error: type[Exception],
+    said: str,
+) -> None:
+    if where == "hubspot":
+        url = org.hs_url
+    else:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            url = f"https://127.0.0.1:{probe.getsockname()[1]}"
+    conn = connector(config(org, "password", tmp_path, login_url=url), clock, max_attempts=1)
+    close.append(conn)
+    with pytest.raises(error) as caught:
+        conn.list_reps()
+    assert said in str(caught.value)
+    assert not isinstance(caught.value, AuthError)
