@@ -23,8 +23,8 @@ from typing import Any, Generic, TypeVar
 
 from faker import Faker
 
+from syncd.core.systems import SALESFORCE_OBJECTS
 from syncd.sandbox.ids import sf_id
-from syncd.sandbox.schema import SALESFORCE_OBJECTS
 from syncd.sandbox.store import Record, Store
 
 COMPANY = "Northwind Software"

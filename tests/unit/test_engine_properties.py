@@ -9,8 +9,8 @@ from engine_helpers import INACTIVE, NOW, OUT_OF_OFFICE, RULES, account, person,
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncd.engine import decide
-from syncd.model import Assignment, Decision, LedgerView, Override, PersonView, Rep, RepDirectory
+from syncd.core.engine import decide
+from syncd.core.types import Assignment, Decision, LedgerView, Override, PersonView, Rep, RepDirectory
 
 REPS = sorted(RULES.roster.reps)
 STAGES = [None, *RULES.lifecycle.order, "evangelist"]
@@ -76,7 +76,8 @@ ACCOUNTS = [
 
 
 def rows(decisions: tuple[Decision, ...]) -> list[dict[str, Any]]:
-    return [d.to_row() for d in decisions]
+    # Everything but the trace object itself, whose steps are compared as plain tuples.
+    return [{**d._asdict(), "trace": [tuple(s) for s in d.trace]} for d in decisions]
 
 
 @settings(max_examples=60, deadline=None)

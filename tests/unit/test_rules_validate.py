@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from syncd.core.rules import check_directory, load_ruleset
+from syncd.core.rules.ruleset import FILES
 from syncd.errors import MappingError
-from syncd.rules import check_directory, load_ruleset
-from syncd.rules.cli import validate as validate_command
-from syncd.rules.ruleset import FILES
+from syncd.validate_cli import validate as validate_command
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "mappings"

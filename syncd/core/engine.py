@@ -31,7 +31,10 @@ from datetime import datetime, timedelta
 from itertools import compress
 from typing import Any
 
-from syncd.model import (
+from syncd.core.rules.conditions import Condition
+from syncd.core.rules.routing import Pool, RoutingRule
+from syncd.core.rules.ruleset import RuleSet
+from syncd.core.types import (
     AccountView,
     Assignment,
     Decision,
@@ -47,9 +50,6 @@ from syncd.model import (
     is_queue,
     queue_owner,
 )
-from syncd.rules.conditions import Condition
-from syncd.rules.routing import Pool, RoutingRule
-from syncd.rules.ruleset import RuleSet
 
 _DAY_SECONDS = 86400.0
 _LN2 = math.log(2)

@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from syncd.model import rep_key
-from syncd.rules.problems import Problems, did_you_mean, named
+from syncd.core.rules.problems import Problems, did_you_mean, named
+from syncd.core.types import rep_key
 
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

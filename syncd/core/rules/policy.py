@@ -17,8 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from syncd.rules.conditions import ALWAYS, Condition, FieldSet, compile_condition
-from syncd.rules.problems import Problems, did_you_mean
+from syncd.core.rules.conditions import ALWAYS, Condition, FieldSet, compile_condition
+from syncd.core.rules.problems import Problems, did_you_mean
 
 
 class StickinessModel(BaseModel):
