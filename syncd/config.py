@@ -18,7 +18,8 @@ refresh token from an earlier web-server flow); or ``session`` takes an access t
 cannot renew it. See ``syncd.connectors.auth``.
 
 Every problem is one ConfigError line naming the file and the key, e.g.
-``config.toml: salesforce.auth: must be one of jwt, client_credentials, password, session (got "oauth")``.
+``config.toml: salesforce.auth: must be one of jwt, client_credentials, password, refresh_token, session (got
+"oauth")``.
 """
 
 from __future__ import annotations
