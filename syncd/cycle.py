@@ -68,27 +68,24 @@ from syncd.core.systems import ACCOUNT_OBJECTS, OWNER_FIELD, PERSON_OBJECTS, PUL
 from syncd.core.types import (
     AccountView,
     Assignment,
+    AssignmentRow,
+    Backoff,
     Decision,
+    DecisionRow,
+    Intent,
     LedgerView,
+    LinkRow,
     Override,
+    OverrideRow,
     PersonView,
     Queue,
+    RecordRow,
     Rep,
     RepDirectory,
     RoundRobinState,
-)
-from syncd.ledger import (
-    AssignmentRow,
-    Backoff,
-    DecisionRow,
-    Intent,
-    Ledger,
-    LinkRow,
-    OverrideRow,
-    RecordRow,
     WriteRow,
-    utc_now,
 )
+from syncd.ledger import Ledger, utc_now
 from syncd.logs import log_decision
 from syncd.metrics import CycleSummary
 
@@ -315,7 +312,7 @@ class SyncCycle:
         exactly as it was (only the run itself is recorded): the report then says what a cycle would do."""
         report = CycleReport(dry_run=dry_run)
         calls_before: dict[str, int] = {s: self._calls(s) for s in SYSTEMS}
-        run_id = self.ledger.start_run("plan" if dry_run else "cycle")
+        run_id = self.ledger.runs.start("plan" if dry_run else "cycle")
         report.run_id = run_id
         try:
             if self.roster is None:
@@ -332,10 +329,10 @@ class SyncCycle:
                 work.execute()
         except BaseException as exc:
             self._finish(report, calls_before)
-            self.ledger.finish_run(run_id, "failed", counters=report.counters(), error=_one_line(exc))
+            self.ledger.runs.finish(run_id, "failed", counters=report.counters(), error=_one_line(exc))
             raise
         self._finish(report, calls_before)
-        self.ledger.finish_run(run_id, "ok", counters=report.counters())
+        self.ledger.runs.finish(run_id, "ok", counters=report.counters())
         return report
 
     def _calls(self, system: str) -> int:
@@ -353,7 +350,7 @@ class SyncCycle:
                 "org_limit": state.org_limit,
                 "exhausted": state.exhausted,
             }
-        summary = self.ledger.quarantine_summary()
+        summary = self.ledger.quarantine.summary()
         report.quarantined = summary.total
         report.reported = summary.reported
 
@@ -428,7 +425,7 @@ class _Run:
         self.opportunities: dict[str, tuple[int, int]] | None = None
         self.held: set[tuple[str, str, str]] = set()
         # Every record in quarantine when the run started: only these need releasing after a good push.
-        self.quarantine_refs = {(q.system, q.object, q.record_id) for q in self.ledger.quarantined()}
+        self.quarantine_refs = {(q.system, q.object, q.record_id) for q in self.ledger.quarantine.held()}
         self.due_refs: set[tuple[str, str, str]] = set()
 
     # -- the steps
@@ -456,7 +453,7 @@ class _Run:
     # -- 1. replay
 
     def replay(self) -> bool:
-        unfinished = self.ledger.unfinished_intents()
+        unfinished = self.ledger.outbox.unfinished()
         if not unfinished:
             return True
         self.report.replayed = len(unfinished)
@@ -476,7 +473,7 @@ class _Run:
         for system in SYSTEMS:
             connector = self.cycle.connectors[system]
             for obj in PULLED[system]:
-                since = self.ledger.watermark(system, obj)
+                since = self.ledger.records.watermark(system, obj)
                 for page in connector.pull(obj, since=since):
                     self.stage(system, obj, page)
                     if self.stopped():
@@ -503,12 +500,12 @@ class _Run:
         self.report.pulled[system] += len(rows)
         ids = [r.id for r in rows]
         with self.ledger.transaction():
-            old = self.ledger.records_by_ids(system, obj, ids) if rows else {}
-            result = self.ledger.upsert_records(rows, run_id=self.run_id)
+            old = self.ledger.records.by_ids(system, obj, ids) if rows else {}
+            result = self.ledger.records.upsert(rows, run_id=self.run_id)
             if result.changed:
                 changed_ids = [ref[2] for ref in result.changed]
-                writes = _writes_by_record(self.ledger.last_writes(system, obj, changed_ids))
-                keys = self.ledger.keys_of(system, obj, changed_ids)
+                writes = _writes_by_record(self.ledger.outbox.last_writes(system, obj, changed_ids))
+                keys = self.ledger.identity.keys_of(system, obj, changed_ids)
                 by_id = {r.id: r for r in rows}
                 echoes = []
                 for id_ in changed_ids:
@@ -523,9 +520,9 @@ class _Run:
                     if key is not None and entity_of(system, obj) != "deal":
                         self._detect_override(system, obj, id_, key, data_before, row.data, written)
                 if echoes:
-                    self.ledger.mark_records_clean(echoes)
+                    self.ledger.records.mark_records_clean(echoes)
                     self.report.echoes[system] += len(echoes)
-            self.ledger.set_watermark(system, obj, page.watermark, run_id=self.run_id)
+            self.ledger.records.set_watermark(system, obj, page.watermark, run_id=self.run_id)
 
     def _detect_override(
         self,
@@ -552,7 +549,7 @@ class _Run:
         rep = self.roster.owner(system, change.current)
         if rep is None:
             return
-        self.ledger.record_override(
+        self.ledger.overrides.record(
             OverrideRow(
                 key=key,
                 system=system,
@@ -586,7 +583,7 @@ class _Run:
             for system in SYSTEMS:
                 for obj in objects[system]:
                     while True:
-                        page = self.ledger.unlinked_records(system, obj, limit=1000)
+                        page = self.ledger.records.unlinked(system, obj, limit=1000)
                         if not page:
                             break
                         self._link_page(kind, system, obj, page)
@@ -599,13 +596,13 @@ class _Run:
         to their Contact's person by ``_link_page``)."""
         pairs = {
             r.id: str(r.data["ConvertedContactId"])
-            for r in self.ledger.iter_records("salesforce", "Lead", dirty_only=True)
+            for r in self.ledger.records.iterate("salesforce", "Lead", dirty_only=True)
             if r.data.get("IsConverted") and r.data.get("ConvertedContactId")
         }
         if not pairs:
             return
-        leads = self.ledger.keys_of("salesforce", "Lead", pairs)
-        contacts = self.ledger.keys_of("salesforce", "Contact", pairs.values())
+        leads = self.ledger.identity.keys_of("salesforce", "Lead", pairs)
+        contacts = self.ledger.identity.keys_of("salesforce", "Contact", pairs.values())
         todo = [
             (lead, contact)
             for lead, contact in pairs.items()
@@ -614,7 +611,7 @@ class _Run:
         if todo:
             with self.ledger.transaction():
                 for lead, contact in todo:
-                    self.ledger.link_converted(lead, contact, run_id=self.run_id)
+                    self.ledger.identity.link_converted(lead, contact, run_id=self.run_id)
 
     def _link_page(self, kind: str, system: str, obj: str, page: Sequence[RecordRow]) -> None:
         """Link one page of unlinked records: to the person of the Contact a Lead was converted to, to
@@ -638,10 +635,10 @@ class _Run:
             for sys_ in SYSTEMS
         }
         if kind == "person":
-            found = self.ledger.keys_by_email([r.email for r in page if r.email], kind="person")
+            found = self.ledger.identity.keys_by_email([r.email for r in page if r.email], kind="person")
             match = {r.id: first(found.get(r.email)) if r.email else None for r in page}
         else:
-            found = self.ledger.keys_by_domain([r.domain for r in page if r.domain], kind="account")
+            found = self.ledger.identity.keys_by_domain([r.domain for r in page if r.domain], kind="account")
             match = {r.id: first(found.get(r.domain)) if r.domain else None for r in page}
         local = PageLinks()
         chosen: list[tuple[RecordRow, str, str]] = []
@@ -675,7 +672,7 @@ class _Run:
                 local.by_ref.setdefault((tsys, tid), key)
             chosen.append((r, key, how))
         with self.ledger.transaction():
-            fresh = self.ledger.new_keys(kind, len(seeds), seeds=seeds) if seeds else []
+            fresh = self.ledger.identity.new_keys(kind, len(seeds), seeds=seeds) if seeds else []
             links = []
             for r, key, how in chosen:
                 real = fresh[int(key[4:])] if key.startswith("#new") else key
@@ -685,7 +682,7 @@ class _Run:
                     if linked is None and target_obj is not None:
                         # The record named is staged but not linked yet: it joins this key.
                         links.append(LinkRow(real, tsys, target_obj, tid, thow, run_id=self.run_id))
-            self.ledger.add_links(links)
+            self.ledger.identity.add_links(links)
 
     def _cross_targets(
         self, kind: str, system: str, ids: list[str]
@@ -705,8 +702,8 @@ class _Run:
             by_object.setdefault(obj, []).append(id_)
         out: dict[str, tuple[str | None, str | None]] = {}
         for obj, obj_ids in by_object.items():
-            keys = self.ledger.keys_of(system, obj, obj_ids)
-            staged = self.ledger.records_by_ids(system, obj, [i for i in obj_ids if i not in keys])
+            keys = self.ledger.identity.keys_of(system, obj, obj_ids)
+            staged = self.ledger.records.by_ids(system, obj, [i for i in obj_ids if i not in keys])
             for id_ in obj_ids:
                 if id_ in keys:
                     out[id_] = (keys[id_], obj)
@@ -719,23 +716,23 @@ class _Run:
     def decide_all(self) -> bool:
         self.held = {
             (q.system, q.object, q.record_id)
-            for q in self.ledger.quarantined()
+            for q in self.ledger.quarantine.held()
             if q.next_attempt_at > self.now
         }
-        due_quarantine = [q for q in self.ledger.quarantined(due_only=True)]
+        due_quarantine = [q for q in self.ledger.quarantine.held(due_only=True)]
         self.due_refs = {(q.system, q.object, q.record_id) for q in due_quarantine}
         retry_keys = {q.key for q in due_quarantine if q.key}
         opportunity_refs = [
-            r.ref for r in self.ledger.iter_records("salesforce", "Opportunity", dirty_only=True)
+            r.ref for r in self.ledger.records.iterate("salesforce", "Opportunity", dirty_only=True)
         ]
         account_ids = {
             str(r.data.get("AccountId"))
-            for r in self.ledger.records_by_ids(
+            for r in self.ledger.records.by_ids(
                 "salesforce", "Opportunity", [ref[2] for ref in opportunity_refs]
             ).values()
             if r.data.get("AccountId")
         }
-        extra_accounts = set(self.ledger.keys_of("salesforce", "Account", account_ids).values())
+        extra_accounts = set(self.ledger.identity.keys_of("salesforce", "Account", account_ids).values())
         extra_accounts |= {k for k in retry_keys if k.startswith("a:")}
         # Accounts and opportunities stay dirty until the persons they affect are decided too: a stop or a
         # crash in between then decides those persons again on the next run.
@@ -747,18 +744,18 @@ class _Run:
         if not self._decide_kind("person", sorted(extra_persons), [], clean=True):
             return False
         with self.ledger.transaction():
-            self.ledger.mark_clean(accounts)
+            self.ledger.records.mark_clean(accounts)
             if opportunity_refs:
-                self.ledger.mark_records_clean(opportunity_refs)
+                self.ledger.records.mark_records_clean(opportunity_refs)
         return True
 
     def _persons_of_accounts(self, accounts: Sequence[str]) -> set[str]:
         if not accounts:
             return set()
         domains: set[str] = set()
-        for records in self.ledger.records_of_keys(sorted(accounts)).values():
+        for records in self.ledger.records.of_keys(sorted(accounts)).values():
             domains.update(r.domain for r in records if r.domain)
-        found = self.ledger.keys_by_domain(domains, kind="person")
+        found = self.ledger.identity.keys_by_domain(domains, kind="person")
         return {k for keys in found.values() for k in keys}
 
     def _keys(self, kind: str, extra: list[str]) -> Iterator[str]:
@@ -773,9 +770,13 @@ class _Run:
                     return
                 after = batch[-1]
 
-        dirty = pages(lambda after: self.ledger.dirty_keys(kind=kind, after=after, limit=self.cycle.chunk))
+        dirty = pages(
+            lambda after: self.ledger.records.dirty_keys(kind=kind, after=after, limit=self.cycle.chunk)
+        )
         due = pages(
-            lambda after: self.ledger.due_keys(self.now, kind=kind, after=after, limit=self.cycle.chunk)
+            lambda after: self.ledger.decisions.due_keys(
+                self.now, kind=kind, after=after, limit=self.cycle.chunk
+            )
         )
         last = None
         for key in heapq.merge(dirty, due, iter(extra)):
@@ -799,7 +800,7 @@ class _Run:
         return not self.stopped() and self.flush_full()
 
     def _decide_chunk(self, kind: str, keys: list[str], *, clean: bool) -> None:
-        records = self.ledger.records_of_keys(keys)
+        records = self.ledger.records.of_keys(keys)
         groups: dict[str, Group] = {}
         merged: dict[str, dict[str, Any]] = {}
         bad: list[tuple[RecordRow, str, str]] = []
@@ -821,7 +822,7 @@ class _Run:
             account_keys = {a for a in account_of.values() if a}
             for key, g in groups.items():
                 persons.append(self._person_view(g, merged[key], account_of.get(key)))
-            account_records = self.ledger.records_of_keys(sorted(account_keys)) if account_keys else {}
+            account_records = self.ledger.records.of_keys(sorted(account_keys)) if account_keys else {}
             for akey in sorted(account_keys):
                 ag = group(akey, "account", account_records.get(akey, ()))
                 try:
@@ -831,7 +832,7 @@ class _Run:
         else:
             for key, g in groups.items():
                 accounts.append(self._account_view(g, merged[key]))
-        previous = self.ledger.decisions(list(groups) + sorted(account_keys))
+        previous = self.ledger.decisions.get_many(list(groups) + sorted(account_keys))
         view = self._ledger_view(list(groups), sorted(account_keys), previous)
         result = decide(persons, accounts, self.rules, view, self.now, directory=self.directory)
         decisions = [d for d in result.decisions if d.kind == kind and d.key in groups]
@@ -849,7 +850,7 @@ class _Run:
         acted = {(a.system, a.object, a.record_id) for a in actions if a.record_id}
         acted |= {("hubspot", "contacts", a.create_key) for a in actions if a.create_key}
         with self.ledger.transaction():
-            changed = set(self.ledger.record_decisions(self._decision_rows(decisions, previous)))
+            changed = set(self.ledger.decisions.record(self._decision_rows(decisions, previous)))
             self.report.handoffs += sum(1 for d in decisions if d.handoff is not None and d.key in changed)
             if not self.dry:
                 for d in decisions:
@@ -863,23 +864,23 @@ class _Run:
                             team=d.team,
                             rule=d.rule,
                         )
-            self.ledger.set_assignments(
+            self.ledger.decisions.set_assignments(
                 AssignmentRow(d.key, d.owner, d.team, d.assigned_at, d.rule, self.run_id)
                 for d in decisions
                 if d.owner is not None and d.team is not None and d.assigned_at is not None
             )
             for pool, state in result.round_robin.items():
-                self.ledger.set_round_robin_state(
+                self.ledger.decisions.set_round_robin_state(
                     pool, {"credits": dict(state.credits), "assigned": dict(state.assigned)}
                 )
             for rep, n in result.assigned_today.items():
-                self.ledger.add_daily_count(rep, self.now.date(), n)
+                self.ledger.decisions.add_daily_count(rep, self.now.date(), n)
             for record, key, reason in bad:
                 self._quarantine(record.system, record.object, record.id, reason, key)
             mine = {(r.system, r.object, r.id) for g in groups.values() for r in g.writable}
             for ref in self.due_refs & mine - acted:
                 # Due for a retry and nothing left to write: whatever held it is resolved.
-                self.ledger.release(*ref)
+                self.ledger.quarantine.release(*ref)
             intents = []
             for action in actions:
                 if self.dry:
@@ -891,9 +892,9 @@ class _Run:
                 self.actions[intent.id] = action
                 intents.append(intent)
             if intents:
-                self.ledger.add_intents(intents, run_id=self.run_id)
+                self.ledger.outbox.add_intents(intents, run_id=self.run_id)
             if clean:
-                self.ledger.mark_clean(keys)
+                self.ledger.records.mark_clean(keys)
         for intent in intents:
             self._enqueue(intent)
 
@@ -926,8 +927,8 @@ class _Run:
             domain = next((r.domain for r in (g.hubspot, sf) if r is not None and r.domain), None)
             if domain:
                 domains[key] = domain
-        by_id = self.ledger.keys_of("salesforce", "Account", set(account_ids.values()))
-        by_domain = self.ledger.keys_by_domain(set(domains.values()), kind="account")
+        by_id = self.ledger.identity.keys_of("salesforce", "Account", set(account_ids.values()))
+        by_domain = self.ledger.identity.keys_by_domain(set(domains.values()), kind="account")
         out: dict[str, str | None] = {}
         for key in groups:
             if key in account_ids:
@@ -966,7 +967,7 @@ class _Run:
         """Salesforce Account id -> (open, won) opportunities, read once per run from the ledger."""
         if self.opportunities is None:
             counts: dict[str, tuple[int, int]] = {}
-            for r in self.ledger.iter_records("salesforce", "Opportunity"):
+            for r in self.ledger.records.iterate("salesforce", "Opportunity"):
                 account = r.data.get("AccountId")
                 if r.deleted or not account:
                     continue
@@ -983,18 +984,18 @@ class _Run:
     ) -> LedgerView:
         everyone = keys + account_keys
         assignments = {}
-        for key, a in self.ledger.assignments(everyone).items():
+        for key, a in self.ledger.decisions.assignments(everyone).items():
             prev = previous.get(key)
             influencers = tuple(prev.data.get("influencers", ())) if prev is not None else ()
             assignments[key] = Assignment(key, a.rep, a.team, a.reason, a.assigned_at, influencers)
         overrides = {
             key: Override(key, o.rep or "", o.seen_at, o.changed_by or "", o.system)
-            for key, o in self.ledger.active_overrides(keys, now=self.now).items()
+            for key, o in self.ledger.overrides.active(keys, now=self.now).items()
             if o.rep
         }
         pools = {}
         for name in self.rules.routing.pools:
-            state = self.ledger.round_robin_state(name)
+            state = self.ledger.decisions.round_robin_state(name)
             if state is not None:
                 pools[name] = RoundRobinState(
                     name, dict(state.get("credits", {})), dict(state.get("assigned", {}))
@@ -1009,7 +1010,7 @@ class _Run:
             assignments=assignments,
             overrides=overrides,
             round_robin=pools,
-            daily_counts=self.ledger.daily_counts(self.now.date()),
+            daily_counts=self.ledger.decisions.daily_counts(self.now.date()),
             holds=holds,
         )
 
@@ -1017,7 +1018,7 @@ class _Run:
         self, decisions: Sequence[Decision], previous: Mapping[str, DecisionRow]
     ) -> list[DecisionRow]:
         rows = []
-        overrides = self.ledger.active_overrides([d.key for d in decisions], now=self.now)
+        overrides = self.ledger.overrides.active([d.key for d in decisions], now=self.now)
         for d in decisions:
             prev = previous.get(d.key)
             hold = d.hold_until
@@ -1067,12 +1068,12 @@ class _Run:
                 ids.setdefault((r.system, r.object), []).append(r.id)
         out: dict[tuple[str, str, str, str], WriteRow] = {}
         for (system, obj), obj_ids in ids.items():
-            for (rid, fname), w in self.ledger.last_writes(system, obj, obj_ids).items():
+            for (rid, fname), w in self.ledger.outbox.last_writes(system, obj, obj_ids).items():
                 out[(system, obj, rid, fname)] = w
         return out
 
     def _quarantine(self, system: str, obj: str, record_id: str, reason: str, key: str | None) -> None:
-        self.ledger.quarantine(
+        self.ledger.quarantine.hold(
             system, obj, record_id, reason, key=key, run_id=self.run_id, backoff=self.cycle.backoff
         )
         self.report.quarantined_now[system] += 1
@@ -1136,7 +1137,7 @@ class _Run:
             else:
                 rest.append(intent)
         self.buffers[bkey] = rest
-        self.ledger.mark_sent(i.id for entry in entries for i in entry)
+        self.ledger.outbox.mark_sent(i.id for entry in entries for i in entry)
         changes = [
             Change.create(entry[0].create_key, f)
             if entry[0].create_key
@@ -1168,7 +1169,7 @@ class _Run:
                         else (intent.system, intent.object, str(intent.record_id))
                     )
                     if ref in self.quarantine_refs:
-                        self.ledger.release(*ref)
+                        self.ledger.quarantine.release(*ref)
                     if intent.create_key and result.id:
                         nxt = followup(intent, result.id, self.mapping)
                         if nxt is not None:
@@ -1190,11 +1191,11 @@ class _Run:
                 else:
                     self._quarantine(intent.system, intent.object, str(intent.record_id), reason, intent.key)
             if confirmed:
-                self.ledger.confirm(confirmed)
+                self.ledger.outbox.confirm(confirmed)
             if failed:
-                self.ledger.fail(failed)
+                self.ledger.outbox.fail(failed)
             if followups:
-                self.ledger.add_intents(followups, run_id=self.run_id)
+                self.ledger.outbox.add_intents(followups, run_id=self.run_id)
         for intent in followups:
             self._enqueue(intent)
 
