@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from syncd.core.schedule import Backoff
 from syncd.core.types import (
-    Backoff,
     QuarantineRow,
     QuarantineSummary,
 )

@@ -18,7 +18,8 @@ from e2e_systems import disagreements
 from syncd.commands import explain_text
 from syncd.core.link import group
 from syncd.core.rules import RuleSet
-from syncd.core.types import Backoff, Intent
+from syncd.core.schedule import Backoff
+from syncd.core.types import Intent
 from syncd.ledger import Ledger
 
 SALES_REPS = ("sam.patel", "lena.novak", "diego.ramos", "jack.miller", "emma.johnson", "noah.brown")

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from syncd.core.schedule import Backoff
 from syncd.core.types import (
     AssignmentRow,
-    Backoff,
     DecisionRow,
     Intent,
     LinkRow,
