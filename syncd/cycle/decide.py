@@ -136,12 +136,14 @@ class _Decide:
             if len(chunk) >= self.run.chunk:
                 self._decide_chunk(kind, chunk, clean=clean)
                 decided.extend(chunk)
+                self.run.progress.advance(len(chunk))
                 chunk = []
                 if self.run.stopped() or not self.run.pusher.flush_full():
                     return False
         if chunk:
             self._decide_chunk(kind, chunk, clean=clean)
             decided.extend(chunk)
+            self.run.progress.advance(len(chunk))
         return not self.run.stopped() and self.run.pusher.flush_full()
 
     def _decide_chunk(self, kind: str, keys: list[str], *, clean: bool) -> None:

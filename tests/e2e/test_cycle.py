@@ -21,6 +21,7 @@ from syncd.core.rules import RuleSet
 from syncd.core.schedule import Backoff
 from syncd.core.types import Intent
 from syncd.ledger import Ledger
+from syncd.progress import Progress, Snapshot
 
 SALES_REPS = ("sam.patel", "lena.novak", "diego.ramos", "jack.miller", "emma.johnson", "noah.brown")
 
@@ -63,6 +64,25 @@ def test_plan_predicts_the_next_cycle_and_changes_nothing(org: Org) -> None:
     assert plan.tally.counts() == once.tally.counts()
     assert plan.tally.total > 0
     assert {g["action"] for g in plan.tally.to_json()["groups"]} >= {"owner", "stage", "score", "create"}
+
+
+def test_each_stage_reports_its_progress_in_order(org: Org) -> None:
+    progress = Progress()
+    seen: list[Snapshot] = []
+    progress.subscribe(seen.append)
+
+    report = org.cycle().run(org.rules, progress=progress)
+
+    stages = [s.stage for s in seen]
+    assert list(dict.fromkeys(stages)) == ["replay", "pull", "link", "decide", "push"]
+    last = {s.stage: s for s in seen}
+    assert last["pull"].done == sum(report.pulled.values())
+    assert last["decide"].done == sum(report.decided.values())
+    # The push stage sends what decide left in part-full batches, and the follow-ups of creates.
+    push = last["push"]
+    assert push.total is not None
+    assert 0 < push.total <= push.done <= sum(report.pushed.values()) + sum(report.failed.values())
+    assert not seen[-1].running
 
 
 def test_handoff_creates_each_lead_once_and_both_systems_store_the_other_id(org: Org) -> None:
