@@ -251,5 +251,9 @@ class Connection:
 
     def integrity_check(self) -> str:
         """SQLite's own verdict on the file: ``"ok"`` or the first problems found."""
-        rows = self.conn.execute("PRAGMA integrity_check").fetchall()
+        with self.lock:
+            try:
+                rows = self.conn.execute("PRAGMA integrity_check").fetchall()
+            except sqlite3.Error as exc:
+                raise self.error(exc) from exc
         return "\n".join(str(r[0]) for r in rows)
