@@ -179,6 +179,12 @@ class Decisions(Store):
         }
 
     @_guarded
+    def owner_counts(self) -> dict[str, int]:
+        """Decided owner (rep or queue) -> number of persons and accounts whose current decision names them."""
+        sql = "SELECT owner, count(*) FROM decisions WHERE owner IS NOT NULL GROUP BY owner"
+        return {str(owner): int(n) for owner, n in self._conn.execute(sql)}
+
+    @_guarded
     def round_robin_state(self, pool: str) -> dict[str, Any] | None:
         row = self._conn.execute("SELECT state FROM round_robin WHERE pool = ?", (pool,)).fetchone()
         return None if row is None else dict(json.loads(row[0]))

@@ -438,6 +438,15 @@ def test_decisions_are_read_in_bulk(ledger: Ledger) -> None:
     assert {k: d.score for k, d in found.items()} == {keys[0]: 0.0, keys[1]: 1.0}
 
 
+def test_owner_counts_count_current_decisions_per_owner(ledger: Ledger) -> None:
+    a, b, c = ledger.identity.new_keys("person", 3)
+    ledger.decisions.record(
+        [decision(a, owner="sam@x.example"), decision(b, owner="sam@x.example"), decision(c, owner=None)]
+    )
+    ledger.decisions.record([decision(b, owner="queue:Unassigned")])
+    assert ledger.decisions.owner_counts() == {"sam@x.example": 1, "queue:Unassigned": 1}
+
+
 # -- assignments, round robin, daily counts ---------------------------------------------------------------
 
 
