@@ -135,6 +135,11 @@ class Ledger:
         with self._connection.transaction():
             yield self
 
+    def sync(self) -> bool:
+        """Make committed intents durable across a power cut before their push (an fsync of the WAL, only
+        when a transaction since the last one wrote intents); returns whether it synced."""
+        return self._connection.sync()
+
     def close(self) -> None:
         """Close the database and release the writer's lock; the ledger cannot be used afterwards."""
         self._connection.close()

@@ -13,8 +13,6 @@ from syncd.core.types import (
     WatermarkRow,
 )
 from syncd.ledger.rows import (
-    _BATCH,
-    _RECORD_PK,
     _batched,
     _check_system,
     _dt,
@@ -27,6 +25,15 @@ from syncd.ledger.rows import (
 from syncd.ledger.store import Store, _guarded
 
 log = logging.getLogger(__name__)
+
+# A new record is inserted dirty; a changed one replaces the stored values and becomes dirty again.
+_UPSERT_RECORD = (
+    "INSERT INTO records (system, object, id, hash, modified_at, deleted, dirty, email, domain, seen_run, "
+    "seen_at, data) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?) ON CONFLICT (system, object, id) DO UPDATE SET "
+    "hash = excluded.hash, modified_at = excluded.modified_at, deleted = excluded.deleted, dirty = 1, "
+    "email = excluded.email, domain = excluded.domain, seen_run = excluded.seen_run, "
+    "seen_at = excluded.seen_at, data = excluded.data"
+)
 
 
 class Records(Store):
@@ -43,36 +50,44 @@ class Records(Store):
         A record whose hash and deleted flag are unchanged keeps its stored data and dirty flag; only its
         ``seen_run``/``seen_at`` move. Accepts any iterable (a stream of pages) and runs in one transaction.
         """
+        return self.stage(rows, run_id=run_id)[0]
+
+    @_guarded
+    def stage(
+        self, rows: Iterable[RecordRow], *, run_id: str | None = None
+    ) -> tuple[UpsertResult, dict[RecordKey, RecordRow]]:
+        """``upsert``, also returning the stored version of each changed record that was already stored
+        (what it was before this write), read in the same transaction."""
         now = self._now()
         inserted = updated = unchanged = 0
         changed: list[RecordKey] = []
-        table = self.db.table("records")
+        before: dict[RecordKey, RecordRow] = {}
         with self.transaction():
             for chunk in _batched(rows, 2000):
-                prepared: dict[RecordKey, dict[str, Any]] = {}
+                prepared: dict[RecordKey, tuple[Any, ...]] = {}
                 for row in chunk:
                     _check_system(row.system)
                     text = _dumps(row.data)
-                    prepared[row.ref] = {
-                        "system": row.system,
-                        "object": row.object,
-                        "id": row.id,
-                        "hash": row.hash or _hash_text(text),
-                        "modified_at": _ts_opt(row.modified_at),
-                        "deleted": int(row.deleted),
-                        "dirty": 1,
-                        "email": _norm(row.email),
-                        "domain": _norm(row.domain),
-                        "seen_run": run_id,
-                        "seen_at": now,
-                        "data": text,
-                    }
+                    prepared[row.ref] = (
+                        row.system,
+                        row.object,
+                        row.id,
+                        row.hash or _hash_text(text),
+                        _ts_opt(row.modified_at),
+                        int(row.deleted),
+                        _norm(row.email),
+                        _norm(row.domain),
+                        run_id,
+                        now,
+                        text,
+                    )
                 existing = self._stored_hashes(prepared)
-                to_write: list[dict[str, Any]] = []
+                to_write: list[tuple[Any, ...]] = []
                 seen_only: list[tuple[Any, ...]] = []
+                replaced: list[RecordKey] = []
                 for ref, values in prepared.items():
                     old = existing.get(ref)
-                    if old == (values["hash"], values["deleted"]):
+                    if old == (values[3], values[5]):
                         unchanged += 1
                         seen_only.append((run_id, now, *ref))
                         continue
@@ -80,16 +95,29 @@ class Records(Store):
                         inserted += 1
                     else:
                         updated += 1
+                        replaced.append(ref)
                     changed.append(ref)
                     to_write.append(values)
+                if replaced:
+                    before.update(self._rows(replaced))
                 if to_write:
-                    table.upsert_all(to_write, pk=_RECORD_PK, batch_size=_BATCH)
+                    self._conn.executemany(_UPSERT_RECORD, to_write)
                 if seen_only:
                     self._conn.executemany(
                         "UPDATE records SET seen_run = ?, seen_at = ? WHERE system = ? AND object = ? AND id = ?",
                         seen_only,
                     )
-        return UpsertResult(inserted, updated, unchanged, changed)
+        return UpsertResult(inserted, updated, unchanged, changed), before
+
+    def _rows(self, refs: Iterable[RecordKey]) -> dict[RecordKey, RecordRow]:
+        groups: dict[tuple[str, str], list[str]] = {}
+        for system, obj, id_ in refs:
+            groups.setdefault((system, obj), []).append(id_)
+        found: dict[RecordKey, RecordRow] = {}
+        for (system, obj), ids in groups.items():
+            for id_, row in self.by_ids(system, obj, ids).items():
+                found[(system, obj, id_)] = row
+        return found
 
     def _stored_hashes(self, refs: Iterable[RecordKey]) -> dict[RecordKey, tuple[str, int]]:
         groups: dict[tuple[str, str], list[str]] = {}
@@ -187,7 +215,13 @@ class Records(Store):
     @_guarded
     def dirty_keys(self, *, kind: str | None = None, after: str = "", limit: int = 1000) -> list[str]:
         """Keys with at least one record changed since last marked clean, in key order after ``after``."""
-        dirty = int(self._conn.execute("SELECT count(*) FROM records WHERE dirty = 1").fetchone()[0])
+        # Counted only up to the threshold: the plan depends on which side of it the count falls.
+        dirty = int(
+            self._conn.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM records INDEXED BY records_dirty WHERE dirty = 1 LIMIT ?)",
+                (self.DIRTY_FIRST_MAX + 1,),
+            ).fetchone()[0]
+        )
         if dirty == 0:
             return []
         kind_filter = "" if kind is None else " AND e.kind = ?"
@@ -250,15 +284,10 @@ class Records(Store):
         """Advance a watermark; call it only once everything up to ``value`` is fully processed."""
         _check_system(system)
         with self.transaction():
-            self.db.table("watermarks").upsert(
-                {
-                    "system": system,
-                    "object": object,
-                    "value": value,
-                    "updated_at": self._now(),
-                    "run_id": run_id,
-                },
-                pk=("system", "object"),
+            self._conn.execute(
+                "INSERT OR REPLACE INTO watermarks (system, object, value, updated_at, run_id) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (system, object, value, self._now(), run_id),
             )
 
     @_guarded

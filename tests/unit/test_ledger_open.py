@@ -63,15 +63,23 @@ def test_a_ledger_found_readable_by_others_is_tightened_on_open(tmp_path: Path) 
         assert mode_of(Path(f"{path}-wal")) == 0o600
 
 
-def test_pragmas_wal_full_sync_foreign_keys_and_busy_timeout(tmp_path: Path) -> None:
+def test_pragmas_wal_normal_sync_incremental_vacuum_foreign_keys_and_busy_timeout(tmp_path: Path) -> None:
     with Ledger(tmp_path / "ledger.db", busy_timeout=2.5) as ledger:
         pragma = {
             name: ledger.db.execute(f"PRAGMA {name}").fetchone()[0]
-            for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout", "user_version")
+            for name in (
+                "journal_mode",
+                "synchronous",
+                "auto_vacuum",
+                "foreign_keys",
+                "busy_timeout",
+                "user_version",
+            )
         }
     assert pragma == {
         "journal_mode": "wal",
-        "synchronous": 2,
+        "synchronous": 1,
+        "auto_vacuum": 2,
         "foreign_keys": 1,
         "busy_timeout": 2500,
         "user_version": SCHEMA_VERSION,
