@@ -9,7 +9,10 @@ back, so the ledger is left exactly as it was.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from queue import Empty, Queue
 from typing import Protocol
 
 from syncd.connectors import Change, PushResult
@@ -93,19 +96,110 @@ class DryPusher:
         return 0
 
 
-class LivePusher:
-    """Writes intents to the outbox, pushes them in batches and confirms each batch (see the module doc)."""
+@dataclass
+class _Job:
+    """One batch handed to the sender: the intents, the requests they merged into, and what came back."""
 
-    def __init__(self, run: RunContext) -> None:
+    obj: str
+    system: str
+    intents: list[Intent]
+    changes: list[Change]
+    per_intent: list[int]
+    results: list[PushResult] | None = None
+    error: BaseException | None = None
+
+    def results_per_intent(self) -> list[PushResult]:
+        """Each intent's result: the result of the request its change merged into."""
+        assert self.results is not None
+        return [self.results[n] for n in self.per_intent]
+
+
+class _Sender:
+    """The thread that sends batches, one at a time in the order given, while the run's thread decides the
+    next chunk. It only talks HTTP: the run's thread marks each batch sent (after its intents are durable)
+    before handing it over, and confirms it in the ledger once it comes back. A stop request, or an error,
+    leaves the batches not yet sent unsent (their intents stay in the outbox for the next start)."""
+
+    def __init__(self, run: RunContext, depth: int) -> None:
+        self.run = run
+        self.todo: Queue[_Job | None] = Queue(maxsize=depth)
+        self.done: Queue[_Job] = Queue()
+        self.in_flight = 0
+        self.in_flight_intents = 0
+        self.halt = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="push-sender", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while (job := self.todo.get()) is not None:
+            if not (self.run.stopped() or self.halt.is_set()):
+                try:
+                    job.results = self.run.connectors[job.system].push(job.obj, job.changes)
+                except BaseException as exc:  # raised again by the run's thread when it collects the job
+                    job.error = exc
+                    self.halt.set()
+            self.done.put(job)
+
+    def submit(self, job: _Job) -> None:
+        self.in_flight += 1
+        self.in_flight_intents += len(job.intents)
+        self.todo.put(job)
+
+    def collect(self, *, wait: bool, limit: int | None = None) -> list[_Job]:
+        """Batches that came back, in the order they were sent: those already back, or (``wait``) every
+        batch in flight, or ``limit`` of them."""
+        jobs: list[_Job] = []
+        while self.in_flight and (limit is None or len(jobs) < limit):
+            try:
+                job = self.done.get(block=wait)
+            except Empty:
+                break
+            self.in_flight -= 1
+            self.in_flight_intents -= len(job.intents)
+            jobs.append(job)
+        return jobs
+
+    def close(self, *, abort: bool) -> None:
+        """Stop the thread once the batches in flight are sent (``abort``: once the one being sent is)."""
+        if abort:
+            self.halt.set()
+        self.todo.put(None)
+        self.thread.join()
+
+
+class LivePusher:
+    """Writes intents to the outbox, pushes them in batches and confirms each batch (see the module doc).
+
+    Batches are sent by a second thread (``_Sender``) while the run's thread goes on deciding; at most
+    ``depth`` batches wait to be sent. Everything that touches the ledger stays on the run's thread.
+    """
+
+    def __init__(self, run: RunContext, *, depth: int = 4) -> None:
         self.run = run
         self.ledger = run.ledger
+        self.depth = depth
         # (system, object, is a create) -> intents waiting, in the order they were written.
         self.buffers: dict[tuple[str, str, bool], list[Intent]] = {}
         # Intent id -> the action it came from, until its push is confirmed (memory stays bounded).
         self.actions: dict[str, Action] = {}
+        self.sender: _Sender | None = None
+        # The push stage's progress while flush_all runs (every batch confirmed advances it).
+        self.progress: Progress | None = None
 
-    def session(self) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        self.sender = sender = _Sender(self.run, self.depth)
+        try:
+            yield
+        except BaseException:
+            # What was sent and not confirmed is replayed on the next start (rule 1).
+            self.sender = None
+            sender.close(abort=True)
+            raise
+        self.sender = None
+        sender.close(abort=False)
+        # A stopped run: the batches that were on the wire when it stopped are confirmed.
+        self._finish_all(sender.collect(wait=False))
 
     def _enqueue(self, intent: Intent) -> None:
         self.buffers.setdefault((intent.system, intent.object, intent.create_key is not None), []).append(
@@ -131,45 +225,102 @@ class LivePusher:
             self._enqueue(intent)
 
     def pending(self) -> int:
+        """Intents buffered or on their way (handed to the sender, not yet confirmed)."""
+        return sum(len(b) for b in self.buffers.values()) + self.in_flight
+
+    @property
+    def in_flight(self) -> int:
+        return self.sender.in_flight_intents if self.sender is not None else 0
+
+    def _buffered(self) -> int:
         return sum(len(b) for b in self.buffers.values())
 
     def flush_full(self) -> bool:
+        """Hand every full batch to the sender and confirm those that came back; does not wait for the rest."""
         # Salesforce first: its creates queue HubSpot updates.
         for system in SYSTEMS:
             for bkey in sorted(k for k in self.buffers if k[0] == system):
                 while len(self.buffers[bkey]) >= self.run.connectors[system].batch_limit:
-                    if not self._push_batch(bkey) or self.run.stopped():
-                        return False
-        return True
-
-    def flush_all(self, progress: Progress | None = None) -> bool:
-        for system in SYSTEMS:
-            # Creates before updates: a created record's id may be needed by an update of the same run.
-            for bkey in sorted((k for k in self.buffers if k[0] == system), key=lambda k: (not k[2], k[1])):
-                while self.buffers.get(bkey):
-                    sent = self._push_batch(bkey)
-                    if progress is not None:
-                        progress.advance(sent)
                     if self.run.stopped():
                         return False
-        return True
+                    self._send(bkey)
+        self._collect(wait=False)
+        return not self.run.stopped()
 
-    def _push_batch(self, bkey: tuple[str, str, bool]) -> int:
-        """Send the next batch of one buffer and confirm it; returns the number of intents it carried."""
+    def flush_all(self, progress: Progress | None = None) -> bool:
+        """Send everything left and wait for it (confirmations may queue more: HubSpot follow-ups)."""
+        self.progress = progress
+        try:
+            return self._flush_all(progress)
+        finally:
+            self.progress = None
+
+    def _flush_all(self, progress: Progress | None) -> bool:
+        while True:
+            for system in SYSTEMS:
+                # Creates before updates: a created record's id may be needed by an update of the same run.
+                for bkey in sorted(
+                    (k for k in self.buffers if k[0] == system), key=lambda k: (not k[2], k[1])
+                ):
+                    while self.buffers.get(bkey):
+                        if self.run.stopped():
+                            self._collect(wait=True, progress=progress)
+                            return False
+                        self._send(bkey)
+                        self._collect(wait=False, progress=progress)
+            self._collect(wait=True, progress=progress)
+            if self.run.stopped():
+                return False
+            if not self._buffered():
+                return True
+
+    def _send(self, bkey: tuple[str, str, bool]) -> None:
+        """Take the next batch of one buffer, mark it sent, make the outbox durable, hand it to the sender."""
         system, obj, _ = bkey
         connector = self.run.connectors[system]
         requests, self.buffers[bkey] = take_batch(self.buffers[bkey], connector.batch_limit)
         batch = [i for request in requests for i in request.intents]
         self.ledger.outbox.mark_sent(i.id for i in batch)
+        # Rule 5: an intent is durable (fsynced, not only committed) before the call that applies it.
+        self.ledger.sync()
         changes = [
             Change.create(r.create_key, r.fields)
             if r.create_key
             else Change.update(str(r.record_id), r.fields)
             for r in requests
         ]
-        results = connector.push(obj, changes)
-        self._confirm(batch, [res for r, res in zip(requests, results, strict=True) for _ in r.intents])
-        return len(batch)
+        per_intent = [n for n, r in enumerate(requests) for _ in r.intents]
+        job = _Job(obj, system, batch, changes, per_intent)
+        sender = self.sender
+        if sender is None:  # outside a session (tests drive the pusher directly): send in this thread
+            job.results = connector.push(obj, changes)
+            self._finish(job)
+            return
+        if sender.in_flight >= self.depth:
+            self._finish_all(sender.collect(wait=True, limit=sender.in_flight - self.depth + 1))
+        sender.submit(job)
+
+    def _collect(self, *, wait: bool, progress: Progress | None = None) -> None:
+        if self.sender is not None:
+            self._finish_all(self.sender.collect(wait=wait), progress)
+
+    def _finish_all(self, jobs: Sequence[_Job], progress: Progress | None = None) -> None:
+        progress = progress or self.progress
+        error = None
+        for job in jobs:
+            if job.error is not None:
+                error = error or job.error
+                continue
+            self._finish(job)
+            if progress is not None:
+                progress.advance(len(job.intents))
+        if error is not None:
+            raise error
+
+    def _finish(self, job: _Job) -> None:
+        if job.results is None:
+            return  # not sent: the run stopped first; the intents stay in the outbox as sent
+        self._confirm(job.intents, job.results_per_intent())
 
     def _confirm(self, batch: Sequence[Intent], results: Sequence[PushResult]) -> None:
         run, report = self.run, self.run.report
