@@ -26,6 +26,7 @@ from syncd.core.types import (
     DecisionRow,
     LedgerView,
     Override,
+    OverrideRow,
     PersonView,
     RecordRow,
     RoundRobinState,
@@ -59,12 +60,9 @@ class _Decide:
         self.due_refs: set[RecordRef] = set()
 
     def decide(self) -> bool:
-        self.held = {
-            (q.system, q.object, q.record_id)
-            for q in self.ledger.quarantine.held()
-            if q.next_attempt_at > self.now
-        }
-        due_quarantine = [q for q in self.ledger.quarantine.held(due_only=True)]
+        held = self.run.held_quarantine()
+        self.held = {(q.system, q.object, q.record_id) for q in held if q.next_attempt_at > self.now}
+        due_quarantine = [q for q in held if q.next_attempt_at <= self.now]
         self.due_refs = {(q.system, q.object, q.record_id) for q in due_quarantine}
         retry_keys = {q.key for q in due_quarantine if q.key}
         opportunity_refs = [
@@ -180,7 +178,8 @@ class _Decide:
             for key, g in groups.items():
                 accounts.append(self._account_view(g, merged[key]))
         previous = self.ledger.decisions.get_many(list(groups) + sorted(account_keys))
-        view = self._ledger_view(list(groups), sorted(account_keys), previous)
+        overrides = self.ledger.overrides.active(list(groups), now=self.now)
+        view = self._ledger_view(list(groups), sorted(account_keys), previous, overrides)
         result = decide(persons, accounts, self.rules, view, self.now, directory=self.directory)
         decisions = [d for d in result.decisions if d.kind == kind and d.key in groups]
         writes = self._last_writes(groups.values())
@@ -197,7 +196,7 @@ class _Decide:
         acted = {(a.system, a.object, a.record_id) for a in actions if a.record_id}
         acted |= {("hubspot", "contacts", a.create_key) for a in actions if a.create_key}
         with self.ledger.transaction():
-            changed = set(self.ledger.decisions.record(self._decision_rows(decisions, previous)))
+            changed = set(self.ledger.decisions.record(self._decision_rows(decisions, previous, overrides)))
             self.report.handoffs += sum(1 for d in decisions if d.handoff is not None and d.key in changed)
             for d in decisions:
                 if d.key in changed:
@@ -313,7 +312,11 @@ class _Decide:
         return self.opportunities
 
     def _ledger_view(
-        self, keys: list[str], account_keys: list[str], previous: Mapping[str, DecisionRow]
+        self,
+        keys: list[str],
+        account_keys: list[str],
+        previous: Mapping[str, DecisionRow],
+        active: Mapping[str, OverrideRow],
     ) -> LedgerView:
         everyone = keys + account_keys
         assignments = {}
@@ -323,7 +326,7 @@ class _Decide:
             assignments[key] = Assignment(key, a.rep, a.team, a.reason, a.assigned_at, influencers)
         overrides = {
             key: Override(key, o.rep or "", o.seen_at, o.changed_by or "", o.system)
-            for key, o in self.ledger.overrides.active(keys, now=self.now).items()
+            for key, o in active.items()
             if o.rep
         }
         pools = {}
@@ -348,10 +351,12 @@ class _Decide:
         )
 
     def _decision_rows(
-        self, decisions: Sequence[Decision], previous: Mapping[str, DecisionRow]
+        self,
+        decisions: Sequence[Decision],
+        previous: Mapping[str, DecisionRow],
+        overrides: Mapping[str, OverrideRow],
     ) -> list[DecisionRow]:
         rows = []
-        overrides = self.ledger.overrides.active([d.key for d in decisions], now=self.now)
         for d in decisions:
             prev = previous.get(d.key)
             hold = kept_hold(d.hold_until, prev.data if prev is not None else None, self.now)

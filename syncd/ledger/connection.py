@@ -188,6 +188,12 @@ class Connection:
                 MIGRATIONS[step](self.db)
                 conn.execute(f"PRAGMA user_version = {step + 1}")
             log.info("ledger %s upgraded to schema version %d", self.path, step + 1)
+        if not self.readonly and int(conn.execute("PRAGMA auto_vacuum").fetchone()[0]) != 2:
+            # A ledger created before auto_vacuum was set: the setting takes effect with a VACUUM (once; it
+            # rewrites the file, outside any transaction).
+            log.info("ledger %s: switching to incremental vacuum (a one-time VACUUM)", self.path)
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            conn.execute("VACUUM")
 
     def error(self, exc: sqlite3.Error) -> LedgerError:
         text = str(exc)

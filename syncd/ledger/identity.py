@@ -6,6 +6,7 @@ import logging
 import uuid
 from collections.abc import Iterable, Sequence
 
+from syncd.core.systems import ACCOUNT_OBJECTS, PERSON_OBJECTS
 from syncd.core.types import (
     LinkRow,
     RecordKey,
@@ -25,6 +26,8 @@ from syncd.ledger.schema import KEY_KINDS, LINK_METHODS
 from syncd.ledger.store import Store, _guarded
 
 log = logging.getLogger(__name__)
+
+_OBJECTS = {"person": PERSON_OBJECTS, "account": ACCOUNT_OBJECTS}
 
 
 class Identity(Store):
@@ -153,18 +156,25 @@ class Identity(Store):
 
     def _keys_by(self, column: str, values: Iterable[str], kind: str) -> dict[str, list[str]]:
         wanted = sorted({v for v in (_norm(x) for x in values) if v})
-        found: dict[str, list[str]] = {}
+        found: dict[str, set[str]] = {}
+        # Only the objects that hold this kind: a domain is shared by every person of a company, and an
+        # account lookup must not walk them all (that made it grow faster than the org).
+        # (Emails are rarely shared: those are looked up whatever the object, by their own index.)
+        objects: list[tuple[str, str] | None] = (
+            [(s, o) for s, objs in _OBJECTS[kind].items() for o in objs] if column == "domain" else [None]
+        )
         for chunk in _batched(wanted):
             marks = ",".join("?" * len(chunk))
-            cursor = self._conn.execute(
-                f"SELECT DISTINCT r.{column}, l.key FROM records r JOIN links l USING (system, object, id) "
-                f"JOIN entities e ON e.key = l.key WHERE r.{column} IN ({marks}) AND e.kind = ? "
-                f"ORDER BY r.{column}, l.key",
-                [*chunk, kind],
-            )
-            for value, key in cursor:
-                found.setdefault(value, []).append(key)
-        return found
+            for where in objects:
+                scope = "" if where is None else "r.system = ? AND r.object = ? AND "
+                cursor = self._conn.execute(
+                    f"SELECT r.{column}, l.key FROM records r JOIN links l USING (system, object, id) "
+                    f"JOIN entities e ON e.key = l.key WHERE {scope}r.{column} IN ({marks}) AND e.kind = ?",
+                    [*(where or ()), *chunk, kind],
+                )
+                for value, key in cursor:
+                    found.setdefault(value, set()).add(key)
+        return {value: sorted(keys) for value, keys in sorted(found.items())}
 
     @_guarded
     def link_converted(

@@ -232,5 +232,17 @@ def _v2_engine_state(db: Database) -> None:
     db.executescript(_V2)
 
 
-MIGRATIONS: list[Callable[[Database], None]] = [_v1_storage, _v2_engine_state]
+_V3 = """
+-- Domain lookups by object: the accounts of a domain without walking every person that shares it.
+CREATE INDEX records_by_object_domain ON records (system, object, domain) WHERE domain IS NOT NULL;
+"""
+
+
+def _v3_lookups(db: Database) -> None:
+    """An index for looking up an object's records by domain (accounts of a person's domain). Ledgers
+    created before this version also switch to incremental vacuum, once, after the upgrade (retention)."""
+    db.executescript(_V3)
+
+
+MIGRATIONS: list[Callable[[Database], None]] = [_v1_storage, _v2_engine_state, _v3_lookups]
 SCHEMA_VERSION = len(MIGRATIONS)
