@@ -35,12 +35,26 @@ def pull(run: RunContext) -> bool:
         for obj in PULLED[system]:
             since = run.ledger.records.watermark(system, obj)
             with prefetched(connector.pull(obj, since=since)) as pages:
-                for page in pages:
-                    stage(run, system, obj, page, rep_ids)
-                    run.progress.advance(len(page.records))
-                    if run.stopped():
-                        return False
+                more = True
+                while more:
+                    # Several pages per transaction (each with its own watermark, so rule 2 holds): every
+                    # commit rewrites the index pages it touched, and records arrive in no index's order.
+                    with run.ledger.transaction():
+                        staged, more = 0, False
+                        for page in pages:
+                            stage(run, system, obj, page, rep_ids)
+                            run.progress.advance(len(page.records))
+                            if run.stopped():
+                                return False
+                            staged += len(page.records)
+                            if staged >= GROUP:
+                                more = True
+                                break
     return True
+
+
+# Records staged per transaction (whole pages).
+GROUP = 10_000
 
 
 T = TypeVar("T")

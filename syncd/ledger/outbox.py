@@ -141,8 +141,8 @@ class Outbox(Store):
                         links.append(LinkRow(key, system, obj, record_id, "created", run_id=run_id))
                 if updates:
                     self._conn.executemany(
-                        "UPDATE outbox SET state = 'confirmed', result_id = ?, error = NULL, updated_at = ? "
-                        "WHERE id = ?",
+                        "UPDATE outbox SET state = 'confirmed', result_id = ?, error = NULL, updated_at = ?, "
+                        "attempts = attempts + (state = 'pending') WHERE id = ?",
                         updates,
                     )
                     count += len(updates)
@@ -158,7 +158,7 @@ class Outbox(Store):
         now = self._now()
         with self.transaction():
             cursor = self._conn.executemany(
-                "UPDATE outbox SET state = 'failed', error = ?, updated_at = ? "
+                "UPDATE outbox SET state = 'failed', error = ?, updated_at = ?, attempts = attempts + (state = 'pending') "
                 "WHERE id = ? AND state IN ('pending', 'sent')",
                 [(error, now, intent_id) for intent_id, error in errors.items()],
             )
