@@ -53,7 +53,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from syncd.config import Config
@@ -98,8 +98,11 @@ class SyncCycle:
         clock: Callable[[], datetime] = utc_now,
         chunk: int = CHUNK,
         backoff: Backoff | None = None,
+        keep_days: int = 0,
     ) -> None:
         self.ledger = ledger
+        self.keep_days = keep_days
+        self._pruned_at: float | None = None
         self.connectors: dict[str, Connector] = {"salesforce": salesforce, "hubspot": hubspot}
         self.clock = clock
         self.chunk = chunk
@@ -124,6 +127,7 @@ class SyncCycle:
         except BaseException:
             ledger.close()
             raise
+        options.setdefault("keep_days", config.ledger.keep_days)
         return cls(ledger, sf, hs, clock=clock, **options)
 
     def close(self) -> None:
@@ -146,7 +150,19 @@ class SyncCycle:
         self.roster = Roster.from_reps(reps)
 
     def run_cycle(self, rules: RuleSet, *, stop: threading.Event) -> CycleSummary:
-        return self.run(rules, stop=stop).summary()
+        summary = self.run(rules, stop=stop).summary()
+        self.prune()
+        return summary
+
+    def prune(self, *, every: float = 3600.0) -> None:
+        """Retention (``[ledger] keep_days``): forget old history, at most once per ``every`` seconds."""
+        if self.keep_days <= 0:
+            return
+        now = time.monotonic()
+        if self._pruned_at is not None and now - self._pruned_at < every:
+            return
+        self._pruned_at = now
+        self.ledger.retention.prune(self.clock() - timedelta(days=self.keep_days))
 
     # -- one run
 
