@@ -28,12 +28,16 @@ log = logging.getLogger(__name__)
 
 # A new record is inserted dirty; a changed one replaces the stored values and becomes dirty again.
 _UPSERT_RECORD = (
-    "INSERT INTO records (system, object, id, hash, modified_at, deleted, dirty, email, domain, seen_run, "
-    "seen_at, data) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?) ON CONFLICT (system, object, id) DO UPDATE SET "
-    "hash = excluded.hash, modified_at = excluded.modified_at, deleted = excluded.deleted, dirty = 1, "
+    "INSERT INTO records (system, object, id, hash, modified_at, deleted, email, domain, seen_run, "
+    "seen_at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (system, object, id) DO UPDATE SET "
+    "hash = excluded.hash, modified_at = excluded.modified_at, deleted = excluded.deleted, "
     "email = excluded.email, domain = excluded.domain, seen_run = excluded.seen_run, "
     "seen_at = excluded.seen_at, data = excluded.data"
 )
+
+
+# A record row with its dirty flag (kept in the ``dirty`` table, see schema migration 3).
+_ROW = "r.*, EXISTS (SELECT 1 FROM dirty d WHERE d.system = r.system AND d.object = r.object AND d.id = r.id) AS dirty"
 
 
 class Records(Store):
@@ -102,6 +106,10 @@ class Records(Store):
                     before.update(self._rows(replaced))
                 if to_write:
                     self._conn.executemany(_UPSERT_RECORD, to_write)
+                    self._conn.executemany(
+                        "INSERT OR IGNORE INTO dirty (system, object, id) VALUES (?, ?, ?)",
+                        [v[:3] for v in to_write],
+                    )
                 if seen_only:
                     self._conn.executemany(
                         "UPDATE records SET seen_run = ?, seen_at = ? WHERE system = ? AND object = ? AND id = ?",
@@ -139,21 +147,22 @@ class Records(Store):
     def get(self, system: str, object: str, id: str) -> RecordRow | None:
         rows = list(
             self.db.query(
-                "SELECT * FROM records WHERE system = ? AND object = ? AND id = ?", [system, object, id]
+                f"SELECT {_ROW} FROM records r WHERE system = ? AND object = ? AND id = ?",
+                [system, object, id],
             )
         )
         return _record(rows[0]) if rows else None
 
     @_guarded
     def by_email(self, email: str) -> list[RecordRow]:
-        sql = "SELECT * FROM records WHERE email = ? ORDER BY system, object, id"
+        sql = f"SELECT {_ROW} FROM records r WHERE email = ? ORDER BY system, object, id"
         return [_record(r) for r in self.db.query(sql, [_norm(email)])]
 
     @_guarded
     def of_key(self, key: str) -> list[RecordRow]:
         """The records linked to a person or account."""
         sql = (
-            "SELECT r.* FROM links l JOIN records r USING (system, object, id) WHERE l.key = ? "
+            f"SELECT {_ROW} FROM links l JOIN records r USING (system, object, id) WHERE l.key = ? "
             "ORDER BY r.system, r.object, r.id"
         )
         return [_record(r) for r in self.db.query(sql, [key])]
@@ -164,7 +173,7 @@ class Records(Store):
         found: dict[str, RecordRow] = {}
         for chunk in _batched(ids):
             marks = ",".join("?" * len(chunk))
-            sql = f"SELECT * FROM records WHERE system = ? AND object = ? AND id IN ({marks})"
+            sql = f"SELECT {_ROW} FROM records r WHERE system = ? AND object = ? AND id IN ({marks})"
             for r in self.db.query(sql, [system, object, *chunk]):
                 found[r["id"]] = _record(r)
         return found
@@ -176,7 +185,7 @@ class Records(Store):
         for chunk in _batched(keys):
             marks = ",".join("?" * len(chunk))
             sql = (
-                "SELECT l.key AS link_key, r.* FROM links l JOIN records r USING (system, object, id) "
+                f"SELECT l.key AS link_key, {_ROW} FROM links l JOIN records r USING (system, object, id) "
                 f"WHERE l.key IN ({marks}) ORDER BY l.key, r.system, r.object, r.id"
             )
             for r in self.db.query(sql, chunk):
@@ -199,15 +208,22 @@ class Records(Store):
     def _records_page(
         self, system: str, object: str, after: str, dirty_only: bool, page: int
     ) -> list[RecordRow]:
-        dirty = " AND dirty = 1" if dirty_only else ""
-        sql = f"SELECT * FROM records WHERE system = ? AND object = ? AND id > ?{dirty} ORDER BY id LIMIT ?"
+        if dirty_only:
+            sql = (
+                "SELECT r.*, 1 AS dirty FROM dirty d JOIN records r USING (system, object, id) "
+                "WHERE d.system = ? AND d.object = ? AND d.id > ? ORDER BY d.id LIMIT ?"
+            )
+        else:
+            sql = (
+                f"SELECT {_ROW} FROM records r WHERE system = ? AND object = ? AND id > ? ORDER BY id LIMIT ?"
+            )
         return [_record(r) for r in self.db.query(sql, [system, object, after, page])]
 
     @_guarded
     def unlinked(self, system: str, object: str, *, limit: int = 1000) -> list[RecordRow]:
         """Stored records of one object that belong to no person or account yet (linking's to-do list)."""
         sql = (
-            "SELECT r.* FROM records r LEFT JOIN links l USING (system, object, id) "
+            f"SELECT {_ROW} FROM records r LEFT JOIN links l USING (system, object, id) "
             "WHERE r.system = ? AND r.object = ? AND l.key IS NULL ORDER BY r.id LIMIT ?"
         )
         return [_record(r) for r in self.db.query(sql, [system, object, limit])]
@@ -218,7 +234,7 @@ class Records(Store):
         # Counted only up to the threshold: the plan depends on which side of it the count falls.
         dirty = int(
             self._conn.execute(
-                "SELECT count(*) FROM (SELECT 1 FROM records INDEXED BY records_dirty WHERE dirty = 1 LIMIT ?)",
+                "SELECT count(*) FROM (SELECT 1 FROM dirty LIMIT ?)",
                 (self.DIRTY_FIRST_MAX + 1,),
             ).fetchone()[0]
         )
@@ -229,17 +245,17 @@ class Records(Store):
         if dirty <= self.DIRTY_FIRST_MAX:
             # Few changes (the usual incremental cycle): start from the dirty records' partial index.
             sql = (
-                "SELECT DISTINCT l.key FROM records r INDEXED BY records_dirty CROSS JOIN links l "
+                "SELECT DISTINCT l.key FROM dirty r CROSS JOIN links l "
                 "ON l.system = r.system AND l.object = r.object AND l.id = r.id "
-                f"CROSS JOIN entities e ON e.key = l.key WHERE r.dirty = 1 AND l.key > ?{kind_filter} "
+                f"CROSS JOIN entities e ON e.key = l.key WHERE l.key > ?{kind_filter} "
                 "ORDER BY l.key LIMIT ?"
             )
         else:
             # Many changes (a first cycle): walk the keys in order, so paging through all of them stays linear.
             sql = (
-                "SELECT DISTINCT l.key FROM links l INDEXED BY links_by_key CROSS JOIN records r "
+                "SELECT DISTINCT l.key FROM links l INDEXED BY links_by_key CROSS JOIN dirty r "
                 "ON r.system = l.system AND r.object = l.object AND r.id = l.id "
-                f"CROSS JOIN entities e ON e.key = l.key WHERE r.dirty = 1 AND l.key > ?{kind_filter} "
+                f"CROSS JOIN entities e ON e.key = l.key WHERE l.key > ?{kind_filter} "
                 "ORDER BY l.key LIMIT ?"
             )
         return [str(row[0]) for row in self._conn.execute(sql, params)]
@@ -252,7 +268,7 @@ class Records(Store):
             for chunk in _batched(keys):
                 marks = ",".join("?" * len(chunk))
                 cursor = self._conn.execute(
-                    "UPDATE records SET dirty = 0 WHERE dirty = 1 AND (system, object, id) IN "
+                    "DELETE FROM dirty WHERE (system, object, id) IN "
                     f"(SELECT system, object, id FROM links WHERE key IN ({marks}))",
                     chunk,
                 )
@@ -266,7 +282,7 @@ class Records(Store):
         with self.transaction():
             for chunk in _batched(refs):
                 cursor = self._conn.executemany(
-                    "UPDATE records SET dirty = 0 WHERE system = ? AND object = ? AND id = ? AND dirty = 1",
+                    "DELETE FROM dirty WHERE system = ? AND object = ? AND id = ?",
                     chunk,
                 )
                 count += cursor.rowcount

@@ -237,12 +237,25 @@ _V3 = """
 -- replaces the index by domain alone (every random-order index costs page writes on each staged page).
 CREATE INDEX records_by_object_domain ON records (system, object, domain) WHERE domain IS NOT NULL;
 DROP INDEX records_by_domain;
+
+-- The dirty flags, out of the records table: marking a decided key's records clean deletes these small rows
+-- instead of rewriting every page of record data the key's records sit on (keys come in no record order).
+CREATE TABLE dirty (
+    system TEXT NOT NULL,
+    object TEXT NOT NULL,
+    id     TEXT NOT NULL,
+    PRIMARY KEY (system, object, id)
+) WITHOUT ROWID;
+INSERT INTO dirty (system, object, id) SELECT system, object, id FROM records WHERE dirty = 1;
+DROP INDEX records_dirty;
+ALTER TABLE records DROP COLUMN dirty;
 """
 
 
 def _v3_lookups(db: Database) -> None:
-    """An index for looking up an object's records by domain (accounts of a person's domain). Ledgers
-    created before this version also switch to incremental vacuum, once, after the upgrade (retention)."""
+    """An index for looking up an object's records by domain (accounts of a person's domain); the dirty
+    flags in their own table. Ledgers created before this version also switch to incremental vacuum, once,
+    after the upgrade (retention)."""
     db.executescript(_V3)
 
 

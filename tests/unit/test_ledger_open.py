@@ -302,3 +302,33 @@ def test_a_reader_refuses_what_only_a_writer_could_fix(
     prepare(path)
     with pytest.raises(LedgerError, match=message):
         Ledger(path, readonly=True)
+
+
+def test_a_version_2_ledger_keeps_its_dirty_records_and_gets_incremental_vacuum(tmp_path: Path) -> None:
+    import sqlite3
+
+    from sqlite_utils import Database
+
+    from syncd.ledger.schema import MIGRATIONS
+
+    path = tmp_path / "v2.db"
+    conn = sqlite3.connect(path)
+    db = Database(conn)
+    for step in MIGRATIONS[:2]:
+        step(db)
+    conn.execute("PRAGMA user_version = 2")
+    for id_, dirty in (("00Q1", 1), ("00Q2", 0)):
+        conn.execute(
+            "INSERT INTO records (system, object, id, hash, dirty, seen_at, data, domain) "
+            "VALUES ('salesforce', 'Lead', ?, 'h', ?, '2024-01-01T00:00:00.000000+00:00', '{}', 'x.example')",
+            (id_, dirty),
+        )
+    conn.commit()
+    conn.close()
+    with Ledger(path) as ledger:
+        assert ledger.schema_version == SCHEMA_VERSION
+        assert ledger.db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
+        dirty = [r.id for r in ledger.records.iterate("salesforce", "Lead", dirty_only=True)]
+        assert dirty == ["00Q1"]
+        assert ledger.records.get("salesforce", "Lead", "00Q2").dirty is False  # type: ignore[union-attr]
+        assert ledger.integrity_check() == "ok"
