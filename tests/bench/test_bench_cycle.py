@@ -263,6 +263,7 @@ def first_cycle_against_the_floor(tmp_path: Path, persons: int) -> dict[str, flo
 
 
 @pytest.mark.bench
+@pytest.mark.timeout(3600)
 def test_bench_first_cycle_against_the_floor_on_20k_persons(tmp_path: Path) -> None:
     ratios = first_cycle_against_the_floor(tmp_path, 20_000)
     assert ratios["bytes"] <= 3.0

@@ -697,6 +697,29 @@ def test_account_fallback_pool(
         assert len(lines) == 1 and fallback in lines[0], lines
 
 
+def test_an_account_from_the_fallback_pool_is_decided_the_same_again() -> None:
+    """Regression (20k crash benchmark): an account the fallback pool gave to an AE outside its territory was
+    decided "no owner" when decided again while the territory stayed full."""
+    a = account(country="FR", owner=rep("hugo.dubois"))
+    first = run([], [a], ledger=LedgerView(daily_counts=EMEA_FULL))["a1"]
+    assert first.rule == "fallback" and first.owner in AES - AE_EMEA
+    assert first.owner is not None and first.team is not None and first.assigned_at is not None
+    kept = Assignment("a1", first.owner, first.team, first.rule, first.assigned_at)
+    again = run(
+        [],
+        [a],
+        ledger=LedgerView(assignments={"a1": kept}, daily_counts=EMEA_FULL),
+        now=NOW + timedelta(hours=1),
+    )["a1"]
+    assert (again.stage, again.score, again.owner, again.team) == (
+        first.stage,
+        first.score,
+        first.owner,
+        first.team,
+    )
+    assert again.assigned_at == first.assigned_at
+
+
 def test_account_pool_shares_accounts_by_round_robin() -> None:
     accounts = [account(f"a{i}", country="BR", owner=rep("hugo.dubois")) for i in range(18)]
     result = decide([], accounts, RULES, LedgerView(), NOW)
