@@ -89,7 +89,7 @@ class Decisions(Store):
         found: dict[str, DecisionRow] = {}
         for chunk in _batched(keys):
             marks = ",".join("?" * len(chunk))
-            for r in self.db.query(f"SELECT * FROM decisions WHERE key IN ({marks})", chunk):
+            for r in self._select(f"SELECT * FROM decisions WHERE key IN ({marks})", chunk):
                 found[r["key"]] = _decision(r)
         return found
 
@@ -124,7 +124,7 @@ class Decisions(Store):
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        rows = [_change(r) for r in self.db.query(sql, params)]
+        rows = [_change(r) for r in self._select(sql, params)]
         rows.reverse()
         return rows
 
@@ -152,7 +152,7 @@ class Decisions(Store):
         found: dict[str, AssignmentRow] = {}
         for chunk in _batched(keys):
             marks = ",".join("?" * len(chunk))
-            for r in self.db.query(f"SELECT * FROM assignments WHERE key IN ({marks})", chunk):
+            for r in self._select(f"SELECT * FROM assignments WHERE key IN ({marks})", chunk):
                 found[r["key"]] = AssignmentRow(
                     r["key"], r["rep"], r["team"], _dt(r["assigned_at"]), r["reason"], r["run_id"]
                 )
@@ -165,7 +165,7 @@ class Decisions(Store):
     def assignment_counts(self) -> dict[str, int]:
         """Rep -> number of keys assigned to them (for capacity rules)."""
         return {
-            r["rep"]: r["n"] for r in self.db.query("SELECT rep, count(*) AS n FROM assignments GROUP BY rep")
+            r["rep"]: r["n"] for r in self._select("SELECT rep, count(*) AS n FROM assignments GROUP BY rep")
         }
 
     @_guarded
@@ -204,4 +204,4 @@ class Decisions(Store):
     def daily_counts(self, day: date) -> dict[str, int]:
         """Rep -> assignments counted on that day."""
         sql = "SELECT rep, count FROM rep_daily WHERE day = ?"
-        return {r["rep"]: r["count"] for r in self.db.query(sql, [day.isoformat()])}
+        return {r["rep"]: r["count"] for r in self._select(sql, [day.isoformat()])}

@@ -137,12 +137,12 @@ class Identity(Store):
     def links_by_id(self, system: str, id: str) -> list[LinkRow]:
         """Links of a record found by system and id alone (Salesforce ids are unique across objects)."""
         sql = "SELECT * FROM links WHERE system = ? AND id = ? ORDER BY object"
-        return [_link(r) for r in self.db.query(sql, [system, id])]
+        return [_link(r) for r in self._select(sql, [system, id])]
 
     @_guarded
     def links_of(self, key: str) -> list[LinkRow]:
         sql = "SELECT * FROM links WHERE key = ? ORDER BY linked_at, system, object, id"
-        return [_link(r) for r in self.db.query(sql, [key])]
+        return [_link(r) for r in self._select(sql, [key])]
 
     @_guarded
     def keys_by_email(self, emails: Iterable[str], *, kind: str = "person") -> dict[str, list[str]]:

@@ -172,7 +172,7 @@ class Outbox(Store):
         if system is not None:
             sql += " AND system = ?"
             params.append(system)
-        return [_intent(r) for r in self.db.query(sql + " ORDER BY rowid", params)]
+        return [_intent(r) for r in self._select(sql + " ORDER BY rowid", params)]
 
     @_guarded
     def intents(
@@ -190,12 +190,12 @@ class Outbox(Store):
         sql = f"SELECT * FROM outbox{where} ORDER BY rowid DESC"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [_intent(r) for r in self.db.query(sql, params)]
+        return [_intent(r) for r in self._select(sql, params)]
 
     @_guarded
     def counts(self) -> dict[str, int]:
         counts = dict.fromkeys(INTENT_STATES, 0)
-        for r in self.db.query("SELECT state, count(*) AS n FROM outbox GROUP BY state"):
+        for r in self._select("SELECT state, count(*) AS n FROM outbox GROUP BY state"):
             counts[r["state"]] = r["n"]
         return counts
 
@@ -224,7 +224,7 @@ class Outbox(Store):
         for chunk in _batched(record_ids):
             marks = ",".join("?" * len(chunk))
             sql = f"SELECT * FROM writes WHERE system = ? AND object = ? AND record_id IN ({marks})"
-            for r in self.db.query(sql, [system, object, *chunk]):
+            for r in self._select(sql, [system, object, *chunk]):
                 found[(r["record_id"], r["field"])] = WriteRow(
                     r["system"],
                     r["object"],

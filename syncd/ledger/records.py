@@ -146,7 +146,7 @@ class Records(Store):
     @_guarded
     def get(self, system: str, object: str, id: str) -> RecordRow | None:
         rows = list(
-            self.db.query(
+            self._select(
                 f"SELECT {_ROW} FROM records r WHERE system = ? AND object = ? AND id = ?",
                 [system, object, id],
             )
@@ -156,7 +156,7 @@ class Records(Store):
     @_guarded
     def by_email(self, email: str) -> list[RecordRow]:
         sql = f"SELECT {_ROW} FROM records r WHERE email = ? ORDER BY system, object, id"
-        return [_record(r) for r in self.db.query(sql, [_norm(email)])]
+        return [_record(r) for r in self._select(sql, [_norm(email)])]
 
     @_guarded
     def of_key(self, key: str) -> list[RecordRow]:
@@ -165,7 +165,7 @@ class Records(Store):
             f"SELECT {_ROW} FROM links l JOIN records r USING (system, object, id) WHERE l.key = ? "
             "ORDER BY r.system, r.object, r.id"
         )
-        return [_record(r) for r in self.db.query(sql, [key])]
+        return [_record(r) for r in self._select(sql, [key])]
 
     @_guarded
     def by_ids(self, system: str, object: str, ids: Iterable[str]) -> dict[str, RecordRow]:
@@ -174,7 +174,7 @@ class Records(Store):
         for chunk in _batched(ids):
             marks = ",".join("?" * len(chunk))
             sql = f"SELECT {_ROW} FROM records r WHERE system = ? AND object = ? AND id IN ({marks})"
-            for r in self.db.query(sql, [system, object, *chunk]):
+            for r in self._select(sql, [system, object, *chunk]):
                 found[r["id"]] = _record(r)
         return found
 
@@ -188,7 +188,7 @@ class Records(Store):
                 f"SELECT l.key AS link_key, {_ROW} FROM links l JOIN records r USING (system, object, id) "
                 f"WHERE l.key IN ({marks}) ORDER BY l.key, r.system, r.object, r.id"
             )
-            for r in self.db.query(sql, chunk):
+            for r in self._select(sql, chunk):
                 found.setdefault(r["link_key"], []).append(_record(r))
         return found
 
@@ -217,7 +217,7 @@ class Records(Store):
             sql = (
                 f"SELECT {_ROW} FROM records r WHERE system = ? AND object = ? AND id > ? ORDER BY id LIMIT ?"
             )
-        return [_record(r) for r in self.db.query(sql, [system, object, after, page])]
+        return [_record(r) for r in self._select(sql, [system, object, after, page])]
 
     @_guarded
     def unlinked(self, system: str, object: str, *, limit: int = 1000) -> list[RecordRow]:
@@ -226,7 +226,7 @@ class Records(Store):
             f"SELECT {_ROW} FROM records r LEFT JOIN links l USING (system, object, id) "
             "WHERE r.system = ? AND r.object = ? AND l.key IS NULL ORDER BY r.id LIMIT ?"
         )
-        return [_record(r) for r in self.db.query(sql, [system, object, limit])]
+        return [_record(r) for r in self._select(sql, [system, object, limit])]
 
     @_guarded
     def dirty_keys(self, *, kind: str | None = None, after: str = "", limit: int = 1000) -> list[str]:
@@ -316,10 +316,10 @@ class Records(Store):
     def watermarks(self) -> list[WatermarkRow]:
         return [
             WatermarkRow(r["system"], r["object"], r["value"], _dt(r["updated_at"]), r["run_id"])
-            for r in self.db.query("SELECT * FROM watermarks ORDER BY system, object")
+            for r in self._select("SELECT * FROM watermarks ORDER BY system, object")
         ]
 
     @_guarded
     def counts(self) -> dict[tuple[str, str], int]:
         sql = "SELECT system, object, count(*) AS n FROM records GROUP BY system, object ORDER BY system, object"
-        return {(r["system"], r["object"]): r["n"] for r in self.db.query(sql)}
+        return {(r["system"], r["object"]): r["n"] for r in self._select(sql)}
