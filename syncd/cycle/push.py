@@ -119,63 +119,75 @@ class _Job:
 
 
 class _Sender:
-    """The thread that sends batches, one at a time in the order given, while the run's thread decides the
-    next chunk. It only talks HTTP: the run's thread marks each batch sent (after its intents are durable)
-    before handing it over, and confirms it in the ledger once it comes back. A stop request, or an error,
-    leaves the batches not yet sent unsent (their intents stay in the outbox for the next start)."""
+    """The threads that send batches, one per system (the two APIs are independent), each sending its
+    system's batches one at a time in the order given, while the run's thread decides the next chunk. They
+    only talk HTTP: the run's thread makes each batch's intents durable before handing it over, and confirms
+    it in the ledger once it comes back. A stop request, or an error, leaves the batches not yet sent unsent
+    (their intents stay in the outbox for the next start)."""
 
     def __init__(self, run: RunContext, depth: int) -> None:
         self.run = run
-        self.todo: Queue[_Job | None] = Queue(maxsize=depth)
+        self.todo: dict[str, Queue[_Job | None]] = {s: Queue(maxsize=depth) for s in SYSTEMS}
         self.done: Queue[_Job] = Queue()
-        self.in_flight = 0
+        self.waiting: dict[str, int] = dict.fromkeys(SYSTEMS, 0)
         self.in_flight_intents = 0
         self.halt = threading.Event()
-        self.thread = threading.Thread(target=self._loop, name="push-sender", daemon=True)
-        self.thread.start()
+        self.threads = [
+            threading.Thread(target=self._loop, args=(s,), name=f"push-{s}", daemon=True) for s in SYSTEMS
+        ]
+        for thread in self.threads:
+            thread.start()
 
-    def _loop(self) -> None:
-        while (job := self.todo.get()) is not None:
+    @property
+    def in_flight(self) -> int:
+        return sum(self.waiting.values())
+
+    def _loop(self, system: str) -> None:
+        todo = self.todo[system]
+        while (job := todo.get()) is not None:
             if not (self.run.stopped() or self.halt.is_set()):
                 try:
-                    job.results = self.run.connectors[job.system].push(job.obj, job.changes)
+                    job.results = self.run.connectors[system].push(job.obj, job.changes)
                 except BaseException as exc:  # raised again by the run's thread when it collects the job
                     job.error = exc
                     self.halt.set()
             self.done.put(job)
 
     def submit(self, job: _Job) -> None:
-        self.in_flight += 1
+        self.waiting[job.system] += 1
         self.in_flight_intents += len(job.intents)
-        self.todo.put(job)
+        self.todo[job.system].put(job)
 
     def collect(self, *, wait: bool, limit: int | None = None) -> list[_Job]:
-        """Batches that came back, in the order they were sent: those already back, or (``wait``) every
-        batch in flight, or ``limit`` of them."""
+        """Batches that came back (each system's in the order sent): those already back, or (``wait``)
+        every batch in flight, or ``limit`` of them."""
         jobs: list[_Job] = []
         while self.in_flight and (limit is None or len(jobs) < limit):
             try:
                 job = self.done.get(block=wait)
             except Empty:
                 break
-            self.in_flight -= 1
+            self.waiting[job.system] -= 1
             self.in_flight_intents -= len(job.intents)
             jobs.append(job)
         return jobs
 
     def close(self, *, abort: bool) -> None:
-        """Stop the thread once the batches in flight are sent (``abort``: once the one being sent is)."""
+        """Stop the threads once the batches in flight are sent (``abort``: once those being sent are)."""
         if abort:
             self.halt.set()
-        self.todo.put(None)
-        self.thread.join()
+        for todo in self.todo.values():
+            todo.put(None)
+        for thread in self.threads:
+            thread.join()
 
 
 class LivePusher:
     """Writes intents to the outbox, pushes them in batches and confirms each batch (see the module doc).
 
-    Batches are sent by a second thread (``_Sender``) while the run's thread goes on deciding; at most
-    ``depth`` batches wait to be sent. Everything that touches the ledger stays on the run's thread.
+    Batches are sent by a thread per system (``_Sender``) while the run's thread goes on deciding; at most
+    ``depth`` batches per system wait to be sent. Everything that touches the ledger stays on the run's
+    thread.
     """
 
     def __init__(self, run: RunContext, *, depth: int = 4) -> None:
@@ -304,9 +316,9 @@ class LivePusher:
             job.results = connector.push(obj, changes)
             self._finish(job)
             return
-        if sender.in_flight >= self.depth:
+        while sender.waiting[system] >= self.depth:
             # Wait for a slot; what came back is confirmed with the rest, at the end of the chunk.
-            self.returned.extend(sender.collect(wait=True, limit=sender.in_flight - self.depth + 1))
+            self.returned.extend(sender.collect(wait=True, limit=1))
         sender.submit(job)
 
     def _collect(self, *, wait: bool, progress: Progress | None = None) -> None:
