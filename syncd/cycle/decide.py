@@ -420,6 +420,8 @@ class _BadRecord(Exception):
 def trace_rows(trace: Iterable[Any]) -> list[list[Any]]:
     """A decision's trace as the ledger keeps it: one ``[phase, rule, matched, test, [[name, value], ...]]``
     per rule tried (lists, not dicts: tens of thousands are written per cycle)."""
+    if hasattr(trace, "rows"):  # a Trace builds its stored form straight from its raw entries
+        return trace.rows(_plain)
     # A Trace builds its steps once; iterating it as a Sequence would look each one up by index.
     steps = trace.steps() if hasattr(trace, "steps") else trace
     return [

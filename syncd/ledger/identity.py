@@ -13,7 +13,6 @@ from syncd.core.types import (
 )
 from syncd.errors import LedgerError
 from syncd.ledger.rows import (
-    _BATCH,
     _KEY_PREFIX,
     _batched,
     _check_system,
@@ -49,8 +48,9 @@ class Identity(Store):
         else:
             keys = [_KEY_PREFIX[kind] + uuid.uuid4().hex for _ in range(count)]
         with self.transaction():
-            self.db.table("entities").insert_all(
-                ({"key": k, "kind": kind, "created_at": now} for k in keys), batch_size=_BATCH
+            self._conn.executemany(
+                "INSERT INTO entities (key, kind, created_at) VALUES (?, ?, ?)",
+                [(k, kind, now) for k in keys],
             )
         return keys
 
@@ -81,20 +81,24 @@ class Identity(Store):
                     current = existing.get(ref)
                     if current is None:
                         rows.append(
-                            {
-                                "system": link.system,
-                                "object": link.object,
-                                "id": link.id,
-                                "key": link.key,
-                                "how": link.how,
-                                "linked_at": _ts(link.linked_at) if link.linked_at else now,
-                                "run_id": link.run_id,
-                            }
+                            (
+                                link.system,
+                                link.object,
+                                link.id,
+                                link.key,
+                                link.how,
+                                _ts(link.linked_at) if link.linked_at else now,
+                                link.run_id,
+                            )
                         )
                     elif current != link.key:
                         conflicts[ref] = current
                 if rows:
-                    self.db.table("links").insert_all(rows, batch_size=_BATCH)
+                    self._conn.executemany(
+                        "INSERT INTO links (system, object, id, key, how, linked_at, run_id) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        rows,
+                    )
         return conflicts
 
     def link(

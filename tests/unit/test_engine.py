@@ -726,3 +726,19 @@ def test_account_pool_shares_accounts_by_round_robin() -> None:
     owners = Counter(d.owner for d in result.decisions)
     assert set(owners) == AES
     assert result.round_robin["account_executives"].assigned == dict(owners)
+
+
+def test_a_traces_stored_rows_are_its_steps() -> None:
+    """Trace.rows (what the ledger stores, built from the raw entries) says what Trace.steps says."""
+    from syncd.cycle.decide import _plain
+
+    persons = [person("p1", **HOT), person("p2"), person("p3", account="a1")]
+    result = decide(persons, [account(country="FR", owner=rep("hugo.dubois"))], RULES, LedgerView(), NOW)
+    assert len(result.decisions) == 4
+    for d in result.decisions:
+        rows = d.trace.rows(_plain)
+        assert rows == [
+            [s.phase, s.rule, s.matched, s.test, [[k, _plain(v)] for k, v in s.values]]
+            for s in d.trace.steps()
+        ]
+        assert d.trace.rows(_plain) == rows  # also once the steps are built
