@@ -13,6 +13,7 @@ import json
 import math
 import os
 import random
+import sqlite3
 import subprocess
 import sys
 import time
@@ -105,6 +106,19 @@ def process_cpu(pid: int) -> float:
 def ledger_bytes(path: Path) -> int:
     """The ledger's size on disk: the database file and its WAL."""
     return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
+
+
+def ledger_used(path: Path) -> int:
+    """Bytes of the ledger in use (pages minus free pages, the WAL's latest commits included)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        pages, free, size = (
+            int(conn.execute(f"PRAGMA {name}").fetchone()[0])
+            for name in ("page_count", "freelist_count", "page_size")
+        )
+    finally:
+        conn.close()
+    return (pages - free) * size
 
 
 def floor(*args: str) -> dict[str, Any]:
@@ -231,11 +245,13 @@ def first_cycle_against_the_floor(tmp_path: Path, persons: int) -> dict[str, flo
 
         echo = once(synced.config, now)
         assert echo.code == 0, echo.text
+        before_idle = ledger_used(synced.ledger)
         idle = once(synced.config, now)
         assert idle.code == 0, idle.text
         with Ledger(synced.ledger, readonly=True) as ledger:
             runs = ledger.runs.recent(2)
-            grown = ledger_bytes(synced.ledger) - size
+            grown = ledger_used(synced.ledger) - before_idle
+            run_row = ledger.db.execute("SELECT avg(length(counters)) FROM runs").fetchone()[0]
         echo_c, idle_c = runs[1].counters, runs[0].counters
         print(
             f"second cycle (the first one's writes coming back): {echo.seconds:.1f} s, pulled "
@@ -243,8 +259,8 @@ def first_cycle_against_the_floor(tmp_path: Path, persons: int) -> dict[str, flo
         )
         print(
             f"idle cycle: {idle.seconds:.1f} s wall, stages {idle_c['seconds']}, calls {idle_c['api_calls']}, "
-            f"records re-read {idle_c['pulled']}, peak RSS {idle.rss_mb:.0f} MB; ledger grew {grown / 1e3:.0f} kB "
-            "over the two"
+            f"records re-read {idle_c['pulled']}, peak RSS {idle.rss_mb:.0f} MB; the ledger grew {grown / 1e3:.1f} kB "
+            f"(a run row's counters: {run_row:.0f} bytes)"
         )
         assert sum(sum(v.values()) for v in idle_c["changes"].values()) == 0
 
