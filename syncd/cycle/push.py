@@ -96,7 +96,8 @@ class DryPusher:
         return 0
 
 
-# Intents confirmed per transaction at least, unless the pusher waits for everything in flight.
+# Intents confirmed per transaction at least in the push stage, unless it waits for everything in flight
+# (while deciding, what came back is confirmed in the next chunk's transaction).
 CONFIRM_GROUP = 1000
 
 
@@ -237,6 +238,8 @@ class LivePusher:
             intent = action.intent()
             self.actions[intent.id] = action
             intents.append(intent)
+        # Batches that came back are confirmed in the chunk's transaction: one commit for both.
+        self._finish_all()
         if intents:
             # Written before any of them is sent: the outbox is what a crash replays.
             self.ledger.outbox.add_intents(intents, run_id=self.run.run_id)
@@ -263,7 +266,9 @@ class LivePusher:
                     if self.run.stopped():
                         return False
                     self._send(bkey)
-        self._collect(wait=False)
+        if self.sender is not None:
+            # Confirmed with the next chunk (``accept``), or by the push stage.
+            self.returned.extend(self.sender.collect(wait=False))
         return not self.run.stopped()
 
     def flush_all(self, progress: Progress | None = None) -> bool:
