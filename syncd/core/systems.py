@@ -60,6 +60,7 @@ class FieldSpec:
     unique: bool = False  # HubSpot: a duplicate value is a 409 (contacts' email)
     references: tuple[str, ...] = ()  # Salesforce reference targets, e.g. ("User", "Group") for Lead.OwnerId
     picklist: tuple[str, ...] = ()  # allowed values, when restricted
+    createonly: bool = False  # Salesforce: set on create, never updated (AccountTeamMember.AccountId, UserId)
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,43 @@ SYNCD_SF_CUSTOM = (
     _f("Syncd_Stage__c", "string"),
 )
 
+# The account's tier (segment) as syncd's teams.toml decides it: text, so an admin's own tier names fit.
+SYNCD_SF_ACCOUNT_CUSTOM = (_f("Syncd_Tier__c", "string"),)
+
+# AccountTeamMember (Salesforce Object Reference, "AccountTeamMember", API 67.0): one User on one Account's
+# team. AccountId and UserId are Create/Filter only (never updated); Title and PhotoUrl are read only (the
+# user's own); the access levels are picklists. TeamMemberRole's values are defined per org ("Team Roles" in
+# Setup): the Salesforce defaults plus the roles syncd's default teams.toml uses, as an admin adds them.
+TEAM_MEMBER_ROLES = (
+    "Account Manager",
+    "Channel Manager",
+    "Executive Sponsor",
+    "Lead Qualifier",
+    "Pre-Sales Consultant",
+    "Sales Manager",
+    "Sales Rep",
+    "Account Executive",
+    "Customer Success Manager",
+    "Sales Development Rep",
+)
+ACCOUNT_ACCESS_LEVELS = ("Read", "Edit", "All")
+RELATED_ACCESS_LEVELS = ("None", "Read", "Edit")
+ACCOUNT_TEAM_MEMBER = ObjectSpec(
+    "AccountTeamMember",
+    key_prefix="01M",
+    fields=(
+        *SF_SYSTEM_FIELDS,
+        _f("AccountId", "reference", required=True, createonly=True, references=("Account",)),
+        _f("UserId", "reference", required=True, createonly=True, references=("User",)),
+        _f("TeamMemberRole", "picklist", picklist=TEAM_MEMBER_ROLES),
+        _f("AccountAccessLevel", "picklist", picklist=ACCOUNT_ACCESS_LEVELS),
+        _f("OpportunityAccessLevel", "picklist", picklist=RELATED_ACCESS_LEVELS),
+        _f("CaseAccessLevel", "picklist", picklist=RELATED_ACCESS_LEVELS),
+        _f("ContactAccessLevel", "picklist", picklist=(*RELATED_ACCESS_LEVELS, "ControlledByParent")),
+        _f("Title", "string", readonly=True),
+    ),
+)
+
 SALESFORCE_OBJECTS: dict[str, ObjectSpec] = {
     spec.name: spec
     for spec in (
@@ -176,6 +214,7 @@ SALESFORCE_OBJECTS: dict[str, ObjectSpec] = {
                 _f("Phone", "phone"),
                 _f("OwnerId", "reference", references=("User",)),
                 *SYNCD_SF_CUSTOM,
+                *SYNCD_SF_ACCOUNT_CUSTOM,
             ),
         ),
         ObjectSpec(
@@ -246,6 +285,7 @@ SALESFORCE_OBJECTS: dict[str, ObjectSpec] = {
                 _f("Syncd_HubSpot_Id__c", "string", external_id=True),
             ),
         ),
+        ACCOUNT_TEAM_MEMBER,
     )
 }
 
@@ -283,6 +323,27 @@ SYNCD_HS_CUSTOM = (
     _f("syncd_score", "double"),
 )
 
+# Account-team roles on HubSpot records: custom owner properties (type enumeration, fieldType select,
+# referencedObjectType OWNER), one per role, since HubSpot companies have one owner (hubspot_owner_id) and no
+# account team. Their values are owner ids, checked like hubspot_owner_id's. "OWNER" in ``references`` marks
+# them. The tier is plain text, like Salesforce's Syncd_Tier__c.
+HS_OWNER_REFERENCE = "OWNER"
+SYNCD_HS_TEAM_ROLES = (
+    "syncd_account_executive",
+    "syncd_account_manager",
+    "syncd_csm",
+    "syncd_sdr",
+    "syncd_executive_sponsor",
+)
+SYNCD_HS_CONTACT_TEAM_ROLES = ("syncd_account_manager", "syncd_csm")
+SYNCD_HS_COMPANY_CUSTOM = (
+    _f("syncd_tier", "string"),
+    *(_f(name, "reference", references=(HS_OWNER_REFERENCE,)) for name in SYNCD_HS_TEAM_ROLES),
+)
+SYNCD_HS_CONTACT_CUSTOM = tuple(
+    _f(name, "reference", references=(HS_OWNER_REFERENCE,)) for name in SYNCD_HS_CONTACT_TEAM_ROLES
+)
+
 HUBSPOT_OBJECTS: dict[str, ObjectSpec] = {
     spec.name: spec
     for spec in (
@@ -315,6 +376,7 @@ HUBSPOT_OBJECTS: dict[str, ObjectSpec] = {
                 _f("notes_last_updated", "datetime"),
                 _f("hs_analytics_source", "picklist"),
                 *SYNCD_HS_CUSTOM,
+                *SYNCD_HS_CONTACT_CUSTOM,
             ),
         ),
         ObjectSpec(
@@ -334,6 +396,7 @@ HUBSPOT_OBJECTS: dict[str, ObjectSpec] = {
                 _f("lifecyclestage", "picklist", picklist=LIFECYCLE_STAGES),
                 _f("hubspot_owner_id", "string"),
                 *SYNCD_HS_CUSTOM,
+                *SYNCD_HS_COMPANY_CUSTOM,
             ),
         ),
         ObjectSpec(
