@@ -1,0 +1,159 @@
+"""The Salesforce connector's account-team support against a seeded sandbox: incremental pulls of
+AccountTeamMember, whole teams read by account, writes through sObject Collections at 200 per call, and the
+restore path after an Account owner change (which erases the team: KeepAccountTeam defaults to false and
+REST cannot set it). Re-creating the team within the same cycle, crash-safely through the outbox, is the
+cycle's work; this shows the side effect and that the connector can put every member back, a human's too."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from connector_harness import FAST
+
+from syncd.config import parse_config
+from syncd.connectors import connectors_from_config
+from syncd.connectors.base import Change
+from syncd.connectors.salesforce import SalesforceConnector, TeamWrite
+from syncd.sandbox.runtime import Sandbox, write_info
+
+HUMAN = "jack.miller@northwind.example"
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+    with Sandbox(seed=1, persons=300, rate_limits=False) as running:
+        yield running
+
+
+@pytest.fixture
+def connector(sandbox: Sandbox, tmp_path: Path) -> Iterator[SalesforceConnector]:
+    info = tmp_path / "info.json"
+    write_info(info, sandbox.info())
+    config = parse_config({"sandbox": {"info_file": str(info)}}, path=tmp_path / "c.toml")
+    sf, hs = connectors_from_config(config, sleep=lambda _: None, salesforce=dict(FAST))
+    hs.close()
+    assert isinstance(sf, SalesforceConnector)
+    yield sf
+    sf.close()
+
+
+def user_ids(sandbox: Sandbox) -> dict[str, str]:
+    rows = sandbox.salesforce_client().query_all("SELECT Id, Email, IsActive FROM User")["records"]
+    return {str(r["Email"]).lower(): str(r["Id"]) for r in rows if r["IsActive"]}
+
+
+def accounts(sandbox: Sandbox, n: int) -> list[dict[str, Any]]:
+    soql = f"SELECT Id, OwnerId FROM Account ORDER BY Id LIMIT {n}"
+    return list(sandbox.salesforce_client().query_all(soql)["records"])
+
+
+def add(account_id: str, user_id: str, role: str) -> TeamWrite:
+    return TeamWrite(
+        "add",
+        {
+            "AccountId": account_id,
+            "UserId": user_id,
+            "TeamMemberRole": role,
+            "AccountAccessLevel": "Edit",
+            "OpportunityAccessLevel": "Read",
+            "CaseAccessLevel": "None",
+        },
+    )
+
+
+def team(connector: SalesforceConnector, account_id: str) -> list[tuple[str, str, str]]:
+    rows = [r for batch in connector.read_account_teams([account_id]) for r in batch]
+    return sorted((r.fields["UserId"], r.fields["TeamMemberRole"], r.fields["CreatedById"]) for r in rows)
+
+
+def test_a_human_member_survives_an_owner_change_once_the_connector_restores_the_team(
+    sandbox: Sandbox, connector: SalesforceConnector
+) -> None:
+    users = user_ids(sandbox)
+    account = accounts(sandbox, 1)[0]
+    account_id = account["Id"]
+    managed = [
+        add(account_id, users["ben.carter@northwind.example"], "Customer Success Manager"),
+        add(account_id, users["rachel.green@northwind.example"], "Account Manager"),
+    ]
+    assert all(r.ok and r.created for batch in connector.push_account_team(managed) for r in batch)
+    sandbox.salesforce_client(HUMAN).AccountTeamMember.create(
+        {
+            "AccountId": account_id,
+            "UserId": users["hannah.weber@northwind.example"],
+            "TeamMemberRole": "Executive Sponsor",
+        }
+    )
+    before = team(connector, account_id)
+    assert len(before) == 3 and sum(1 for _, _, by in before if by == users[HUMAN]) == 1
+    pulled = [r for page in connector.pull_account_team_members() for r in page.records]
+    assert {r.fields["AccountId"] for r in pulled} == {account_id}
+    mark = None
+    for page in connector.pull_account_team_members():
+        mark = page.watermark
+
+    # syncd changes the owner through collections, the only way it writes: Salesforce erases the team.
+    new_owner = next(u for e, u in users.items() if e == "emma.johnson@northwind.example")
+    assert new_owner != account["OwnerId"]
+    saved = [
+        r
+        for b in connector.push_batches("Account", [Change.update(account_id, {"OwnerId": new_owner})])
+        for r in b
+    ]
+    assert saved[0].ok
+    assert team(connector, account_id) == []
+    # The erasure is invisible to the incremental pull (no soft delete, nothing in queryAll).
+    assert [r for page in connector.pull_account_team_members(mark) for r in page.records] == []
+
+    # The restore: every member as it was, the human's too, in one collection call.
+    restore = [add(account_id, user, role) for user, role, _ in before]
+    connector.policy.counts.clear()
+    results = [r for batch in connector.push_account_team(restore) for r in batch]
+    assert all(r.ok for r in results) and connector.call_counts() == {"POST composite/sobjects": 1}
+    assert [(u, role) for u, role, _ in team(connector, account_id)] == [(u, role) for u, role, _ in before]
+
+
+def test_team_writes_go_200_to_a_call_and_a_replayed_add_makes_no_second_member(
+    sandbox: Sandbox, connector: SalesforceConnector
+) -> None:
+    users = user_ids(sandbox)
+    reps = [u for e, u in sorted(users.items()) if e != "integration@northwind.example"]
+    targets = accounts(sandbox, 20)
+    writes = [add(a["Id"], u, "Sales Rep") for a in targets for u in reps[:12]]  # 240 members
+    connector.policy.counts.clear()
+    first = [r for batch in connector.push_account_team(writes) for r in batch]
+    assert len(first) == 240 and all(r.ok for r in first)
+    assert connector.call_counts() == {"POST composite/sobjects": 2}
+    replay = [r for batch in connector.push_account_team(writes[:5]) for r in batch]
+    assert [r.id for r in replay] == [r.id for r in first[:5]]
+    members = [r for batch in connector.read_account_teams([a["Id"] for a in targets]) for r in batch]
+    assert len(members) == 240
+
+    changed = [TeamWrite("change", {"TeamMemberRole": "Account Executive"}, id=r.id) for r in first[:3]]
+    removed = [TeamWrite("remove", id=r.id) for r in first[3:6]]
+    results = [r for batch in connector.push_account_team([*changed, *removed]) for r in batch]
+    assert all(r.ok for r in results)
+    # A remove of a member already gone is done, not a failure.
+    again = [r for batch in connector.push_account_team(removed) for r in batch]
+    assert all(r.ok for r in again)
+    roles = {
+        r.id: r.fields["TeamMemberRole"] for b in connector.read_account_teams([targets[0]["Id"]]) for r in b
+    }
+    assert [roles[str(r.id)] for r in first[:3]] == ["Account Executive"] * 3
+    assert all(str(r.id) not in roles for r in first[3:6])
+
+
+def test_a_failed_member_write_is_that_members_failure(
+    sandbox: Sandbox, connector: SalesforceConnector
+) -> None:
+    account_id = accounts(sandbox, 1)[0]["Id"]
+    users = user_ids(sandbox)
+    bad = add(account_id, users["zoe.evans@northwind.example"], "Customer Success Manager")
+    bad = TeamWrite("add", {**bad.fields, "OpportunityAccessLevel": "All"})
+    good = add(account_id, users["ben.carter@northwind.example"], "Customer Success Manager")
+    results = [r for batch in connector.push_account_team([bad, good]) for r in batch]
+    assert [r.ok for r in results] == [False, True]
+    assert results[0].code == "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
