@@ -5,6 +5,7 @@ properties."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -12,6 +13,8 @@ from hubspot.crm import companies as hs_companies
 from hubspot.crm.companies import SimplePublicObjectInputForCreate
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceMalformedRequest
+
+from syncd.sandbox.runtime import Sandbox
 
 if TYPE_CHECKING:
     from tests.sandbox.conftest import HsSandbox, SfSandbox
@@ -220,3 +223,51 @@ def test_a_role_property_takes_only_an_owner_id(hs_sandbox: HsSandbox, owner: st
     body = json.loads(caught.value.body)
     assert caught.value.status == 400 and body["errors"][0]["code"] == "INVALID_OWNER_ID"
     assert body["errors"][0]["context"] == {"propertyName": ["syncd_csm"]}
+
+
+# --------------------------------------------------------------------------------------------- the seeded org
+
+
+@pytest.fixture(scope="module")
+def seeded() -> Iterator[Sandbox]:
+    with Sandbox(seed=3, persons=600, rate_limits=False) as running:
+        yield running
+
+
+def test_the_seeded_org_has_teams_some_added_by_humans_and_some_with_reps_who_left(seeded: Sandbox) -> None:
+    sf = seeded.salesforce_client()
+    users = {u["Id"]: u for u in sf.query_all("SELECT Id, Email, IsActive FROM User")["records"]}
+    integration = next(i for i, u in users.items() if u["Email"] == "integration@northwind.example")
+    members = sf.query_all("SELECT AccountId, UserId, CreatedById, TeamMemberRole FROM AccountTeamMember")[
+        "records"
+    ]
+    assert len(members) > 20
+    by_human = [m for m in members if m["CreatedById"] != integration]
+    assert 0 < len(by_human) < len(members)
+    assert any(not users[m["UserId"]]["IsActive"] for m in members)
+    assert len({(m["AccountId"], m["UserId"]) for m in members}) == len(
+        members
+    )  # one row per user and account
+
+
+def test_the_largest_customers_are_single_threaded(seeded: Sandbox) -> None:
+    sf = seeded.salesforce_client()
+    customers = sf.query_all(
+        "SELECT Id, OwnerId FROM Account WHERE Type = 'Customer' ORDER BY AnnualRevenue DESC LIMIT 5"
+    )["records"]
+    for account in customers:
+        reps = {account["OwnerId"]}
+        for obj in ("Contact", "Opportunity", "AccountTeamMember"):
+            field = "UserId" if obj == "AccountTeamMember" else "OwnerId"
+            rows = sf.query_all(f"SELECT {field} FROM {obj} WHERE AccountId = '{account['Id']}'")["records"]
+            reps |= {r[field] for r in rows}
+        assert reps == {account["OwnerId"]}, account["Id"]
+
+
+def test_some_tiers_were_set_by_hand_in_both_systems(seeded: Sandbox) -> None:
+    sf = seeded.salesforce_client()
+    tiers = sf.query_all("SELECT Syncd_Tier__c FROM Account WHERE Syncd_Tier__c != null")["records"]
+    assert {r["Syncd_Tier__c"] for r in tiers} <= {"Strategic", "Enterprise", "Mid-Market", "SMB"}
+    assert len(tiers) > 5
+    companies = seeded.hubspot_client().crm.companies.get_all(properties=["syncd_tier"])
+    assert any(c.properties.get("syncd_tier") for c in companies)
