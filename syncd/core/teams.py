@@ -441,3 +441,42 @@ class _Run:
                     MemberChange("add", rep, seat.label, seat.access, None, f"{seat.label}: {seat.how}")
                 )
         return tuple(out)
+
+
+# ------------------------------------------------------------------------------------------------ edges
+# Salesforce AccountTeamMember rows <-> values, for the cycle (the directory translates user ids and keys).
+
+
+def member_from_row(row: Mapping[str, Any], directory: RepDirectory, *, managed: bool) -> Member:
+    """A pulled AccountTeamMember row as a Member. Whether syncd manages it is the caller's knowledge: a
+    row syncd created (or re-created after an owner change erased it) keeps the flag it had before."""
+    return Member(
+        directory.owner_from_salesforce(str(row.get("UserId") or "")),
+        row.get("TeamMemberRole"),
+        managed,
+        str(row["Id"]) if row.get("Id") else None,
+        Access(
+            str(row.get("AccountAccessLevel") or "Read"),
+            str(row.get("OpportunityAccessLevel") or "None"),
+            str(row.get("CaseAccessLevel") or "None"),
+        ),
+    )
+
+
+def member_fields(change: MemberChange, account_id: str, directory: RepDirectory) -> dict[str, Any] | None:
+    """The AccountTeamMember fields one add or change writes; None for a remove, or for an add whose rep
+    has no Salesforce user (nothing can be written)."""
+    if change.op == "remove" or change.access is None:
+        return None
+    fields: dict[str, Any] = {
+        "TeamMemberRole": change.label,
+        "AccountAccessLevel": change.access.account,
+        "OpportunityAccessLevel": change.access.opportunity,
+        "CaseAccessLevel": change.access.case,
+    }
+    if change.op == "change":
+        return fields
+    user = directory.salesforce_owner_id(change.rep)
+    if user is None:
+        return None
+    return {"AccountId": account_id, "UserId": user, **fields}

@@ -147,6 +147,16 @@ def test_an_account_owner_change_through_the_api_deletes_the_whole_team(
     assert team(sf, account, all_rows=True) == []
 
 
+def test_an_owner_change_through_bulk_api_deletes_the_team_too(sf_sandbox: SfSandbox, account: str) -> None:
+    # Data Loader cannot keep account teams with the Bulk API (forcedotcom/dataloader#967).
+    sf = sf_sandbox.client()
+    (result,) = sf.bulk2.Account.update(
+        records=[{"Id": account, "OwnerId": sf_sandbox.user_id("sam.patel")}], wait=0
+    )
+    assert result["numberRecordsProcessed"] == 1 and result["numberRecordsFailed"] == 0
+    assert team(sf, account, all_rows=True) == []
+
+
 def test_a_write_that_keeps_the_owner_keeps_the_team(sf_sandbox: SfSandbox, account: str) -> None:
     sf = sf_sandbox.client()
     sf.Account.update(account, {"Name": "Acme Corp", "OwnerId": sf_sandbox.user_id("jack.miller")})

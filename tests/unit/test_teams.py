@@ -300,3 +300,38 @@ def _applied(account: AccountTeamInput, decision: TeamDecision) -> AccountTeamIn
 
 def _state(result: TeamsResult) -> dict[str, RoundRobinState]:
     return dict(result.round_robin)
+
+
+# ------------------------------------------------------------------------------------------------ edges
+
+
+def test_rows_and_changes_translate_through_the_directory() -> None:
+    from syncd.core.teams import member_fields, member_from_row
+
+    directory = RepDirectory([Rep(BEN, salesforce_id="005B"), Rep(RACHEL, salesforce_id="005R")])
+    row = {
+        "Id": "01M1",
+        "UserId": "005B",
+        "TeamMemberRole": "Customer Success Manager",
+        "CaseAccessLevel": "Edit",
+    }
+    member = member_from_row(row, directory, managed=False)
+    assert (member.rep, member.role, member.managed, member.id, member.access.case) == (
+        BEN,
+        "Customer Success Manager",
+        False,
+        "01M1",
+        "Edit",
+    )
+    decision = one(acct(RACHEL, members=(member,), **STRATEGIC))
+    adds = [c for c in decision.changes if c.op == "add" and c.rep == RACHEL]
+    assert member_fields(adds[0], "001A", directory) == {
+        "AccountId": "001A",
+        "UserId": "005R",
+        "TeamMemberRole": "Account Manager",
+        "AccountAccessLevel": "Edit",
+        "OpportunityAccessLevel": "Edit",
+        "CaseAccessLevel": "Edit",
+    }
+    unknown = next(c for c in decision.changes if c.op == "add" and c.rep not in (RACHEL, BEN))
+    assert member_fields(unknown, "001A", directory) is None  # no Salesforce user to write
