@@ -37,6 +37,8 @@ like ``hubspot_owner_id``'s (400 INVALID_OWNER_ID).
 
 from __future__ import annotations
 
+import weakref
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from syncd.core.systems import HS_OWNER_REFERENCE, FieldSpec, ObjectSpec
@@ -47,6 +49,29 @@ if TYPE_CHECKING:
     from syncd.sandbox.store import Record
 
 OBJECT = "AccountTeamMember"
+
+
+@dataclass
+class _Index:
+    """Member ids by account id. Kept up to date on creates and on the deletes this module makes; any other
+    change to the table (an API delete, an allOrNone rollback) shows as a size mismatch and rebuilds it."""
+
+    by_account: dict[str, set[str]] = field(default_factory=dict)
+    size: int = -1
+
+
+_INDEXES: weakref.WeakKeyDictionary[SalesforceApp, _Index] = weakref.WeakKeyDictionary()
+
+
+def _index(app: SalesforceApp) -> _Index:
+    index = _INDEXES.get(app)
+    table = app.store.table(OBJECT)
+    if index is None or index.size != len(table):
+        index = _Index(size=len(table))
+        for record in table.values():
+            index.by_account.setdefault(str(record.get("AccountId")), set()).add(str(record["Id"]))
+        _INDEXES[app] = index
+    return index
 
 
 def _value(values: dict[str, Any], name: str) -> Any:
@@ -93,14 +118,22 @@ def derive(app: SalesforceApp, spec: ObjectSpec, record: Record) -> None:
         return
     user = app.store.get("User", str(record.get("UserId") or ""))
     record["Title"] = user.get("Title") if user else None
+    index = _index(app)
+    if record["Id"] not in app.store.table(OBJECT):
+        # A new member: the caller puts it next, so count it now.
+        index.by_account.setdefault(str(record.get("AccountId")), set()).add(str(record["Id"]))
+        index.size += 1
 
 
 def after_save(app: SalesforceApp, spec: ObjectSpec, before: Record | None, after: Record, user: str) -> None:
     """The side effects of a save: an Account whose owner changed loses its team (KeepAccountTeam false)."""
     if spec.name != "Account" or before is None or before.get("OwnerId") == after.get("OwnerId"):
         return
+    index = _index(app)
     for member in team_of(app, str(after["Id"])):
         app.remove(OBJECT, str(member["Id"]), user=user, hard=True)
+        index.by_account.get(str(after["Id"]), set()).discard(str(member["Id"]))
+        index.size -= 1
 
 
 def hard_delete(spec: ObjectSpec) -> bool:
@@ -110,10 +143,12 @@ def hard_delete(spec: ObjectSpec) -> bool:
 
 def team_of(app: SalesforceApp, account_id: str) -> list[Record]:
     """The live members of one account's team, in creation order."""
+    table = app.store.table(OBJECT)
+    ids = sorted(_index(app).by_account.get(account_id, ()), key=lambda i: (len(i), i))
     return [
         r
-        for r in app.store.table(OBJECT).values()
-        if r.get("AccountId") == account_id and not r.get("IsDeleted")
+        for i in ids
+        if (r := table.get(i)) is not None and r.get("AccountId") == account_id and not r.get("IsDeleted")
     ]
 
 

@@ -157,6 +157,24 @@ def test_an_owner_change_through_bulk_api_deletes_the_team_too(sf_sandbox: SfSan
     assert team(sf, account, all_rows=True) == []
 
 
+def test_rolled_back_and_deleted_members_leave_the_team_exact(sf_sandbox: SfSandbox, account: str) -> None:
+    sf = sf_sandbox.client()
+    jack, sam = sf_sandbox.user_id("jack.miller"), sf_sandbox.user_id("sam.patel")
+    failed = collection(
+        sf,
+        "POST",
+        {"allOrNone": True, "records": [member(account, jack), member(account, jack, CaseAccessLevel="All")]},
+    )
+    assert [r["success"] for r in failed] == [False, False]
+    assert len(team(sf, account)) == 2
+    sam_member = next(r for r in team(sf, account) if r["UserId"] == sam)
+    collection(sf, "DELETE", ids=sam_member["Id"])
+    again = sf.AccountTeamMember.create(member(account, sam))
+    assert again["id"] != sam_member["Id"] and len(team(sf, account)) == 2
+    sf.Account.update(account, {"OwnerId": sam})
+    assert team(sf, account, all_rows=True) == []
+
+
 def test_a_write_that_keeps_the_owner_keeps_the_team(sf_sandbox: SfSandbox, account: str) -> None:
     sf = sf_sandbox.client()
     sf.Account.update(account, {"Name": "Acme Corp", "OwnerId": sf_sandbox.user_id("jack.miller")})
