@@ -1370,6 +1370,7 @@ def _seed_tiers(gen: _Generator, rng: random.Random) -> None:
     """Tiers set by hand some time ago: on some accounts and companies, often not what the rules would say,
     and not always the same in both systems."""
     accounts = {a["Id"]: a for a in gen.sf["Account"]}
+    companies = {c["id"]: c for c in gen.hs["companies"]}
     for acct in gen.accounts:
         tier = rng.choice(_TIERS)
         record = accounts.get(acct.sf_id or "")
@@ -1377,8 +1378,9 @@ def _seed_tiers(gen: _Generator, rng: random.Random) -> None:
             record["Syncd_Tier__c"] = tier
             gen.summary.mess["tier_set_by_hand"] += 1
         if acct.hs_id is not None and rng.random() < 0.3:
-            company = next(c for c in gen.hs["companies"] if c["id"] == acct.hs_id)
-            company["properties"]["syncd_tier"] = tier if rng.random() < 0.7 else rng.choice(_TIERS)
+            companies[acct.hs_id]["properties"]["syncd_tier"] = (
+                tier if rng.random() < 0.7 else rng.choice(_TIERS)
+            )
 
 
 def _seed_teams_and_tiers(gen: _Generator, seed: int) -> None:
