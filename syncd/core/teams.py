@@ -129,9 +129,7 @@ class TeamDecision:
             head += f" successor={self.successor}"
         lines = [head]
         lines += [f"  seat {s.label}: {s.rep or '-'} ({s.how})" for s in self.seats]
-        lines += [
-            f"  {c.op} {c.rep or c.member_id} {c.label or ''}: {c.reason}".rstrip() for c in self.changes
-        ]
+        lines += [f"  {c.op} {c.rep or c.member_id} as {c.label or '-'}: {c.reason}" for c in self.changes]
         lines += ["  " + str(step) for step in self.trace]
         return "\n".join(lines)
 
@@ -430,16 +428,10 @@ class _Run:
                 continue
             kept.add(seat.rep or "")
             if m.role != seat.label or m.access != seat.access:
-                out.append(
-                    MemberChange(
-                        "change", seat.rep, seat.label, seat.access, m.id, f"{seat.label}: {seat.how}"
-                    )
-                )
+                out.append(MemberChange("change", seat.rep, seat.label, seat.access, m.id, seat.how))
         for rep, seat in wanted.items():
             if rep not in kept:
-                out.append(
-                    MemberChange("add", rep, seat.label, seat.access, None, f"{seat.label}: {seat.how}")
-                )
+                out.append(MemberChange("add", rep, seat.label, seat.access, None, seat.how))
         return tuple(out)
 
 
