@@ -160,3 +160,29 @@ def test_a_failed_member_write_is_that_members_failure(
     results = [r for batch in connector.push_account_team([bad, good]) for r in batch]
     assert [r.ok for r in results] == [False, True]
     assert results[0].code == "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
+
+
+# --------------------------------------------------------------------------------------------- HubSpot
+
+
+def test_role_properties_are_written_to_companies_in_batches_and_a_bad_owner_fails_alone(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    info = tmp_path / "info.json"
+    write_info(info, sandbox.info())
+    config = parse_config({"sandbox": {"info_file": str(info)}}, path=tmp_path / "c.toml")
+    sf, hs = connectors_from_config(config, sleep=lambda _: None, hubspot={**FAST, "search_per_second": 1000})
+    sf.close()
+    owners = {r.email: r.id for r in hs.list_reps() if r.active}
+    companies = [r.id for page in hs.pull("companies") for r in page.records][:150]
+    csm, am = owners["ben.carter@northwind.example"], owners["rachel.green@northwind.example"]
+    changes = [
+        Change.update(c, {"syncd_csm": csm, "syncd_account_manager": am, "syncd_tier": "Strategic"})
+        for c in companies
+    ]
+    changes[7] = Change.update(companies[7], {"syncd_csm": "999999"})  # nobody's owner id
+    results = [r for batch in hs.push_batches("companies", changes) for r in batch]
+    assert [r.ok for r in results].count(False) == 1 and results[7].code == "INVALID_OWNER_ID"
+    back = {r.id: r.fields for batch in hs.read("companies", companies[:10]) for r in batch}
+    assert back[companies[0]]["syncd_csm"] == csm and back[companies[0]]["syncd_tier"] == "Strategic"
+    hs.close()
