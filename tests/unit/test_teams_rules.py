@@ -136,3 +136,12 @@ def test_teams_toml_is_part_of_the_rules_digest(rules_dir: Path) -> None:
     edit(rules_dir, "keep_days = 180", "keep_days = 90")
     after, _ = check_directory(rules_dir)
     assert before is not None and after is not None and before.digest != after.digest
+
+
+def test_a_label_salesforce_may_not_have_is_a_warning(rules_dir: Path) -> None:
+    edit(rules_dir, 'label = "Sales Development Rep"', 'label = "Business Development Rep"')
+    rules, problems = check_directory(rules_dir)
+    assert rules is not None and [str(p) for p in problems.warnings] == [
+        f'{rules_dir}/teams.toml: role "sales_development": label: "Business Development Rep" is no Team Role '
+        "syncd knows: add it in Salesforce Setup, Account Teams, Team Roles"
+    ]

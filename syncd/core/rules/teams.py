@@ -29,6 +29,7 @@ from syncd.core.rules.conditions import Condition, FieldSet, compile_condition, 
 from syncd.core.rules.problems import Problems, did_you_mean, named
 from syncd.core.rules.roster import Roster
 from syncd.core.rules.routing import Pool, PoolModel, Routing
+from syncd.core.systems import TEAM_MEMBER_ROLES
 from syncd.core.types import rep_key
 
 Fill = Literal["owner", "pool", "previous_owner"]
@@ -225,6 +226,13 @@ def build_teams(
         if rm.label in labels:
             problems.error(display, where, "label", f'role "{labels[rm.label]}" has this label too')
         labels[rm.label] = rm.name
+        if rm.label not in TEAM_MEMBER_ROLES:
+            problems.warning(
+                display,
+                where,
+                "label",
+                f'"{rm.label}" is no Team Role syncd knows: add it in Salesforce Setup, Account Teams, Team Roles',
+            )
         if len(set(rm.fill)) != len(rm.fill):
             problems.error(display, where, "fill", "a way of filling is listed twice")
         if rm.team is not None and roster is not None and rm.team not in teams:
