@@ -177,7 +177,7 @@ def _load_collecting_unset(path: Path, environ: Mapping[str, str], report: Check
 def _check_ledger(path: Path, report: CheckReport, where: str) -> None:
     from syncd.health import ledger_writable
     from syncd.ledger import SCHEMA_VERSION
-    from syncd.ledger_schema import APPLICATION_ID
+    from syncd.ledger.schema import APPLICATION_ID
     from syncd.lock import holder_pid
 
     if path.is_dir():
@@ -236,7 +236,7 @@ def _describe_systems(cfg: Config, report: CheckReport) -> None:
     sf, hs = cfg.salesforce, cfg.hubspot
     names = sorted(n for n in cfg.secrets if n.startswith("salesforce."))
     variables = [getattr(sf, f"{n.removeprefix('salesforce.')}_env") for n in names]
-    where = sf.instance_url or f"{sf.domain}.salesforce.com"
+    where = sf.instance_url or sf.login_url
     who = f" as {sf.username}" if sf.username else ""
     report.notes.append(f"salesforce: {sf.auth} auth on {where}{who}; secrets from {', '.join(variables)}")
     report.notes.append(f"hubspot: {hs.host}; token from {hs.token_env}")

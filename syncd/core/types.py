@@ -13,7 +13,7 @@ import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple, overload
 
 Kind = Literal["person", "account"]
@@ -229,6 +229,8 @@ class LedgerView:
     daily_counts: Mapping[str, int] = field(default_factory=dict)
     # Per person key, until when automatic forward stage moves are held after a backward move (recycling).
     holds: Mapping[str, datetime] = field(default_factory=dict)
+    # When syncd's first sync started: records created before it are the backlog (policy ``[caps]``).
+    backlog_before: datetime | None = None
 
 
 # ------------------------------------------------------------------------------------------------- decisions
@@ -629,20 +631,6 @@ class OverrideRow:
     changed_by: str | None = None
     run_id: str | None = None
     seq: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Quarantine retry policy: delays grow ``base * factor**(attempts-1)`` up to ``maximum``; reported after N."""
-
-    base: timedelta = timedelta(minutes=15)
-    factor: float = 2.0
-    maximum: timedelta = timedelta(hours=24)
-    report_after: int = 5
-
-    def delay(self, attempts: int) -> timedelta:
-        seconds = self.base.total_seconds() * self.factor ** max(attempts - 1, 0)
-        return min(timedelta(seconds=seconds), self.maximum)
 
 
 @dataclass(frozen=True, slots=True)
