@@ -6,7 +6,9 @@ cycle's work; this shows the side effect and that the connector can put every me
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +19,21 @@ from syncd.config import parse_config
 from syncd.connectors import connectors_from_config
 from syncd.connectors.base import Change
 from syncd.connectors.salesforce import SalesforceConnector, TeamWrite
+from syncd.core.rules import load_ruleset
+from syncd.core.teams import (
+    AccountTeamInput,
+    Member,
+    TeamsResult,
+    decide_teams,
+    member_fields,
+    member_from_row,
+)
+from syncd.core.types import Rep, RepDirectory, RoundRobinState
 from syncd.sandbox.runtime import Sandbox, write_info
 
 HUMAN = "jack.miller@northwind.example"
+SHIPPED = Path(__file__).resolve().parents[2] / "mappings"
+NOW = datetime(2026, 11, 28, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -186,3 +200,73 @@ def test_role_properties_are_written_to_companies_in_batches_and_a_bad_owner_fai
     back = {r.id: r.fields for batch in hs.read("companies", companies[:10]) for r in batch}
     assert back[companies[0]]["syncd_csm"] == csm and back[companies[0]]["syncd_tier"] == "Strategic"
     hs.close()
+
+
+# --------------------------------------------------------------------------------------------- core + connector
+
+
+def test_teams_decided_by_the_rules_and_pushed_leave_nothing_to_do(
+    sandbox: Sandbox, connector: SalesforceConnector
+) -> None:
+    """The pieces compose: the shipped rules decide every account's team from what the connector reads, the
+    connector writes the changes, and the next decision over what it reads back changes nothing. Every
+    strategic account then has the roles the rules require, in Salesforce."""
+    rules = load_ruleset(SHIPPED)
+    assert rules.teams is not None
+    reps = [r for r in connector.list_reps() if r.kind == "user" and r.email]
+    integration = next(r.id for r in reps if r.email == "integration@northwind.example")
+    directory = RepDirectory(
+        Rep(str(r.email), salesforce_id=r.id, active=r.active) for r in reps if r.id != integration
+    )
+    sf = sandbox.salesforce_client()
+    rows = sf.query_all(
+        "SELECT Id, OwnerId, AnnualRevenue, NumberOfEmployees, Type, Syncd_Tier__c FROM Account"
+    )["records"]
+    won: Counter[str] = Counter()
+    for o in sf.query_all("SELECT AccountId, Amount FROM Opportunity WHERE IsWon = true")["records"]:
+        won[o["AccountId"]] += o["Amount"] or 0
+
+    def decide(state: Mapping[str, RoundRobinState]) -> TeamsResult:
+        teams: dict[str, list[Member]] = {}
+        for batch in connector.read_account_teams([a["Id"] for a in rows]):
+            for r in batch:
+                member = member_from_row(r.fields, directory, managed=r.fields["CreatedById"] == integration)
+                teams.setdefault(r.fields["AccountId"], []).append(member)
+        inputs = [
+            AccountTeamInput(
+                a["Id"],
+                {"annual_revenue": a["AnnualRevenue"], "employees": a["NumberOfEmployees"]},
+                directory.owner_from_salesforce(a["OwnerId"]),
+                a["Type"] == "Customer" or won[a["Id"]] > 0,
+                won_amount=won[a["Id"]],
+                members=tuple(teams.get(a["Id"], ())),
+            )
+            for a in rows
+        ]
+        return decide_teams(inputs, rules, state, NOW, directory=directory)
+
+    first = decide({})
+    writes = []
+    for d in first.decisions:
+        for c in d.changes:
+            fields = member_fields(c, d.key, directory)
+            if c.op == "remove":
+                writes.append(TeamWrite("remove", id=c.member_id))
+            elif fields is not None:
+                writes.append(TeamWrite(c.op, fields, id=c.member_id))
+    assert len(writes) > 50
+    results = [r for batch in connector.push_account_team(writes) for r in batch]
+    assert all(r.ok for r in results), [r for r in results if not r.ok][:3]
+    second = decide(first.round_robin)
+    assert [c for d in second.decisions for c in d.changes] == []
+
+    labels: dict[str, set[str]] = {}
+    for m in sf.query_all("SELECT AccountId, TeamMemberRole FROM AccountTeamMember")["records"]:
+        labels.setdefault(m["AccountId"], set()).add(m["TeamMemberRole"])
+    strategic = [d for d in second.decisions if d.tier == "strategic"]
+    assert strategic
+    for d in strategic:
+        required = {rules.teams.roles[r].label for r in rules.teams.required(d.tier, d.stage)}
+        filled = {s.label for s in d.seats if s.rep is not None and not s.human}
+        assert filled <= labels.get(d.key, set()), d.key
+        assert len({s.label for s in d.seats if s.rep is not None}) == len(required), d.explain()
