@@ -103,6 +103,7 @@ class MemberChange:
     access: Access | None
     member_id: str | None
     reason: str
+    human: bool = False  # a restore of a member a human added: it stays theirs
 
 
 @dataclass(frozen=True, slots=True)
@@ -472,3 +473,27 @@ def member_fields(change: MemberChange, account_id: str, directory: RepDirectory
     if user is None:
         return None
     return {"AccountId": account_id, "UserId": user, **fields}
+
+
+def restore_changes(
+    decision: TeamDecision, members: tuple[Member, ...], directory: RepDirectory
+) -> tuple[MemberChange, ...]:
+    """The adds that put an account's team back after an owner change erased it (Salesforce deletes the team
+    of an Account whose owner the API changes): the members humans added, as they were, and the seats the
+    decision wants. A human's member for a rep who left is not put back (Salesforce takes no inactive user
+    as a new member); the cycle keeps the restored humans' members marked as theirs (``human``)."""
+    out: list[MemberChange] = []
+    seen: set[str] = set()
+    for m in members:
+        if m.managed or m.rep is None or m.rep in seen or not directory.is_active(m.rep):
+            continue
+        seen.add(m.rep)
+        out.append(
+            MemberChange("add", m.rep, m.role, m.access, None, "put back: added by a human", human=True)
+        )
+    for seat in decision.seats:
+        if seat.rep is None or seat.human or seat.rep in seen:
+            continue
+        seen.add(seat.rep)
+        out.append(MemberChange("add", seat.rep, seat.label, seat.access, None, f"put back: {seat.how}"))
+    return tuple(out)

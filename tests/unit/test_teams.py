@@ -335,3 +335,24 @@ def test_rows_and_changes_translate_through_the_directory() -> None:
     }
     unknown = next(c for c in decision.changes if c.op == "add" and c.rep not in (RACHEL, BEN))
     assert member_fields(unknown, "001A", directory) is None  # no Salesforce user to write
+
+
+def test_the_restore_after_an_owner_change_puts_back_humans_and_seats_and_then_nothing_is_due() -> None:
+    from syncd.core.teams import restore_changes
+
+    directory = RepDirectory([Rep(r, active=RULES.roster.reps[r].active) for r in RULES.roster.reps], [])
+    human = Member(LUKAS, "Sales Rep", managed=False, id="h1")
+    human_who_left = Member(OLIVIA, "Sales Rep", managed=False, id="h2")
+    account = acct(RACHEL, members=(human, human_who_left), **STRATEGIC)
+    decision = one(account, directory=directory)
+    restore = restore_changes(decision, account.members, directory)
+    assert [(c.rep, c.label, c.human) for c in restore][:1] == [(LUKAS, "Sales Rep", True)]
+    assert {c.rep for c in restore if not c.human} == {s.rep for s in decision.seats}
+    assert OLIVIA not in {c.rep for c in restore}
+    # The team as restored (the humans' members still theirs) needs nothing more.
+    restored = tuple(
+        Member(c.rep, c.label, managed=not c.human, id=f"r{n}", access=c.access or _access("account_manager"))
+        for n, c in enumerate(restore)
+    )
+    again = one(replace(account, members=restored), directory=directory)
+    assert again.changes == ()
