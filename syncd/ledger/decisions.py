@@ -117,6 +117,42 @@ class Decisions(Store):
         params: list[Any] = [after, _ts(at), *([] if kind is None else [kind]), limit]
         return [str(row[0]) for row in self._conn.execute(sql, params)]
 
+    @_guarded
+    def stale_keys(
+        self, digest: str, *, kind: str | None = None, after: str = "", limit: int = 1000
+    ) -> list[str]:
+        """Keys whose decision was made under other rules than ``digest`` (the rules in force), in key
+        order after ``after``: a change of rules makes every such decision due."""
+        kind_filter = "" if kind is None else " AND e.kind = ?"
+        sql = (
+            "SELECT d.key FROM decisions d JOIN entities e ON e.key = d.key "
+            f"WHERE d.key > ? AND d.digest != ?{kind_filter} ORDER BY d.key LIMIT ?"
+        )
+        params: list[Any] = [after, digest, *([] if kind is None else [kind]), limit]
+        return [str(row[0]) for row in self._conn.execute(sql, params)]
+
+    @_guarded
+    def make_due(self, reps: Iterable[str], at: datetime) -> int:
+        """Make due at ``at`` every decision ``reps`` (emails) own, are sticky owners of, or influence: what a
+        change of those reps' roster facts affects. Returns the number of decisions made due."""
+        wanted = sorted(set(reps))
+        if not wanted:
+            return 0
+        when = _ts(at)
+        total = 0
+        with self.transaction():
+            for chunk in _batched(wanted):
+                marks = ",".join("?" * len(chunk))
+                sql = (
+                    "UPDATE decisions SET data = json_set(data, '$.due_at', ?) "
+                    f"WHERE (owner IN ({marks}) "
+                    f"OR key IN (SELECT key FROM assignments WHERE rep IN ({marks})) "
+                    f"OR EXISTS (SELECT 1 FROM json_each(decisions.data, '$.influencers') WHERE value IN ({marks}))) "
+                    "AND (json_extract(data, '$.due_at') IS NULL OR json_extract(data, '$.due_at') > ?)"
+                )
+                total += self._conn.execute(sql, [when, *chunk, *chunk, *chunk, when]).rowcount
+        return total
+
     def get(self, key: str) -> DecisionRow | None:
         return self.get_many([key]).get(key)
 
