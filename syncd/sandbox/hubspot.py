@@ -140,6 +140,9 @@ PRIMARY_TYPES = frozenset({1, 2, 5, 6})
 
 LIST_LIMIT = 100
 BATCH_LIMIT = 100
+# Associations batch read takes up to 1,000 ids (HubSpot developer changelog, "Bug Fix: Batch Read Limit for
+# HubSpot Associations API", effective 2025-02-10, v3 and v4).
+ASSOC_READ_LIMIT = 1000
 SEARCH_LIMIT = 200
 SEARCH_RESULT_CAP = 10_000
 MAX_FILTER_GROUPS = 5
@@ -665,12 +668,12 @@ class HubSpotApp(SandboxApp):
         except ValueError:
             raise self._bad_request(f"Invalid value for {name}: {raw!r} is not an integer") from None
 
-    def _inputs(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+    def _inputs(self, body: dict[str, Any], limit: int = BATCH_LIMIT) -> list[dict[str, Any]]:
         inputs = body.get("inputs")
         if not isinstance(inputs, list) or not all(isinstance(i, dict) for i in inputs):
             raise self._bad_request("inputs: expected a list of objects")
-        if len(inputs) > BATCH_LIMIT:
-            raise self._bad_request(f"Batch input has {len(inputs)} inputs; the limit is {BATCH_LIMIT}")
+        if len(inputs) > limit:
+            raise self._bad_request(f"Batch input has {len(inputs)} inputs; the limit is {limit}")
         return inputs
 
     # ------------------------------------------------------------------------------- derived structures
@@ -2163,7 +2166,7 @@ class HubSpotApp(SandboxApp):
     def on_assoc_batch_read(self, request: Request, *, user: str, objtype: str, totype: str) -> Response:
         otype, to_type = self._otype(objtype), self._otype(totype)
         started = iso_ms(int(self.clock() * 1000))
-        inputs = self._inputs(self._json(request))
+        inputs = self._inputs(self._json(request), ASSOC_READ_LIMIT)
         results, errors = [], []
         for item in inputs:
             object_id = str(item.get("id", ""))
