@@ -13,6 +13,7 @@ import click
 
 from syncd.errors import SandboxError
 from syncd.sandbox.base import Faults
+from syncd.sandbox.hubspot import DEFAULT_SEARCH_LAG_MS
 from syncd.sandbox.runtime import HS_FILE, SEED_META, SF_FILE, USER_KEYS, Sandbox, store_counts, write_info
 from syncd.sandbox.seed import SIZES
 from syncd.sandbox.store import Store
@@ -156,6 +157,14 @@ def sandbox() -> None:
     "e.g. 429=0.05,503=0.01,timeout=0.01,reset=0.01,latency_ms=20.",
 )
 @click.option(
+    "--search-lag-ms",
+    type=click.IntRange(min=0),
+    default=DEFAULT_SEARCH_LAG_MS,
+    show_default=True,
+    help="How long a HubSpot write takes to reach search (list and get see it at once), as in a real "
+    "portal; 0 makes search immediate.",
+)
+@click.option(
     "--info",
     "info_file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -171,6 +180,7 @@ def serve(
     hs_port: int,
     rate_limits: str,
     faults: Faults,
+    search_lag_ms: int,
     info_file: Path | None,
 ) -> None:
     """Serve a local Salesforce and a local HubSpot over HTTPS until SIGTERM or Ctrl+C."""
@@ -193,6 +203,7 @@ def serve(
         sf_port=sf_port,
         hs_port=hs_port,
         data_dir=data_dir,
+        search_lag_ms=search_lag_ms,
     )
     try:
         box.start()
