@@ -336,7 +336,13 @@ class HubSpotConnector(Connector):
             raise FatalConnectorError(f"HubSpot: unknown object {object!r}", system="hubspot")
         names = self._properties(object, fields)
         floor = Watermark.decode(since, system="hubspot") if since else None
-        cursor = Watermark(floor.at - self.lookback, "") if floor is not None and self.lookback else floor
+        # The look-back's start as "everything before it done": one range search (GT start - 1 ms, i.e. GTE
+        # start), not a walk of that one millisecond by id first.
+        cursor = (
+            Watermark(floor.at - self.lookback - timedelta(milliseconds=1), ALL_AT_TIMESTAMP)
+            if floor is not None and self.lookback
+            else floor
+        )
         last = floor
         self._server_now = None
         started: datetime | None = None
