@@ -2,14 +2,18 @@
 
 Endpoints (object types ``contacts``, ``companies``, ``deals``; also ``0-1``/``0-2``/``0-3``):
 
-    GET    /crm/v3/objects/{type}                 list: limit (capped at 100), after, properties, archived
+    GET    /crm/v3/objects/{type}                 list: limit (capped at 100), after, properties, archived,
+                                                  propertiesWithHistory, associations (also on get)
     POST   /crm/v3/objects/{type}                 create -> 201
     GET    /crm/v3/objects/{type}/{id}            get (idProperty=email for contacts), archived
     PATCH  /crm/v3/objects/{type}/{id}            update -> 200
     DELETE /crm/v3/objects/{type}/{id}            archive -> 204
     POST   /crm/v3/objects/{type}/search          filterGroups, sorts, properties, query, limit <= 200, after
     POST   /crm/v3/objects/{type}/batch/{op}      read 200 | create 201 | update 200 | upsert 200 | archive 204;
-                                                  207 with numErrors and errors[] when some inputs fail
+                                                  read: 207 with numErrors and errors[] for missing ids;
+                                                  writes: refused whole (400/409/404) when an input is bad
+    POST   /crm/v3/objects/{contacts|companies}/merge   {primaryObjectId, objectIdToMerge} -> 200
+    GET    /crm/v3/schemas                        custom object schemas: none (also /crm-object-schemas/v3/)
     GET    /crm/v3/owners/                        email, after, limit, archived
     GET    /crm/v3/owners/{ownerId}               idProperty=id|userId, archived
     GET    /crm/v3/properties/{type}[/{name}]     from the sandbox schema; custom ones hubspotDefined=false
@@ -27,10 +31,16 @@ Semantics worth knowing when writing a connector against it:
 - ``hs_updated_by_user_id`` is the calling rep's ``userId``; null for the integration token.
 - Property values are validated as HubSpot does: unknown (PROPERTY_DOESNT_EXIST), read-only (READ_ONLY_VALUE),
   not an allowed option (INVALID_OPTION), unknown or archived owner (INVALID_OWNER_ID), bad email, number or
-  date, and a backward ``lifecyclestage`` move (allowed only after clearing the value to ""). A single-object
-  write answers 400; in a batch the input fails alone (207).
+  date (a date property at midnight UTC only), text over 65,536 characters, and a backward
+  ``lifecyclestage`` move (allowed only after clearing the value to ""). A write answers 400; a batch write
+  with one bad input is refused whole and writes nothing.
 - A duplicate contact email (case-insensitive, archived contacts excluded) is a 409 CONFLICT
-  "Contact already exists. Existing ID: N"; in a batch, that input's error.
+  "Contact already exists. Existing ID: N"; a batch names only its first conflict and writes nothing.
+- Search lags writes by ``search_lag_ms`` (0 unless set; ``syncd sandbox serve`` defaults to 3000): until then
+  a search sees the record as it was. List, get and batch read see every write at once. With an injected
+  clock, responses carry its time in ``Date`` (after the WSGI server's own).
+- Merges keep the primary's id and list merged ids in ``hs_merged_object_ids``; a merged-away id answers
+  with the survivor. Writes keep property versions for ``propertiesWithHistory``.
 - Search returns at most 10,000 results per query: the page that would start at 10,000 is a 400, so page
   further by windowing on the last-modified property (and on ``hs_object_id`` within one timestamp).
 - Rate limits per token when on: ``ten_second_limit`` requests per rolling 10 s, ``search_per_second``
