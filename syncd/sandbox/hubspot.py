@@ -1616,11 +1616,12 @@ class HubSpotApp(SandboxApp):
         query = {k: body.get(k) for k in ("filterGroups", "sorts", "query")}
         key = (
             otype,
-            self._versions.get(otype, 0),
+            self._versions.get(otype, 0),  # bumped by every write, so also when a write starts lagging
             self.store.count(otype),
+            len(view),  # smaller once the index caught up with a write
             json.dumps(query, sort_keys=True, default=str),
         )
-        cached = None if view else self._search_cache.get(key)
+        cached = self._search_cache.get(key)
         if cached is not None:
             self._search_cache.move_to_end(key)
             return cached
@@ -1641,8 +1642,6 @@ class HubSpotApp(SandboxApp):
             sort_key = self._sort_key(otype, prop, descending)
             hits.sort(key=sort_key, reverse=descending)
         ids = [str(r["id"]) for r in hits]
-        if view:
-            return ids
         self._search_cache[key] = ids
         while len(self._search_cache) > 16:
             self._search_cache.popitem(last=False)
