@@ -15,6 +15,7 @@ from syncd.errors import SandboxError
 from syncd.sandbox.base import Faults
 from syncd.sandbox.hubspot import DEFAULT_SEARCH_LAG_MS
 from syncd.sandbox.runtime import HS_FILE, SEED_META, SF_FILE, USER_KEYS, Sandbox, store_counts, write_info
+from syncd.sandbox.salesforce_oauth import DEFAULT_SESSION_SECONDS
 from syncd.sandbox.seed import SIZES
 from syncd.sandbox.store import Store
 
@@ -165,11 +166,19 @@ def sandbox() -> None:
     "portal; 0 makes search immediate.",
 )
 @click.option(
+    "--session-seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_SESSION_SECONDS,
+    show_default=True,
+    help="Salesforce session timeout: an OAuth access token unused this long answers 401 INVALID_SESSION_ID "
+    "(activity extends it in the second half of the timeout, as in Salesforce).",
+)
+@click.option(
     "--info",
     "info_file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the connection details (URLs, CA file, tokens) to this JSON file when ready "
-    "(mode 0600; removed on exit).",
+    help="Write the connection details (URLs, CA file, tokens, the Salesforce OAuth login) to this JSON "
+    "file when ready (mode 0600; removed on exit).",
 )
 def serve(
     data_dir: Path | None,
@@ -181,6 +190,7 @@ def serve(
     rate_limits: str,
     faults: Faults,
     search_lag_ms: int,
+    session_seconds: float,
     info_file: Path | None,
 ) -> None:
     """Serve a local Salesforce and a local HubSpot over HTTPS until SIGTERM or Ctrl+C."""
@@ -204,6 +214,7 @@ def serve(
         hs_port=hs_port,
         data_dir=data_dir,
         search_lag_ms=search_lag_ms,
+        session_seconds=session_seconds,
     )
     try:
         box.start()
@@ -248,7 +259,9 @@ def _summary(box: Sandbox, info_file: Path | None, rate_limits: str, faults: Fau
         )
     lines.append(f"  CA file: {box.ca_file}")
     if info_file is not None:
-        lines.append(f"  connection details and {len(USER_KEYS)} tokens per system: {info_file}")
+        lines.append(
+            f"  connection details, {len(USER_KEYS)} tokens per system and the Salesforce OAuth login: {info_file}"
+        )
     lines.append(
         f"  data: {box.data_dir}" if box.data_dir else "  data: in memory (use --data DIR to keep it)"
     )

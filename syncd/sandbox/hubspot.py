@@ -76,15 +76,15 @@ from werkzeug.http import http_date
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
-from syncd.sandbox.base import Faults, SandboxApp, json_response
-from syncd.sandbox.schema import (
+from syncd.core.systems import (
     HUBSPOT_LAST_MODIFIED,
     HUBSPOT_OBJECTS,
     SYNCD_HS_CUSTOM,
     FieldSpec,
     ObjectSpec,
-    SandboxSchema,
+    OrgSchema,
 )
+from syncd.sandbox.base import Faults, SandboxApp, json_response
 from syncd.sandbox.store import Record, Store
 
 __all__ = ["DEFAULT_SEARCH_LAG_MS", "NO_RETRY", "HubSpotApp", "client"]
@@ -378,7 +378,7 @@ class HubSpotApp(SandboxApp):
         self,
         store: Store,
         *,
-        schema: SandboxSchema | None = None,
+        schema: OrgSchema | None = None,
         rate_limits: bool = True,
         faults: Faults | None = None,
         seed: int = 0,

@@ -152,9 +152,10 @@ def test_a_valid_value_of_each_type_is_written(hs_sandbox: HsSandbox) -> None:
 
 
 def test_a_date_property_takes_midnight_utc_only(hs_start: Callable[..., HsSandbox]) -> None:
-    from syncd.sandbox.schema import SandboxSchema, _f
+    from syncd.core.systems import FieldSpec, OrgSchema
 
-    sandbox = hs_start(schema=SandboxSchema().with_custom("hubspot", "contacts", _f("renewal_day", "date")))
+    schema = OrgSchema().with_custom("hubspot", "contacts", FieldSpec("renewal_day", "date"))
+    sandbox = hs_start(schema=schema)
     with pytest.raises(hs_contacts.ApiException) as caught:
         create(sandbox, email="d@example.com", renewal_day="2026-03-01T12:00:00Z")
     assert caught.value.status == 400 and body_of(caught.value)["errors"][0]["code"] == "INVALID_DATE"
