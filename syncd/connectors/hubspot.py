@@ -34,7 +34,8 @@
   most 2·⌈log2 100⌉ = 14 extra calls per bad input; each bad input comes back as a failed PushResult with
   HubSpot's code and message. Creates carry their key in ``syncd_salesforce_id``; after a failure that may
   have written (timeout, reset, 5xx), the retry first looks the keys up, so a retried create never makes a
-  duplicate.
+  duplicate; since that lookup is a search, it first waits ``search_lag_seconds`` (default 5 s) from the
+  failed attempt for the index to catch up with what it may have written.
 - API objects are built once (each attribute access in the client builds a connection pool) and called with
   ``_preload_content=False``: the raw JSON keeps records as plain dicts and gives every status and header.
 """
@@ -188,6 +189,7 @@ class HubSpotConnector(Connector):
         max_backoff: float = 60.0,
         lookback_seconds: float = 60.0,
         archived_every_seconds: float = 900.0,
+        search_lag_seconds: float = 5.0,
         fields: Mapping[str, Sequence[str]] | None = None,
         key_properties: Mapping[str, str] | None = None,
         clock: Clock = time.monotonic,
@@ -211,6 +213,11 @@ class HubSpotConnector(Connector):
         )
         self.lookback = timedelta(seconds=lookback_seconds)
         self.archived_every = timedelta(seconds=archived_every_seconds)
+        # How long HubSpot's search may take to index a write ("several seconds"): a create retried after
+        # a failure that may have written waits this long before looking its keys up by search.
+        self.search_lag_seconds = search_lag_seconds
+        self._sleep = sleep
+        self._clock = clock
         self._now = now
         # Per object: HubSpot's time when this process last listed archived records.
         self._archived_listed: dict[str, datetime] = {}
@@ -658,10 +665,16 @@ class HubSpotConnector(Connector):
         pending = list(range(len(changes)))
         sent: list[int] = []
         ambiguous = False
+        failed_at = 0.0
 
         def attempt() -> Any:
-            nonlocal pending, sent, ambiguous
+            nonlocal pending, sent, ambiguous, failed_at
             if ambiguous:
+                # The keys are looked up with search, which sees a write only once indexed: give the index
+                # the time a write the lost attempt made needs to become searchable.
+                waited = self._clock() - failed_at
+                if waited < self.search_lag_seconds:
+                    self._sleep(self.search_lag_seconds - waited)
                 found = self._find_keys(object, [k for n in pending if (k := changes[n].key)])
                 for n in pending:
                     key = changes[n].key
@@ -680,6 +693,7 @@ class HubSpotConnector(Connector):
             except Exception as exc:
                 status = getattr(exc, "status", None)
                 ambiguous = not isinstance(status, int) or status >= 500
+                failed_at = self._clock()
                 raise
 
         response = self._call("batch/create", attempt)

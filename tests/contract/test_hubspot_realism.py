@@ -206,6 +206,39 @@ def test_without_a_look_back_covering_the_lag_the_write_would_be_lost(lagging: O
     assert created not in again and edited not in again
 
 
+def lost_response_push(org: Org, **options: Any) -> list[str]:
+    """Creates whose first attempt 'wrote' one record and lost the response; the connector's waits pass on
+    the sandbox's clock. Returns the ids holding key-0 afterwards."""
+    # No emails: HubSpot's unique email would refuse a duplicate on its own, hiding the connector's part.
+    changes = [Change.create(f"key-{n}", {"firstname": f"Idem{n}"}) for n in range(3)]
+    org.box.hs_app.faults.update({"reset": 1.0})
+    wrote: list[bool] = []
+
+    def first_attempt_wrote(seconds: float) -> None:
+        org.clock.advance(seconds)
+        if not wrote:
+            wrote.append(True)
+            org.box.hs_app.faults.update({"reset": 0.0})
+            org.connector().push("contacts", changes[:1])
+
+    connector = org.connector(sleep=first_attempt_wrote, **options)
+    results = connector.push("contacts", changes)
+    assert all(r.ok for r in results)
+    rows = org.box.hs_store.table("contacts").values()
+    return [str(r["id"]) for r in rows if r["properties"].get("syncd_salesforce_id") == "key-0"]
+
+
+def test_a_create_retried_after_a_lost_response_waits_for_the_index_and_makes_no_duplicate(
+    lagging: Org,
+) -> None:
+    assert len(lost_response_push(lagging)) == 1
+
+
+def test_without_waiting_for_the_index_the_retried_create_would_duplicate(lagging: Org) -> None:
+    """The negative control: looking the keys up at once misses the lagging write."""
+    assert len(lost_response_push(lagging, search_lag_seconds=0)) == 2
+
+
 # ------------------------------------------------------------------------- watermarks on HubSpot's clock
 
 
