@@ -841,17 +841,8 @@ class HubSpotApp(SandboxApp):
         keep their versions; a value that predates them (seeded) is one version at the record's last change.
         """
         kept = [
-            {
-                "value": value,
-                "timestamp": iso_ms(ms),
-                "sourceType": source[0],
-                "sourceId": source[1],
-                "sourceLabel": source[2],
-                "updatedByUserId": user_id,
-            }
-            for value, ms, source, user_id in (
-                (v[0], v[1], tuple(v[2]), v[3]) for v in self._versions_of(rec, name)
-            )
+            {"value": value, "timestamp": iso_ms(ms), **_source(who)}
+            for value, ms, who in self._versions_of(rec, name)
         ]
         if kept:
             return kept
@@ -1079,20 +1070,19 @@ class HubSpotApp(SandboxApp):
         props.update(changes)
         props["hs_object_id"] = rec_id
         props[HUBSPOT_LAST_MODIFIED[otype]] = stamp
-        props["hs_updated_by_user_id"] = self._user_id(user)
+        user_id = self._user_id(user)
+        props["hs_updated_by_user_id"] = user_id
         if old is None:
             props["createdate"] = stamp
-        user_id = self._user_id(user)
-        source = APP_SOURCE if user_id is None else ("CRM_UI", f"userId:{user_id}", None)
+        # Versions as [value, epoch ms, who]: who is None (the app), "import" (seeded) or a rep's userId.
         history = dict(old.get("history") or {}) if old is not None else {}
         for name, value in changes.items():
-            versions = list(history.get(name) or [])
+            versions = history.get(name) or []
             if not versions and old is not None and old["properties"].get(name):
-                # The value before syncd's sandbox first wrote it (seeded): kept as the oldest version.
+                # The value before the sandbox first saw it written (seeded): kept as the oldest version.
                 seeded_ms = parse_ms(str(old.get("updatedAt") or "")) or now
-                versions = [[_stringify(old["properties"][name]), seeded_ms, ["IMPORT", None, None], None]]
-            entry = [value, now, list(source), int(user_id) if user_id and user_id.isdigit() else None]
-            history[name] = [entry, *versions][:HISTORY_KEEP]
+                versions = [[_stringify(old["properties"][name]), seeded_ms, "import"]]
+            history[name] = [[value, now, user_id], *versions[: HISTORY_KEEP - 1]]
         rec: Record = {
             "id": rec_id,
             "properties": props,
@@ -2266,6 +2256,26 @@ class HubSpotApp(SandboxApp):
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+
+
+def _source(who: str | None) -> dict[str, Any]:
+    """sourceType, sourceId, sourceLabel and updatedByUserId of a kept version's writer."""
+    if who is None:
+        source_type, source_id, label = APP_SOURCE
+        return {
+            "sourceType": source_type,
+            "sourceId": source_id,
+            "sourceLabel": label,
+            "updatedByUserId": None,
+        }
+    if who == "import":
+        return {"sourceType": "IMPORT", "sourceId": None, "sourceLabel": None, "updatedByUserId": None}
+    return {
+        "sourceType": "CRM_UI",
+        "sourceId": f"userId:{who}",
+        "sourceLabel": None,
+        "updatedByUserId": int(who) if who.isdigit() else None,
+    }
 
 
 def _id_list(value: Any) -> list[str]:
