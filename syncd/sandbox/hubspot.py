@@ -1399,7 +1399,10 @@ class HubSpotApp(SandboxApp):
     # conflict (HubSpot/hubspot-api-python#51), and integrators report that HubSpot "doesn't return partial
     # failures, it discards the entire batch" after a 400 for invalid values (rudderlabs/rudder-transformer
     # #3308, #5147). Two inputs of one batch create with the same email conflict too
-    # (Joystream/youtube-synch#355). 207 with numErrors/errors is what batch *read* answers for missing ids.
+    # (Joystream/youtube-synch#355); "if there is a single error in the list of contacts none of them will be
+    # processed" (hubspot-net/HubSpot.NET#25). An unknown id in a batch update refuses it too, as a 404
+    # OBJECT_NOT_FOUND (the status is the sandbox's reading, unconfirmed against a live portal).
+    # 207 with numErrors/errors is what batch *read* answers for missing ids.
 
     def _refusal(self, failures: list[InputFailed]) -> Response:
         """The whole batch's error: every invalid value (400), else the first conflict or missing object."""
