@@ -291,6 +291,8 @@ HUBSPOT_OBJECTS: dict[str, ObjectSpec] = {
             fields=(
                 *HS_SYSTEM_PROPERTIES,
                 _f("lastmodifieddate", "datetime", readonly=True),
+                # The ids merged into this record, ";"-separated (set by HubSpot on a merge).
+                _f("hs_merged_object_ids", "string", readonly=True),
                 _f("email", "email", unique=True),
                 _f("firstname"),
                 _f("lastname"),
@@ -326,6 +328,7 @@ HUBSPOT_OBJECTS: dict[str, ObjectSpec] = {
             fields=(
                 *HS_SYSTEM_PROPERTIES,
                 _f("hs_lastmodifieddate", "datetime", readonly=True),
+                _f("hs_merged_object_ids", "string", readonly=True),
                 _f("name"),
                 _f("domain"),
                 _f("website", "url"),
@@ -351,6 +354,9 @@ HUBSPOT_OBJECTS: dict[str, ObjectSpec] = {
                 _f("pipeline"),
                 _f("closedate", "datetime"),
                 _f("hubspot_owner_id", "string"),
+                # Calculated by HubSpot from the deal stage.
+                _f("hs_is_closed", "boolean", readonly=True),
+                _f("hs_is_closed_won", "boolean", readonly=True),
                 _f("syncd_salesforce_id", "string"),
             ),
         ),

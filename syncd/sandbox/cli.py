@@ -13,6 +13,7 @@ import click
 
 from syncd.errors import SandboxError
 from syncd.sandbox.base import Faults
+from syncd.sandbox.hubspot import DEFAULT_SEARCH_LAG_MS
 from syncd.sandbox.runtime import HS_FILE, SEED_META, SF_FILE, USER_KEYS, Sandbox, store_counts, write_info
 from syncd.sandbox.salesforce_oauth import DEFAULT_SESSION_SECONDS
 from syncd.sandbox.seed import SIZES
@@ -157,6 +158,14 @@ def sandbox() -> None:
     "e.g. 429=0.05,503=0.01,timeout=0.01,reset=0.01,latency_ms=20.",
 )
 @click.option(
+    "--search-lag-ms",
+    type=click.IntRange(min=0),
+    default=DEFAULT_SEARCH_LAG_MS,
+    show_default=True,
+    help="How long a HubSpot write takes to reach search (list and get see it at once), as in a real "
+    "portal; 0 makes search immediate.",
+)
+@click.option(
     "--session-seconds",
     type=click.FloatRange(min=0, min_open=True),
     default=DEFAULT_SESSION_SECONDS,
@@ -180,6 +189,7 @@ def serve(
     hs_port: int,
     rate_limits: str,
     faults: Faults,
+    search_lag_ms: int,
     session_seconds: float,
     info_file: Path | None,
 ) -> None:
@@ -203,6 +213,7 @@ def serve(
         sf_port=sf_port,
         hs_port=hs_port,
         data_dir=data_dir,
+        search_lag_ms=search_lag_ms,
         session_seconds=session_seconds,
     )
     try:

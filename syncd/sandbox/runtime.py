@@ -67,6 +67,7 @@ class Sandbox:
         sleep: Callable[[float], None] = time.sleep,
         salesforce_options: Mapping[str, Any] | None = None,
         hubspot_options: Mapping[str, Any] | None = None,
+        search_lag_ms: int = 0,
         session_seconds: float = DEFAULT_SESSION_SECONDS,
     ) -> None:
         if persons < 0:
@@ -88,6 +89,11 @@ class Sandbox:
         self.sleep = sleep
         self.salesforce_options = dict(salesforce_options or {})
         self.hubspot_options = dict(hubspot_options or {})
+        # HubSpot's search index lag (0 here, so in-process fixtures see writes at once unless a test asks;
+        # `syncd sandbox serve` defaults to a realistic few seconds).
+        if search_lag_ms < 0:
+            raise SandboxError(f"search_lag_ms must be 0 or more, not {search_lag_ms}")
+        self.hubspot_options.setdefault("search_lag_ms", search_lag_ms)
         # Idle seconds after which a Salesforce OAuth access token times out (pre-issued tokens never do).
         self.session_seconds = session_seconds
         # Filled by start():

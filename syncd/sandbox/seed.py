@@ -591,6 +591,7 @@ class _Generator:
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware (UTC)")
         self.rng = random.Random(seed)
+        self.seed = seed
         self.persons = persons
         self.now_ms = int(now.timestamp() * 1000)
         self.names = _Names(seed, self.rng, pool=max(40, min(600, persons // 20)))
@@ -936,6 +937,45 @@ class _Generator:
         if linked:
             opp["Syncd_HubSpot_Id__c"] = deal_id
         self.associate("deals", deal_id, acct.hs_id or "", DEAL_TO_COMPANY)
+
+    def hubspot_only_deals(self) -> None:
+        """Deals of HubSpot-only companies (no Salesforce account): marketing-sourced pipeline that only
+        HubSpot knows, half of those companies with one or two open or recently closed deals.
+
+        A separate random stream (seeded from the org's seed), run after everything else, so adding these
+        leaves every other record of a seed as it was.
+        """
+        rng = random.Random(f"hubspot-only-deals:{self.seed}")
+        stages = (
+            *("appointmentscheduled", "qualifiedtobuy", "presentationscheduled") * 3,
+            "closedwon",
+            "closedlost",
+        )
+        for acct in self.accounts:
+            if acct.sf_id is not None or acct.hs_id is None or rng.random() >= 0.5:
+                continue
+            for _ in range(rng.randint(1, 2)):
+                deal_id = self.next_hs()
+                created = min(acct.created + rng.randint(5, 400) * _DAY_MS, self.now_ms - _DAY_MS)
+                modified = min(created + rng.randint(0, 60) * _DAY_MS, self.now_ms - 60_000)
+                stage = rng.choice(stages)
+                closed = stage in ("closedwon", "closedlost")
+                close = modified if closed else self.now_ms + rng.randint(10, 120) * _DAY_MS
+                owner = acct.owner if rng.random() < 0.7 else rng.choice(self.active_reps)
+                props = {
+                    "hs_object_id": deal_id,
+                    "createdate": hs_datetime(created),
+                    "hs_lastmodifieddate": hs_datetime(modified),
+                    "dealname": f"{acct.name} - {rng.choice(_PRODUCTS)}",
+                    "amount": str(rng.randint(4, 120) * 1000),
+                    "dealstage": stage,
+                    "pipeline": "default",
+                    "closedate": hs_datetime(close),
+                    "hubspot_owner_id": self.owner_id[owner.email],
+                    "syncd_salesforce_id": None,
+                }
+                self.hs["deals"].append(_hs_object(deal_id, props, created, modified))
+                self.associate("deals", deal_id, acct.hs_id, DEAL_TO_COMPANY)
 
     def associate(self, from_type: str, from_id: str, company_id: str, type_id: int) -> None:
         self.hs["associations"].append(
@@ -1311,6 +1351,7 @@ def generate(store_sf: Store, store_hs: Store, *, seed: int, persons: int, now: 
     gen.accounts_and_companies()
     for _ in range(persons):
         gen.person()
+    gen.hubspot_only_deals()
     gen.write(store_sf, store_hs)
     for kind in _MESS_KINDS:
         gen.summary.mess.setdefault(kind, 0)
