@@ -30,8 +30,8 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
-from werkzeug.routing import Map, Rule
 from werkzeug.http import http_date
+from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
@@ -143,6 +143,10 @@ class SandboxApp(abc.ABC):
     def error(self, status: int, message: str, code: str = "") -> Response:
         """A response in this system's error format."""
 
+    def before_auth(self, request: Request, kind: str, values: dict[str, Any]) -> Response | None:
+        """A response given before the bearer token is checked (public resources, unknown API versions)."""
+        return None
+
     def check_limits(self, user: str, token: str, kind: str, request: Request) -> Response | None:
         """Enforce rate limits and allowances; a response refuses the request. Called before handling."""
         return None
@@ -208,6 +212,10 @@ class SandboxApp(abc.ABC):
             )
         except HTTPException as exc:
             return self.error(exc.code or 400, exc.description or "bad request", "BAD_REQUEST")
+        early = self.before_auth(request, str(kind), values)
+        if early is not None:
+            self.counters.hit(request.method, str(kind), early.status_code)
+            return early
         auth = request.headers.get("Authorization", "")
         token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
         user = self.user_for_token(token) if token else None
