@@ -26,6 +26,7 @@ __all__ = [
     "BudgetState",
     "Change",
     "Connector",
+    "FieldLimit",
     "Page",
     "PushResult",
     "RawRecord",
@@ -113,6 +114,42 @@ class RepRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class FieldLimit:
+    """What a system accepts in one field, from its metadata (Salesforce: describe), to check before sending.
+
+    ``length`` is a text field's maximum characters; ``digits`` an int's maximum digits; ``precision`` and
+    ``scale`` a decimal's digits in all and after the point; 0 means no such limit. ``picklist`` lists the
+    allowed values when ``restricted``.
+    """
+
+    name: str
+    type: str
+    length: int = 0
+    digits: int = 0
+    precision: int = 0
+    scale: int = 0
+    picklist: tuple[str, ...] = ()
+    restricted: bool = False
+    updateable: bool = True
+
+    def violation(self, value: Any) -> str | None:
+        """The error code the system would answer for ``value`` in this field, or None when it fits."""
+        if value is None or isinstance(value, bool):
+            return None
+        if isinstance(value, str):
+            if self.length and len(value) > self.length:
+                return "STRING_TOO_LONG"
+            if self.restricted and value and value.lower() not in {p.lower() for p in self.picklist}:
+                return "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
+            return None
+        if isinstance(value, (int, float)):
+            whole = self.digits if self.digits else self.precision - self.scale
+            if (self.digits or self.precision) and abs(value) >= 10**whole:
+                return "NUMBER_OUTSIDE_VALID_RANGE"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
 class BudgetState:
     """A connector's spend of its daily budget, and the org-wide usage the system last reported."""
 
@@ -187,6 +224,16 @@ class Connector(ABC):
         Deleted (Salesforce) and archived (HubSpot) records come with ``deleted=True``. ``fields`` defaults
         to the connector's configured fields for the object.
         """
+
+    def pull_many(self, since: Mapping[str, str | None]) -> Iterator[tuple[str, Page]]:
+        """Pages of several objects, each changed after its watermark (``object -> since``), with its object.
+
+        The default pulls the objects one after another; a connector whose API can ask for several objects'
+        changes in one call (Salesforce: ``/composite``) overrides it.
+        """
+        for object, mark in since.items():
+            for page in self.pull(object, since=mark):
+                yield object, page
 
     @abstractmethod
     def read(

@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
@@ -143,7 +143,7 @@ class SandboxApp(abc.ABC):
     def error(self, status: int, message: str, code: str = "") -> Response:
         """A response in this system's error format."""
 
-    def before_auth(self, request: Request, kind: str, values: dict[str, Any]) -> Response | None:
+    def before_auth(self, request: Request, kind: str, values: Mapping[str, Any]) -> Response | None:
         """A response given before the bearer token is checked (public resources, unknown API versions)."""
         return None
 

@@ -34,7 +34,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -1248,7 +1248,7 @@ class SalesforceApp(SandboxApp):
 
     # ----------------------------------------------------------------------------------- discovery
 
-    def before_auth(self, request: Request, kind: str, values: dict[str, Any]) -> Response | None:
+    def before_auth(self, request: Request, kind: str, values: Mapping[str, Any]) -> Response | None:
         if kind == "versions":
             return self.on_versions(request, user="")
         if "version" in values:
