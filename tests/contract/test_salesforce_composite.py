@@ -277,7 +277,9 @@ def test_a_limit_predicts_what_the_org_answers(
         method="POST",
         json={
             "allOrNone": False,
-            "records": [{"attributes": {"type": "Lead"}, "LastName": "Limit", "Company": "Acme", field: value}],
+            "records": [
+                {"attributes": {"type": "Lead"}, "LastName": "Limit", "Company": "Acme", field: value}
+            ],
         },
     )
     answered = None if result[0]["success"] else result[0]["errors"][0]["statusCode"]
