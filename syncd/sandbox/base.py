@@ -1,5 +1,6 @@
 """What both sandbox servers share: WSGI plumbing, bearer tokens, request counts, injected faults, the
-``/__sandbox/`` control endpoint, and a server thread that serves HTTPS on 127.0.0.1.
+``/__sandbox/`` control endpoint, and a server thread that serves HTTPS on 127.0.0.1 with persistent
+HTTP/1.1 connections (every response has a Content-Length and a ``Date`` from the server's clock).
 
 A server subclasses ``SandboxApp``: it lists its routes (each endpoint named ``kind`` for counting), says
 how it rejects a bad token, enforces its own rate limits and decorates responses with its usage headers.

@@ -3,24 +3,31 @@
 Objects (Lead, Contact, Account, Opportunity, User, Group) and their fields come from the sandbox schema.
 Served over HTTPS by ``ServerThread``, it answers the unmodified client exactly as a real org would:
 
+    /services/data/                           the versions served (31.0 up to the org's), no token needed
     /services/data/v59.0/query/?q=            SOQL (syncd.sandbox.soql), 2,000 per page, nextRecordsUrl
     /services/data/v59.0/queryAll/?q=         the same, with deleted rows
-    /services/data/v59.0/sobjects/...         describe, get, create, update, delete, upsert by external id,
-                                              getDeleted / getUpdated
-    /services/data/v59.0/composite/           up to 25 subrequests, one API call
+    /services/data/v59.0/sobjects/...         describe (with field limits), get, create, update, delete,
+                                              upsert by external id (update: 200 created:false from 46.0;
+                                              several matches: 300), Get Deleted (15 days) / Get Updated (30)
+    /services/data/v59.0/composite/           up to 25 subrequests, at most 5 of them queries or sObject
+                                              Collections, references, allOrNone; one API call
     /services/data/v59.0/composite/sobjects   sObject Collections, up to 200 records, allOrNone
     /services/data/v59.0/jobs/query|ingest    Bulk API 2.0 (CSV)
-    /services/data/v59.0/limits/              DailyApiRequests
+    /services/data/v59.0/limits/              every documented org limit, {Max, Remaining}
 
 Every write maintains the system fields (18-character ids, CreatedDate, LastModifiedDate, a SystemModstamp
 that strictly increases so ``>`` pulls never skip a row, LastModifiedById of the calling token's User) and
-is refused with Salesforce's own error bodies where a real org refuses it. ``Sforce-Limit-Info`` reports the
-org's rolling 24-hour API usage on every response; past ``daily_limit`` (with rate limits on) calls get
-403 REQUEST_LIMIT_EXCEEDED. Salesforce never answers 429: an injected 429 fault is sent as a 503.
+is refused with Salesforce's own error bodies where a real org refuses it, field limits from describe
+included (STRING_TOO_LONG, NUMBER_OUTSIDE_VALID_RANGE, INVALID_EMAIL_ADDRESS, restricted picklists).
+``Sforce-Limit-Info`` reports the org's rolling 24-hour API usage on every response; past ``daily_limit``
+(with rate limits on) calls get 403 REQUEST_LIMIT_EXCEEDED. Salesforce never answers 429: an injected 429
+fault is sent as a 503. An API version the org does not serve is 404 NOT_FOUND; a retired one (< 31.0) 410.
 
-Sandbox-only control route, besides those of ``syncd.sandbox.base``:
+Sandbox-only control routes, besides those of ``syncd.sandbox.base`` (what a person does in the UI):
 
     POST /__sandbox/convert-lead   {"lead_id", "account_id"?, "user"?}  converts a Lead as Salesforce does
+    POST /__sandbox/merge          {"sobject", "master_id", "merge_ids": [1 or 2 ids], "fields"?, "user"?}
+                                   merges Leads, Contacts or Accounts as SOAP merge() / the UI does
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -837,7 +845,7 @@ class SalesforceApp(SandboxApp):
         Messages as the API writes them (SOAP API Developer Guide, "Core Data Types", StatusCode
         STRING_TOO_LONG and NUMBER_OUTSIDE_VALID_RANGE; the text is the org's, e.g.
         ``Last Name: data value too large: ... (max length=80)``). A double or currency keeps ``scale``
-        decimals, rounded as the org stores it ("Field Types": double, currency).
+        decimals, rounded half up as the org stores it ("Field Types": double, currency).
         """
         if value is None:
             return value
@@ -862,7 +870,8 @@ class SalesforceApp(SandboxApp):
                     [f.name],
                 )
             if f.type != "int" and f.precision:
-                return round(float(value), f.scale)
+                exact = Decimal(repr(float(value)))
+                return float(exact.quantize(Decimal(1).scaleb(-f.scale), rounding=ROUND_HALF_UP))
         return value
 
     def _check_reference(self, spec: ObjectSpec, f: FieldSpec, value: str, changed: bool) -> str:
