@@ -13,6 +13,8 @@ be skipped.
 
 from __future__ import annotations
 
+import math
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -119,7 +121,8 @@ class FieldLimit:
 
     ``length`` is a text field's maximum characters; ``digits`` an int's maximum digits; ``precision`` and
     ``scale`` a decimal's digits in all and after the point; 0 means no such limit. ``picklist`` lists the
-    allowed values when ``restricted``.
+    allowed values when ``restricted``. A text value must match ``pattern`` (a regular expression) when one
+    is set, else the system answers ``pattern_error``.
     """
 
     name: str
@@ -131,6 +134,19 @@ class FieldLimit:
     picklist: tuple[str, ...] = ()
     restricted: bool = False
     updateable: bool = True
+    pattern: str = ""
+    pattern_error: str = ""
+
+    @property
+    def largest(self) -> float | None:
+        """The largest magnitude a number field holds, or None when it has no range."""
+        if self.digits:
+            return float(10**self.digits - 1)
+        if self.precision:
+            bound = float(10 ** (self.precision - self.scale))
+            # The last step below the bound, or the last float below it where the step is finer than floats.
+            return min(bound - 10.0**-self.scale, math.nextafter(bound, 0.0))
+        return None
 
     def violation(self, value: Any) -> str | None:
         """The error code the system would answer for ``value`` in this field, or None when it fits."""
@@ -141,12 +157,26 @@ class FieldLimit:
                 return "STRING_TOO_LONG"
             if self.restricted and value and value.lower() not in {p.lower() for p in self.picklist}:
                 return "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
+            if self.pattern and value and re.fullmatch(self.pattern, value) is None:
+                return self.pattern_error or "INVALID_VALUE"
             return None
-        if isinstance(value, (int, float)):
-            whole = self.digits if self.digits else self.precision - self.scale
-            if (self.digits or self.precision) and abs(value) >= 10**whole:
-                return "NUMBER_OUTSIDE_VALID_RANGE"
+        whole = self.digits or self.precision - self.scale
+        if isinstance(value, (int, float)) and (self.digits or self.precision) and abs(value) >= 10**whole:
+            return "NUMBER_OUTSIDE_VALID_RANGE"
         return None
+
+    def fit(self, value: Any) -> Any:
+        """``value`` made to fit where it can: text cut to ``length``, a number clamped to the field's range.
+        A value no cut or clamp can fix (an unknown restricted picklist value, a malformed e-mail) comes
+        back unchanged: ``violation`` still names it."""
+        if isinstance(value, str) and self.length and len(value) > self.length:
+            return value[: self.length]
+        largest = self.largest
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if number and largest is not None and abs(value) > largest:
+            bound = int(largest) if isinstance(value, int) else largest
+            return bound if value > 0 else -bound
+        return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,7 +44,7 @@ from syncd.connectors.base import (
 from syncd.connectors.errors import salesforce_error
 from syncd.connectors.policy import CallPolicy, Clock, DailyBudget, Now, Sleep
 from syncd.errors import ConnectorError, FatalConnectorError
-from syncd.sandbox.schema import SALESFORCE_OBJECTS
+from syncd.sandbox.schema import SALESFORCE_EMAIL, SALESFORCE_OBJECTS
 
 __all__ = ["COLLECTION_LIMIT", "SalesforceConnector", "SalesforceSession"]
 
@@ -459,6 +459,8 @@ class SalesforceConnector(Connector):
                     ),
                     restricted=bool(f.get("restrictedPicklist")),
                     updateable=bool(f.get("updateable", True)),
+                    pattern=SALESFORCE_EMAIL.pattern if kind == "email" else "",
+                    pattern_error="INVALID_EMAIL_ADDRESS" if kind == "email" else "",
                 )
             out[object] = limits
         return out

@@ -56,7 +56,7 @@ from werkzeug.wrappers import Request, Response
 
 from syncd.sandbox.base import CONTROL_PREFIX, Faults, SandboxApp, json_response
 from syncd.sandbox.ids import sf_id
-from syncd.sandbox.schema import FieldSpec, ObjectSpec, SandboxSchema
+from syncd.sandbox.schema import SALESFORCE_EMAIL, FieldSpec, ObjectSpec, SandboxSchema
 from syncd.sandbox.soql import (
     CompiledQuery,
     SoqlError,
@@ -85,13 +85,7 @@ QUERY_LOCATOR_PREFIX = "01g"
 JOB_PREFIX = "750"
 
 _TEXT_TYPES = frozenset({"string", "email", "url", "phone", "picklist", "textarea"})
-# An address Salesforce accepts: printable ASCII local part of the RFC 5322 atom characters and dots, a
-# hostname domain with a dot; control characters, spaces and a second "@" are INVALID_EMAIL_ADDRESS (SOAP API
-# Developer Guide, "Field Types", email: "Email fields ... are validated"; Object Reference, Lead.Email).
-_EMAIL_RE = re.compile(
-    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+$"
-)
+_EMAIL_RE = SALESFORCE_EMAIL
 _BATCH_SIZE_RE = re.compile(r"batchSize\s*=\s*(\d+)", re.IGNORECASE)
 _COMPOSITE_QUERY_URL = re.compile(r"^/services/data/v[^/]+/(query|queryAll|composite/sobjects)(/|\?|$)")
 _REFERENCE_RE = re.compile(r"@\{([A-Za-z0-9_]+)\.([^}]+)\}")

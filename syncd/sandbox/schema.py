@@ -7,6 +7,7 @@ its tests use), plus the custom fields and properties syncd needs, which a real 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -26,6 +27,15 @@ FieldType = Literal[
     "date",
     "datetime",
 ]
+
+
+# An e-mail address Salesforce accepts in an email field: a local part of RFC 5322 atom characters and dots,
+# a hostname domain with at least one dot; control characters, spaces and a second "@" are refused with
+# INVALID_EMAIL_ADDRESS (SOAP API Developer Guide, "Field Types", email; Object Reference, Lead.Email).
+SALESFORCE_EMAIL = re.compile(
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+$"
+)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ waiting and the org's time differs from this machine's.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -263,6 +264,8 @@ def test_field_limits_come_from_describe_one_call_per_object(org: Harness) -> No
         pytest.param("AnnualRevenue", 1e20, "NUMBER_OUTSIDE_VALID_RANGE", id="currency-too-large"),
         pytest.param("Status", "Maybe", "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", id="restricted-picklist"),
         pytest.param("Status", "nurturing", None, id="picklist-case-insensitive"),
+        pytest.param("Email", "ada\x07@example.com", "INVALID_EMAIL_ADDRESS", id="email-control-char"),
+        pytest.param("Email", "ada@example.com", None, id="email-fine"),
     ],
 )
 def test_a_limit_predicts_what_the_org_answers(
@@ -296,3 +299,23 @@ def test_many_calls_through_one_connector_use_one_connection(org: Harness) -> No
         list(connector.pull("Account"))
     connector.field_limits(["Lead"])
     assert org.sandbox.sf_server.connections.accepted - accepted_before == 1
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "fitted"),
+    [
+        pytest.param("LastName", "y" * 300, "y" * 80, id="text-cut"),
+        pytest.param("NumberOfEmployees", 10**12, 99_999_999, id="int-clamped"),
+        pytest.param("NumberOfEmployees", -(10**12), -99_999_999, id="negative-int-clamped"),
+        pytest.param("AnnualRevenue", 1e20, math.nextafter(1e18, 0), id="currency-clamped"),
+        pytest.param("Title", "Engineer", "Engineer", id="fits-already"),
+    ],
+)
+def test_a_fitted_value_is_one_the_org_accepts(
+    org: Harness, field: str, value: object, fitted: object
+) -> None:
+    limit = sf_connector(org).field_limits(["Lead"])["Lead"][field]
+    assert limit.fit(value) == fitted and limit.violation(fitted) is None
+    sf = org.sandbox.salesforce_client("sam.patel@northwind.example")
+    created = sf.Lead.create({"LastName": "Fit", "Company": "Acme", field: fitted})
+    assert sf.Lead.get(created["id"])[field] == fitted
