@@ -26,11 +26,11 @@ from typing import Any
 import click
 
 from syncd.config import Config, LedgerConfig, load_config
+from syncd.core.plan import KINDS
+from syncd.core.rules import RuleSet, load_ruleset
 from syncd.cycle import SYSTEMS, CycleReport, SyncCycle, trace_step
 from syncd.errors import ConfigError, LedgerError, LockedError
 from syncd.ledger import KeyHistory, Ledger, RunRow, StatusView, utc_now
-from syncd.plan import KINDS
-from syncd.rules import RuleSet, load_ruleset
 
 __all__ = ["explain", "once", "plan", "status"]
 

@@ -29,13 +29,13 @@ from typing import Any
 
 import click
 
+from syncd.core.systems import SYSTEMS
 from syncd.errors import ConfigError, SandboxError
 from syncd.sandbox.runtime import HS_FILE, SF_FILE, Sandbox, write_info
 from syncd.sandbox.seed import SIZES
 
 __all__ = ["CycleOutcome", "DemoResult", "demo", "format_report", "run_demo", "write_requests"]
 
-SYSTEMS = ("salesforce", "hubspot")
 _LABEL = {"salesforce": "Salesforce", "hubspot": "HubSpot"}
 TEAM_ORDER = ("marketing", "sales", "account_management", "customer_success")
 # Requests that change nothing although they are not GETs: searches, batch reads, query jobs.
@@ -358,11 +358,11 @@ def run_demo(
 ) -> DemoResult:
     """Seed (or reuse) the org, start the sandbox, run the daemon for ``cycles`` cycles, and gather the facts."""
     from syncd.config import load_config
+    from syncd.core.rules import load_ruleset
     from syncd.cycle import SyncCycle
     from syncd.daemon import run_daemon
     from syncd.logs import register_secret
     from syncd.metrics import Metrics
-    from syncd.rules import load_ruleset
     from syncd.service import rules_loader, secret_values
 
     rules_dir = rules_dir.resolve()

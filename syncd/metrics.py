@@ -14,7 +14,8 @@ from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-SYSTEMS: Final = ("salesforce", "hubspot")
+from syncd.core.systems import SYSTEMS
+
 CYCLE_OUTCOMES: Final = ("ok", "interrupted", "failed")
 RELOAD_OUTCOMES: Final = ("ok", "refused")
 

@@ -88,7 +88,7 @@ def rules_loader(directory: Path) -> Callable[[], Any]:
     """The daemon's loader: the rule set of ``directory`` (MappingError when invalid), warnings logged."""
 
     def load() -> Any:
-        from syncd.rules import load_ruleset
+        from syncd.core.rules import load_ruleset
 
         rules = load_ruleset(directory)
         for warning in rules.warnings:
@@ -236,7 +236,7 @@ def _describe_systems(cfg: Config, report: CheckReport) -> None:
     sf, hs = cfg.salesforce, cfg.hubspot
     names = sorted(n for n in cfg.secrets if n.startswith("salesforce."))
     variables = [getattr(sf, f"{n.removeprefix('salesforce.')}_env") for n in names]
-    where = sf.instance_url or f"{sf.domain}.salesforce.com"
+    where = sf.instance_url or sf.login_url
     who = f" as {sf.username}" if sf.username else ""
     report.notes.append(f"salesforce: {sf.auth} auth on {where}{who}; secrets from {', '.join(variables)}")
     report.notes.append(f"hubspot: {hs.host}; token from {hs.token_env}")
@@ -244,7 +244,7 @@ def _describe_systems(cfg: Config, report: CheckReport) -> None:
 
 def check_config(path: Path, *, environ: Mapping[str, str] | None = None) -> CheckReport:
     """Check a config file and what it names, as ``syncd run`` would need them; never raises SyncdError."""
-    from syncd.rules import check_directory
+    from syncd.core.rules import check_directory
 
     report = CheckReport()
     cfg = _load_collecting_unset(path, os.environ if environ is None else environ, report)

@@ -21,9 +21,9 @@ from simple_salesforce.exceptions import (
     SalesforceResourceNotFound,
 )
 
+from syncd.core.systems import SALESFORCE_OBJECTS
 from syncd.sandbox.ids import sf_id
 from syncd.sandbox.salesforce import client_session, stored_record
-from syncd.sandbox.schema import SALESFORCE_OBJECTS
 
 if TYPE_CHECKING:
     from tests.sandbox.conftest import HsSandbox, SfSandbox
