@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed, NotFound
 from werkzeug.http import http_date
 from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
@@ -346,6 +346,11 @@ class KeepAliveHandler(WSGIRequestHandler):
             self.close_connection = True
             self.connection_dropped(exc, environ)
             return
+        except Exception:
+            # A bug in a handler: answer 500 as werkzeug's own handler does, and start afresh.
+            log.exception("sandbox: error on %s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
+            self.close_connection = True
+            body = b"".join(InternalServerError()(environ, start_response))
         if not started:  # the app dropped the connection on purpose (an injected fault)
             self.close_connection = True
             return

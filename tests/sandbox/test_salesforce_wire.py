@@ -344,6 +344,20 @@ def test_responses_carry_content_length_and_keep_the_connection(sf_sandbox: SfSa
     assert response.headers["Date"] == "Thu, 01 Jan 2026 00:00:00 GMT"  # the org's clock
 
 
+def test_a_handler_bug_is_a_500_and_the_client_goes_on(
+    sf_sandbox: SfSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug in the sandbox")
+
+    sf = sf_sandbox.client()
+    monkeypatch.setattr(sf_sandbox.app, "on_limits", broken)
+    with pytest.raises(SalesforceGeneralError) as caught:
+        sf.limits()
+    assert caught.value.status == 500
+    assert sf.query("SELECT COUNT() FROM Lead")["totalSize"] == 0
+
+
 def test_a_stopped_server_closes_its_kept_alive_connections(sf_start: Callable[..., SfSandbox]) -> None:
     sandbox = sf_start()
     sf = sandbox.client()
