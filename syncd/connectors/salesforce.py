@@ -3,6 +3,11 @@
 - Pulls: SOQL ``WHERE SystemModstamp >= <watermark - look-back> ORDER BY SystemModstamp, Id`` through
   ``queryAll`` (so deleted rows come too), paged by ``nextRecordsUrl``: one page in memory at a time. A first
   sync of an object larger than ``bulk_threshold`` runs as one Bulk API 2.0 query, read in pages.
+  ``pull_many`` sends the delta queries of up to five objects in one ``/composite`` request (one API call)
+  and follows each one's ``nextRecordsUrl``. A delta query's last page carries a watermark no older than
+  the org's time of the query (its ``Date`` header), so an idle org's next query re-reads nothing.
+- Field limits: ``field_limits`` reads describe (one call per object) into ``FieldLimit`` values that say
+  what the org would refuse (STRING_TOO_LONG, NUMBER_OUTSIDE_VALID_RANGE, ...) and how to fit a value.
 - Pushes: sObject Collections, at most 200 records a call, ``allOrNone`` false: updates by id
   (``PATCH composite/sobjects``), creates as upserts on the external-id field (``PATCH
   composite/sobjects/{Type}/{Field}``), so a retried create updates what the first attempt made.
