@@ -28,9 +28,10 @@ import click
 from syncd.config import Config, LedgerConfig, load_config
 from syncd.core.plan import KINDS
 from syncd.core.rules import RuleSet, load_ruleset
+from syncd.core.types import KeyHistory, RunRow, StatusView
 from syncd.cycle import SYSTEMS, CycleReport, SyncCycle, trace_step
 from syncd.errors import ConfigError, LedgerError, LockedError
-from syncd.ledger import KeyHistory, Ledger, RunRow, StatusView, utc_now
+from syncd.ledger import Ledger, utc_now
 
 __all__ = ["explain", "once", "plan", "status"]
 
@@ -401,10 +402,10 @@ def explain(config_path: Path, query: str, as_json: bool) -> None:
     """Explain one person or account: its linked records, the current decision and why, what syncd
     changed, and the manual changes it saw. QUERY is an email, a Salesforce or HubSpot id, or a key."""
     with Ledger(_ledger_path(config_path), readonly=True) as ledger:
-        keys = ledger.find_keys(query)
+        keys = ledger.views.find_keys(query)
         if not keys:
             raise CommandError(f"no person or account in the ledger matches {query!r}")
-        found = [ledger.history(key) for key in keys]
+        found = [ledger.views.key_history(key) for key in keys]
     if as_json:
         click.echo(json.dumps([_history_json(f) for f in found], indent=2, default=str))
         return
@@ -525,8 +526,8 @@ def _status_json(view: StatusView, reported: list[dict[str, Any]]) -> dict[str, 
 def status(config_path: Path, runs: int, as_json: bool) -> None:
     """Show recent runs, watermarks, quarantine and API usage against the budget (reads the ledger only)."""
     with Ledger(_ledger_path(config_path), readonly=True) as ledger:
-        view = ledger.status(runs=runs)
-        reported = [q for q in ledger.quarantined() if q.reported]
+        view = ledger.views.status(runs=runs)
+        reported = [q for q in ledger.quarantine.held() if q.reported]
     if as_json:
         rows = [
             {
