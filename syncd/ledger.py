@@ -1764,6 +1764,27 @@ class Ledger:
         return {(r["system"], r["object"]): r["n"] for r in self.db.query(sql)}
 
     @_guarded
+    def owner_counts(self) -> dict[tuple[str, str | None], int]:
+        """(kind, decided owner) -> keys, for the status page: owners ``queue:NAME`` wait in a queue, and
+        owner None means no rule routed the key."""
+        sql = (
+            "SELECT e.kind, d.owner, count(*) AS n FROM decisions d JOIN entities e ON e.key = d.key "
+            "GROUP BY e.kind, d.owner"
+        )
+        return {(r["kind"], r["owner"]): r["n"] for r in self.db.query(sql)}
+
+    @_guarded
+    def assignments_since(self, since: datetime, *, limit: int = 100) -> tuple[int, list[AssignmentRow]]:
+        """How many sticky owners were assigned at or after ``since``, and the latest ``limit`` of them."""
+        where = "FROM assignments WHERE assigned_at >= ?"
+        total = self._conn.execute(f"SELECT count(*) {where}", (_ts(since),)).fetchone()[0]
+        rows = self.db.query(f"SELECT * {where} ORDER BY assigned_at DESC, key LIMIT ?", [_ts(since), limit])
+        return int(total), [
+            AssignmentRow(r["key"], r["rep"], r["team"], _dt(r["assigned_at"]), r["reason"], r["run_id"])
+            for r in rows
+        ]
+
+    @_guarded
     def status(self, *, runs: int = 10) -> StatusView:
         """Recent runs, watermarks, quarantine, outbox and counts: the ledger's half of ``syncd status``."""
         keys = dict.fromkeys(KEY_KINDS, 0)

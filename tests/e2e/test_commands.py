@@ -19,7 +19,8 @@ def invoke(org: Org, *args: str) -> Result:
 
 def table_row(output: str, label: str) -> list[int]:
     line = next(line for line in output.splitlines() if line.startswith(label))
-    return [int(n) for n in line[len(label) :].split()]
+    # Numbers print in the one format, with a thousands separator ("20,000").
+    return [int(n.replace(",", "")) for n in line[len(label) :].split()]
 
 
 def test_once_prints_what_it_did_per_system_and_a_second_once_does_nothing(org: Org) -> None:
