@@ -31,7 +31,7 @@ from syncd.errors import ConfigError, LedgerError, LockedError, MappingError
 from syncd.ledger import KeyHistory, Ledger, RunRow, StatusView, utc_now
 from syncd.plan import KINDS
 from syncd.progress import Progress
-from syncd.reports.fmt import num, render, table
+from syncd.reports.fmt import duration, num, render, table
 from syncd.reports.progress_render import ProgressBar, call_with_progress, takes_progress
 from syncd.rules import RuleSet, load_ruleset
 
@@ -417,7 +417,7 @@ def explain(config_path: Path, query: str, as_json: bool) -> None:
 def _duration(run: RunRow) -> str:
     if run.finished_at is None:
         return "running"
-    return f"{(run.finished_at - run.started_at).total_seconds():.1f}s"
+    return duration((run.finished_at - run.started_at).total_seconds())
 
 
 def _changes(run: RunRow) -> int:
@@ -457,9 +457,10 @@ def status_text(view: StatusView, detail: Iterable[str]) -> str:
     if failed is not None:
         lines.append(f"last failure ({failed.id}): {failed.error}")
     lines += ["", "watermarks (pulled up to):"]
-    for w in view.watermarks:
-        lines.append(f"  {_LABEL[w.system]:<10} {w.object:<12} {w.value}  (moved {_when(w.updated_at)})")
-    if not view.watermarks:
+    if view.watermarks:
+        marks = [[_LABEL[w.system], w.object, w.value, _when(w.updated_at)] for w in view.watermarks]
+        lines.append(render(table(["system", "object", "pulled up to", "moved"], marks, align="left")))
+    else:
         lines.append("  none yet")
     q = view.quarantine
     lines += [

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from rich import box
 from rich.console import Console
@@ -52,8 +52,15 @@ def rate(per_second: float) -> str:
     return f"{per_second:,.1f}/s" if per_second < 10 else f"{round(per_second):,}/s"
 
 
-def table(header: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str | None = None) -> Table:
-    """A table in syncd's style: the first column left-aligned, the others right-aligned; ints as ``num``."""
+def table(
+    header: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    title: str | None = None,
+    align: Literal["numbers", "left"] = "numbers",
+) -> Table:
+    """A table in syncd's style: numbers (``num``) right-aligned after a left-aligned first column, or,
+    with ``align="left"``, every column left-aligned (a table of names and times)."""
     t = Table(
         *[],
         title=title,
@@ -65,7 +72,8 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str | 
         title_style="bold",
     )
     for i, name in enumerate(header):
-        t.add_column(name, justify="left" if i == 0 else "right", no_wrap=i == 0)
+        right = i > 0 and align == "numbers"
+        t.add_column(name, justify="right" if right else "left", no_wrap=i == 0)
     for row in rows:
         t.add_row(
             *(num(c) if isinstance(c, int | float) and not isinstance(c, bool) else str(c) for c in row)

@@ -99,9 +99,9 @@ class _CountColumn(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         done = num(int(task.completed))
-        return Text(
-            done if task.total is None else f"{done}/{num(int(task.total))}", style="progress.download"
-        )
+        if task.total is None or task.fields.get("open_ended"):
+            return Text(done if task.completed else "", style="progress.download")
+        return Text(f"{done}/{num(int(task.total))}", style="progress.download")
 
 
 class _RateColumn(ProgressColumn):
@@ -131,7 +131,8 @@ class ProgressBar:
     ) -> None:
         self.progress = progress
         self.enabled = on_terminal() if enabled is None else enabled
-        self._console = console or Console(stderr=True)
+        # soft_wrap: log lines printed above the bar keep their length (a log line is one line).
+        self._console = console or Console(stderr=True, soft_wrap=True)
         self._bar: RichProgress | None = None
         self._task: TaskID | None = None
         self._stage: str | None = None
@@ -191,7 +192,7 @@ class ProgressBar:
             if snap.stage != self._stage or self._task is None:
                 self._finish_task()
                 self._stage = snap.stage
-                self._task = bar.add_task(snap.stage, total=snap.total, snapshot=snap)
+                self._task = bar.add_task(snap.stage, total=snap.total, snapshot=snap, open_ended=False)
             bar.update(self._task, completed=snap.done, total=snap.total, snapshot=snap)
             if not snap.running:
                 self._finish_task()
@@ -202,7 +203,9 @@ class ProgressBar:
         task = self._bar.tasks[self._task] if self._task < len(self._bar.tasks) else None
         if task is not None and task.total is None:
             # An open-ended stage is complete when it ends: show a full bar rather than a pulsing one.
-            self._bar.update(self._task, total=max(task.completed, 1), completed=max(task.completed, 1))
+            self._bar.update(
+                self._task, total=max(task.completed, 1), completed=max(task.completed, 1), open_ended=True
+            )
         elif task is not None:
             self._bar.update(self._task, completed=task.total)
         self._bar.stop_task(self._task)

@@ -145,6 +145,8 @@ def _config(**options: object) -> dict[str, object]:
         "margin": 8,
         "show_y_guides": True,
         "print_values": False,
+        "truncate_label": -1,
+        "truncate_legend": -1,
     }
     base.update(options)
     return base
@@ -303,7 +305,6 @@ def _reps(data: StatusData) -> str:
             title="Assigned today against each rep's daily cap",
             x_label_rotation=30,
             height=300,
-            truncate_label=20,
             legend_at_bottom=False,
             style=_style(("#2f6fdf", "#cfd6e3")),
         )
@@ -408,7 +409,9 @@ def _assignments(data: StatusData) -> str:
     )
     note = ""
     if data.assigned_last_day > len(rows):
-        note = f'<p class="muted">The latest {num(len(rows))} of {num(data.assigned_last_day)}.</p>'
+        note = f"The latest {num(len(rows))} of {num(data.assigned_last_day)}. "
+    if rows:
+        note = f'<p class="muted">{note}<code>syncd explain KEY</code> tells why a person or account has its owner.</p>'
     charts = (
         f'<div style="display:grid;grid-template-columns:2fr 1fr;gap:12px">{_chart(chart)}'
         f"{_chart(by_team) if data.assignments_by_team else ''}</div>"
