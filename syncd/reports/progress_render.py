@@ -98,9 +98,10 @@ class _CountColumn(ProgressColumn):
     """``2,000/20,000`` (or ``2,000`` while the total is unknown), in the one number format."""
 
     def render(self, task: Task) -> Text:
-        done = num(int(task.completed))
+        count = int(task.fields.get("count", task.completed))
+        done = num(count)
         if task.total is None or task.fields.get("open_ended"):
-            return Text(done if task.completed else "", style="progress.download")
+            return Text(done if count else "", style="progress.download")
         return Text(f"{done}/{num(int(task.total))}", style="progress.download")
 
 
@@ -204,7 +205,11 @@ class ProgressBar:
         if task is not None and task.total is None:
             # An open-ended stage is complete when it ends: show a full bar rather than a pulsing one.
             self._bar.update(
-                self._task, total=max(task.completed, 1), completed=max(task.completed, 1), open_ended=True
+                self._task,
+                total=max(task.completed, 1),
+                completed=max(task.completed, 1),
+                open_ended=True,
+                count=int(task.completed),
             )
         elif task is not None:
             self._bar.update(self._task, completed=task.total)

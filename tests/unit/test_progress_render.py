@@ -106,10 +106,12 @@ def test_the_cli_bar_draws_each_stage_with_counts_rate_and_eta() -> None:
         progress.advance(20_000)
         progress.stage("decide")
         progress.advance(12)
+        progress.stage("write")  # open-ended and nothing counted: no count is shown, done or not
         progress.finish()
     text = out.getvalue()
     assert "pull" in text and "20,000/20,000" in text and "10,000/s" in text
-    assert "decide" in text
+    assert "decide" in text and "write" in text
+    assert "12/12" not in text and "1/1 " not in text
 
 
 def test_the_bar_is_quiet_when_not_on_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
