@@ -26,14 +26,14 @@ from typing import Any
 import click
 
 from syncd.config import Config, LedgerConfig, load_config
+from syncd.core.plan import KINDS
+from syncd.core.rules import RuleSet, load_ruleset
 from syncd.cycle import SYSTEMS, CycleReport, SyncCycle, trace_step
 from syncd.errors import ConfigError, LedgerError, LockedError, MappingError
 from syncd.ledger import KeyHistory, Ledger, RunRow, StatusView, utc_now
-from syncd.plan import KINDS
 from syncd.progress import Progress
 from syncd.reports.fmt import duration, num, render, table
 from syncd.reports.progress_render import ProgressBar, call_with_progress, takes_progress
-from syncd.rules import RuleSet, load_ruleset
 
 __all__ = ["explain", "once", "plan", "status"]
 

@@ -1,6 +1,6 @@
 """One sync cycle: pull, stage, link, decide, plan, write intents, push, confirm, record the run.
 
-``SyncCycle`` owns the I/O around the pure core (``syncd.engine``, ``syncd.plan``, ``syncd.link``)::
+``SyncCycle`` owns the I/O around the pure core (``syncd.core.engine``, ``syncd.core.plan``, ``syncd.core.link``)::
 
     cycle = SyncCycle.from_config(config)
     report = cycle.run(load_ruleset(config.rules.directory))     # `syncd once`
@@ -47,24 +47,8 @@ from typing import TYPE_CHECKING, Any
 
 from syncd.config import Config
 from syncd.connectors import Change, Connector, Page, PushResult, RepRecord, connectors_from_config
-from syncd.engine import decide
-from syncd.ledger import (
-    AssignmentRow,
-    Backoff,
-    DecisionRow,
-    Intent,
-    Ledger,
-    LinkRow,
-    OverrideRow,
-    RecordRow,
-    WriteRow,
-    utc_now,
-)
-from syncd.link import (
-    ACCOUNT_OBJECTS,
-    OWNER_FIELD,
-    PERSON_OBJECTS,
-    PULLED,
+from syncd.core.engine import decide
+from syncd.core.link import (
     Group,
     PageLinks,
     cross_id,
@@ -78,9 +62,10 @@ from syncd.link import (
     record_hash,
     salesforce_object_of,
 )
-from syncd.logs import log_decision
-from syncd.metrics import CycleSummary
-from syncd.model import (
+from syncd.core.plan import Action, FieldChange, Tally, followup, plan_key
+from syncd.core.rules import RuleSet
+from syncd.core.systems import ACCOUNT_OBJECTS, OWNER_FIELD, PERSON_OBJECTS, PULLED, SYSTEMS
+from syncd.core.types import (
     AccountView,
     Assignment,
     Decision,
@@ -92,19 +77,28 @@ from syncd.model import (
     RepDirectory,
     RoundRobinState,
 )
-from syncd.plan import Action, FieldChange, Tally, followup, plan_key
-from syncd.rules import RuleSet
+from syncd.ledger import (
+    AssignmentRow,
+    Backoff,
+    DecisionRow,
+    Intent,
+    Ledger,
+    LinkRow,
+    OverrideRow,
+    RecordRow,
+    WriteRow,
+    utc_now,
+)
+from syncd.logs import log_decision
+from syncd.metrics import CycleSummary
 
 if TYPE_CHECKING:
-    from syncd.mapping import Mapping as FieldMapping
+    from syncd.core.mapping import Mapping as FieldMapping
 
 __all__ = ["CycleReport", "Roster", "SyncCycle", "trace_rows", "trace_step"]
 
 log = logging.getLogger(__name__)
 
-SYSTEMS = ("salesforce", "hubspot")
-# Records per push call: the largest batch each API takes (sObject Collections 200, HubSpot batch 100).
-BATCH_SIZE = {"salesforce": 200, "hubspot": 100}
 # Keys decided per engine call: large enough to amortise the queries, small enough to bound memory.
 CHUNK = 2000
 # Engagement points decay every day, so every decision is due again a day after it was made.
@@ -320,7 +314,7 @@ class SyncCycle:
         """One cycle; with ``dry_run`` everything is worked out, nothing is pushed, and the ledger is left
         exactly as it was (only the run itself is recorded): the report then says what a cycle would do."""
         report = CycleReport(dry_run=dry_run)
-        calls_before = {s: self._calls(s) for s in SYSTEMS}
+        calls_before: dict[str, int] = {s: self._calls(s) for s in SYSTEMS}
         run_id = self.ledger.start_run("plan" if dry_run else "cycle")
         report.run_id = run_id
         try:
@@ -637,7 +631,7 @@ class _Run:
             if target is not None:
                 refs.append((other, target, "stored_id"))
             named[r.id] = refs
-        targets = {
+        targets: dict[str, dict[str, tuple[str | None, str | None]]] = {
             sys_: self._cross_targets(
                 kind, sys_, [t for refs in named.values() for s_, t, _ in refs if s_ == sys_]
             )
@@ -1101,7 +1095,7 @@ class _Run:
             return True
         for system in SYSTEMS:
             for bkey in sorted(k for k in self.buffers if k[0] == system):
-                while len(self.buffers[bkey]) >= BATCH_SIZE[system]:
+                while len(self.buffers[bkey]) >= self.cycle.connectors[system].batch_limit:
                     if not self._push_batch(bkey) or self.stopped():
                         return False
         return True
@@ -1134,7 +1128,7 @@ class _Run:
                     fields[slot].update(intent.fields)
                 else:
                     rest.append(intent)
-            elif len(entries) < BATCH_SIZE[system]:
+            elif len(entries) < self.cycle.connectors[system].batch_limit:
                 if intent.record_id is not None:
                     at[intent.record_id] = len(entries)
                 entries.append([intent])

@@ -29,6 +29,7 @@ from typing import Any
 
 import click
 
+from syncd.core.systems import SYSTEMS
 from syncd.errors import ConfigError, SandboxError
 from syncd.progress import NULL, Progress
 from syncd.reports.fmt import num, render, table
@@ -38,7 +39,6 @@ from syncd.sandbox.seed import SIZES
 
 __all__ = ["CycleOutcome", "DemoResult", "demo", "format_report", "run_demo", "write_requests"]
 
-SYSTEMS = ("salesforce", "hubspot")
 _LABEL = {"salesforce": "Salesforce", "hubspot": "HubSpot"}
 TEAM_ORDER = ("marketing", "sales", "account_management", "customer_success")
 # Requests that change nothing although they are not GETs: searches, batch reads, query jobs.
@@ -377,11 +377,11 @@ def run_demo(
 
     ``progress`` hears of the seeding and of each cycle's stages (the command draws it as a bar)."""
     from syncd.config import load_config
+    from syncd.core.rules import load_ruleset
     from syncd.cycle import SyncCycle
     from syncd.daemon import run_daemon
     from syncd.logs import register_secret
     from syncd.metrics import Metrics
-    from syncd.rules import load_ruleset
     from syncd.service import rules_loader, secret_values
 
     rules_dir = rules_dir.resolve()

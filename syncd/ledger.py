@@ -32,14 +32,34 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, date, datetime
 from itertools import islice
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlite_utils import Database
 
+from syncd.core.types import (
+    AssignmentRow,
+    Backoff,
+    DecisionChange,
+    DecisionRow,
+    Intent,
+    KeyHistory,
+    LinkRow,
+    OverrideRow,
+    QuarantineRow,
+    QuarantineSummary,
+    RecordKey,
+    RecordRow,
+    RunRow,
+    StatusView,
+    UpsertResult,
+    WatermarkRow,
+    WriteRow,
+    content_hash,
+)
 from syncd.errors import LedgerError, LockedError
 from syncd.ledger_schema import (
     APPLICATION_ID,
@@ -86,9 +106,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
 
-RecordKey = tuple[str, str, str]
-"""(system, object, id) of one record."""
-
 _RECORD_PK = ("system", "object", "id")
 # Rows per statement batch: well under SQLite's 32,766 bound variables for the widest table.
 _BATCH = 500
@@ -128,11 +145,6 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def content_hash(data: Any) -> str:
-    """Hash of a JSON value's canonical form: equal content gives an equal hash whatever the key order."""
-    return _hash_text(_dumps(data))
-
-
 def _hash_text(text: str) -> str:
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
@@ -153,265 +165,6 @@ def _batched(items: Iterable[T], size: int = _BATCH) -> Iterator[list[T]]:
 def _check_system(system: str) -> None:
     if system not in SYSTEMS:
         raise ValueError(f"unknown system {system!r}; expected one of {', '.join(SYSTEMS)}")
-
-
-@dataclass(frozen=True, slots=True)
-class RecordRow:
-    """One record as pulled from a system; ``hash`` defaults to the hash of ``data``.
-
-    The caller may pass its own ``hash`` (say, of the mapped fields only) so that changes to volatile
-    fields such as ``SystemModstamp`` do not count as content changes. ``dirty``, ``seen_run`` and
-    ``seen_at`` are filled when a row is read back.
-    """
-
-    system: str
-    object: str
-    id: str
-    data: Mapping[str, Any]
-    modified_at: datetime | None = None
-    deleted: bool = False
-    email: str | None = None
-    domain: str | None = None
-    hash: str = ""
-    dirty: bool = False
-    seen_run: str | None = None
-    seen_at: datetime | None = None
-
-    @property
-    def ref(self) -> RecordKey:
-        return (self.system, self.object, self.id)
-
-
-@dataclass(frozen=True, slots=True)
-class UpsertResult:
-    """What a bulk upsert found: counts, and the records that are new or whose content changed."""
-
-    inserted: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    changed: list[RecordKey] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class LinkRow:
-    """A record's membership in one person or account; ``how`` is one of ``LINK_METHODS``."""
-
-    key: str
-    system: str
-    object: str
-    id: str
-    how: str
-    linked_at: datetime | None = None
-    run_id: str | None = None
-
-    @property
-    def ref(self) -> RecordKey:
-        return (self.system, self.object, self.id)
-
-
-@dataclass(frozen=True, slots=True)
-class WatermarkRow:
-    """How far the pulls of one system's object have been fully processed (an opaque connector cursor)."""
-
-    system: str
-    object: str
-    value: str
-    updated_at: datetime
-    run_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class RunRow:
-    """One run of syncd (a cycle, a plan): status is running, ok, failed or interrupted."""
-
-    id: str
-    kind: str
-    started_at: datetime
-    finished_at: datetime | None
-    status: str
-    counters: dict[str, Any]
-    error: str | None
-    pid: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class DecisionRow:
-    """The latest decision for one key, with the trace that explains it and the digest of the rules."""
-
-    key: str
-    digest: str
-    trace: Any
-    decided_at: datetime
-    stage: str | None = None
-    score: float | None = None
-    owner: str | None = None
-    team: str | None = None
-    data: Mapping[str, Any] = field(default_factory=dict)
-    run_id: str | None = None
-
-    def outcome(self) -> tuple[str | None, float | None, str | None, str | None]:
-        return (self.stage, self.score, self.owner, self.team)
-
-
-@dataclass(frozen=True, slots=True)
-class DecisionChange:
-    """One change of a key's decided stage, score, owner or team, with what it was before."""
-
-    seq: int
-    key: str
-    at: datetime
-    run_id: str | None
-    stage: str | None
-    score: float | None
-    owner: str | None
-    team: str | None
-    prev_stage: str | None
-    prev_score: float | None
-    prev_owner: str | None
-    prev_team: str | None
-    digest: str
-    trace: Any
-
-
-@dataclass(frozen=True, slots=True)
-class AssignmentRow:
-    """A sticky owner: the rep (by email) a key stays with until a stickiness rule lets it move."""
-
-    key: str
-    rep: str
-    team: str
-    assigned_at: datetime
-    reason: str
-    run_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Intent:
-    """One write syncd means to make: set ``fields`` on ``record_id``, or create a record under ``create_key``.
-
-    Exactly one of ``record_id`` and ``create_key`` is set. ``create_key`` is the idempotency key the
-    connector sends as the external id, so replaying a create is an upsert. ``key`` is the person or account
-    the write is for (used by ``explain``, and to link a created record).
-    """
-
-    system: str
-    object: str
-    fields: Mapping[str, Any]
-    reason: str
-    record_id: str | None = None
-    create_key: str | None = None
-    key: str | None = None
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    run_id: str | None = None
-    state: str = "pending"
-    attempts: int = 0
-    error: str | None = None
-    result_id: str | None = None
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class WriteRow:
-    """The latest value syncd itself wrote to one field of one record."""
-
-    system: str
-    object: str
-    record_id: str
-    field: str
-    value: Any
-    at: datetime
-    run_id: str | None = None
-    intent_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class OverrideRow:
-    """A manual change of a field (the owner, usually) seen on a record, honoured until ``honoured_until``."""
-
-    key: str
-    system: str
-    object: str
-    record_id: str
-    rep: str | None
-    seen_at: datetime
-    honoured_until: datetime
-    field: str = "owner"
-    previous: str | None = None
-    changed_by: str | None = None
-    run_id: str | None = None
-    seq: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Quarantine retry policy: delays grow ``base * factor**(attempts-1)`` up to ``maximum``; reported after N."""
-
-    base: timedelta = timedelta(minutes=15)
-    factor: float = 2.0
-    maximum: timedelta = timedelta(hours=24)
-    report_after: int = 5
-
-    def delay(self, attempts: int) -> timedelta:
-        seconds = self.base.total_seconds() * self.factor ** max(attempts - 1, 0)
-        return min(timedelta(seconds=seconds), self.maximum)
-
-
-@dataclass(frozen=True, slots=True)
-class QuarantineRow:
-    """A record that could not be processed: why, how often it was tried, and when to try again."""
-
-    system: str
-    object: str
-    record_id: str
-    reason: str
-    attempts: int
-    first_seen_at: datetime
-    last_attempt_at: datetime
-    next_attempt_at: datetime
-    reported: bool
-    key: str | None = None
-    run_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class QuarantineSummary:
-    """Quarantine at a glance: totals, how many are due for a retry, and counts per (system, object)."""
-
-    total: int
-    reported: int
-    due: int
-    by_object: dict[tuple[str, str], int]
-
-
-@dataclass(frozen=True, slots=True)
-class StatusView:
-    """What ``syncd status`` shows from the ledger."""
-
-    path: str
-    schema_version: int
-    runs: list[RunRow]
-    watermarks: list[WatermarkRow]
-    quarantine: QuarantineSummary
-    outbox: dict[str, int]
-    records: dict[tuple[str, str], int]
-    keys: dict[str, int]
-
-
-@dataclass(frozen=True, slots=True)
-class KeyHistory:
-    """Everything the ledger knows about one person or account, for ``syncd explain``."""
-
-    key: str
-    kind: str
-    links: list[LinkRow]
-    records: list[RecordRow]
-    decision: DecisionRow | None
-    history: list[DecisionChange]
-    assignment: AssignmentRow | None
-    overrides: list[OverrideRow]
-    intents: list[Intent]
-    quarantine: list[QuarantineRow]
 
 
 # -- the ledger -------------------------------------------------------------------------------------------

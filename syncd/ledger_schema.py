@@ -15,10 +15,11 @@ from collections.abc import Callable
 
 from sqlite_utils import Database
 
+from syncd.core.systems import SYSTEMS
+
 # "sYnc" as a big-endian int: tells a syncd ledger apart from any other SQLite file.
 APPLICATION_ID = 0x73596E63
 
-SYSTEMS = ("salesforce", "hubspot")
 RUN_STATUSES = ("running", "ok", "failed", "interrupted")
 INTENT_STATES = ("pending", "sent", "confirmed", "failed")
 LINK_METHODS = ("new", "stored_id", "email", "domain", "converted", "created")

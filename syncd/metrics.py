@@ -14,10 +14,10 @@ from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from syncd.core.systems import SYSTEMS
 from syncd.progress import NULL, Progress
 from syncd.reports.progress_render import ProgressCollector
 
-SYSTEMS: Final = ("salesforce", "hubspot")
 CYCLE_OUTCOMES: Final = ("ok", "interrupted", "failed")
 RELOAD_OUTCOMES: Final = ("ok", "refused")
 

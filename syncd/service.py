@@ -88,7 +88,7 @@ def rules_loader(directory: Path) -> Callable[[], Any]:
     """The daemon's loader: the rule set of ``directory`` (MappingError when invalid), warnings logged."""
 
     def load() -> Any:
-        from syncd.rules import load_ruleset
+        from syncd.core.rules import load_ruleset
 
         rules = load_ruleset(directory)
         for warning in rules.warnings:
@@ -253,7 +253,7 @@ def _describe_systems(cfg: Config, report: CheckReport) -> None:
 
 def check_config(path: Path, *, environ: Mapping[str, str] | None = None) -> CheckReport:
     """Check a config file and what it names, as ``syncd run`` would need them; never raises SyncdError."""
-    from syncd.rules import check_directory
+    from syncd.core.rules import check_directory
 
     report = CheckReport()
     cfg = _load_collecting_unset(path, os.environ if environ is None else environ, report)

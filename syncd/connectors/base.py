@@ -177,6 +177,8 @@ class Connector(ABC):
 
     system: ClassVar[System]
     objects: ClassVar[tuple[str, ...]]
+    # The most changes one push() call sends in one request (the cycle batches intents to it).
+    batch_limit: ClassVar[int]
 
     @abstractmethod
     def pull(

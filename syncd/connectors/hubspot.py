@@ -39,14 +39,14 @@ from syncd.connectors.base import (
 )
 from syncd.connectors.errors import hubspot_error, hubspot_error_code
 from syncd.connectors.policy import CallPolicy, Clock, DailyBudget, Now, Sleep
+from syncd.core.systems import HUBSPOT_OBJECTS, WRITE_BATCH_LIMIT
 from syncd.errors import AuthError, ConnectorError, FatalConnectorError
-from syncd.sandbox.schema import HUBSPOT_OBJECTS
 
 __all__ = ["BATCH_LIMIT", "SEARCH_CAP", "HubSpotConnector"]
 
 T = TypeVar("T")
 
-BATCH_LIMIT = 100
+BATCH_LIMIT = WRITE_BATCH_LIMIT["hubspot"]
 SEARCH_PAGE = 200
 SEARCH_CAP = 10_000
 OWNERS_PAGE = 500
@@ -122,6 +122,7 @@ class HubSpotConnector(Connector):
 
     system: ClassVar[Any] = "hubspot"
     objects: ClassVar[tuple[str, ...]] = SYNC_OBJECTS
+    batch_limit: ClassVar[int] = BATCH_LIMIT
 
     def __init__(
         self,

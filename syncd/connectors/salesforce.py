@@ -40,15 +40,15 @@ from syncd.connectors.base import (
 )
 from syncd.connectors.errors import salesforce_error
 from syncd.connectors.policy import CallPolicy, Clock, DailyBudget, Now, Sleep
+from syncd.core.systems import SALESFORCE_OBJECTS, WRITE_BATCH_LIMIT
 from syncd.errors import ConnectorError, FatalConnectorError
-from syncd.sandbox.schema import SALESFORCE_OBJECTS
 
 __all__ = ["COLLECTION_LIMIT", "SalesforceConnector", "SalesforceSession"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-COLLECTION_LIMIT = 200
+COLLECTION_LIMIT = WRITE_BATCH_LIMIT["salesforce"]
 READ_BATCH = 200
 SYNC_OBJECTS: tuple[str, ...] = ("Lead", "Contact", "Account", "Opportunity")
 DEFAULT_EXTERNAL_ID = "Syncd_HubSpot_Id__c"
@@ -139,6 +139,7 @@ class SalesforceConnector(Connector):
 
     system: ClassVar[Any] = "salesforce"
     objects: ClassVar[tuple[str, ...]] = SYNC_OBJECTS
+    batch_limit: ClassVar[int] = COLLECTION_LIMIT
 
     def __init__(
         self,

@@ -33,7 +33,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from syncd.sandbox.schema import SandboxSchema
+from syncd.core.systems import OrgSchema
 from syncd.sandbox.store import Store
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ class SandboxApp(abc.ABC):
         self,
         store: Store,
         *,
-        schema: SandboxSchema | None = None,
+        schema: OrgSchema | None = None,
         rate_limits: bool = True,
         faults: Faults | None = None,
         seed: int = 0,
@@ -118,7 +118,7 @@ class SandboxApp(abc.ABC):
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.store = store
-        self.schema = schema or SandboxSchema()
+        self.schema = schema or OrgSchema()
         self.rate_limits = rate_limits
         self.faults = faults or Faults()
         self.counters = Counters()

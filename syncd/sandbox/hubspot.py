@@ -65,15 +65,15 @@ from urllib3.util.retry import Retry
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
-from syncd.sandbox.base import Faults, SandboxApp, json_response
-from syncd.sandbox.schema import (
+from syncd.core.systems import (
     HUBSPOT_LAST_MODIFIED,
     HUBSPOT_OBJECTS,
     SYNCD_HS_CUSTOM,
     FieldSpec,
     ObjectSpec,
-    SandboxSchema,
+    OrgSchema,
 )
+from syncd.sandbox.base import Faults, SandboxApp, json_response
 from syncd.sandbox.store import Record, Store
 
 __all__ = ["NO_RETRY", "HubSpotApp", "client"]
@@ -334,7 +334,7 @@ class HubSpotApp(SandboxApp):
         self,
         store: Store,
         *,
-        schema: SandboxSchema | None = None,
+        schema: OrgSchema | None = None,
         rate_limits: bool = True,
         faults: Faults | None = None,
         seed: int = 0,

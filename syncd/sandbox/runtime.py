@@ -26,12 +26,12 @@ from typing import Any
 from hubspot import HubSpot
 from simple_salesforce import Salesforce
 
+from syncd.core.systems import OrgSchema
 from syncd.errors import SandboxError
 from syncd.progress import NULL, Progress
 from syncd.sandbox import hubspot as hs_module
 from syncd.sandbox import salesforce as sf_module
 from syncd.sandbox.base import CONTROL_PREFIX, Faults, ServerThread
-from syncd.sandbox.schema import SandboxSchema
 from syncd.sandbox.seed import INTEGRATION_EMAIL, REPS, generate
 from syncd.sandbox.store import Store
 from syncd.sandbox.tls import SandboxTLS, make_tls
@@ -62,7 +62,7 @@ class Sandbox:
         hs_port: int = 0,
         data_dir: Path | str | None = None,
         now: datetime | None = None,
-        schema: SandboxSchema | None = None,
+        schema: OrgSchema | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         salesforce_options: Mapping[str, Any] | None = None,
@@ -301,10 +301,10 @@ class Sandbox:
 
 
 def store_counts(
-    sf_store: Store, hs_store: Store, schema: SandboxSchema | None = None
+    sf_store: Store, hs_store: Store, schema: OrgSchema | None = None
 ) -> dict[str, dict[str, int]]:
     """Records per object type in a Salesforce and a HubSpot store."""
-    schema = schema or SandboxSchema()
+    schema = schema or OrgSchema()
     hs_types = [*sorted(schema.hubspot), "owners", "associations"]
     return {
         "salesforce": {name: sf_store.count(name) for name in sorted(schema.salesforce)},

@@ -46,9 +46,9 @@ from werkzeug.routing import Rule
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request, Response
 
+from syncd.core.systems import FieldSpec, ObjectSpec, OrgSchema
 from syncd.sandbox.base import CONTROL_PREFIX, Faults, SandboxApp, json_response
 from syncd.sandbox.ids import sf_id
-from syncd.sandbox.schema import FieldSpec, ObjectSpec, SandboxSchema
 from syncd.sandbox.soql import (
     CompiledQuery,
     SoqlError,
@@ -219,7 +219,7 @@ class SalesforceApp(SandboxApp):
         self,
         store: Store,
         *,
-        schema: SandboxSchema | None = None,
+        schema: OrgSchema | None = None,
         rate_limits: bool = True,
         faults: Faults | None = None,
         seed: int = 0,

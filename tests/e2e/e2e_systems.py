@@ -18,9 +18,9 @@ import requests
 from hubspot import HubSpot
 from simple_salesforce import Salesforce
 
+from syncd.core.link import META_FIELDS, group
+from syncd.core.rules import RuleSet
 from syncd.ledger import Ledger
-from syncd.link import META_FIELDS, group
-from syncd.rules import RuleSet
 from syncd.sandbox import hubspot as hs_module
 from syncd.sandbox import salesforce as sf_module
 

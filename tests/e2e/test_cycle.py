@@ -16,9 +16,9 @@ from conftest import Org
 from e2e_systems import disagreements
 
 from syncd.commands import explain_text
+from syncd.core.link import group
+from syncd.core.rules import RuleSet
 from syncd.ledger import Backoff, Intent, Ledger
-from syncd.link import group
-from syncd.rules import RuleSet
 
 SALES_REPS = ("sam.patel", "lena.novak", "diego.ramos", "jack.miller", "emma.johnson", "noah.brown")
 

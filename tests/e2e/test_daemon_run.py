@@ -27,9 +27,9 @@ from e2e_crash import leads_per_contact
 from e2e_systems import Systems, disagreements
 from hubspot.crm.contacts import SimplePublicObjectInputForCreate
 
+from syncd.core.rules import load_ruleset
 from syncd.ledger import Ledger, RunRow
 from syncd.metrics import METRIC_NAMES
-from syncd.rules import load_ruleset
 from syncd.sandbox.runtime import Sandbox, write_info
 
 ROOT = Path(__file__).resolve().parents[2]

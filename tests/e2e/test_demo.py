@@ -16,10 +16,10 @@ import pytest
 from click.testing import CliRunner
 
 from syncd.cli import cli
+from syncd.core.rules import load_ruleset
 from syncd.demo import MARKER, DemoResult, format_report, run_demo
 from syncd.errors import ConfigError
 from syncd.ledger import Ledger
-from syncd.rules import load_ruleset
 from syncd.sandbox.runtime import HS_FILE, SF_FILE
 from syncd.sandbox.store import Store
 

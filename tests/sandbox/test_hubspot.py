@@ -35,9 +35,9 @@ from hubspot.crm.contacts import (
 )
 from hubspot.crm.properties import ApiException as PropertiesApiException
 
+from syncd.core.systems import FieldSpec, OrgSchema
 from syncd.sandbox.base import Faults
 from syncd.sandbox.hubspot import SEARCH_RESULT_CAP, iso_ms, parse_ms
-from syncd.sandbox.schema import FieldSpec, SandboxSchema
 from syncd.sandbox.store import Store
 
 if TYPE_CHECKING:
@@ -1116,7 +1116,7 @@ def test_bad_associations_are_refused(
 
 
 def test_properties_come_from_the_schema_with_custom_ones_flagged(hs_start: Start) -> None:
-    schema = SandboxSchema().with_custom("hubspot", "contacts", FieldSpec("fit_score", "double"))
+    schema = OrgSchema().with_custom("hubspot", "contacts", FieldSpec("fit_score", "double"))
     sandbox = hs_start(schema=schema)
     core = sandbox.client().crm.properties.core_api
     by_name = {p.name: p for p in core.get_all("contacts").results}

@@ -25,9 +25,9 @@ from simple_salesforce.exceptions import (
     SalesforceResourceNotFound,
 )
 
+from syncd.core.systems import SALESFORCE_OBJECTS, FieldSpec, OrgSchema
 from syncd.sandbox.ids import is_valid_sf_id, sf_id
 from syncd.sandbox.salesforce import INTEGRATION_USERNAME, client_session, stored_record
-from syncd.sandbox.schema import SALESFORCE_OBJECTS, FieldSpec, SandboxSchema
 from syncd.sandbox.store import Store
 
 if TYPE_CHECKING:
@@ -981,7 +981,7 @@ def test_describe_global_and_object(sf_sandbox: SfSandbox) -> None:
 
 
 def test_custom_fields_from_the_schema_are_writable_and_queryable(sf_start: Callable[..., SfSandbox]) -> None:
-    schema = SandboxSchema().with_custom("salesforce", "Lead", FieldSpec("Partner_Score__c", "double"))
+    schema = OrgSchema().with_custom("salesforce", "Lead", FieldSpec("Partner_Score__c", "double"))
     sandbox = sf_start(schema=schema)
     sf = sandbox.client()
     lead = new_lead(sf, Partner_Score__c=12.5)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from typing import Any, Literal
 
-from syncd.rules.problems import Problems, did_you_mean
+from syncd.core.rules.problems import Problems, did_you_mean
 
 FieldKind = Literal["text", "number", "boolean", "datetime"]
 Test = Callable[[Mapping[str, Any]], bool]

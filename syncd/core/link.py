@@ -15,26 +15,21 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from syncd.ledger import RecordRow, content_hash
+from syncd.core.systems import (
+    ACCOUNT_OBJECTS,
+    CHANGED_BY_FIELD,
+    OWNER_FIELD,
+    PERSON_OBJECTS,
+)
+from syncd.core.types import RecordRow, content_hash
 
 if TYPE_CHECKING:
-    # Imported for types only: importing syncd.mapping first would enter the mapping <-> rules import cycle
+    # Imported for types only: importing syncd.core.mapping first would enter the mapping <-> rules import cycle
     # from the wrong side.
-    from syncd.mapping import Mapping as FieldMapping
+    from syncd.core.mapping import Mapping as FieldMapping
 
 Entity = Literal["person", "account", "deal"]
 
-# Objects syncd pulls, per system, in the order a cycle pulls them. HubSpot deals are left out on purpose:
-# nothing is decided from them (Salesforce opportunities give an account's open and won counts).
-PULLED: dict[str, tuple[str, ...]] = {
-    "salesforce": ("Account", "Contact", "Lead", "Opportunity"),
-    "hubspot": ("companies", "contacts"),
-}
-PERSON_OBJECTS: dict[str, tuple[str, ...]] = {"salesforce": ("Contact", "Lead"), "hubspot": ("contacts",)}
-ACCOUNT_OBJECTS: dict[str, tuple[str, ...]] = {"salesforce": ("Account",), "hubspot": ("companies",)}
-OWNER_FIELD: dict[str, str] = {"salesforce": "OwnerId", "hubspot": "hubspot_owner_id"}
-# Who made the last change: a Salesforce User id, a HubSpot user id (an owner's userId).
-CHANGED_BY_FIELD: dict[str, str] = {"salesforce": "LastModifiedById", "hubspot": "hs_updated_by_user_id"}
 # Bookkeeping the systems change on every write, and values they derive: never content. ``Name`` is the
 # Salesforce name computed from FirstName and LastName.
 META_FIELDS: dict[str, frozenset[str]] = {

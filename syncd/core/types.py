@@ -3,15 +3,17 @@
 Everything here is frozen and typed. Datetimes are timezone-aware UTC; ids are strings. Owners are *rep keys*
 (a rep's normalised email, e.g. ``jack.miller@northwind.example``) or *queue owners* (``queue:<Queue Name>``,
 see :func:`queue_owner`): the engine never sees a raw Salesforce or HubSpot id, the :class:`RepDirectory`
-translates at the edges. Objects the ledger stores have ``to_row()`` / ``from_row()`` (JSON-native values).
+translates at the edges. The ledger maps these values to rows at its own edge.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NamedTuple, overload
 
 Kind = Literal["person", "account"]
@@ -192,27 +194,6 @@ class Assignment:
     assigned_at: datetime
     influencers: tuple[str, ...] = ()
 
-    def to_row(self) -> dict[str, Any]:
-        return {
-            "key": self.key,
-            "owner": self.owner,
-            "team": self.team,
-            "rule": self.rule,
-            "assigned_at": _iso(self.assigned_at),
-            "influencers": json.dumps(list(self.influencers)),
-        }
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Assignment:
-        return cls(
-            key=row["key"],
-            owner=row["owner"],
-            team=row["team"],
-            rule=row.get("rule") or "",
-            assigned_at=_required_dt(row, "assigned_at"),
-            influencers=tuple(_json(row.get("influencers") or "[]")),
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class Override:
@@ -224,25 +205,6 @@ class Override:
     by: str = ""
     system: str = ""
 
-    def to_row(self) -> dict[str, Any]:
-        return {
-            "key": self.key,
-            "owner": self.owner,
-            "seen_at": _iso(self.seen_at),
-            "by": self.by,
-            "system": self.system,
-        }
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Override:
-        return cls(
-            key=row["key"],
-            owner=row["owner"],
-            seen_at=_required_dt(row, "seen_at"),
-            by=row.get("by") or "",
-            system=row.get("system") or "",
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class RoundRobinState:
@@ -251,21 +213,6 @@ class RoundRobinState:
     pool: str
     credits: Mapping[str, int] = field(default_factory=dict)
     assigned: Mapping[str, int] = field(default_factory=dict)
-
-    def to_row(self) -> dict[str, Any]:
-        return {
-            "pool": self.pool,
-            "state": json.dumps(
-                {"credits": dict(self.credits), "assigned": dict(self.assigned)}, sort_keys=True
-            ),
-        }
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> RoundRobinState:
-        state = _json(row.get("state") or "{}")
-        return cls(
-            pool=row["pool"], credits=dict(state.get("credits", {})), assigned=dict(state.get("assigned", {}))
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +229,8 @@ class LedgerView:
     daily_counts: Mapping[str, int] = field(default_factory=dict)
     # Per person key, until when automatic forward stage moves are held after a backward move (recycling).
     holds: Mapping[str, datetime] = field(default_factory=dict)
+    # When syncd's first sync started: records created before it are the backlog (policy ``[caps]``).
+    backlog_before: datetime | None = None
 
 
 # ------------------------------------------------------------------------------------------------- decisions
@@ -467,44 +416,6 @@ class Decision(NamedTuple):
             head += " create-salesforce-lead"
         return "\n".join([head, *("  " + str(step) for step in self.trace)])
 
-    def to_row(self) -> dict[str, Any]:
-        return {
-            "key": self.key,
-            "kind": self.kind,
-            "stage": self.stage,
-            "team": self.team,
-            "owner": self.owner,
-            "rule": self.rule,
-            "score": self.score,
-            "influencers": json.dumps(list(self.influencers)),
-            "owner_changed": self.owner_changed,
-            "assigned_at": _iso(self.assigned_at),
-            "handoff": json.dumps(list(self.handoff)) if self.handoff else None,
-            "create_salesforce_lead": self.create_salesforce_lead,
-            "hold_until": _iso(self.hold_until),
-            "trace": json.dumps([s.to_dict() for s in self.trace]),
-        }
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Decision:
-        handoff = _json(row.get("handoff"))
-        return cls(
-            key=row["key"],
-            kind=row["kind"],
-            stage=row.get("stage"),
-            team=row.get("team"),
-            owner=row.get("owner"),
-            rule=row.get("rule") or "",
-            score=row.get("score"),
-            influencers=tuple(_json(row.get("influencers") or "[]")),
-            owner_changed=bool(row.get("owner_changed")),
-            assigned_at=_dt(row.get("assigned_at")),
-            handoff=Handoff(*handoff) if handoff else None,
-            create_salesforce_lead=bool(row.get("create_salesforce_lead")),
-            hold_until=_dt(row.get("hold_until")),
-            trace=tuple(TraceStep.from_dict(s) for s in _json(row.get("trace") or "[]")),
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class EngineResult:
@@ -520,3 +431,274 @@ class EngineResult:
 
     def by_key(self) -> dict[str, Decision]:
         return {d.key: d for d in self.decisions}
+
+
+# -- rows: what the ledger stores, as the cycle and the planner see it ------------------------------------
+
+RecordKey = tuple[str, str, str]
+"""(system, object, id) of one record."""
+
+
+def content_hash(data: Any) -> str:
+    """Hash of a JSON value's canonical form: equal content gives an equal hash whatever the key order."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRow:
+    """One record as pulled from a system; ``hash`` defaults to the hash of ``data``.
+
+    The caller may pass its own ``hash`` (say, of the mapped fields only) so that changes to volatile
+    fields such as ``SystemModstamp`` do not count as content changes. ``dirty``, ``seen_run`` and
+    ``seen_at`` are filled when a row is read back.
+    """
+
+    system: str
+    object: str
+    id: str
+    data: Mapping[str, Any]
+    modified_at: datetime | None = None
+    deleted: bool = False
+    email: str | None = None
+    domain: str | None = None
+    hash: str = ""
+    dirty: bool = False
+    seen_run: str | None = None
+    seen_at: datetime | None = None
+
+    @property
+    def ref(self) -> RecordKey:
+        return (self.system, self.object, self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertResult:
+    """What a bulk upsert found: counts, and the records that are new or whose content changed."""
+
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    changed: list[RecordKey] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRow:
+    """A record's membership in one person or account; ``how`` is one of ``LINK_METHODS``."""
+
+    key: str
+    system: str
+    object: str
+    id: str
+    how: str
+    linked_at: datetime | None = None
+    run_id: str | None = None
+
+    @property
+    def ref(self) -> RecordKey:
+        return (self.system, self.object, self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class WatermarkRow:
+    """How far the pulls of one system's object have been fully processed (an opaque connector cursor)."""
+
+    system: str
+    object: str
+    value: str
+    updated_at: datetime
+    run_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    """One run of syncd (a cycle, a plan): status is running, ok, failed or interrupted."""
+
+    id: str
+    kind: str
+    started_at: datetime
+    finished_at: datetime | None
+    status: str
+    counters: dict[str, Any]
+    error: str | None
+    pid: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRow:
+    """The latest decision for one key, with the trace that explains it and the digest of the rules."""
+
+    key: str
+    digest: str
+    trace: Any
+    decided_at: datetime
+    stage: str | None = None
+    score: float | None = None
+    owner: str | None = None
+    team: str | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+    run_id: str | None = None
+
+    def outcome(self) -> tuple[str | None, float | None, str | None, str | None]:
+        return (self.stage, self.score, self.owner, self.team)
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionChange:
+    """One change of a key's decided stage, score, owner or team, with what it was before."""
+
+    seq: int
+    key: str
+    at: datetime
+    run_id: str | None
+    stage: str | None
+    score: float | None
+    owner: str | None
+    team: str | None
+    prev_stage: str | None
+    prev_score: float | None
+    prev_owner: str | None
+    prev_team: str | None
+    digest: str
+    trace: Any
+
+
+@dataclass(frozen=True, slots=True)
+class AssignmentRow:
+    """A sticky owner: the rep (by email) a key stays with until a stickiness rule lets it move."""
+
+    key: str
+    rep: str
+    team: str
+    assigned_at: datetime
+    reason: str
+    run_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """One write syncd means to make: set ``fields`` on ``record_id``, or create a record under ``create_key``.
+
+    Exactly one of ``record_id`` and ``create_key`` is set. ``create_key`` is the idempotency key the
+    connector sends as the external id, so replaying a create is an upsert. ``key`` is the person or account
+    the write is for (used by ``explain``, and to link a created record).
+    """
+
+    system: str
+    object: str
+    fields: Mapping[str, Any]
+    reason: str
+    record_id: str | None = None
+    create_key: str | None = None
+    key: str | None = None
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    run_id: str | None = None
+    state: str = "pending"
+    attempts: int = 0
+    error: str | None = None
+    result_id: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteRow:
+    """The latest value syncd itself wrote to one field of one record."""
+
+    system: str
+    object: str
+    record_id: str
+    field: str
+    value: Any
+    at: datetime
+    run_id: str | None = None
+    intent_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OverrideRow:
+    """A manual change of a field (the owner, usually) seen on a record, honoured until ``honoured_until``."""
+
+    key: str
+    system: str
+    object: str
+    record_id: str
+    rep: str | None
+    seen_at: datetime
+    honoured_until: datetime
+    field: str = "owner"
+    previous: str | None = None
+    changed_by: str | None = None
+    run_id: str | None = None
+    seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Quarantine retry policy: delays grow ``base * factor**(attempts-1)`` up to ``maximum``; reported after N."""
+
+    base: timedelta = timedelta(minutes=15)
+    factor: float = 2.0
+    maximum: timedelta = timedelta(hours=24)
+    report_after: int = 5
+
+    def delay(self, attempts: int) -> timedelta:
+        seconds = self.base.total_seconds() * self.factor ** max(attempts - 1, 0)
+        return min(timedelta(seconds=seconds), self.maximum)
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineRow:
+    """A record that could not be processed: why, how often it was tried, and when to try again."""
+
+    system: str
+    object: str
+    record_id: str
+    reason: str
+    attempts: int
+    first_seen_at: datetime
+    last_attempt_at: datetime
+    next_attempt_at: datetime
+    reported: bool
+    key: str | None = None
+    run_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineSummary:
+    """Quarantine at a glance: totals, how many are due for a retry, and counts per (system, object)."""
+
+    total: int
+    reported: int
+    due: int
+    by_object: dict[tuple[str, str], int]
+
+
+@dataclass(frozen=True, slots=True)
+class StatusView:
+    """What ``syncd status`` shows from the ledger."""
+
+    path: str
+    schema_version: int
+    runs: list[RunRow]
+    watermarks: list[WatermarkRow]
+    quarantine: QuarantineSummary
+    outbox: dict[str, int]
+    records: dict[tuple[str, str], int]
+    keys: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyHistory:
+    """Everything the ledger knows about one person or account, for ``syncd explain``."""
+
+    key: str
+    kind: str
+    links: list[LinkRow]
+    records: list[RecordRow]
+    decision: DecisionRow | None
+    history: list[DecisionChange]
+    assignment: AssignmentRow | None
+    overrides: list[OverrideRow]
+    intents: list[Intent]
+    quarantine: list[QuarantineRow]

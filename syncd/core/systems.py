@@ -1,6 +1,7 @@
-"""The objects and fields the sandbox servers know, shared by both servers, the seed data and the tests.
+"""The systems' static facts: which objects syncd pulls, their owner fields, write limits, field metadata.
 
-This is the sandbox's "org metadata": standard fields as the real systems have them (the subset syncd and
+Pure data, no I/O: the core, the connectors and the sandbox import it (never the reverse). The field
+metadata below is also the sandbox's "org metadata": standard fields as the real systems have them (the subset syncd and
 its tests use), plus the custom fields and properties syncd needs, which a real admin creates once
 (see README, "Connecting real systems"). Extra custom fields can be declared per sandbox.
 """
@@ -9,6 +10,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
+
+System = Literal["salesforce", "hubspot"]
+SYSTEMS: tuple[System, ...] = ("salesforce", "hubspot")
+"""Both systems, in the order a cycle works on them (Salesforce first: its creates queue HubSpot updates)."""
+
+# The most records one write request takes: sObject Collections 200, HubSpot batch endpoints 100.
+WRITE_BATCH_LIMIT: dict[str, int] = {"salesforce": 200, "hubspot": 100}
+
+# Objects syncd pulls, per system, in the order a cycle pulls them. HubSpot deals are left out on purpose:
+# nothing is decided from them (Salesforce opportunities give an account's open and won counts).
+PULLED: dict[str, tuple[str, ...]] = {
+    "salesforce": ("Account", "Contact", "Lead", "Opportunity"),
+    "hubspot": ("companies", "contacts"),
+}
+PERSON_OBJECTS: dict[str, tuple[str, ...]] = {"salesforce": ("Contact", "Lead"), "hubspot": ("contacts",)}
+ACCOUNT_OBJECTS: dict[str, tuple[str, ...]] = {"salesforce": ("Account",), "hubspot": ("companies",)}
+OWNER_FIELD: dict[str, str] = {"salesforce": "OwnerId", "hubspot": "hubspot_owner_id"}
+# Who made the last change: a Salesforce User id, a HubSpot user id (an owner's userId).
+CHANGED_BY_FIELD: dict[str, str] = {"salesforce": "LastModifiedById", "hubspot": "hs_updated_by_user_id"}
 
 FieldType = Literal[
     "id",
@@ -293,6 +313,10 @@ HUBSPOT_OBJECTS: dict[str, ObjectSpec] = {
                 _f("hs_email_click", "int"),
                 _f("hs_analytics_num_page_views", "int"),
                 _f("notes_last_updated", "datetime"),
+                _f("recent_conversion_date", "datetime", readonly=True),
+                _f("hs_email_last_click_date", "datetime", readonly=True),
+                _f("hs_analytics_last_visit_timestamp", "datetime", readonly=True),
+                _f("hs_last_sales_activity_timestamp", "datetime", readonly=True),  # "Last Engagement Date"
                 _f("hs_analytics_source", "picklist"),
                 *SYNCD_HS_CUSTOM,
             ),
@@ -341,19 +365,17 @@ HUBSPOT_LAST_MODIFIED = {
 
 
 @dataclass
-class SandboxSchema:
+class OrgSchema:
     """The org metadata of one sandbox: the defaults above plus custom fields declared per sandbox."""
 
     salesforce: dict[str, ObjectSpec] = field(default_factory=lambda: dict(SALESFORCE_OBJECTS))
     hubspot: dict[str, ObjectSpec] = field(default_factory=lambda: dict(HUBSPOT_OBJECTS))
 
-    def with_custom(
-        self, system: Literal["salesforce", "hubspot"], obj: str, *specs: FieldSpec
-    ) -> SandboxSchema:
+    def with_custom(self, system: Literal["salesforce", "hubspot"], obj: str, *specs: FieldSpec) -> OrgSchema:
         """A copy with extra custom fields on one object (e.g. a second score field)."""
         objects = dict(getattr(self, system))
         base = objects[obj]
         objects[obj] = ObjectSpec(base.name, (*base.fields, *specs), base.key_prefix)
         if system == "salesforce":
-            return SandboxSchema(salesforce=objects, hubspot=self.hubspot)
-        return SandboxSchema(salesforce=self.salesforce, hubspot=objects)
+            return OrgSchema(salesforce=objects, hubspot=self.hubspot)
+        return OrgSchema(salesforce=self.salesforce, hubspot=objects)

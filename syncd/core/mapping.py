@@ -36,12 +36,11 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from syncd.model import RepDirectory, is_queue
-from syncd.rules.conditions import FieldKind
-from syncd.rules.problems import Problems, did_you_mean, named
-from syncd.sandbox.schema import FieldSpec, SandboxSchema
+from syncd.core.rules.conditions import FieldKind
+from syncd.core.rules.problems import Problems, did_you_mean, named
+from syncd.core.systems import SYSTEMS, FieldSpec, OrgSchema, System
+from syncd.core.types import RepDirectory, is_queue
 
-System = Literal["hubspot", "salesforce"]
 Entity = Literal["person", "account", "deal"]
 WritePolicy = Literal["always", "if_blank", "never"]
 QueueInHubSpot = Literal["clear_inactive", "keep"]
@@ -49,7 +48,6 @@ Transform = Literal["strip", "lower", "upper", "domain_from_email", "domain_from
 LogicalType = Literal[
     "text", "email", "domain", "country", "number", "integer", "boolean", "datetime", "date", "stage", "owner"
 ]
-SYSTEMS: tuple[System, ...] = ("hubspot", "salesforce")
 SYSTEM_LABEL = {"hubspot": "HubSpot", "salesforce": "Salesforce"}
 
 OBJECTS: dict[System, dict[str, Entity]] = {
@@ -547,7 +545,7 @@ def build_mapping(
 ) -> Mapping | None:
     """Checks a parsed mapping file's meaning against the systems' fields; the compiled Mapping or None."""
     before = len(problems.errors)
-    schema = SandboxSchema()
+    schema = OrgSchema()
     for custom in model.custom_fields:
         where = named("custom field", custom.name)
         objects = schema.salesforce if custom.system == "salesforce" else schema.hubspot

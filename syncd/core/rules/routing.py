@@ -19,10 +19,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from syncd.model import rep_key
-from syncd.rules.conditions import Condition, FieldSet, compile_condition, shadows
-from syncd.rules.problems import Problems, did_you_mean, named
-from syncd.rules.roster import Roster
+from syncd.core.rules.conditions import Condition, FieldSet, compile_condition, shadows
+from syncd.core.rules.problems import Problems, did_you_mean, named
+from syncd.core.rules.roster import Roster
+from syncd.core.types import rep_key
 
 Target = Literal["persons", "accounts"]
 PERSONS_ONLY: tuple[Target, ...] = ("persons",)

@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from syncd.rules.conditions import Condition, FieldSet, compile_condition
-from syncd.rules.problems import Problems, did_you_mean, named
+from syncd.core.rules.conditions import Condition, FieldSet, compile_condition
+from syncd.core.rules.problems import Problems, did_you_mean, named
 
 
 class FitModel(BaseModel):

@@ -12,8 +12,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from syncd.rules.conditions import Condition, FieldSet, compile_condition
-from syncd.rules.problems import Problems, did_you_mean, named
+from syncd.core.rules.conditions import Condition, FieldSet, compile_condition
+from syncd.core.rules.problems import Problems, did_you_mean, named
 
 
 def _listify_str(value: Any) -> Any:

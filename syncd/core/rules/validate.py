@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from syncd.rules.ruleset import RuleSet, check_directory
+from syncd.core.rules.ruleset import RuleSet, check_directory
 
 
 @dataclass(frozen=True)

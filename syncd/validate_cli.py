@@ -1,4 +1,4 @@
-"""The ``syncd validate`` command: a thin click layer over :mod:`syncd.rules.validate`."""
+"""The ``syncd validate`` command: a thin click layer over :mod:`syncd.core.rules.validate`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from syncd.rules.validate import validate as validate_directory
+from syncd.core.rules.validate import validate as validate_directory
 
 
 @click.command("validate")

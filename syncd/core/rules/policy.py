@@ -8,17 +8,18 @@
 - ``[handoffs]``: which teams get a Salesforce Lead created for a HubSpot-only person, and which hand-offs
   keep the previous owner as an influencer (account-based ownership: the seller stays on the account team).
 - ``[accounts]``: when an account is a customer, and which team owns prospects.
+- ``[caps]``: whether the backlog found by the first sync counts against the reps' daily caps.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from syncd.rules.conditions import ALWAYS, Condition, FieldSet, compile_condition
-from syncd.rules.problems import Problems, did_you_mean
+from syncd.core.rules.conditions import ALWAYS, Condition, FieldSet, compile_condition
+from syncd.core.rules.problems import Problems, did_you_mean
 
 
 class StickinessModel(BaseModel):
@@ -51,6 +52,13 @@ class AccountsModel(BaseModel):
     prospect_team: str | None = None
 
 
+class CapsModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # "exempt": records created before syncd's first sync (the backlog) are routed whatever the daily caps
+    # and do not count against them, so the first sync cannot use up a day's capacity for new leads.
+    backlog: Literal["exempt", "counts"] = "exempt"
+
+
 class PolicyFileModel(BaseModel):
     """The schema of ``policy.toml``."""
 
@@ -60,6 +68,7 @@ class PolicyFileModel(BaseModel):
     sla: SlaModel = Field(default_factory=SlaModel)
     handoffs: HandoffModel = Field(default_factory=HandoffModel)
     accounts: AccountsModel = Field(default_factory=AccountsModel)
+    caps: CapsModel = Field(default_factory=CapsModel)
 
 
 @dataclass(frozen=True)
@@ -76,6 +85,7 @@ class Policy:
     customer_when: Condition
     customer_stage: str | None
     prospect_team: str | None
+    backlog_exempt: bool = True
 
 
 def build_policy(
@@ -143,4 +153,5 @@ def build_policy(
         customer_when=customer_when,
         customer_stage=cs,
         prospect_team=model.accounts.prospect_team,
+        backlog_exempt=model.caps.backlog == "exempt",
     )

@@ -9,15 +9,15 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from syncd.core.mapping import Mapping, MappingFileModel, build_mapping
+from syncd.core.rules.conditions import FieldKind, FieldSet
+from syncd.core.rules.lifecycle import Lifecycle, LifecycleFileModel, build_lifecycle, stage_names
+from syncd.core.rules.policy import Policy, PolicyFileModel, build_policy
+from syncd.core.rules.problems import Problems, did_you_mean, parse_model, read_toml
+from syncd.core.rules.roster import Roster, RosterFileModel, build_roster
+from syncd.core.rules.routing import Routing, RoutingFileModel, build_routing
+from syncd.core.rules.scoring import Scoring, ScoringFileModel, build_scoring
 from syncd.errors import MappingError
-from syncd.mapping import Mapping, MappingFileModel, build_mapping
-from syncd.rules.conditions import FieldKind, FieldSet
-from syncd.rules.lifecycle import Lifecycle, LifecycleFileModel, build_lifecycle, stage_names
-from syncd.rules.policy import Policy, PolicyFileModel, build_policy
-from syncd.rules.problems import Problems, did_you_mean, parse_model, read_toml
-from syncd.rules.roster import Roster, RosterFileModel, build_roster
-from syncd.rules.routing import Routing, RoutingFileModel, build_routing
-from syncd.rules.scoring import Scoring, ScoringFileModel, build_scoring
 
 FILES: dict[str, type[BaseModel]] = {
     "fields.toml": MappingFileModel,

@@ -30,12 +30,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from syncd.ledger import Intent, RecordRow, WriteRow
-from syncd.link import Group, cross_id_field, same_value
-from syncd.model import Decision, RepDirectory
+from syncd.core.link import Group, cross_id_field, same_value
+from syncd.core.types import Decision, Intent, RecordRow, RepDirectory, WriteRow
 
 if TYPE_CHECKING:
-    from syncd.mapping import Mapping as FieldMapping
+    from syncd.core.mapping import Mapping as FieldMapping
 
 __all__ = [
     "ENGINE_FIELDS",

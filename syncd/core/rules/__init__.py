@@ -9,16 +9,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from syncd.rules.ruleset import RuleSet, check_directory, load_ruleset
+    from syncd.core.rules.ruleset import RuleSet, check_directory, load_ruleset
 
 __all__ = ["RuleSet", "check_directory", "load_ruleset"]
 
 
 def __getattr__(name: str) -> Any:
-    # Imported on first use: syncd.mapping needs syncd.rules.conditions, and syncd.rules.ruleset needs
-    # syncd.mapping, so an eager import here made `import syncd.mapping` fail in a fresh process.
+    # Imported on first use: syncd.core.mapping needs syncd.core.rules.conditions, and syncd.core.rules.ruleset needs
+    # syncd.core.mapping, so an eager import here made `import syncd.core.mapping` fail in a fresh process.
     if name in __all__:
-        from syncd.rules import ruleset
+        from syncd.core.rules import ruleset
 
         return getattr(ruleset, name)
-    raise AttributeError(f"module 'syncd.rules' has no attribute {name!r}")
+    raise AttributeError(f"module 'syncd.core.rules' has no attribute {name!r}")

@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from syncd.model import rep_key
-from syncd.rules.problems import Problems, did_you_mean, named
+from syncd.core.rules.problems import Problems, did_you_mean, named
+from syncd.core.types import rep_key
 
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -69,6 +69,7 @@ class RepModel(BaseModel):
     out_of_office: bool = False
     away: list[AwayModel] = Field(default_factory=list)
     working_hours: WorkingHoursModel | None = None
+    successor: str | None = None
 
 
 class RosterFileModel(BaseModel):
@@ -106,6 +107,8 @@ class RosterRep:
     out_of_office: bool
     away: tuple[tuple[date, date], ...]
     working_hours: WorkingHours | None
+    # Who takes over this rep's records when they leave (before routing is asked).
+    successor: str | None = None
 
     def available(self, now: datetime) -> tuple[bool, str]:
         """Whether the rep can take new records at ``now``, and why not."""
@@ -188,7 +191,29 @@ def build_roster(model: RosterFileModel, display: str, problems: Problems) -> Ro
             rm.out_of_office,
             tuple(away),
             hours,
+            rep_key(rm.successor) if rm.successor else None,
         )
+    for rep in reps.values():
+        if rep.successor is None:
+            continue
+        where = named("rep", rep.key)
+        if rep.successor == rep.key:
+            problems.error(display, where, "successor", "a rep cannot succeed themselves")
+        elif rep.successor not in reps:
+            problems.error(
+                display,
+                where,
+                "successor",
+                f'"{rep.successor}" is not on the roster' + did_you_mean(rep.successor, reps),
+            )
+        elif reps[rep.successor].team != rep.team:
+            problems.warning(
+                display,
+                where,
+                "successor",
+                f"{rep.successor} is in {reps[rep.successor].team}, not {rep.team}: "
+                "they succeed only to records of their own team",
+            )
     if len(problems.errors) != before:
         return None
     return Roster(teams, tuple(queues), reps)
