@@ -261,26 +261,26 @@ class LogRenderer:
 
 
 class ProgressCollector(Collector):
-    """``syncd_progress_done`` and ``syncd_progress_total`` (label ``stage``) for the running stage only;
-    ``snapshot`` is read at each scrape (``Progress.snapshot``)."""
+    """``syncd_progress_done`` and ``syncd_progress_total`` (label ``stage``): the running stage, or the last
+    one once the cycle is over (stage "none" before any); a total not known yet is NaN. ``snapshot`` is read
+    at each scrape (``Progress.snapshot``)."""
 
     def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
         self.snapshot = snapshot
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         snap = self.snapshot()
+        stage = [snap.stage or "none"]
         done = GaugeMetricFamily(
-            "syncd_progress_done", "Units done by the running stage of the cycle.", labels=["stage"]
+            "syncd_progress_done", "Units done by the running (or last) stage of a cycle.", labels=["stage"]
         )
+        done.add_metric(stage, float(snap.done))
         total = GaugeMetricFamily(
             "syncd_progress_total",
-            "Estimated units of the running stage of the cycle (absent while unknown).",
+            "Estimated units of the running (or last) stage of a cycle; NaN while unknown.",
             labels=["stage"],
         )
-        if snap.running and snap.stage is not None:
-            done.add_metric([snap.stage], float(snap.done))
-            if snap.total is not None:
-                total.add_metric([snap.stage], float(snap.total))
+        total.add_metric(stage, float("nan") if snap.total is None else float(snap.total))
         yield done
         yield total
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 from datetime import UTC, datetime
 
 import pytest
@@ -126,20 +127,23 @@ def test_the_bar_is_quiet_when_not_on_a_terminal(capsys: pytest.CaptureFixture[s
     assert captured.out == "" and captured.err == ""
 
 
-def test_metrics_show_only_the_running_stage() -> None:
+def test_metrics_show_the_running_or_last_stage_and_nan_for_an_unknown_total() -> None:
     progress = Progress()
     registry = CollectorRegistry()
     registry.register(ProgressCollector(progress.snapshot))
-    assert "syncd_progress_done{" not in generate_latest(registry).decode()
+
+    def value(name: str) -> float | None:
+        return registry.get_sample_value(name, {"stage": progress.snapshot().stage or "none"})
+
+    assert value("syncd_progress_done") == 0 and math.isnan(value("syncd_progress_total") or 0)
     progress.stage("link")
     progress.advance(7)
-    text = generate_latest(registry).decode()
-    assert 'syncd_progress_done{stage="link"} 7.0' in text
-    assert "syncd_progress_total{" not in text  # unknown total: no sample
+    assert value("syncd_progress_done") == 7 and math.isnan(value("syncd_progress_total") or 0)
     progress.set_total(70)
-    assert 'syncd_progress_total{stage="link"} 70.0' in generate_latest(registry).decode()
+    assert value("syncd_progress_total") == 70
     progress.finish()
-    assert "syncd_progress_done{" not in generate_latest(registry).decode()
+    assert value("syncd_progress_done") == 7  # the last stage stays readable after the cycle
+    assert 'stage="link"' in generate_latest(registry).decode()
 
 
 def test_progress_is_passed_to_work_that_takes_it_and_not_to_work_that_does_not() -> None:
