@@ -105,7 +105,12 @@ class DaemonSettings:
     progress_log_seconds: float = 10.0
 
     def __post_init__(self) -> None:
-        for name in ("interval_seconds", "roster_interval_seconds", "shutdown_timeout_seconds"):
+        for name in (
+            "interval_seconds",
+            "roster_interval_seconds",
+            "shutdown_timeout_seconds",
+            "progress_log_seconds",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"daemon.{name} must be greater than 0, got {getattr(self, name)}")
         if self.reload_poll_seconds < 0:
