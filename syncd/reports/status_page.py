@@ -260,8 +260,6 @@ def _budget(data: StatusData) -> str:
             height=180,
             range=(0, 100),
             show_legend=False,
-            print_values=True,
-            print_values_position="top",
             value_formatter=lambda v: f"{v:g}%",
         )
     )
