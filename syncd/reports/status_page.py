@@ -446,8 +446,8 @@ def _key_account_risk(data: StatusData) -> str:
     )
 
 
-def render(data: StatusData) -> str:
-    """The whole page."""
+def render(data: StatusData, *, refresh_seconds: int | None = None) -> str:
+    """The whole page; ``refresh_seconds`` makes the browser reload it that often (the daemon's page)."""
     notes = "".join(f'<section class="notes"><p class="muted">{_e(n)}</p></section>' for n in data.notes)
     body = "".join(
         [
@@ -463,9 +463,10 @@ def render(data: StatusData) -> str:
             _key_account_risk(data),
         ]
     )
+    refresh = f'<meta http-equiv="refresh" content="{int(refresh_seconds)}">' if refresh_seconds else ""
     return (
         "<!doctype html>\n"
-        '<html lang="en"><head><meta charset="utf-8">'
+        f'<html lang="en"><head><meta charset="utf-8">{refresh}'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<link rel="icon" href="data:,">'
         f"<title>syncd status</title><style>{_CSS}</style></head>"

@@ -122,6 +122,7 @@ class StatusPage:
     require_token: bool = False
     token: str | None = None
     token_env: str = DEFAULT_TOKEN_ENV
+    refresh_seconds: int | None = 60
     routes: dict[str, Route] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -143,7 +144,7 @@ class StatusPage:
             links=self.links,
             progress=self.progress(),
         )
-        return render(data)
+        return render(data, refresh_seconds=self.refresh_seconds)
 
     def authorised(self, request: Request) -> Response | None:
         """None when the request may see the page, else the refusal."""

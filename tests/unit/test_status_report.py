@@ -219,3 +219,8 @@ def test_the_health_server_serves_the_page_at_root_and_healthz_shows_progress(tm
         assert '"stage": "pull"' in body and '"done": 40' in body and '"total": 100' in body
     finally:
         server.stop()
+
+
+def test_the_daemons_page_reloads_itself_and_the_written_file_does_not() -> None:
+    assert '<meta http-equiv="refresh" content="60">' in render(data(), refresh_seconds=60)
+    assert 'http-equiv="refresh"' not in render(data())
