@@ -245,7 +245,7 @@ def _describe_systems(cfg: Config, report: CheckReport) -> None:
     sf, hs = cfg.salesforce, cfg.hubspot
     names = sorted(n for n in cfg.secrets if n.startswith("salesforce."))
     variables = [getattr(sf, f"{n.removeprefix('salesforce.')}_env") for n in names]
-    where = sf.instance_url or f"{sf.domain}.salesforce.com"
+    where = sf.instance_url or sf.login_url
     who = f" as {sf.username}" if sf.username else ""
     report.notes.append(f"salesforce: {sf.auth} auth on {where}{who}; secrets from {', '.join(variables)}")
     report.notes.append(f"hubspot: {hs.host}; token from {hs.token_env}")

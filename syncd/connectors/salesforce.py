@@ -6,6 +6,9 @@
 - Pushes: sObject Collections, at most 200 records a call, ``allOrNone`` false: updates by id
   (``PATCH composite/sobjects``), creates as upserts on the external-id field (``PATCH
   composite/sobjects/{Type}/{Field}``), so a retried create updates what the first attempt made.
+- Logins go through ``client_factory`` (``syncd.connectors.auth``): on first use, and again once when a call
+  answers 401 INVALID_SESSION_ID and the auth mode can renew (every mode but a bare session); the call is
+  then made again.
 - Every HTTP request goes through one ``requests.Session`` whose hook counts it by kind, spends the daily
   budget, and reads ``Sforce-Limit-Info``; certificate trust is pinned to ``ca_file`` when one is set.
 """
@@ -25,6 +28,7 @@ from urllib.parse import urlsplit
 
 import requests
 from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import SalesforceExpiredSession
 
 from syncd.connectors.base import (
     ALL_AT_TIMESTAMP,
@@ -41,7 +45,7 @@ from syncd.connectors.base import (
 from syncd.connectors.errors import salesforce_error
 from syncd.connectors.policy import CallPolicy, Clock, DailyBudget, Now, Sleep
 from syncd.core.systems import SALESFORCE_OBJECTS, WRITE_BATCH_LIMIT
-from syncd.errors import ConnectorError, FatalConnectorError
+from syncd.errors import ConnectorError, FatalConnectorError, RetriableError
 
 __all__ = ["COLLECTION_LIMIT", "SalesforceConnector", "SalesforceSession"]
 
@@ -189,6 +193,7 @@ class SalesforceConnector(Connector):
         self._last: requests.Response | None = None
         self._factory = client_factory
         self._sf: Salesforce | None = None
+        self.renewals = 0  # logins after an expired session
         self._describes: dict[str, dict[str, str]] = {}
 
     # ------------------------------------------------------------------------------------------ plumbing
@@ -213,7 +218,7 @@ class SalesforceConnector(Connector):
         def attempt() -> T:
             self._last = None
             try:
-                return fn()
+                return self._renewing(fn)
             except ConnectorError:
                 raise
             except Exception as exc:
@@ -223,6 +228,22 @@ class SalesforceConnector(Connector):
         # The session hook counts requests and spends the budget; the policy paces, checks and retries.
         return self.policy.call(kind, attempt, count=False)
 
+    def _renewing(self, fn: Callable[[], T]) -> T:
+        """Call ``fn``; when the session expired and the auth mode can log in again, do so once and call again.
+
+        A request refused with 401 INVALID_SESSION_ID was not carried out, so calling it again loses and
+        doubles nothing. A second expiry in a row, or a bare session token, is an AuthError.
+        """
+        try:
+            return fn()
+        except SalesforceExpiredSession:
+            if not self.refreshable or self._sf is None:
+                raise
+            log.info("Salesforce: the session expired; logging in again")
+            self._sf = None
+            self.renewals += 1
+            return fn()
+
     def _once(self, fn: Callable[[], T]) -> T:
         """One call without retries: for a generator, which a failure closes for good."""
         self.budget.check()
@@ -230,6 +251,18 @@ class SalesforceConnector(Connector):
             return fn()
         except ConnectorError:
             raise
+        except SalesforceExpiredSession as exc:
+            if not self.refreshable:
+                raise salesforce_error(exc, refreshable=False) from exc
+            # The generator is closed: log in again for the next call and let the caller resume the pull.
+            self._sf = None
+            self.renewals += 1
+            raise RetriableError(
+                "Salesforce: the session expired during a Bulk API query; the pull resumes from its last page",
+                system="salesforce",
+                status=401,
+                code="INVALID_SESSION_ID",
+            ) from exc
         except Exception as exc:
             headers = self._last.headers if self._last is not None else None
             raise salesforce_error(exc, headers=headers, refreshable=self.refreshable) from exc

@@ -17,6 +17,7 @@ from syncd.reports.fmt import num
 from syncd.reports.progress_render import ProgressBar
 from syncd.sandbox.base import Faults
 from syncd.sandbox.runtime import HS_FILE, SEED_META, SF_FILE, USER_KEYS, Sandbox, store_counts, write_info
+from syncd.sandbox.salesforce_oauth import DEFAULT_SESSION_SECONDS
 from syncd.sandbox.seed import SIZES
 from syncd.sandbox.store import Store
 
@@ -159,11 +160,19 @@ def sandbox() -> None:
     "e.g. 429=0.05,503=0.01,timeout=0.01,reset=0.01,latency_ms=20.",
 )
 @click.option(
+    "--session-seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_SESSION_SECONDS,
+    show_default=True,
+    help="Salesforce session timeout: an OAuth access token unused this long answers 401 INVALID_SESSION_ID "
+    "(activity extends it in the second half of the timeout, as in Salesforce).",
+)
+@click.option(
     "--info",
     "info_file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the connection details (URLs, CA file, tokens) to this JSON file when ready "
-    "(mode 0600; removed on exit).",
+    help="Write the connection details (URLs, CA file, tokens, the Salesforce OAuth login) to this JSON "
+    "file when ready (mode 0600; removed on exit).",
 )
 def serve(
     data_dir: Path | None,
@@ -174,6 +183,7 @@ def serve(
     hs_port: int,
     rate_limits: str,
     faults: Faults,
+    session_seconds: float,
     info_file: Path | None,
 ) -> None:
     """Serve a local Salesforce and a local HubSpot over HTTPS until SIGTERM or Ctrl+C."""
@@ -196,6 +206,7 @@ def serve(
         sf_port=sf_port,
         hs_port=hs_port,
         data_dir=data_dir,
+        session_seconds=session_seconds,
     )
     try:
         progress = Progress()
@@ -242,7 +253,9 @@ def _summary(box: Sandbox, info_file: Path | None, rate_limits: str, faults: Fau
         )
     lines.append(f"  CA file: {box.ca_file}")
     if info_file is not None:
-        lines.append(f"  connection details and {len(USER_KEYS)} tokens per system: {info_file}")
+        lines.append(
+            f"  connection details, {len(USER_KEYS)} tokens per system and the Salesforce OAuth login: {info_file}"
+        )
     lines.append(
         f"  data: {box.data_dir}" if box.data_dir else "  data: in memory (use --data DIR to keep it)"
     )

@@ -11,6 +11,7 @@ Served over HTTPS by ``ServerThread``, it answers the unmodified client exactly 
     /services/data/v59.0/composite/sobjects   sObject Collections, up to 200 records, allOrNone
     /services/data/v59.0/jobs/query|ingest    Bulk API 2.0 (CSV)
     /services/data/v59.0/limits/              DailyApiRequests
+    /services/oauth2/token                    OAuth 2.0 grants and session timeout (syncd.sandbox.salesforce_oauth)
 
 Every write maintains the system fields (18-character ids, CreatedDate, LastModifiedDate, a SystemModstamp
 that strictly increases so ``>`` pulls never skip a row, LastModifiedById of the calling token's User) and
@@ -49,6 +50,7 @@ from werkzeug.wrappers import Request, Response
 from syncd.core.systems import FieldSpec, ObjectSpec, OrgSchema
 from syncd.sandbox.base import CONTROL_PREFIX, Faults, SandboxApp, json_response
 from syncd.sandbox.ids import sf_id
+from syncd.sandbox.salesforce_oauth import DEFAULT_SESSION_SECONDS, TOKEN_PATH, SalesforceOAuth
 from syncd.sandbox.soql import (
     CompiledQuery,
     SoqlError,
@@ -227,6 +229,7 @@ class SalesforceApp(SandboxApp):
         sleep: Callable[[float], None] = time.sleep,
         daily_limit: int = 15000,
         api_version: str = "59.0",
+        session_seconds: float = DEFAULT_SESSION_SECONDS,
     ) -> None:
         self.api_version = api_version
         self.daily_limit = daily_limit
@@ -252,6 +255,10 @@ class SalesforceApp(SandboxApp):
             self._persist_sequences()
             store.flush()
         self.add_token("integration")
+        self.oauth = SalesforceOAuth(
+            store, integration_user_id=self.integration_user_id, session_seconds=session_seconds, clock=clock
+        )
+        store.flush()
 
     @property
     def base_path(self) -> str:
@@ -305,6 +312,17 @@ class SalesforceApp(SandboxApp):
         return [Rule(path, methods=[method], endpoint=kind) for path, method, kind in spec]
 
     # ----------------------------------------------------------------------------------- base hooks
+
+    def handle(self, request: Request) -> Response:
+        # The token endpoint is the one route that takes no bearer token: the login host answers it.
+        if request.path.rstrip("/") != TOKEN_PATH:
+            return super().handle(request)
+        response = self.inject_fault() or self.oauth.token(request, request.host_url.rstrip("/"))
+        self.counters.hit(request.method, "oauth2 token", response.status_code)
+        return response
+
+    def user_for_token(self, token: str) -> str | None:
+        return super().user_for_token(token) or self.oauth.user_for_token(token)
 
     def auth_failed(self, request: Request) -> Response:
         response = self.error(401, "Session expired or invalid", "INVALID_SESSION_ID")
