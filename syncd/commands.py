@@ -28,12 +28,13 @@ import click
 from syncd.config import Config, LedgerConfig, load_config
 from syncd.core.plan import KINDS
 from syncd.core.rules import RuleSet, load_ruleset
+from syncd.core.types import KeyHistory, RunRow, StatusView
 from syncd.cycle import SYSTEMS, CycleReport, SyncCycle, trace_step
 from syncd.errors import ConfigError, LedgerError, LockedError, MappingError
-from syncd.ledger import KeyHistory, Ledger, RunRow, StatusView, utc_now
+from syncd.ledger import Ledger, utc_now
 from syncd.progress import Progress
 from syncd.reports.fmt import duration, num, render, table
-from syncd.reports.progress_render import ProgressBar, call_with_progress, takes_progress
+from syncd.reports.progress_render import ProgressBar
 
 __all__ = ["explain", "once", "plan", "status"]
 
@@ -145,8 +146,8 @@ def once(ctx: click.Context, config_path: Path) -> None:
     are retried with backoff), 2 on an error.
     """
     config, rules = _setup(config_path)
-    with SyncCycle.from_config(config, clock=_clock(ctx)) as cycle, _progress_bar(cycle.run) as progress:
-        report = call_with_progress(cycle.run, rules, progress=progress)
+    with SyncCycle.from_config(config, clock=_clock(ctx)) as cycle, _progress_bar() as progress:
+        report = cycle.run(rules, progress=progress)
     click.echo(report_table(report))
     ctx.exit(0 if report.ok else 1)
 
@@ -218,8 +219,8 @@ def plan(ctx: click.Context, config_path: Path, as_json: bool, reps: int) -> Non
                 config.model_copy(update={"ledger": LedgerConfig(path=copy)}), clock=_clock(ctx)
             )
             on_copy = True
-        with cycle, _progress_bar(cycle.run) as progress:
-            report = call_with_progress(cycle.run, rules, dry_run=True, progress=progress)
+        with cycle, _progress_bar() as progress:
+            report = cycle.run(rules, dry_run=True, progress=progress)
     if as_json:
         body = plan_json(report)
         body["on_ledger_copy"] = on_copy
@@ -401,10 +402,10 @@ def explain(config_path: Path, query: str, as_json: bool) -> None:
     """Explain one person or account: its linked records, the current decision and why, what syncd
     changed, and the manual changes it saw. QUERY is an email, a Salesforce or HubSpot id, or a key."""
     with Ledger(_ledger_path(config_path), readonly=True) as ledger:
-        keys = ledger.find_keys(query)
+        keys = ledger.views.find_keys(query)
         if not keys:
             raise CommandError(f"no person or account in the ledger matches {query!r}")
-        found = [ledger.history(key) for key in keys]
+        found = [ledger.views.key_history(key) for key in keys]
     if as_json:
         click.echo(json.dumps([_history_json(f) for f in found], indent=2, default=str))
         return
@@ -545,8 +546,8 @@ def status(ctx: click.Context, config_path: Path, runs: int, as_json: bool, html
         click.echo(f"status page written to {html_file}")
         return
     with Ledger(_ledger_path(config_path), readonly=True) as ledger:
-        view = ledger.status(runs=runs)
-        reported = [q for q in ledger.quarantined() if q.reported]
+        view = ledger.views.status(runs=runs)
+        reported = [q for q in ledger.quarantine.held() if q.reported]
     if as_json:
         rows = [
             {
@@ -594,16 +595,10 @@ def _write_status_page(config_path: Path, target: Path, clock: Callable[[], date
 
 
 @contextlib.contextmanager
-def _progress_bar(work: Callable[..., Any]) -> Iterator[Progress]:
-    """A Progress drawn as a bar on stderr while both stdout and stderr are terminals (else silent).
-
-    Until ``work`` reports its own stages (it takes ``progress=``), one open-ended "cycle" line shows
-    that it runs and for how long.
-    """
+def _progress_bar() -> Iterator[Progress]:
+    """A Progress drawn as a bar on stderr while both stdout and stderr are terminals (else silent)."""
     progress = Progress()
     with ProgressBar(progress):
-        if not takes_progress(work):
-            progress.stage("cycle")
         try:
             yield progress
         finally:

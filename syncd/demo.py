@@ -33,7 +33,7 @@ from syncd.core.systems import SYSTEMS
 from syncd.errors import ConfigError, SandboxError
 from syncd.progress import NULL, Progress
 from syncd.reports.fmt import num, render, table
-from syncd.reports.progress_render import ProgressBar, call_with_progress, takes_progress
+from syncd.reports.progress_render import ProgressBar
 from syncd.sandbox.runtime import HS_FILE, SF_FILE, Sandbox, write_info
 from syncd.sandbox.seed import SIZES
 
@@ -172,13 +172,9 @@ def why_kept(ledger_path: Path, refs: list[tuple[str, str, str]]) -> Counter[tup
     out: Counter[tuple[str, str, str]] = Counter()
     with Ledger(ledger_path, readonly=True) as ledger:
         for system, obj, id_ in refs:
-            key = ledger.key_of(system, obj, id_)
-            decision = ledger.decision(key) if key else None
-            held = ledger.db.execute(
-                "SELECT 1 FROM quarantine WHERE system = ? AND object = ? AND record_id = ?",
-                [system, obj, id_],
-            ).fetchone()
-            if held:
+            key = ledger.identity.key_of(system, obj, id_)
+            decision = ledger.decisions.get(key) if key else None
+            if ledger.quarantine.entry(system, obj, id_) is not None:
                 reason = "rejected by the system, held in quarantine"
             elif decision is None:
                 reason = "not decided"
@@ -199,20 +195,8 @@ def _example_email(ledger_path: Path) -> str | None:
     """A person to explain: one handed to sales whose Salesforce Lead this run created, else any changed."""
     from syncd.ledger import Ledger
 
-    queries = (
-        "SELECT r.email FROM outbox o JOIN links l ON l.key = o.key "
-        "JOIN records r ON r.system = l.system AND r.object = l.object AND r.id = l.id "
-        "WHERE o.create_key IS NOT NULL AND o.state = 'confirmed' AND r.email IS NOT NULL "
-        "ORDER BY o.rowid LIMIT 1",
-        "SELECT r.email FROM outbox o JOIN links l ON l.key = o.key "
-        "JOIN records r ON r.system = l.system AND r.object = l.object AND r.id = l.id "
-        "WHERE o.state = 'confirmed' AND r.email IS NOT NULL ORDER BY o.rowid LIMIT 1",
-    )
     with Ledger(ledger_path, readonly=True) as ledger:
-        for sql in queries:
-            for row in ledger.db.query(sql):
-                return str(row["email"])
-    return None
+        return ledger.views.example_email()
 
 
 # ------------------------------------------------------------------------------------------------ the run
@@ -248,10 +232,7 @@ class _DemoRunner:
         )
         before = _snapshot(self.box)
         began = time.perf_counter()
-        if not takes_progress(self.cycle.run):
-            # Until the cycle reports its stages, one open-ended line shows that it runs.
-            self.progress.stage(f"cycle {number}")
-        report = call_with_progress(self.cycle.run, rules, stop=stop, progress=self.progress)
+        report = self.cycle.run(rules, stop=stop, progress=self.progress)
         self.progress.finish()
         seconds = time.perf_counter() - began
         after = _snapshot(self.box)

@@ -186,7 +186,7 @@ def _load_collecting_unset(path: Path, environ: Mapping[str, str], report: Check
 def _check_ledger(path: Path, report: CheckReport, where: str) -> None:
     from syncd.health import ledger_writable
     from syncd.ledger import SCHEMA_VERSION
-    from syncd.ledger_schema import APPLICATION_ID
+    from syncd.ledger.schema import APPLICATION_ID
     from syncd.lock import holder_pid
 
     if path.is_dir():

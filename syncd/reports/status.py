@@ -337,12 +337,12 @@ def gather(
             notes=("No ledger yet: the first cycle creates it.",),
         )
     with Ledger(ledger_path, readonly=True) as ledger:
-        view = ledger.status(runs=runs)
-        owned = ledger.assignment_counts()
-        today: dict[str, int] = ledger.daily_counts(_day(now))
-        held = ledger.quarantined()
-        owners = ledger.owner_counts()
-        assigned, recent = ledger.assignments_since(now - timedelta(days=1), limit=assignment_rows)
+        view = ledger.views.status(runs=runs)
+        owned = ledger.decisions.assignment_counts()
+        today: dict[str, int] = ledger.decisions.daily_counts(_day(now))
+        held = ledger.quarantine.held()
+        owners = ledger.views.owners_by_kind()
+        assigned, recent = ledger.decisions.assignments_since(now - timedelta(days=1), limit=assignment_rows)
     by_team = Counter(row.team for row in recent)
     return StatusData(
         generated_at=now,
