@@ -145,9 +145,7 @@ class SyncCycle:
         reps = [*self.connectors["salesforce"].list_reps(), *self.connectors["hubspot"].list_reps()]
         self.roster = Roster.from_reps(reps)
 
-    def run_cycle(
-        self, rules: RuleSet, *, stop: threading.Event, progress: Progress = NULL
-    ) -> CycleSummary:
+    def run_cycle(self, rules: RuleSet, *, stop: threading.Event, progress: Progress = NULL) -> CycleSummary:
         return self.run(rules, stop=stop, progress=progress).summary()
 
     # -- one run
