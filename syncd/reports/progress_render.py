@@ -100,7 +100,7 @@ class _CountColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
         count = int(task.fields.get("count", task.completed))
         done = num(count)
-        if task.total is None or task.fields.get("open_ended"):
+        if task.total is None or not task.total or task.fields.get("open_ended"):
             return Text(done if count else "", style="progress.download")
         return Text(f"{done}/{num(int(task.total))}", style="progress.download")
 
