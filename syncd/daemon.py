@@ -321,13 +321,10 @@ class Daemon(Generic[RulesT]):
             self.runner = self._runner_factory()
         s = self.settings
         if s.health_port is not None and self.health_server is None:
+            page = self.status_page()
             try:
                 self.health_server = HealthServer(
-                    self.health,
-                    self.metrics,
-                    host=s.health_host,
-                    port=s.health_port,
-                    routes=self.status_page().routes,
+                    self.health, self.metrics, host=s.health_host, port=s.health_port, routes=page.routes
                 ).start()
             except OSError as exc:
                 raise ConfigError(
@@ -340,6 +337,14 @@ class Daemon(Generic[RulesT]):
                 self.health_server.url,
                 extra={"event": "health_endpoint", "url": self.health_server.url},
             )
+            if page.require_token and not page.token:
+                log.warning(
+                    "the status page at %s/ answers 403 until $%s holds its token (%s is not loopback)",
+                    self.health_server.url,
+                    s.status_token_env,
+                    s.health_host,
+                    extra={"event": "status_page_token_missing"},
+                )
         scheduler = BackgroundScheduler(
             timezone=UTC,
             # One worker per job: with the shared work lock, a roster refresh waits for the cycle, not a slot.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import urllib.request
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -224,3 +225,27 @@ def test_the_health_server_serves_the_page_at_root_and_healthz_shows_progress(tm
 def test_the_daemons_page_reloads_itself_and_the_written_file_does_not() -> None:
     assert '<meta http-equiv="refresh" content="60">' in render(data(), refresh_seconds=60)
     assert 'http-equiv="refresh"' not in render(data())
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        pytest.param(lambda d: None, "no such file", id="no-config"),
+        pytest.param(
+            lambda d: (d / "config.toml").write_text('[ledger]\npath = "x.db"\n'),
+            "no ledger at",
+            id="no-ledger",
+        ),
+    ],
+)
+def test_status_html_errors_are_one_line_with_exit_code_2(
+    tmp_path: Path, setup: Callable[[Path], object], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from syncd.cli import main
+
+    setup(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(["status", "--config", str(tmp_path / "config.toml"), "--html", str(tmp_path / "page.html")])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1 and message in err
+    assert not (tmp_path / "page.html").exists()
