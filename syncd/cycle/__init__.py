@@ -157,8 +157,8 @@ class SyncCycle:
             return self.roster
         return Roster.from_reps(reps_of(rows))
 
-    def run_cycle(self, rules: RuleSet, *, stop: threading.Event) -> CycleSummary:
-        return self.run(rules, stop=stop).summary()
+    def run_cycle(self, rules: RuleSet, *, stop: threading.Event, progress: Progress = NULL) -> CycleSummary:
+        return self.run(rules, stop=stop, progress=progress).summary()
 
     # -- one run
 

@@ -215,6 +215,18 @@ class Decisions(Store):
         }
 
     @_guarded
+    def assignments_since(self, since: datetime, *, limit: int = 100) -> tuple[int, list[AssignmentRow]]:
+        """How many sticky owners were assigned at or after ``since``, and the latest ``limit`` of them
+        (the status page's assignments of the last day)."""
+        where = "FROM assignments WHERE assigned_at >= ?"
+        total = self._conn.execute(f"SELECT count(*) {where}", (_ts(since),)).fetchone()[0]
+        rows = self.db.query(f"SELECT * {where} ORDER BY assigned_at DESC, key LIMIT ?", [_ts(since), limit])
+        return int(total), [
+            AssignmentRow(r["key"], r["rep"], r["team"], _dt(r["assigned_at"]), r["reason"], r["run_id"])
+            for r in rows
+        ]
+
+    @_guarded
     def owner_counts(self) -> dict[str, int]:
         """Decided owner (rep or queue) -> number of persons and accounts whose current decision names them."""
         sql = "SELECT owner, count(*) FROM decisions WHERE owner IS NOT NULL GROUP BY owner"

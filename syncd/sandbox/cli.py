@@ -12,6 +12,9 @@ from typing import Any
 import click
 
 from syncd.errors import SandboxError
+from syncd.progress import Progress
+from syncd.reports.fmt import num
+from syncd.reports.progress_render import ProgressBar
 from syncd.sandbox.base import Faults
 from syncd.sandbox.hubspot import DEFAULT_SEARCH_LAG_MS
 from syncd.sandbox.runtime import HS_FILE, SEED_META, SF_FILE, USER_KEYS, Sandbox, store_counts, write_info
@@ -217,7 +220,9 @@ def serve(
         session_seconds=session_seconds,
     )
     try:
-        box.start()
+        progress = Progress()
+        with ProgressBar(progress, transient=True):
+            box.start(progress=progress)
         if info_file is not None:
             try:
                 write_info(info_file, box.info())
@@ -240,9 +245,9 @@ def _summary(box: Sandbox, info_file: Path | None, rate_limits: str, faults: Fau
     counts = box.counts()
     seeded = box.seed_summary
     if box.seeded:
-        origin = f"seeded with seed {seeded['seed']}, {seeded['persons']:,} persons"
+        origin = f"seeded with seed {seeded['seed']}, {num(seeded['persons'])} persons"
     elif seeded:
-        origin = f"kept data seeded with seed {seeded.get('seed')}, {seeded.get('persons', 0):,} persons"
+        origin = f"kept data seeded with seed {seeded.get('seed')}, {num(seeded.get('persons', 0))} persons"
     else:
         origin = "kept data"
     lines = [
@@ -255,7 +260,7 @@ def _summary(box: Sandbox, info_file: Path | None, rate_limits: str, faults: Fau
     if mess:
         lines.append(
             "  mess to fix: "
-            + ", ".join(f"{mess[k]:,} {label}" for k, label in _MESS_LABELS.items() if mess.get(k))
+            + ", ".join(f"{num(mess[k])} {label}" for k, label in _MESS_LABELS.items() if mess.get(k))
         )
     lines.append(f"  CA file: {box.ca_file}")
     if info_file is not None:
@@ -270,7 +275,7 @@ def _summary(box: Sandbox, info_file: Path | None, rate_limits: str, faults: Fau
 
 
 def _counts(counts: Mapping[str, int]) -> str:
-    return ", ".join(f"{name} {n:,}" for name, n in counts.items())
+    return ", ".join(f"{name} {num(n)}" for name, n in counts.items())
 
 
 @sandbox.command(cls=OneLineErrors)
@@ -296,7 +301,7 @@ def info(data_dir: Path) -> None:
         click.echo(f"sandbox data in {data_dir}")
         if seeded:
             click.echo(
-                f"  seeded with seed {seeded.get('seed')}, {seeded.get('persons', 0):,} persons "
+                f"  seeded with seed {seeded.get('seed')}, {num(seeded.get('persons', 0))} persons "
                 f"(as of {seeded.get('now')})"
             )
         counts = store_counts(stores[0], stores[1])

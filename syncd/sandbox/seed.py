@@ -24,6 +24,7 @@ from typing import Any, Generic, TypeVar
 from faker import Faker
 
 from syncd.core.systems import SALESFORCE_OBJECTS
+from syncd.progress import NULL, Progress
 from syncd.sandbox.ids import sf_id
 from syncd.sandbox.store import Record, Store
 
@@ -44,6 +45,8 @@ QUEUES: tuple[tuple[str, str], ...] = (
 CONTACT_TO_COMPANY = 1
 DEAL_TO_COMPANY = 5
 _CHUNK = 10_000
+# Persons generated between two progress reports (a report per person would cost more than it tells).
+_PROGRESS_EVERY = 250
 T = TypeVar("T")
 _DAY_MS = 86_400_000
 
@@ -1337,22 +1340,36 @@ def _parse_sf(value: str) -> int:
     return int(datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp() * 1000)
 
 
-def generate(store_sf: Store, store_hs: Store, *, seed: int, persons: int, now: datetime) -> dict[str, Any]:
+def generate(
+    store_sf: Store,
+    store_hs: Store,
+    *,
+    seed: int,
+    persons: int,
+    now: datetime,
+    progress: Progress = NULL,
+) -> dict[str, Any]:
     """Fill two empty stores with the Northwind org and ``persons`` persons; returns counts for a summary.
 
     Deterministic: the same seed, persons and now give identical records. ``now`` (timezone-aware) is the
     moment the org is seen at: every timestamp lies in the two years before it, open opportunities close
-    after it.
+    after it. ``progress`` hears of the persons generated (stage "seed") and the write (stage "write").
     """
     if persons < 0:
         raise ValueError("persons must be >= 0")
     gen = _Generator(seed, persons, now)
     gen.org()
     gen.accounts_and_companies()
-    for _ in range(persons):
+    progress.stage("seed", total=persons)
+    for n in range(1, persons + 1):
         gen.person()
+        if n % _PROGRESS_EVERY == 0:
+            progress.advance(_PROGRESS_EVERY)
+    progress.advance(persons % _PROGRESS_EVERY)
     gen.hubspot_only_deals()
+    progress.stage("write")
     gen.write(store_sf, store_hs)
+    progress.finish()
     for kind in _MESS_KINDS:
         gen.summary.mess.setdefault(kind, 0)
     return gen.summary.as_dict()
