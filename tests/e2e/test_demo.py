@@ -173,4 +173,3 @@ def test_the_what_if_is_planned_from_the_ledger_with_no_api_call(demo_run: tuple
     assert sum(g for _, g, _ in w.reps) == w.owner_changes
     text = format_report(result)
     assert "What if: Germany moves" in text and "with 0 API calls" in text
-
