@@ -545,7 +545,7 @@ def format_report(result: DemoResult, *, syncd: str = "syncd") -> str:
         lines += _cycle_lines(number, outcome, result)
     if result.what_if is not None:
         lines.append("")
-        lines += _what_if_lines(result.what_if, syncd)
+        lines += _what_if_lines(result.what_if, syncd, result.config_path)
     lines.append("")
     lines += _try_lines(result, syncd)
     return "\n".join(lines)
@@ -617,10 +617,10 @@ def _cycle_lines(number: int, outcome: CycleOutcome, result: DemoResult) -> list
     return lines
 
 
-def _what_if_lines(w: WhatIf, syncd: str) -> list[str]:
+def _what_if_lines(w: WhatIf, syncd: str, config: Path) -> list[str]:
     lines = [
         f"What if: {w.change}? Planned from the ledger with {num(w.api_calls)} API calls "
-        f"(`{syncd} plan --rules {_shown(w.rules_dir)}`):",
+        f"(`{syncd} plan --config {_shown(config)} --rules {_shown(w.rules_dir)}`):",
         f"  {num(w.owner_changes)} records would change owner ({num(w.writes)} writes); per rep:",
     ]
     shown = w.reps[:6]
