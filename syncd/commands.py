@@ -302,6 +302,8 @@ def explain_text(found: KeyHistory) -> str:
                 f"{str(change.get('to', ''))[:12]}): rule {change.get('rule', '-')!r} decided it; "
                 f"owner {owners[0] or '-'} -> {owners[1] or '-'}, stage {stages[0] or '-'} -> {stages[1] or '-'}"
             )
+        if data.get("owner_facts"):
+            lines.append(f"  owner's roster facts then: {data['owner_facts']}")
         if data.get("influencers"):
             lines.append(f"  influencers: {', '.join(data['influencers'])}")
         if found.assignment is not None:
