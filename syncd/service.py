@@ -131,15 +131,24 @@ def run(ctx: click.Context, config_path: Path, log_level: str, log_format: LogFo
     """Run the daemon: a sync cycle every [daemon] interval_seconds until SIGTERM or SIGINT.
 
     SIGHUP, or an edit of the rules files, reloads them (an invalid set is refused and the running one
-    stays live). Serves /healthz and /metrics on [daemon] health_host:health_port. Exit code 0 on a clean
-    stop, 1 when a cycle did not finish within the shutdown timeout, 2 when it refuses to start.
+    stays live). Serves /healthz, /metrics and the status page (/) on [daemon] health_host:health_port.
+    Exit code 0 on a clean stop, 1 when a cycle did not finish within the shutdown timeout, 2 when it
+    refuses to start.
     """
     from syncd.daemon import run_daemon
+    from syncd.reports.web import links_from_config
 
     cfg = load_config(config_path)
     setup_logging(log_level.upper(), fmt=log_format, secrets=secret_values(cfg))
     settings = cfg.daemon_settings()
-    ctx.exit(run_daemon(settings, cycle_factory(cfg), rules_loader(cfg.rules.directory)))
+    ctx.exit(
+        run_daemon(
+            settings,
+            cycle_factory(cfg),
+            rules_loader(cfg.rules.directory),
+            status_links=links_from_config(cfg),
+        )
+    )
 
 
 # ------------------------------------------------------------------------------------------------ config check

@@ -68,7 +68,7 @@ from syncd.cycle.pull import pull
 from syncd.cycle.push import DryPusher, LivePusher
 from syncd.cycle.replay import replay
 from syncd.cycle.report import CycleReport
-from syncd.cycle.roster import Roster
+from syncd.cycle.roster import Roster, reps_of, rows_of
 from syncd.ledger import Ledger, utc_now
 from syncd.logs import log_decision
 from syncd.metrics import CycleSummary
@@ -105,6 +105,7 @@ class SyncCycle:
         self.chunk = chunk
         self.backoff = backoff or Backoff()
         self.roster: Roster | None = None
+        self._listed: list[dict[str, Any]] | None = None
 
     @classmethod
     def from_config(
@@ -141,12 +142,23 @@ class SyncCycle:
     # -- the daemon's CycleRunner
 
     def refresh_roster(self) -> None:
-        """List the reps, queues and owners of both systems again (the daemon calls this on a schedule)."""
+        """List the reps, queues and owners of both systems again (every cycle does, and the daemon on a
+        schedule); the ledger keeps the list, and the decisions of reps whose facts changed become due."""
         reps = [*self.connectors["salesforce"].list_reps(), *self.connectors["hubspot"].list_reps()]
         self.roster = Roster.from_reps(reps)
+        self._listed = rows_of(reps)
 
-    def run_cycle(self, rules: RuleSet, *, stop: threading.Event) -> CycleSummary:
-        return self.run(rules, stop=stop).summary()
+    def _roster_from_ledger(self) -> Roster:
+        """The roster as the last cycle listed it (a plan from the ledger makes no API call)."""
+        rows = self.ledger.roster.load()
+        if not rows:
+            self.refresh_roster()
+            assert self.roster is not None
+            return self.roster
+        return Roster.from_reps(reps_of(rows))
+
+    def run_cycle(self, rules: RuleSet, *, stop: threading.Event, progress: Progress = NULL) -> CycleSummary:
+        return self.run(rules, stop=stop, progress=progress).summary()
 
     # -- one run
 
@@ -156,25 +168,32 @@ class SyncCycle:
         *,
         stop: threading.Event | None = None,
         dry_run: bool = False,
+        pull: bool = True,
         progress: Progress = NULL,
     ) -> CycleReport:
         """One cycle; with ``dry_run`` everything is worked out, nothing is pushed, and the ledger is left
         exactly as it was (only the run itself is recorded): the report then says what a cycle would do.
+        ``pull=False`` (a plan from the ledger) reads neither system: no roster refresh, no pull — the rules
+        are applied to the last synced state and the roster the last cycle saw, with 0 API calls.
         ``progress`` hears each stage start and advance."""
         report = CycleReport(dry_run=dry_run)
         calls_before: dict[str, int] = {s: self._calls(s) for s in SYSTEMS}
         run_id = self.ledger.runs.start("plan" if dry_run else "cycle")
         report.run_id = run_id
         try:
-            if self.roster is None:
-                self.refresh_roster()
-            if self.roster is None:
+            if pull:
+                if self._listed is None:
+                    self.refresh_roster()
+                roster = self.roster
+            else:
+                roster = self._roster_from_ledger()
+            if roster is None:
                 raise RuntimeError("refresh_roster() must run before a cycle")
             run = RunContext(
                 ledger=self.ledger,
                 connectors=self.connectors,
                 rules=rules,
-                roster=self.roster,
+                roster=roster,
                 report=report,
                 run_id=run_id,
                 stop=stop or threading.Event(),
@@ -187,7 +206,10 @@ class SyncCycle:
             )
             run.pusher = DryPusher(run) if dry_run else LivePusher(run)
             with run.pusher.session():
-                _execute(run)
+                if pull and self._listed is not None:
+                    _save_roster(run, self._listed)
+                    self._listed = None
+                _execute(run, pull=pull)
         except BaseException as exc:
             self._finish(report, calls_before)
             self.ledger.runs.finish(run_id, "failed", counters=report.counters(), error=_one_line(exc))
@@ -232,9 +254,21 @@ _STAGES: tuple[tuple[str, Callable[[RunContext], bool]], ...] = (
 )
 
 
-def _execute(run: RunContext) -> None:
-    """Run the stages in order; a stage returns False when the run was asked to stop."""
+def _save_roster(run: RunContext, listed: list[dict[str, Any]]) -> None:
+    """Keep the roster the systems listed; the decisions of reps whose facts changed are due now."""
+    changed = run.ledger.roster.save(listed)
+    if changed:
+        due = run.ledger.decisions.make_due(changed, run.now)
+        if due:
+            log.info("roster: %d reps changed in the systems; %d decisions due again", len(changed), due)
+
+
+def _execute(run: RunContext, *, pull: bool = True) -> None:
+    """Run the stages in order; a stage returns False when the run was asked to stop. Without ``pull``
+    (a plan from the ledger) the pull stage is left out: nothing is read from either system."""
     for name, stage in _STAGES:
+        if name == "pull" and not pull:
+            continue
         began = time.perf_counter()
         done = stage(run)
         run.report.seconds[name] = round(time.perf_counter() - began, 3)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from syncd.core.engine import decide
+from syncd.core.impact import Move
 from syncd.core.link import Group, first, group
 from syncd.core.plan import Action, plan_key
 from syncd.core.schedule import due_at, iso, kept_hold
@@ -57,6 +58,7 @@ class _Decide:
         self.opportunities: dict[str, tuple[int, int]] | None = None
         self.held: set[RecordRef] = set()
         self.due_refs: set[RecordRef] = set()
+        self.facts: dict[str, str] = {}
 
     def decide(self) -> bool:
         self.held = {
@@ -123,8 +125,14 @@ class _Decide:
                 self.now, kind=kind, after=after, limit=self.run.chunk
             )
         )
+        # Decisions made under other rules: a change of rules (a file edit, a reload) makes them due.
+        stale = pages(
+            lambda after: self.ledger.decisions.stale_keys(
+                self.rules.digest, kind=kind, after=after, limit=self.run.chunk
+            )
+        )
         last = None
-        for key in heapq.merge(dirty, due, iter(extra)):
+        for key in heapq.merge(dirty, due, stale, iter(extra)):
             if key != last:
                 last = key
                 yield key
@@ -186,6 +194,7 @@ class _Decide:
         writes = self._last_writes(groups.values())
         actions: list[Action] = []
         for d in decisions:
+            self._count_move(d, previous.get(d.key), merged[d.key])
             g = groups[d.key]
             planned = plan_key(
                 d, g, self.mapping, self.directory, merged=merged[d.key], last_writes=writes, held=self.held
@@ -230,6 +239,30 @@ class _Decide:
             self.run.pusher.accept(actions)
             if clean:
                 self.ledger.records.mark_clean(keys)
+
+    def _count_move(self, d: Decision, prev: DecisionRow | None, fields: Mapping[str, Any]) -> None:
+        """Count the decision's ownership move, from the previous decision (else the systems' current
+        owner) to the new one, in the report's impact."""
+        if prev is not None:
+            before = (prev.owner, prev.team, prev.stage)
+        else:
+            current = fields.get("owner")
+            before = (current if isinstance(current, str) else None, None, fields.get("stage"))
+        owner = d.owner if d.owner is not None else before[0]
+        self.report.impact.add(
+            Move(
+                d.key,
+                d.kind,
+                _name(d.kind, fields),
+                before[0],
+                owner,
+                before[1],
+                d.team,
+                before[2],
+                d.stage,
+                d.rule,
+            )
+        )
 
     def _logical(self, g: Group) -> dict[str, Any]:
         by_system: dict[str, dict[str, Any]] = {}
@@ -369,10 +402,14 @@ class _Decide:
             data = {
                 "kind": d.kind,
                 "rule": d.rule,
+                # Which rules moved this record when a change of rules did (explain shows it).
+                "rules_change": _rules_change(d, prev, self.rules.digest),
                 "influencers": list(d.influencers),
                 "handoff": list(d.handoff) if d.handoff else None,
                 "create_salesforce_lead": d.create_salesforce_lead,
                 "hold_until": iso(hold),
+                # The roster facts the owner was decided with (the systems' and the files').
+                "owner_facts": self._owner_facts(d.owner),
                 "due_at": iso(due),
             }
             rows.append(
@@ -391,6 +428,30 @@ class _Decide:
             )
         return rows
 
+    def _owner_facts(self, owner: str | None) -> str | None:
+        """What the roster said of a rep owner when deciding: active in the systems and the files,
+        available, pools, daily cap (None for a queue or no owner)."""
+        if owner is None or owner.startswith("queue:"):
+            return None
+        found = self.facts.get(owner)
+        if found is None:
+            rep = self.rules.roster.reps.get(owner)
+            parts = ["active" if self.directory.is_active(owner) else "inactive in a system"]
+            if rep is None:
+                parts.append("not on the roster")
+            else:
+                if not rep.active:
+                    parts.append("inactive (roster)")
+                ok, why = rep.available(self.now)
+                parts.append("available" if ok else why)
+                pools = [p.name for p in self.rules.routing.pools.values() if owner in p.members]
+                parts.append("pools " + "+".join(pools) if pools else "no pool")
+                if rep.daily_cap is not None:
+                    parts.append(f"cap {rep.daily_cap}/day")
+            found = ", ".join(parts)
+            self.facts[owner] = found
+        return found
+
     def _last_writes(self, groups: Iterable[Group]) -> dict[tuple[str, str, str, str], WriteRow]:
         ids: dict[tuple[str, str], list[str]] = {}
         for g in groups:
@@ -401,6 +462,34 @@ class _Decide:
             for (rid, fname), w in self.ledger.outbox.last_writes(system, obj, obj_ids).items():
                 out[(system, obj, rid, fname)] = w
         return out
+
+
+def _name(kind: str, fields: Mapping[str, Any]) -> str:
+    """How a person or account is called in a plan: a name, else an email or domain."""
+    if kind == "person":
+        name = " ".join(str(fields[f]) for f in ("first_name", "last_name") if fields.get(f))
+        return name or str(fields.get("email") or "")
+    return str(fields.get("name") or fields.get("domain") or "")
+
+
+def _rules_change(d: Decision, prev: DecisionRow | None, digest: str) -> dict[str, Any] | None:
+    """The last change of rules that moved this record: the digests, the rule that decided, the owner and
+    stage before and after. Kept from the previous decision until another change of rules moves it again."""
+    if prev is None:
+        return None
+    kept = prev.data.get("rules_change") or None
+    if prev.digest == digest:
+        return kept
+    owner = d.owner if d.owner is not None else prev.owner
+    if (prev.stage, prev.owner, prev.team) == (d.stage, owner, d.team):
+        return kept
+    return {
+        "from": prev.digest,
+        "to": digest,
+        "rule": d.rule,
+        "owner": [prev.owner, owner],
+        "stage": [prev.stage, d.stage],
+    }
 
 
 class _BadRecord(Exception):

@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from syncd.core.impact import Impact
 from syncd.core.plan import Tally
 from syncd.metrics import CycleSummary
 
@@ -26,6 +27,8 @@ class CycleReport:
     decided: Counter[str] = field(default_factory=Counter)
     decided_records: Counter[str] = field(default_factory=Counter)
     tally: Tally = field(default_factory=Tally)
+    # Ownership moves of the decisions made: per owner gained and lost, per rule and team (syncd plan).
+    impact: Impact = field(default_factory=Impact)
     # Writes that went through (or, in a dry run, would be sent): one per record and intent.
     pushed: Counter[str] = field(default_factory=Counter)
     failed: Counter[str] = field(default_factory=Counter)
@@ -80,6 +83,8 @@ class CycleReport:
             "replayed": self.replayed,
             "overrides": self.overrides,
             "handoffs": self.handoffs,
+            "owner_changes": self.impact.owner_changes,
+            "gained": dict(self.impact.gained),
             "api_calls": dict(self.api_calls),
             "budget": self.budget,
             "interrupted": self.interrupted,

@@ -15,6 +15,7 @@ The ledger is a package of stores, one per concept, over one connection (``syncd
     ledger.outbox      intents before and after each push, and writes (echoes)  (outbox.py)
     ledger.overrides   manual owner changes honoured for a while                (overrides.py)
     ledger.quarantine  records that failed, held with backoff                   (quarantine.py)
+    ledger.roster      the systems' reps and queues as last listed              (roster.py)
     ledger.views       read views across stores: status, explain, plan, demo    (views.py)
 
 Every multi-row change runs in one transaction; callers group several changes, across stores, with
@@ -50,6 +51,7 @@ from syncd.ledger.outbox import Outbox
 from syncd.ledger.overrides import Overrides
 from syncd.ledger.quarantine import Quarantine
 from syncd.ledger.records import Records
+from syncd.ledger.roster import Roster
 from syncd.ledger.rows import utc_now
 from syncd.ledger.runs import Runs
 from syncd.ledger.schema import SCHEMA_VERSION
@@ -85,6 +87,7 @@ class Ledger:
         self.outbox = Outbox(connection, identity=self.identity)
         self.overrides = Overrides(connection)
         self.quarantine = Quarantine(connection)
+        self.roster = Roster(connection)
         self.views = Views(
             connection,
             runs=self.runs,

@@ -28,6 +28,7 @@ from simple_salesforce import Salesforce
 
 from syncd.core.systems import OrgSchema
 from syncd.errors import SandboxError
+from syncd.progress import NULL, Progress
 from syncd.sandbox import hubspot as hs_module
 from syncd.sandbox import salesforce as sf_module
 from syncd.sandbox.base import CONTROL_PREFIX, Faults, ServerThread
@@ -67,6 +68,7 @@ class Sandbox:
         sleep: Callable[[float], None] = time.sleep,
         salesforce_options: Mapping[str, Any] | None = None,
         hubspot_options: Mapping[str, Any] | None = None,
+        search_lag_ms: int = 0,
         session_seconds: float = DEFAULT_SESSION_SECONDS,
     ) -> None:
         if persons < 0:
@@ -88,6 +90,11 @@ class Sandbox:
         self.sleep = sleep
         self.salesforce_options = dict(salesforce_options or {})
         self.hubspot_options = dict(hubspot_options or {})
+        # HubSpot's search index lag (0 here, so in-process fixtures see writes at once unless a test asks;
+        # `syncd sandbox serve` defaults to a realistic few seconds).
+        if search_lag_ms < 0:
+            raise SandboxError(f"search_lag_ms must be 0 or more, not {search_lag_ms}")
+        self.hubspot_options.setdefault("search_lag_ms", search_lag_ms)
         # Idle seconds after which a Salesforce OAuth access token times out (pre-issued tokens never do).
         self.session_seconds = session_seconds
         # Filled by start():
@@ -109,14 +116,16 @@ class Sandbox:
 
     # -- lifecycle
 
-    def start(self) -> Sandbox:
-        """Open (and seed, when empty) the stores, then serve both systems; returns self."""
+    def start(self, *, progress: Progress = NULL) -> Sandbox:
+        """Open (and seed, when empty) the stores, then serve both systems; returns self.
+
+        ``progress`` hears how the seeding of an empty org goes (``syncd.sandbox.seed.generate``)."""
         if self._started:
             raise SandboxError("this sandbox is already started")
         began = time.perf_counter()
         self._started = True
         try:
-            self._open_stores()
+            self._open_stores(progress)
             self._start_servers()
         except BaseException:
             self._teardown()
@@ -124,7 +133,7 @@ class Sandbox:
         self.startup_seconds = time.perf_counter() - began
         return self
 
-    def _open_stores(self) -> None:
+    def _open_stores(self, progress: Progress = NULL) -> None:
         if self.data_dir is not None:
             try:
                 self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -144,7 +153,9 @@ class Sandbox:
             )
         if sf_empty:
             now = self.now or datetime.fromtimestamp(self.clock(), UTC)
-            summary = generate(self.sf_store, self.hs_store, seed=self.seed, persons=self.persons, now=now)
+            summary = generate(
+                self.sf_store, self.hs_store, seed=self.seed, persons=self.persons, now=now, progress=progress
+            )
             self.seed_summary = {
                 "seed": self.seed,
                 "persons": self.persons,
