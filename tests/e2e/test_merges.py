@@ -239,3 +239,93 @@ def test_values_over_the_fields_limits_are_fitted_or_quarantined_per_the_mapping
     with Ledger(bare.config.ledger.path, readonly=True) as ledger:
         held = {q.record_id: q.reason for q in ledger.quarantine.held()}
     assert "Lead.Email" in held[bad] and "INVALID_EMAIL_ADDRESS" in held[bad]
+
+
+# -------------------------------------------------------------------------------------------------- deals
+
+DEAL_TO_COMPANY = 5  # HubSpot-defined association type "deal to company"
+
+
+def test_a_hubspot_only_companys_deals_make_its_contacts_opportunities_then_customers(bare: Org) -> None:
+    hs = bare.sandbox.hubspot_client(SAM)
+    company = hs.crm.companies.basic_api.create(
+        simple_public_object_input_for_create={
+            "properties": {"name": "Umbrella", "domain": "umbrella.example", "country": "US"}
+        }
+    ).id
+    person = contact(bare, "alice@umbrella.example", lifecyclestage="lead")
+    deal = hs.crm.deals.basic_api.create(
+        simple_public_object_input_for_create={
+            "properties": {
+                "dealname": "Umbrella pilot",
+                "dealstage": "qualifiedtobuy",
+                "pipeline": "default",
+            },
+            "associations": [
+                {
+                    "to": {"id": company},
+                    "types": [
+                        {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": DEAL_TO_COMPANY}
+                    ],
+                }
+            ],
+        }
+    ).id
+
+    report = run(bare)
+
+    props = ["lifecyclestage", "hubspot_owner_id"]
+    assert (
+        hs.crm.contacts.basic_api.get_by_id(person, properties=props).properties["lifecyclestage"]
+        == "opportunity"
+    )
+    account_owner = hs.crm.companies.basic_api.get_by_id(company, properties=props).properties[
+        "hubspot_owner_id"
+    ]
+    assert account_owner not in (None, "")
+    assert (
+        hs.crm.deals.basic_api.get_by_id(deal, properties=props).properties["hubspot_owner_id"]
+        == account_owner
+    )
+    deal_writes = [i for i in intents_since(bare, report.run_id) if i.object == "deals"]
+    assert [i.record_id for i in deal_writes] == [deal], "the deal's owner follows its account (deal_owner)"
+    assert keys_of(bare, ("hubspot", "deals", deal)) == keys_of(bare, ("hubspot", "companies", company))
+
+    hs.crm.deals.basic_api.update(deal, simple_public_object_input={"properties": {"dealstage": "closedwon"}})
+    run(bare)
+
+    assert (
+        hs.crm.contacts.basic_api.get_by_id(person, properties=props).properties["lifecyclestage"]
+        == "customer"
+    )
+
+
+def test_deal_owner_keep_leaves_deal_owners_alone(bare: Org) -> None:
+    hs = bare.sandbox.hubspot_client(SAM)
+    company = hs.crm.companies.basic_api.create(
+        simple_public_object_input_for_create={
+            "properties": {"name": "Hooli", "domain": "hooli.example", "country": "US"}
+        }
+    ).id
+    deal = hs.crm.deals.basic_api.create(
+        simple_public_object_input_for_create={
+            "properties": {"dealname": "Hooli pilot", "dealstage": "qualifiedtobuy", "pipeline": "default"},
+            "associations": [
+                {
+                    "to": {"id": company},
+                    "types": [
+                        {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": DEAL_TO_COMPANY}
+                    ],
+                }
+            ],
+        }
+    ).id
+    rules = dataclasses.replace(bare.rules, policy=dataclasses.replace(bare.rules.policy, deal_owner="keep"))
+
+    report = bare.cycle().run(rules)
+
+    assert not [i for i in intents_since(bare, report.run_id) if i.object == "deals"]
+    owner = hs.crm.deals.basic_api.get_by_id(deal, properties=["hubspot_owner_id"]).properties[
+        "hubspot_owner_id"
+    ]
+    assert owner in (None, "")
