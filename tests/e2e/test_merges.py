@@ -201,6 +201,7 @@ def test_a_lead_a_person_deleted_is_not_created_again(bare: Org) -> None:
         pytest.param(("after_days", 7.0), 8, 1, id="after_days-7-passed"),
         pytest.param(("after_days", 7.0), 3, 0, id="after_days-7-not-yet"),
         pytest.param(("never", 0.0), 400, 0, id="never"),
+        pytest.param(("on_handoff", 0.0), 1, 0, id="on_handoff-no-handoff-since"),
     ],
 )
 def test_recreate_deleted_policy_decides_when_a_lead_comes_back(
@@ -329,3 +330,22 @@ def test_deal_owner_keep_leaves_deal_owners_alone(bare: Org) -> None:
         "hubspot_owner_id"
     ]
     assert owner in (None, "")
+
+
+# ------------------------------------------------------------------------------------------------- pulls
+
+
+def test_an_incremental_cycle_pulls_every_salesforce_object_in_one_composite_call(org: Org) -> None:
+    cycle = org.cycle()
+    cycle.run(org.rules)
+    org.systems.reset_counts()
+    org.clock.advance(minutes=5)
+
+    report = cycle.run(org.rules)
+
+    assert report.ok
+    kinds = org.systems.kinds()["salesforce"]
+    assert kinds.get("POST composite") == 1, kinds
+    # The four delta queries went in that call: no query of its own reads Account, Contact, Lead or
+    # Opportunity (the roster's User and Group queries remain).
+    assert not [k for k in kinds if "query_all" in k], kinds
