@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 import requests
+from click.testing import CliRunner
 from conftest import Org
 
-from syncd.commands import _recreate_policy, explain_text, record_notes
+from syncd.cli import cli
 from syncd.core.types import Intent
 from syncd.cycle import CycleReport
 from syncd.ledger import Ledger
@@ -82,17 +83,12 @@ def intents_since(org: Org, run_id: str | None) -> list[Intent]:
 
 def explain(org: Org, query: str) -> str:
     """What `syncd explain QUERY` prints."""
-    with Ledger(org.config.ledger.path, readonly=True) as ledger:
-        keys = ledger.views.find_keys(query)
-        if not keys:
-            alias = ledger.identity.survivor_of(query)
-            keys = ledger.views.find_keys(alias.survivor) if alias else []
-        assert keys, f"explain finds nothing for {query}"
-        recreate = _recreate_policy(org.config_path)
-        return "\n\n".join(
-            explain_text(h, record_notes(ledger, h, recreate))
-            for h in (ledger.views.key_history(k) for k in keys)
-        )
+    for c in org.cycles:
+        c.close()
+    org.cycles.clear()
+    result = CliRunner().invoke(cli, ["explain", query, "--config", str(org.config_path)])
+    assert result.exit_code == 0, result.output
+    return result.output
 
 
 def keys_of(org: Org, *refs: tuple[str, str, str]) -> set[str | None]:
