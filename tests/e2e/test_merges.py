@@ -171,6 +171,29 @@ def test_a_salesforce_account_merge_joins_the_two_accounts(bare: Org) -> None:
     assert f"Salesforce Account {lose} was merged into {keep}" in explain(bare, lose)
 
 
+def test_a_hubspot_company_merge_joins_the_two_accounts(bare: Org) -> None:
+    api = bare.sandbox.hubspot_client(SAM).crm.companies.basic_api
+    keep = api.create(
+        simple_public_object_input_for_create={"properties": {"name": "Globex", "domain": "globex.example"}}
+    ).id
+    lose = api.create(
+        simple_public_object_input_for_create={
+            "properties": {"name": "Globex Corp", "domain": "globex.example.org"}
+        }
+    ).id
+    run(bare)
+    assert len(keys_of(bare, ("hubspot", "companies", keep), ("hubspot", "companies", lose))) == 2
+    api.merge(public_merge_input={"primaryObjectId": keep, "objectIdToMerge": lose})
+
+    report = run(bare)
+
+    assert keys_of(bare, ("hubspot", "companies", lose)) == keys_of(bare, ("hubspot", "companies", keep))
+    assert not [i for i in intents_since(bare, report.run_id) if i.record_id == lose], (
+        "no write to the dead id"
+    )
+    assert f"HubSpot companies {lose} was merged into {keep}" in explain(bare, lose)
+
+
 # ------------------------------------------------------------------------------------------------ deletes
 
 
@@ -189,6 +212,22 @@ def test_a_lead_a_person_deleted_is_not_created_again(bare: Org) -> None:
     text = explain(bare, hs_id)
     assert f"Salesforce Lead {lead} was deleted by a person" in text
     assert "not re-created (policy [handoffs] recreate_deleted = never)" in text
+
+
+def test_a_contact_a_person_archived_is_shown_and_never_written(bare: Org) -> None:
+    hs_id = contact(bare, "ken@archive.example")
+    settled(bare)
+    lead = lead_of(bare, hs_id)
+    bare.sandbox.hubspot_client(SAM).crm.contacts.basic_api.archive(hs_id)
+    # (Each run() makes a new SyncCycle: like a restarted process, its first pull lists archived records.)
+
+    report = run(bare)
+
+    assert report.tally.total == 0 or not [
+        i for i in intents_since(bare, report.run_id) if i.record_id == hs_id
+    ]
+    assert list(leads(bare)) == [lead], "the Lead stays; nothing is created"
+    assert f"HubSpot contacts {hs_id} was archived by a person" in explain(bare, lead)
 
 
 @pytest.mark.parametrize(
