@@ -273,7 +273,8 @@ def _when(value: datetime | None) -> str:
     return "-" if value is None else value.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def explain_text(found: KeyHistory) -> str:
+def explain_text(found: KeyHistory, notes: Sequence[str] = ()) -> str:
+    """One key's explanation; ``notes`` (merges and deletions, see :func:`record_notes`) follow its records."""
     lines = [f"{found.kind} {found.key}"]
     lines.append("linked records:")
     how = {(link.system, link.object, link.id): link for link in found.links}
@@ -283,6 +284,7 @@ def explain_text(found: KeyHistory) -> str:
         state = " (deleted)" if r.deleted else ""
         linked = f"linked by {link.how} {_when(link.linked_at)}" if link else ""
         lines.append(f"  {_LABEL[r.system]} {r.object} {r.id} {label}{state}  {linked}".rstrip())
+    lines.extend(f"  {note}" for note in notes)
     d = found.decision
     if d is None:
         lines.append("decision: none yet (it is decided in the next cycle)")
@@ -434,12 +436,60 @@ def explain(config_path: Path, query: str, as_json: bool) -> None:
     with Ledger(_ledger_path(config_path), readonly=True) as ledger:
         keys = ledger.views.find_keys(query)
         if not keys:
+            alias = ledger.identity.survivor_of(query.strip())
+            keys = ledger.views.find_keys(alias.survivor) if alias is not None else []
+        if not keys:
             raise CommandError(f"no person or account in the ledger matches {query!r}")
         found = [ledger.views.key_history(key) for key in keys]
+        recreate = _recreate_policy(config_path)
+        notes = [record_notes(ledger, f, recreate) for f in found]
     if as_json:
-        click.echo(json.dumps([_history_json(f) for f in found], indent=2, default=str))
+        click.echo(
+            json.dumps(
+                [{**_history_json(f), "notes": n} for f, n in zip(found, notes, strict=True)],
+                indent=2,
+                default=str,
+            )
+        )
         return
-    click.echo("\n\n".join(explain_text(f) for f in found))
+    click.echo("\n\n".join(explain_text(f, n) for f, n in zip(found, notes, strict=True)))
+
+
+def _recreate_policy(config_path: Path) -> str:
+    """The rules' ``[handoffs] recreate_deleted``, as written (the default when the rules cannot be read)."""
+    try:
+        policy = load_ruleset(load_config(config_path).rules.directory).policy
+    except (ConfigError, MappingError, OSError):
+        return "recreate_deleted = never (the default; the rules could not be read)"
+    mode, days = policy.recreate_deleted
+    return f"recreate_deleted = {mode}" + (f" {days:g}" if mode == "after_days" else "")
+
+
+def record_notes(ledger: Ledger, found: KeyHistory, recreate: str) -> list[str]:
+    """What happened to a key's records in their systems: merges (either side) and deletions by people."""
+    notes: list[str] = []
+    for r in found.records:
+        where = f"{_LABEL[r.system]} {r.object} {r.id}"
+        alias = ledger.identity.aliases_of(r.system, [r.id]).get(r.id)
+        if alias is not None:
+            notes.append(f"{where} was merged into {alias.survivor} (seen {_when(alias.merged_at)})")
+        for m in ledger.identity.merged_into(r.system, r.id):
+            notes.append(f"{where}: {m.object} {m.id} was merged into it (seen {_when(m.merged_at)})")
+        if not r.deleted or alias is not None:
+            continue
+        if r.system == "salesforce" and r.object in ("Lead", "Contact"):
+            by = r.data.get("LastModifiedById")
+            never = recreate.startswith("recreate_deleted = never")
+            then = "not re-created" if never else "re-created only as the policy allows"
+            notes.append(
+                f"{where} was deleted by a person{f' ({by})' if by else ''} on {_when(r.modified_at)}; "
+                f"{then} (policy [handoffs] {recreate})"
+            )
+        elif r.system == "hubspot":
+            notes.append(
+                f"{where} was archived by a person on {_when(r.modified_at)}; syncd never re-creates it"
+            )
+    return notes
 
 
 # ------------------------------------------------------------------------------------------------ status

@@ -19,11 +19,12 @@ SYSTEMS: tuple[System, ...] = ("salesforce", "hubspot")
 # The most records one write request takes: sObject Collections 200, HubSpot batch endpoints 100.
 WRITE_BATCH_LIMIT: dict[str, int] = {"salesforce": 200, "hubspot": 100}
 
-# Objects syncd pulls, per system, in the order a cycle pulls them. HubSpot deals are left out on purpose:
-# nothing is decided from them (Salesforce opportunities give an account's open and won counts).
+# Objects syncd pulls, per system, in the order a cycle pulls them. Deals and opportunities are linked to
+# their account: a HubSpot-only company counts its open and won deals like Salesforce opportunities, and a
+# deal's owner follows its account's (policy.toml [accounts] deal_owner).
 PULLED: dict[str, tuple[str, ...]] = {
     "salesforce": ("Account", "Contact", "Lead", "Opportunity"),
-    "hubspot": ("companies", "contacts"),
+    "hubspot": ("companies", "contacts", "deals"),
 }
 PERSON_OBJECTS: dict[str, tuple[str, ...]] = {"salesforce": ("Contact", "Lead"), "hubspot": ("contacts",)}
 ACCOUNT_OBJECTS: dict[str, tuple[str, ...]] = {"salesforce": ("Account",), "hubspot": ("companies",)}

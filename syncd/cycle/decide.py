@@ -16,7 +16,8 @@ from typing import Any
 
 from syncd.core.engine import decide
 from syncd.core.impact import Move
-from syncd.core.link import Group, first, group
+from syncd.core.limits import apply_limits, limit_rules, refused_record
+from syncd.core.link import Group, deal_counts, first, group
 from syncd.core.plan import Action, plan_key
 from syncd.core.schedule import due_at, iso, kept_hold
 from syncd.core.types import (
@@ -32,6 +33,7 @@ from syncd.core.types import (
     RoundRobinState,
     WriteRow,
 )
+from syncd.cycle import limits
 from syncd.cycle.context import RecordRef, RunContext
 
 _PLAIN = (str, int, float, bool, type(None))
@@ -59,6 +61,8 @@ class _Decide:
         self.held: set[RecordRef] = set()
         self.due_refs: set[RecordRef] = set()
         self.facts: dict[str, str] = {}
+        self.limits = limits.current(run)
+        self.limit_rules = limit_rules(run.mapping)
 
     def decide(self) -> bool:
         self.held = {
@@ -197,13 +201,27 @@ class _Decide:
             self._count_move(d, previous.get(d.key), merged[d.key])
             g = groups[d.key]
             planned = plan_key(
-                d, g, self.mapping, self.directory, merged=merged[d.key], last_writes=writes, held=self.held
+                d,
+                g,
+                self.mapping,
+                self.directory,
+                merged=merged[d.key],
+                last_writes=writes,
+                held=self.held,
+                policy=self.rules.policy,
+                now=self.now,
             )
-            actions.extend(planned)
+            limited = apply_limits(planned, self.limits, self.limit_rules)
+            actions.extend(limited.actions)
+            for refused in limited.refused:
+                record = refused_record(g, refused.action)
+                if record is not None:
+                    bad.append((record, d.key, refused.reason))
             self.report.decided[kind] += 1
             for r in (*g.writable, *g.readonly):
                 self.report.decided_records[r.system] += 1
         acted = {(a.system, a.object, a.record_id) for a in actions if a.record_id}
+        acted |= {r.ref for r, _, _ in bad}
         acted |= {("hubspot", "contacts", a.create_key) for a in actions if a.create_key}
         with self.ledger.transaction():
             changed = set(self.ledger.decisions.record(self._decision_rows(decisions, previous)))
@@ -320,6 +338,9 @@ class _Decide:
         open_, won = (0, 0)
         if g.salesforce is not None:
             open_, won = self._opportunity_counts().get(g.salesforce.id, (0, 0))
+        elif g.deals:
+            # A HubSpot-only company: its deals count like Salesforce opportunities.
+            open_, won = deal_counts(g.deals)
         return AccountView(
             key=g.key,
             fields=fields,

@@ -255,5 +255,28 @@ def _v3_roster(db: Database) -> None:
     db.executescript(_V3)
 
 
-MIGRATIONS: list[Callable[[Database], None]] = [_v1_storage, _v2_engine_state, _v3_roster]
+_V4 = """
+-- Merges in the systems: a merged-away record (HubSpot hs_merged_object_ids, Salesforce MasterRecordId) stays
+-- known by its id as an alias of the record it was merged into; ``applied`` once its links moved there.
+CREATE TABLE aliases (
+    system    TEXT NOT NULL,
+    object    TEXT NOT NULL,
+    id        TEXT NOT NULL,
+    survivor  TEXT NOT NULL,
+    merged_at TEXT NOT NULL,
+    applied   INTEGER NOT NULL DEFAULT 0,
+    run_id    TEXT,
+    PRIMARY KEY (system, object, id)
+);
+CREATE INDEX aliases_pending ON aliases (system, object) WHERE applied = 0;
+CREATE INDEX aliases_by_survivor ON aliases (system, survivor);
+"""
+
+
+def _v4_aliases(db: Database) -> None:
+    """Aliases: the ids of records merged away in either system, and the record each was merged into."""
+    db.executescript(_V4)
+
+
+MIGRATIONS: list[Callable[[Database], None]] = [_v1_storage, _v2_engine_state, _v3_roster, _v4_aliases]
 SCHEMA_VERSION = len(MIGRATIONS)
