@@ -33,6 +33,7 @@ def write_report(
     until: datetime,
     candidate_dir: str,
     live_dir: str,
+    start: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Writes the report files into ``directory`` (created, mode 0700) and returns the JSON content."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -40,6 +41,8 @@ def write_report(
     body = compare(live, candidate)
     body["window"] = {"since": since.isoformat(), "until": until.isoformat(), "days": len(live.days)}
     body["rules"] = {"live": live_dir, "candidate": candidate_dir}
+    # How the replay started (what stood before the window and how it was decided).
+    body["start"] = dict(start) if start is not None else None
     body["days"] = {
         "live": [d.to_json() for d in live.days],
         "candidate": [d.to_json() for d in candidate.days],
@@ -156,6 +159,15 @@ def _page(body: Mapping[str, Any]) -> str:
     ]
     owners = [(r["owner"], r["live"], r["candidate"], r["difference"]) for r in body["owners"]]
     window = body["window"]
+    start = body.get("start") or {}
+    start_html = ""
+    if start:
+        start_html = (
+            f"<p>Start state: {_n(start['persons'])} persons and {_n(start['accounts'])} accounts stood before "
+            "the window; each rule set decided them once at its start (they do not count as new assignments). "
+            f"Then {_n(start['changes'])} changes were replayed day by day, from {_n(start['versions'])} "
+            "record versions the ledger keeps.</p>"
+        )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>syncd backtest</title>
 <style>
@@ -171,6 +183,7 @@ img {{ max-width: 100%; border: 1px solid #d9e2ec; margin-bottom: 1rem; }}
 ({_n(window["days"])} days). Live rules: <code>{html.escape(body["rules"]["live"])}</code>
 (digest {html.escape(live["digest"][:12])}); candidate: <code>{html.escape(body["rules"]["candidate"])}</code>
 (digest {html.escape(cand["digest"][:12])}).</p>
+{start_html}
 <h2>Totals</h2>
 {_table(["", "live", "candidate", "difference"], totals)}
 <h2>Fairness per pool</h2>
