@@ -12,7 +12,8 @@ that reaches back as far as its records' modification times do.
 - each day of the window then brings every person and account any of whose records has a version modified
   that day, as they stood at the day's end (each linked record's latest version up to then), in the order
   they were last modified; a person's account comes along as it stood then, as the cycle decides them;
-- opportunity counts are those of the opportunities as they stood at the day's end.
+- opportunity counts are those of the opportunities as they stood at the day's end, and an opportunity's
+  change brings its account into that day (as the cycle decides the accounts of changed opportunities).
 
 Records and views are built exactly as the cycle's decide stage builds them (``syncd.core.views``). A record
 whose first kept version is later than a day is not part of that day's picture.
@@ -102,11 +103,11 @@ def build_history(
             if stamp > end:
                 pending.append(v)
                 break
-            walk.apply(v)
+            key = walk.apply(v)
             count += 1
-            if v.key is not None:
-                touched.pop(v.key, None)
-                touched[v.key] = stamp
+            if key is not None:
+                touched.pop(key, None)
+                touched[key] = stamp
             if advance is not None and count % 5000 == 0:
                 advance(5000)
         if advance is not None:
@@ -142,13 +143,17 @@ class _Walk:
         self.unreadable = 0
         self._unreadable: set[str] = set()
 
-    def apply(self, v: VersionRow) -> None:
+    def apply(self, v: VersionRow) -> str | None:
+        """Take one version in; the key it changes (an opportunity changes its account), if any."""
         r = v.record
         if r.system == "salesforce" and r.object == "Opportunity":
+            before = self.opportunity.get(r.id)
             self._count_opportunity(r)
-            return
+            after = self.opportunity.get(r.id)
+            account = (after or before or ("",))[0]
+            return self.account_by_sf_id.get(account)
         if v.key is None or v.kind is None:
-            return
+            return None
         self.current[r.ref] = r
         self.refs.setdefault(v.key, {})[r.ref] = None
         self.kind[v.key] = v.kind
@@ -161,6 +166,7 @@ class _Walk:
             if r.domain and not r.deleted:
                 self.account_domain[r.ref] = r.domain
                 self.accounts_by_domain.setdefault(r.domain, set()).add(v.key)
+        return v.key
 
     def _count_opportunity(self, r: RecordRow) -> None:
         for effect, sign in ((self.opportunity.get(r.id), -1), (opportunity_effect(r), 1)):
