@@ -647,7 +647,7 @@ def backtest_text(body: Mapping[str, Any], *, owners: int = 10) -> str:
         "",
     ]
     totals = [
-        [label, live[key], cand[key], cand[key] - live[key]]
+        [label, live[key], cand[key], f"{cand[key] - live[key]:+,}"]
         for label, key in (
             ("new assignments", "assigned"),
             ("hand-offs", "handoffs"),
@@ -677,7 +677,7 @@ def backtest_text(body: Mapping[str, Any], *, owners: int = 10) -> str:
         (r for r in body["owners"] if r["difference"]), key=lambda r: (-abs(r["difference"]), r["owner"])
     )
     if moved:
-        rows = [[r["owner"], r["live"], r["candidate"], r["difference"]] for r in moved[:owners]]
+        rows = [[r["owner"], r["live"], r["candidate"], f"{r['difference']:+,}"] for r in moved[:owners]]
         lines += [
             "",
             render(table(["owner", "live", "candidate", "difference"], rows, title="Owners who differ most")),

@@ -78,6 +78,12 @@ def _pyplot() -> Any:
     return plt
 
 
+def _thousands() -> Any:
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(lambda value, _pos: f"{value:,.0f}")
+
+
 def _load_chart(path: Path, live: Outcome, candidate: Outcome, owners: Sequence[str]) -> None:
     plt = _pyplot()
     from matplotlib.lines import Line2D
@@ -104,6 +110,7 @@ def _load_chart(path: Path, live: Outcome, candidate: Outcome, owners: Sequence[
     )
     ax.set_ylabel("records held at the day's end")
     ax.set_ylim(bottom=0)
+    ax.yaxis.set_major_formatter(_thousands())
     ax.grid(True, alpha=0.3)
     if owners:
         ax.legend(handles=handles, fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
@@ -138,6 +145,7 @@ def _assigned_chart(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
     more = f" (the {len(shown)} busiest of {len(rows)})" if len(rows) > len(shown) else ""
     ax.set_title(f"New records per owner over the window{more}; red: candidate minus live")
     ax.set_ylabel("new records")
+    ax.yaxis.set_major_formatter(_thousands())
     ax.margins(y=0.1)
     ax.legend(frameon=False)
     ax.grid(True, axis="y", alpha=0.3)
