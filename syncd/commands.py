@@ -677,7 +677,7 @@ def backtest_text(body: Mapping[str, Any], *, owners: int = 10) -> str:
         "",
     ]
     totals = [
-        [label, live[key], cand[key], f"{cand[key] - live[key]:+,}"]
+        [label, live[key], cand[key], _signed(cand[key] - live[key])]
         for label, key in (
             ("new assignments", "assigned"),
             ("hand-offs", "handoffs"),
@@ -707,7 +707,7 @@ def backtest_text(body: Mapping[str, Any], *, owners: int = 10) -> str:
         (r for r in body["owners"] if r["difference"]), key=lambda r: (-abs(r["difference"]), r["owner"])
     )
     if moved:
-        rows = [[r["owner"], r["live"], r["candidate"], f"{r['difference']:+,}"] for r in moved[:owners]]
+        rows = [[r["owner"], r["live"], r["candidate"], _signed(r["difference"])] for r in moved[:owners]]
         lines += [
             "",
             render(table(["owner", "live", "candidate", "difference"], rows, title="Owners who differ most")),
@@ -817,6 +817,11 @@ def backtest(
         return
     click.echo(backtest_text(body))
     click.echo(f"\nReport: {target / 'index.html'} (charts load.png, assigned.png; data report.json)")
+
+
+def _signed(value: int) -> str:
+    """``4`` -> ``+4``, ``-1200`` -> ``-1,200``, ``0`` -> ``0``."""
+    return f"{value:+,}" if value else "0"
 
 
 def _advancing(days: Sequence[Any], progress: Progress) -> Iterator[Any]:
