@@ -1,4 +1,4 @@
-"""The cycle's commands: ``syncd once``, ``syncd plan``, ``syncd explain`` and ``syncd status``.
+"""The cycle's commands: ``syncd once``, ``syncd plan``, ``syncd backtest``, ``syncd explain`` and ``syncd status``.
 
 A thin click layer over ``syncd.cycle`` and ``syncd.ledger``: each command loads ``--config`` (default
 ``config.toml``, or ``$SYNCD_CONFIG``), does one thing, and prints a table (or JSON with ``--json``).
