@@ -168,6 +168,18 @@ class Records(Store):
             last = (_ts(stamp), rows[-1].seq)
 
     @_guarded
+    def prune_versions(self, before: datetime) -> int:
+        """Forget the record versions older than ``before`` except each record's latest one before it (the
+        record as it stood then, where a replay from ``before`` starts); returns how many went."""
+        sql = (
+            "DELETE FROM record_versions WHERE seq IN (SELECT seq FROM (SELECT seq, row_number() OVER "
+            "(PARTITION BY system, object, id ORDER BY modified_at DESC, seq DESC) AS n FROM record_versions "
+            "WHERE modified_at < ?) WHERE n > 1)"
+        )
+        with self.transaction():
+            return int(self._conn.execute(sql, (_ts(before),)).rowcount)
+
+    @_guarded
     def count_versions(self, *, until: datetime | None = None) -> int:
         """How many record versions are kept (modified up to ``until``)."""
         if until is None:

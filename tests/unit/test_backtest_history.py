@@ -120,3 +120,18 @@ def test_the_days_hold_what_changed_as_it_stood_at_the_days_end_after_a_starting
     assert [d for d, day in enumerate(history.days) if day.persons or day.accounts] == [3, 4, 6]
     assert history.days[-1].end == UNTIL
     assert history.versions == 8 and history.changes == 5
+
+
+def test_pruning_keeps_each_records_state_at_the_cut_and_everything_after_it(ledger: Ledger) -> None:
+    ann = ledger.identity.new_key("person")
+    for day, name in ((-9, "A"), (-5, "An"), (-2, "Ann"), (3, "Anna")):
+        keep(ledger, ann, contact("1", at(day), "ann@acme.example", firstname=name))
+    keep(ledger, None, opportunity("0061", at(-7), "0011", closed=False, won=False))
+    before = build_history(ledger, RULES.mapping, None, until=UNTIL, days=10)
+
+    assert ledger.records.prune_versions(SINCE) == 2  # "A" and "An"
+
+    kept = [(v.record.id, v.record.modified_at) for v in ledger.records.versions()]
+    assert kept == [("0061", at(-7)), ("1", at(-2)), ("1", at(3))]
+    after = build_history(ledger, RULES.mapping, None, until=UNTIL, days=10)
+    assert after.start_persons == before.start_persons and after.days == before.days
