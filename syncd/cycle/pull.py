@@ -70,6 +70,8 @@ def stage(run: RunContext, system: str, obj: str, page: Page, rep_ids: Mapping[t
         old = ledger.records.by_ids(system, obj, ids) if rows else {}
         result = ledger.records.upsert(rows, run_id=run.run_id)
         if result.changed:
+            changed = set(result.changed)
+            ledger.records.keep_versions([r for r in rows if r.ref in changed], run_id=run.run_id)
             changed_ids = [ref[2] for ref in result.changed]
             writes = _writes_by_record(ledger.outbox.last_writes(system, obj, changed_ids))
             keys = ledger.identity.keys_of(system, obj, changed_ids)
