@@ -288,8 +288,10 @@ class Connector(ABC):
         return [result for batch in self.push_batches(object, changes) for result in batch]
 
     @abstractmethod
-    def list_reps(self) -> list[RepRecord]:
-        """Everyone who can own records, inactive and archived ones included (flagged)."""
+    def list_reps(self, *, full: bool = True) -> list[RepRecord]:
+        """Everyone who can own records, inactive and archived ones included (flagged). ``full=False`` is
+        the cheap listing a cycle makes every time: only what a connector can list in one call without
+        the rest (HubSpot: the active owners; Salesforce: nothing, its Users come with the pull)."""
 
     @abstractmethod
     def call_counts(self) -> dict[str, int]:

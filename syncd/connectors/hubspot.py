@@ -770,10 +770,10 @@ class HubSpotConnector(Connector):
 
     # --------------------------------------------------------------------------------------------- reps
 
-    def list_reps(self) -> list[RepRecord]:
+    def list_reps(self, *, full: bool = True) -> list[RepRecord]:
         api = self._api("owners", "owners_api")
         reps: list[RepRecord] = []
-        for archived in (False, True):
+        for archived in (False, True) if full else (False,):
             after: str | None = None
             while True:
                 kwargs: dict[str, Any] = {"limit": OWNERS_PAGE, "archived": archived, **self._opts()}

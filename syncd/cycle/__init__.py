@@ -53,7 +53,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from syncd.config import Config
@@ -80,6 +80,9 @@ log = logging.getLogger(__name__)
 
 # Keys decided per engine call: large enough to amortise the queries, small enough to bound memory.
 CHUNK = 2000
+# Every cycle looks at the roster cheaply (HubSpot's active owners; Salesforce's changed Users ride in the
+# pull's /composite request); the whole roster (queues, archived owners) is listed again this often.
+FULL_ROSTER_EVERY = timedelta(hours=1)
 
 
 class SyncCycle:
@@ -106,6 +109,7 @@ class SyncCycle:
         self.backoff = backoff or Backoff()
         self.roster: Roster | None = None
         self._listed: list[dict[str, Any]] | None = None
+        self._full_roster_at: datetime | None = None
 
     @classmethod
     def from_config(
@@ -147,6 +151,7 @@ class SyncCycle:
         reps = [*self.connectors["salesforce"].list_reps(), *self.connectors["hubspot"].list_reps()]
         self.roster = Roster.from_reps(reps)
         self._listed = rows_of(reps)
+        self._full_roster_at = self.clock()
 
     def _roster_from_ledger(self) -> Roster:
         """The roster as the last cycle listed it (a plan from the ledger makes no API call)."""
@@ -181,10 +186,16 @@ class SyncCycle:
         run_id = self.ledger.runs.start("plan" if dry_run else "cycle")
         report.run_id = run_id
         try:
+            light: list[dict[str, Any]] | None = None
             if pull:
-                if self._listed is None:
+                last = self._full_roster_at
+                if self._listed is None and (last is None or self.clock() - last >= FULL_ROSTER_EVERY):
                     self.refresh_roster()
-                roster = self.roster
+                elif self._listed is None:
+                    # The cheap look of every cycle: HubSpot's active owners here, Salesforce's changed
+                    # Users with the pull (one more delta query in the same /composite request).
+                    light = rows_of(self.connectors["hubspot"].list_reps(full=False))
+                roster = self.roster if light is None else self._roster_from_ledger()
             else:
                 roster = self._roster_from_ledger()
             if roster is None:
@@ -209,6 +220,11 @@ class SyncCycle:
                 if pull and self._listed is not None:
                     _save_roster(run, self._listed)
                     self._listed = None
+                elif light is not None:
+                    changed = run.ledger.roster.update(light, listed=("hubspot", "owner"))
+                    if changed:
+                        _make_due(run, changed)
+                        run.roster = self.roster = self._roster_from_ledger()
                 _execute(run, pull=pull)
         except BaseException as exc:
             self._finish(report, calls_before)
@@ -258,9 +274,13 @@ def _save_roster(run: RunContext, listed: list[dict[str, Any]]) -> None:
     """Keep the roster the systems listed; the decisions of reps whose facts changed are due now."""
     changed = run.ledger.roster.save(listed)
     if changed:
-        due = run.ledger.decisions.make_due(changed, run.now)
-        if due:
-            log.info("roster: %d reps changed in the systems; %d decisions due again", len(changed), due)
+        _make_due(run, changed)
+
+
+def _make_due(run: RunContext, changed: set[str]) -> None:
+    due = run.ledger.decisions.make_due(changed, run.now)
+    if due:
+        log.info("roster: %d reps changed in the systems; %d decisions due again", len(changed), due)
 
 
 def _execute(run: RunContext, *, pull: bool = True) -> None:
