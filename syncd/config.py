@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from syncd.errors import ConfigError
+from syncd.notify import NotifyConfig
 
 if TYPE_CHECKING:
     from syncd.daemon import DaemonSettings
@@ -185,6 +186,7 @@ class Config(_Section):
     rules: RulesConfig = RulesConfig()
     daemon: DaemonConfig = DaemonConfig()
     sandbox: SandboxConfig = SandboxConfig()
+    notify: NotifyConfig = NotifyConfig()
     # Filled by load_config from the environment (or the file, when inline secrets are allowed).
     secrets: dict[str, SecretStr] = Field(default_factory=dict, exclude=True)
     sandbox_info: SandboxInfo | None = Field(default=None, exclude=True)

@@ -192,6 +192,9 @@ class CycleReport:
     overrides: int = 0
     handoffs: int = 0
     api_calls: dict[str, int] = field(default_factory=dict)
+    rate_limited: dict[str, int] = field(default_factory=dict)
+    # New assignments (owner changed or first set) per owner, for the daemon's notifications.
+    assigned: Counter[str] = field(default_factory=Counter)
     budget: dict[str, dict[str, Any]] = field(default_factory=dict)
     interrupted: bool = False
     # Wall time of each step (pushes of full batches happen during "decide").
@@ -212,6 +215,8 @@ class CycleReport:
             created={s: n for s, n in self.tally.created.items() if n},
             failed={s: n for s, n in self.failed.items() if n},
             api_calls=dict(self.api_calls),
+            rate_limited={s: n for s, n in self.rate_limited.items() if n},
+            assigned=dict(self.assigned),
             budget_used=budget_used,
             quarantined=self.quarantined,
             handoffs=self.handoffs,
@@ -269,6 +274,7 @@ class SyncCycle:
         self.chunk = chunk
         self.backoff = backoff or Backoff()
         self.roster: Roster | None = None
+        self._limited_reported: dict[str, int] = {}
 
     @classmethod
     def from_config(
@@ -349,6 +355,10 @@ class SyncCycle:
 
     def _finish(self, report: CycleReport, calls_before: Mapping[str, int]) -> None:
         report.api_calls = {s: self._calls(s) - calls_before[s] for s in SYSTEMS}
+        # Since the last report, so that 429s met by a roster refresh between cycles are counted too.
+        limited = {s: self.connectors[s].rate_limited() for s in SYSTEMS}
+        report.rate_limited = {s: n - self._limited_reported.get(s, 0) for s, n in limited.items()}
+        self._limited_reported = limited
         for system in SYSTEMS:
             state = self.connectors[system].budget_state()
             report.budget[system] = {
@@ -857,6 +867,9 @@ class _Run:
         with self.ledger.transaction():
             changed = set(self.ledger.record_decisions(self._decision_rows(decisions, previous)))
             self.report.handoffs += sum(1 for d in decisions if d.handoff is not None and d.key in changed)
+            self.report.assigned.update(
+                d.owner for d in decisions if d.key in changed and d.owner and d.assigned_at == self.now
+            )
             if not self.dry:
                 for d in decisions:
                     if d.key in changed:

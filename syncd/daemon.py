@@ -12,7 +12,10 @@ files, and hands a ``Daemon`` the work:
 - SIGHUP, or a change in the watched mapping/rules files (polled every ``reload_poll_seconds``, acted on
   once two polls agree so that a half-copied directory is not loaded), reloads the rule set; an invalid
   set is refused with its errors logged and the running set stays live;
-- ``/healthz`` and ``/metrics`` are served on 127.0.0.1 unless configured otherwise.
+- ``/healthz`` and ``/metrics`` are served on 127.0.0.1 unless configured otherwise (a warning is logged when
+  the address is not loopback: the endpoint is unauthenticated);
+- with a ``Notifier`` (``syncd.notify``), webhooks hear of new assignments, quarantine growth, refused
+  reloads, a spent budget and refused credentials; delivery happens in its own thread.
 
 The cycle itself is anything that satisfies ``CycleRunner``; the rule set is whatever the loader returns.
 """
@@ -37,10 +40,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from syncd.errors import ConfigError, ConnectorError, MappingError, SyncdError
-from syncd.health import HealthServer, HealthState, ledger_writable, utcnow
+from syncd.health import HealthServer, HealthState, is_loopback, lasting_failure, ledger_writable, utcnow
 from syncd.lock import LedgerLock
 from syncd.logs import redact
 from syncd.metrics import CycleSummary, Metrics
+from syncd.notify import Notifier
 
 __all__ = [
     "EXIT_OK",
@@ -168,8 +172,10 @@ class Daemon(Generic[RulesT]):
         stop_event: threading.Event | None = None,
         clock: Callable[[], datetime] = utcnow,
         monotonic: Callable[[], float] = time.monotonic,
+        notifier: Notifier | None = None,
     ) -> None:
         self.settings = settings
+        self.notifier = notifier
         self.metrics = metrics if metrics is not None else Metrics()
         self.stop_event = stop_event if stop_event is not None else threading.Event()
         self.health = HealthState(
@@ -247,12 +253,16 @@ class Daemon(Generic[RulesT]):
                 self._log_refusal(f"rules reload ({reason}) refused, the running rules stay live", exc)
                 self.metrics.observe_reload(ok=False)
                 self.health.rules_loaded(error=redact(str(exc)))
+                if self.notifier is not None:
+                    self.notifier.rules_refused(reason, str(exc), list(exc.problems))
                 return False
             except Exception as exc:
                 self._rules_digest = digest
                 log.exception("rules reload (%s) failed, the running rules stay live: %s", reason, exc)
                 self.metrics.observe_reload(ok=False)
                 self.health.rules_loaded(error=redact(f"{type(exc).__name__}: {exc}"))
+                if self.notifier is not None:
+                    self.notifier.rules_refused(reason, f"{type(exc).__name__}: {exc}", [])
                 return False
             self._install_rules(rules, digest, reload=True)
             log.info("rules reloaded (%s); the next cycle uses them", reason, extra={"event": "rules_reload"})
@@ -297,6 +307,8 @@ class Daemon(Generic[RulesT]):
             self.load_rules()
         if self.runner is None:
             self.runner = self._runner_factory()
+        if self.notifier is not None:
+            self.notifier.start()
         s = self.settings
         if s.health_port is not None and self.health_server is None:
             try:
@@ -314,6 +326,14 @@ class Daemon(Generic[RulesT]):
                 self.health_server.url,
                 extra={"event": "health_endpoint", "url": self.health_server.url},
             )
+            if not is_loopback(s.health_host):
+                log.warning(
+                    "the health endpoint listens on %s, which is not loopback: /healthz and /metrics are "
+                    "unauthenticated, so anyone who can reach that address can read them; keep it behind a "
+                    'firewall or set daemon.health_host = "127.0.0.1"',
+                    s.health_host,
+                    extra={"event": "health_not_loopback", "host": s.health_host},
+                )
         scheduler = BackgroundScheduler(
             timezone=UTC,
             # One worker per job: with the shared work lock, a roster refresh waits for the cycle, not a slot.
@@ -417,6 +437,9 @@ class Daemon(Generic[RulesT]):
         if self.health_server is not None:
             self.health_server.stop()
             self.health_server = None
+        if self.notifier is not None:
+            # Queued notifications get a short, bounded chance; backoff waits are cut short.
+            self.notifier.close(timeout=min(5.0, timeout))
         started, self._scheduler = self._scheduler is not None, None
         if not self._idle.is_set():
             self.stuck = True
@@ -544,6 +567,8 @@ class Daemon(Generic[RulesT]):
                 "summary": summary.log_fields(),
             },
         )
+        if self.notifier is not None:
+            self.notifier.cycle_succeeded(number, summary)
         return summary
 
     def _cycle_failed(self, number: int, duration: float, exc: Exception) -> None:
@@ -552,12 +577,14 @@ class Daemon(Generic[RulesT]):
             # No HTTP answer at all (refused, reset, timed out): the system is unreachable from here.
             reachable[exc.system] = False
         message = str(exc) if isinstance(exc, SyncdError) else f"{type(exc).__name__}: {exc}"
+        lasting = lasting_failure(exc)
         fields = {
             "event": "cycle",
             "cycle": number,
             "outcome": "failed",
             "duration_seconds": round(duration, 3),
             "error_type": type(exc).__name__,
+            "lasting": lasting,
         }
         if isinstance(exc, SyncdError):
             log.error("cycle %d failed after %.1fs: %s", number, duration, message, extra=fields)
@@ -569,7 +596,9 @@ class Daemon(Generic[RulesT]):
         self.metrics.observe_cycle(
             None, outcome="failed", duration=duration, ended_at=self._clock().timestamp()
         )
-        self.health.cycle_ended(outcome="failed", reachable=reachable, error=redact(message))
+        self.health.cycle_ended(outcome="failed", reachable=reachable, error=redact(message), lasting=lasting)
+        if self.notifier is not None:
+            self.notifier.cycle_failed(number, exc)
 
 
 def run_daemon(
@@ -580,6 +609,7 @@ def run_daemon(
     stop_event: threading.Event | None = None,
     install_signals: bool = True,
     metrics: Metrics | None = None,
+    notifier: Notifier | None = None,
 ) -> int:
     """Run the daemon until SIGTERM/SIGINT (or ``stop_event``); return the process exit code.
 
@@ -590,7 +620,7 @@ def run_daemon(
     """
     lock = LedgerLock(settings.ledger_path).acquire()
     daemon: Daemon[RulesT] = Daemon(
-        settings, runner_factory, rules_loader, metrics=metrics, stop_event=stop_event
+        settings, runner_factory, rules_loader, metrics=metrics, stop_event=stop_event, notifier=notifier
     )
     try:
         try:

@@ -136,10 +136,14 @@ def run(ctx: click.Context, config_path: Path, log_level: str, log_format: LogFo
     """
     from syncd.daemon import run_daemon
 
+    from syncd.notify import Notifier
+
     cfg = load_config(config_path)
     setup_logging(log_level.upper(), fmt=log_format, secrets=secret_values(cfg))
     settings = cfg.daemon_settings()
-    ctx.exit(run_daemon(settings, cycle_factory(cfg), rules_loader(cfg.rules.directory)))
+    # After setup_logging: resolving the webhooks registers their URLs and secrets with the redactor.
+    notifier = Notifier.from_config(cfg.notify) if cfg.notify.webhook else None
+    ctx.exit(run_daemon(settings, cycle_factory(cfg), rules_loader(cfg.rules.directory), notifier=notifier))
 
 
 # ------------------------------------------------------------------------------------------------ config check
