@@ -135,7 +135,6 @@ def run(ctx: click.Context, config_path: Path, log_level: str, log_format: LogFo
     stop, 1 when a cycle did not finish within the shutdown timeout, 2 when it refuses to start.
     """
     from syncd.daemon import run_daemon
-
     from syncd.notify import Notifier
 
     cfg = load_config(config_path)
