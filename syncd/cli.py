@@ -18,7 +18,7 @@ from syncd.logs import redact
 # name -> "module:attribute" of a click command; each module holds only a thin command over its library.
 COMMANDS: dict[str, str] = {
     "sandbox": "syncd.sandbox.cli:sandbox",
-    "validate": "syncd.rules.cli:validate",
+    "validate": "syncd.validate_cli:validate",
     "once": "syncd.commands:once",
     "plan": "syncd.commands:plan",
     "explain": "syncd.commands:explain",

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from syncd.config import Config
     from syncd.connectors.hubspot import HubSpotConnector
     from syncd.connectors.salesforce import SalesforceConnector
-    from syncd.mapping import Mapping
+    from syncd.core.mapping import Mapping
 
 __all__ = ["ConnectReport", "Needed", "check_connections", "needed_fields"]
 
@@ -58,7 +58,7 @@ class ConnectReport:
 
 def needed_fields(mapping: Mapping) -> list[Needed]:
     """Every system field the mapping binds or syncd stores links in, once per object (written wins)."""
-    from syncd.mapping import OBJECTS
+    from syncd.core.mapping import OBJECTS
 
     found: dict[tuple[str, str, str], Needed] = {}
 

@@ -88,7 +88,7 @@ def rules_loader(directory: Path) -> Callable[[], Any]:
     """The daemon's loader: the rule set of ``directory`` (MappingError when invalid), warnings logged."""
 
     def load() -> Any:
-        from syncd.rules import load_ruleset
+        from syncd.core.rules import load_ruleset
 
         rules = load_ruleset(directory)
         for warning in rules.warnings:
@@ -131,18 +131,28 @@ def run(ctx: click.Context, config_path: Path, log_level: str, log_format: LogFo
     """Run the daemon: a sync cycle every [daemon] interval_seconds until SIGTERM or SIGINT.
 
     SIGHUP, or an edit of the rules files, reloads them (an invalid set is refused and the running one
-    stays live). Serves /healthz and /metrics on [daemon] health_host:health_port. Exit code 0 on a clean
-    stop, 1 when a cycle did not finish within the shutdown timeout, 2 when it refuses to start.
+    stays live). Serves /healthz, /metrics and the status page (/) on [daemon] health_host:health_port.
+    Exit code 0 on a clean stop, 1 when a cycle did not finish within the shutdown timeout, 2 when it
+    refuses to start.
     """
     from syncd.daemon import run_daemon
     from syncd.notify import Notifier
+    from syncd.reports.web import links_from_config
 
     cfg = load_config(config_path)
     setup_logging(log_level.upper(), fmt=log_format, secrets=secret_values(cfg))
     settings = cfg.daemon_settings()
     # After setup_logging: resolving the webhooks registers their URLs and secrets with the redactor.
     notifier = Notifier.from_config(cfg.notify) if cfg.notify.webhook else None
-    ctx.exit(run_daemon(settings, cycle_factory(cfg), rules_loader(cfg.rules.directory), notifier=notifier))
+    ctx.exit(
+        run_daemon(
+            settings,
+            cycle_factory(cfg),
+            rules_loader(cfg.rules.directory),
+            status_links=links_from_config(cfg),
+            notifier=notifier,
+        )
+    )
 
 
 # ------------------------------------------------------------------------------------------------ config check
@@ -180,7 +190,7 @@ def _load_collecting_unset(path: Path, environ: Mapping[str, str], report: Check
 def _check_ledger(path: Path, report: CheckReport, where: str) -> None:
     from syncd.health import ledger_writable
     from syncd.ledger import SCHEMA_VERSION
-    from syncd.ledger_schema import APPLICATION_ID
+    from syncd.ledger.schema import APPLICATION_ID
     from syncd.lock import holder_pid
 
     if path.is_dir():
@@ -239,7 +249,7 @@ def _describe_systems(cfg: Config, report: CheckReport) -> None:
     sf, hs = cfg.salesforce, cfg.hubspot
     names = sorted(n for n in cfg.secrets if n.startswith("salesforce."))
     variables = [getattr(sf, f"{n.removeprefix('salesforce.')}_env") for n in names]
-    where = sf.instance_url or f"{sf.domain}.salesforce.com"
+    where = sf.instance_url or sf.login_url
     who = f" as {sf.username}" if sf.username else ""
     report.notes.append(f"salesforce: {sf.auth} auth on {where}{who}; secrets from {', '.join(variables)}")
     report.notes.append(f"hubspot: {hs.host}; token from {hs.token_env}")
@@ -252,7 +262,7 @@ def check_config(
 
     ``connect`` also logs in to both systems and checks the mapped objects and fields there (``check_connect``).
     """
-    from syncd.rules import check_directory
+    from syncd.core.rules import check_directory
 
     report = CheckReport()
     rules = None

@@ -23,8 +23,9 @@ from typing import Any, Generic, TypeVar
 
 from faker import Faker
 
+from syncd.core.systems import SALESFORCE_OBJECTS
+from syncd.progress import NULL, Progress
 from syncd.sandbox.ids import sf_id
-from syncd.sandbox.schema import SALESFORCE_OBJECTS
 from syncd.sandbox.store import Record, Store
 
 COMPANY = "Northwind Software"
@@ -44,6 +45,8 @@ QUEUES: tuple[tuple[str, str], ...] = (
 CONTACT_TO_COMPANY = 1
 DEAL_TO_COMPANY = 5
 _CHUNK = 10_000
+# Persons generated between two progress reports (a report per person would cost more than it tells).
+_PROGRESS_EVERY = 250
 T = TypeVar("T")
 _DAY_MS = 86_400_000
 
@@ -433,6 +436,30 @@ def sf_datetime(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")[:23] + "+0000"
 
 
+def _engagement_dates(
+    hs_id: str, engaged: float, conversions: int, clicks: int, views: int, created: int, now_ms: int
+) -> dict[str, str | None]:
+    """When a contact last converted, clicked, visited and engaged, as HubSpot's tracking keeps them
+    (recent_conversion_date, hs_email_last_click_date, hs_analytics_last_visit_timestamp and
+    hs_last_sales_activity_timestamp, "Last Engagement Date": knowledge.hubspot.com, "HubSpot's default
+    contact properties"). The more engaged the stage, the more recent. Drawn from a generator of the contact's
+    own so the rest of the org stays as it was."""
+    rng = random.Random(f"engagement:{hs_id}")
+
+    def recent() -> int:
+        days = min(400.0, rng.expovariate(1 / max(4.0, 60.0 / max(engaged, 0.1))))
+        return max(created, now_ms - int(days * _DAY_MS) - rng.randrange(60_000, 3_600_000))
+
+    out: dict[str, str | None] = {
+        "recent_conversion_date": hs_datetime(recent()) if conversions else None,
+        "hs_email_last_click_date": hs_datetime(recent()) if clicks else None,
+        "hs_analytics_last_visit_timestamp": hs_datetime(recent()) if views else None,
+    }
+    dates = [v for v in out.values() if v is not None]
+    out["hs_last_sales_activity_timestamp"] = max(dates) if dates else None
+    return out
+
+
 def hs_datetime(ms: int) -> str:
     """HubSpot's wire format for a datetime: ``2024-01-01T00:00:00.000Z``."""
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")[:23] + "Z"
@@ -567,6 +594,7 @@ class _Generator:
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware (UTC)")
         self.rng = random.Random(seed)
+        self.seed = seed
         self.persons = persons
         self.now_ms = int(now.timestamp() * 1000)
         self.names = _Names(seed, self.rng, pool=max(40, min(600, persons // 20)))
@@ -913,6 +941,45 @@ class _Generator:
             opp["Syncd_HubSpot_Id__c"] = deal_id
         self.associate("deals", deal_id, acct.hs_id or "", DEAL_TO_COMPANY)
 
+    def hubspot_only_deals(self) -> None:
+        """Deals of HubSpot-only companies (no Salesforce account): marketing-sourced pipeline that only
+        HubSpot knows, half of those companies with one or two open or recently closed deals.
+
+        A separate random stream (seeded from the org's seed), run after everything else, so adding these
+        leaves every other record of a seed as it was.
+        """
+        rng = random.Random(f"hubspot-only-deals:{self.seed}")
+        stages = (
+            *("appointmentscheduled", "qualifiedtobuy", "presentationscheduled") * 3,
+            "closedwon",
+            "closedlost",
+        )
+        for acct in self.accounts:
+            if acct.sf_id is not None or acct.hs_id is None or rng.random() >= 0.5:
+                continue
+            for _ in range(rng.randint(1, 2)):
+                deal_id = self.next_hs()
+                created = min(acct.created + rng.randint(5, 400) * _DAY_MS, self.now_ms - _DAY_MS)
+                modified = min(created + rng.randint(0, 60) * _DAY_MS, self.now_ms - 60_000)
+                stage = rng.choice(stages)
+                closed = stage in ("closedwon", "closedlost")
+                close = modified if closed else self.now_ms + rng.randint(10, 120) * _DAY_MS
+                owner = acct.owner if rng.random() < 0.7 else rng.choice(self.active_reps)
+                props = {
+                    "hs_object_id": deal_id,
+                    "createdate": hs_datetime(created),
+                    "hs_lastmodifieddate": hs_datetime(modified),
+                    "dealname": f"{acct.name} - {rng.choice(_PRODUCTS)}",
+                    "amount": str(rng.randint(4, 120) * 1000),
+                    "dealstage": stage,
+                    "pipeline": "default",
+                    "closedate": hs_datetime(close),
+                    "hubspot_owner_id": self.owner_id[owner.email],
+                    "syncd_salesforce_id": None,
+                }
+                self.hs["deals"].append(_hs_object(deal_id, props, created, modified))
+                self.associate("deals", deal_id, acct.hs_id, DEAL_TO_COMPANY)
+
     def associate(self, from_type: str, from_id: str, company_id: str, type_id: int) -> None:
         self.hs["associations"].append(
             {
@@ -1170,6 +1237,7 @@ class _Generator:
             if self.chance(min(0.9, 0.15 * engaged + 0.1))
             else None
         )
+        engagement_dates = _engagement_dates(hs_id, engaged, conversions, clicks, views, created, self.now_ms)
         acct = p.account
         props = {
             "hs_object_id": hs_id,
@@ -1195,6 +1263,7 @@ class _Generator:
             "hs_email_click": str(clicks),
             "hs_analytics_num_page_views": str(views),
             "notes_last_updated": hs_datetime(last_note) if last_note is not None else None,
+            **engagement_dates,
             "hs_analytics_source": self.pick(_HS_SOURCE_W),
             "syncd_salesforce_id": sf_id,
         }
@@ -1271,21 +1340,36 @@ def _parse_sf(value: str) -> int:
     return int(datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp() * 1000)
 
 
-def generate(store_sf: Store, store_hs: Store, *, seed: int, persons: int, now: datetime) -> dict[str, Any]:
+def generate(
+    store_sf: Store,
+    store_hs: Store,
+    *,
+    seed: int,
+    persons: int,
+    now: datetime,
+    progress: Progress = NULL,
+) -> dict[str, Any]:
     """Fill two empty stores with the Northwind org and ``persons`` persons; returns counts for a summary.
 
     Deterministic: the same seed, persons and now give identical records. ``now`` (timezone-aware) is the
     moment the org is seen at: every timestamp lies in the two years before it, open opportunities close
-    after it.
+    after it. ``progress`` hears of the persons generated (stage "seed") and the write (stage "write").
     """
     if persons < 0:
         raise ValueError("persons must be >= 0")
     gen = _Generator(seed, persons, now)
     gen.org()
     gen.accounts_and_companies()
-    for _ in range(persons):
+    progress.stage("seed", total=persons)
+    for n in range(1, persons + 1):
         gen.person()
+        if n % _PROGRESS_EVERY == 0:
+            progress.advance(_PROGRESS_EVERY)
+    progress.advance(persons % _PROGRESS_EVERY)
+    gen.hubspot_only_deals()
+    progress.stage("write")
     gen.write(store_sf, store_hs)
+    progress.finish()
     for kind in _MESS_KINDS:
         gen.summary.mess.setdefault(kind, 0)
     return gen.summary.as_dict()

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from syncd.core.systems import FieldSpec, ObjectSpec
 from syncd.sandbox.ids import sf_checksum
-from syncd.sandbox.schema import FieldSpec, ObjectSpec
 
 Record = dict[str, Any]
 # id -> (sObject type, record), or None when nothing has that id

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from syncd.engine import decide
-from syncd.model import AccountView, LedgerView, PersonView
-from syncd.rules import load_ruleset
+from syncd.core.engine import decide
+from syncd.core.rules import load_ruleset
+from syncd.core.types import AccountView, LedgerView, PersonView
 
 pytestmark = pytest.mark.bench
 

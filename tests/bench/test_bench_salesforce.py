@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from simple_salesforce import Salesforce
 
+from syncd.core.systems import SALESFORCE_OBJECTS
 from syncd.sandbox.base import ServerThread
 from syncd.sandbox.ids import sf_id
 from syncd.sandbox.salesforce import SalesforceApp, client_session, stored_record
-from syncd.sandbox.schema import SALESFORCE_OBJECTS
 from syncd.sandbox.soql import format_sf_datetime
 from syncd.sandbox.store import Store
 from syncd.sandbox.tls import make_tls

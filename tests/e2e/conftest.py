@@ -14,8 +14,8 @@ from e2e_crash import config_text
 from e2e_systems import Systems
 
 from syncd.config import Config, load_config
+from syncd.core.rules import RuleSet, load_ruleset
 from syncd.cycle import SyncCycle
-from syncd.rules import RuleSet, load_ruleset
 from syncd.sandbox.runtime import Sandbox, write_info
 
 ROOT = Path(__file__).resolve().parents[2]

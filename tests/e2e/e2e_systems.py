@@ -17,9 +17,9 @@ from typing import Any
 from hubspot import HubSpot
 from simple_salesforce import Salesforce
 
+from syncd.core.link import META_FIELDS, group
+from syncd.core.rules import RuleSet
 from syncd.ledger import Ledger
-from syncd.link import META_FIELDS, group
-from syncd.rules import RuleSet
 from syncd.sandbox import hubspot as hs_module
 from syncd.sandbox import salesforce as sf_module
 from syncd.sandbox.runtime import control_request
@@ -210,14 +210,14 @@ def disagreements(systems: Systems, ledger: Ledger, rules: RuleSet) -> list[str]
     """
     snap = systems.snapshot()
     users, owners = systems.users(), systems.owners()
-    held = {(q.system, q.object, q.record_id) for q in ledger.quarantined()}
+    held = {(q.system, q.object, q.record_id) for q in ledger.quarantine.held()}
     hs_stage = rules.mapping.value_maps["hubspot_lifecycle"].read
     problems: list[str] = []
     decisions = {}
     for kind in ("person", "account"):
-        keys = [k for k in _keys(ledger) if ledger.key_kind(k) == kind]
-        decisions.update(ledger.decisions(keys))
-        for key, records in ledger.records_of_keys(keys).items():
+        keys = [k for k in _keys(ledger) if ledger.identity.key_kind(k) == kind]
+        decisions.update(ledger.decisions.get_many(keys))
+        for key, records in ledger.records.of_keys(keys).items():
             d = decisions.get(key)
             if d is None:
                 problems.append(f"{key}: no decision")
@@ -253,7 +253,7 @@ def disagreements(systems: Systems, ledger: Ledger, rules: RuleSet) -> list[str]
 
 
 def _keys(ledger: Ledger) -> list[str]:
-    return [str(r[0]) for r in ledger.db.execute("SELECT key FROM entities ORDER BY key").fetchall()]
+    return ledger.views.all_keys()
 
 
 def _same_number(a: Any, b: Any) -> bool:

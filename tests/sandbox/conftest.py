@@ -11,12 +11,12 @@ import requests
 from hubspot import HubSpot
 from simple_salesforce import Salesforce
 
+from syncd.core.systems import SALESFORCE_OBJECTS
 from syncd.sandbox.base import CONTROL_HEADER, ServerThread
 from syncd.sandbox.hubspot import HubSpotApp, client
 from syncd.sandbox.ids import sf_id
 from syncd.sandbox.salesforce import SalesforceApp, stored_record
 from syncd.sandbox.salesforce import client_session as sf_client_session
-from syncd.sandbox.schema import SALESFORCE_OBJECTS
 from syncd.sandbox.store import Store
 from syncd.sandbox.tls import SandboxTLS, make_tls
 

@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from syncd.sandbox.ids import is_valid_sf_id
-from syncd.sandbox.schema import (
+from syncd.core.systems import (
     DEAL_STAGES,
     HUBSPOT_OBJECTS,
     LEAD_STATUSES,
@@ -20,6 +19,7 @@ from syncd.sandbox.schema import (
     OPPORTUNITY_STAGES,
     SALESFORCE_OBJECTS,
 )
+from syncd.sandbox.ids import is_valid_sf_id
 from syncd.sandbox.seed import INTEGRATION_EMAIL, REPS, SIZES, TERRITORIES, generate, persons_for_size
 from syncd.sandbox.store import Record, Store
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from syncd.core.systems import SALESFORCE_OBJECTS
 from syncd.sandbox.ids import sf_id
 from syncd.sandbox.salesforce import stored_record
-from syncd.sandbox.schema import SALESFORCE_OBJECTS
 from syncd.sandbox.soql import (
     SoqlError,
     canonical_sf_id,

@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from syncd.engine import decide
-from syncd.model import AccountView, Decision, LedgerView, PersonView, RepDirectory
-from syncd.rules import RuleSet, load_ruleset
-from syncd.rules.roster import Roster, RosterRep
-from syncd.rules.routing import Pool
+from syncd.core.engine import decide
+from syncd.core.rules import RuleSet, load_ruleset
+from syncd.core.rules.roster import Roster, RosterRep
+from syncd.core.rules.routing import Pool
+from syncd.core.types import AccountView, Decision, LedgerView, PersonView, RepDirectory
 
 SHIPPED = Path(__file__).resolve().parents[2] / "mappings"
 RULES = load_ruleset(SHIPPED)

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from syncd.rules.conditions import FieldSet, compile_condition, shadows
-from syncd.rules.problems import Problems
+from syncd.core.rules.conditions import FieldSet, compile_condition, shadows
+from syncd.core.rules.problems import Problems
 
 FIELDS = FieldSet(
     {

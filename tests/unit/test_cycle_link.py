@@ -1,4 +1,4 @@
-"""Linking helpers of the cycle (``syncd.link``): identity values, changes, echoes and manual owner changes."""
+"""Linking helpers of the cycle (``syncd.core.link``): identity values, changes, echoes and manual owner changes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from syncd.link import (
+from syncd.core.link import (
     changed_fields,
     cross_id,
     entity_of,
@@ -18,7 +18,7 @@ from syncd.link import (
     salesforce_object_of,
     same_value,
 )
-from syncd.rules import load_ruleset
+from syncd.core.rules import load_ruleset
 
 MAPPING = load_ruleset(Path(__file__).resolve().parents[2] / "mappings").mapping
 REPS = {"005S": "sam.patel@northwind.example", "7100004": "sam.patel@northwind.example"}

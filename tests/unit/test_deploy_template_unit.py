@@ -90,7 +90,9 @@ def exposure(unit: Path) -> float:
 
 @needs_systemd_analyze
 def test_an_instance_is_hardened_as_the_single_unit(tmp_path: Path) -> None:
-    single = (DEPLOY / "syncd.service").read_text().replace("/opt/syncd/bin/syncd", shutil.which("true") or "")
+    single = (
+        (DEPLOY / "syncd.service").read_text().replace("/opt/syncd/bin/syncd", shutil.which("true") or "")
+    )
     (tmp_path / "syncd.service").write_text(single.replace("EnvironmentFile=/etc/", "EnvironmentFile=-/etc/"))
     level = exposure(instance_copy(tmp_path, "northwind"))
     assert level == exposure(tmp_path / "syncd.service")

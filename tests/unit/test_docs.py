@@ -14,8 +14,8 @@ from pydantic import BaseModel
 
 from syncd.cli import COMMANDS, cli
 from syncd.config import Config, load_config
-from syncd.rules import check_directory
-from syncd.rules.ruleset import FILES
+from syncd.core.rules import check_directory
+from syncd.core.rules.ruleset import FILES
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -9,8 +9,8 @@ from engine_helpers import INACTIVE, NOW, OUT_OF_OFFICE, RULES, account, person,
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncd.engine import decide
-from syncd.model import Assignment, Decision, LedgerView, Override, PersonView, Rep, RepDirectory
+from syncd.core.engine import decide
+from syncd.core.types import Assignment, Decision, LedgerView, Override, PersonView, Rep, RepDirectory
 
 REPS = sorted(RULES.roster.reps)
 STAGES = [None, *RULES.lifecycle.order, "evangelist"]
@@ -28,6 +28,7 @@ fields_strategy = st.fixed_dictionaries(
         "email_clicks": st.integers(min_value=0, max_value=10),
         "page_views": st.integers(min_value=0, max_value=40),
         "last_activity": st.integers(min_value=0, max_value=400).map(lambda d: NOW - timedelta(days=d)),
+        "last_engagement": st.integers(min_value=0, max_value=400).map(lambda d: NOW - timedelta(days=d)),
         "lead_status": st.sampled_from(["Nurturing", "Closed - Not Converted", "Working - Contacted"]),
         "owner": st.sampled_from([*REPS, "queue:Unassigned Leads", "gone@northwind.example"]),
     },
@@ -76,7 +77,8 @@ ACCOUNTS = [
 
 
 def rows(decisions: tuple[Decision, ...]) -> list[dict[str, Any]]:
-    return [d.to_row() for d in decisions]
+    # Everything but the trace object itself, whose steps are compared as plain tuples.
+    return [{**d._asdict(), "trace": [tuple(s) for s in d.trace]} for d in decisions]
 
 
 @settings(max_examples=60, deadline=None)
@@ -118,7 +120,13 @@ def test_no_decision_without_a_trace(persons: list[PersonView], ledger: LedgerVi
 
 
 def mqls(n: int) -> list[PersonView]:
-    hot = {"title": "VP Sales", "employees": 6000, "conversions": 2, "last_activity": NOW}
+    hot = {
+        "title": "VP Sales",
+        "employees": 6000,
+        "conversions": 2,
+        "last_engagement": NOW,
+        "last_activity": NOW,
+    }
     return [person(f"p{i}", **hot) for i in range(n)]
 
 

@@ -14,7 +14,7 @@ MODULES = sorted(m.name for m in pkgutil.walk_packages(syncd.__path__, "syncd.")
 
 
 def test_the_package_has_its_modules() -> None:
-    assert {"syncd.mapping", "syncd.engine", "syncd.cycle", "syncd.ledger"} <= set(MODULES)
+    assert {"syncd.core.mapping", "syncd.core.engine", "syncd.cycle", "syncd.ledger"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("module", MODULES)

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from engine_helpers import RULES
 
-from syncd.mapping import Mapping, encode_wire, parse_datetime, parse_value
-from syncd.model import Queue, Rep, RepDirectory, queue_owner
+from syncd.core.mapping import Mapping, encode_wire, parse_datetime, parse_value
+from syncd.core.types import Queue, Rep, RepDirectory, queue_owner
 
 MAPPING = RULES.mapping
 DIRECTORY = RepDirectory(

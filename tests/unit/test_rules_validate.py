@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from syncd.core.rules import check_directory, load_ruleset
+from syncd.core.rules.ruleset import FILES
 from syncd.errors import MappingError
-from syncd.rules import check_directory, load_ruleset
-from syncd.rules.cli import validate as validate_command
-from syncd.rules.ruleset import FILES
+from syncd.validate_cli import validate as validate_command
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "mappings"
@@ -350,9 +350,9 @@ MALFORMED = [
     ),
     pytest.param(
         "scoring.toml",
-        'date_field = "last_activity"',
-        'date_field = "last_activty"',
-        'date_field: unknown field "last_activty" (did you mean "last_activity"?)',
+        'date_field = "last_engagement"',
+        'date_field = "last_engagment"',
+        'date_field: unknown field "last_engagment" (did you mean "last_engagement"?)',
         id="scoring-unknown-date-field",
     ),
     pytest.param(

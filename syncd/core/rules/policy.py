@@ -1,0 +1,157 @@
+"""The policy (``policy.toml``): stickiness, manual overrides, SLA re-assignment, hand-offs, accounts.
+
+- ``[stickiness]``: an owner once assigned stays, except when the rep became inactive, the owning team
+  changed (hand-off), a ``reassign`` routing rule now matches, or the SLA expired without activity.
+- ``[manual_override]``: a human's owner change is kept for ``respect_days`` (0 turns overrides off).
+- ``[sla]``: records in ``stages`` whose owner has shown no activity (``activity_field`` not after the
+  assignment) within ``hours`` go to another rep.
+- ``[handoffs]``: which teams get a Salesforce Lead created for a HubSpot-only person, and which hand-offs
+  keep the previous owner as an influencer (account-based ownership: the seller stays on the account team).
+- ``[accounts]``: when an account is a customer, and which team owns prospects.
+- ``[caps]``: whether the backlog found by the first sync counts against the reps' daily caps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from syncd.core.rules.conditions import ALWAYS, Condition, FieldSet, compile_condition
+from syncd.core.rules.problems import Problems, did_you_mean
+
+
+class StickinessModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+
+
+class OverrideModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    respect_days: float = Field(default=30, ge=0)
+
+
+class SlaModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    stages: list[str] = Field(default_factory=list)
+    hours: float = Field(default=48, gt=0)
+    activity_field: str | None = None
+
+
+class HandoffModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    create_salesforce_lead_for: list[str] = Field(default_factory=list)
+    keep_previous_owner_for: list[str] = Field(default_factory=list)
+
+
+class AccountsModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    customer_when: dict[str, Any] | None = None
+    customer_stage: str | None = None
+    prospect_team: str | None = None
+
+
+class CapsModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # "exempt": records created before syncd's first sync (the backlog) are routed whatever the daily caps
+    # and do not count against them, so the first sync cannot use up a day's capacity for new leads.
+    backlog: Literal["exempt", "counts"] = "exempt"
+
+
+class PolicyFileModel(BaseModel):
+    """The schema of ``policy.toml``."""
+
+    model_config = ConfigDict(extra="forbid")
+    stickiness: StickinessModel = Field(default_factory=StickinessModel)
+    manual_override: OverrideModel = Field(default_factory=OverrideModel)
+    sla: SlaModel = Field(default_factory=SlaModel)
+    handoffs: HandoffModel = Field(default_factory=HandoffModel)
+    accounts: AccountsModel = Field(default_factory=AccountsModel)
+    caps: CapsModel = Field(default_factory=CapsModel)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Compiled policy."""
+
+    sticky: bool
+    override_days: float
+    sla_stages: frozenset[str]
+    sla_hours: float
+    sla_activity_field: str | None
+    create_lead_for: frozenset[str]
+    keep_previous_owner_for: frozenset[str]
+    customer_when: Condition
+    customer_stage: str | None
+    prospect_team: str | None
+    backlog_exempt: bool = True
+
+
+def build_policy(
+    model: PolicyFileModel,
+    display: str,
+    problems: Problems,
+    person_fields: FieldSet,
+    account_fields: FieldSet,
+    teams: tuple[str, ...] | None,
+    stages: tuple[str, ...],
+) -> Policy | None:
+    """Checks the policy's meaning; the compiled Policy or None after recording problems."""
+    before = len(problems.errors)
+    for s in model.sla.stages:
+        if stages and s not in stages:
+            problems.error(display, "sla", "stages", f'unknown stage "{s}"' + did_you_mean(s, stages))
+    field = model.sla.activity_field
+    if field is not None:
+        kind = person_fields.kinds.get(field)
+        if kind is None:
+            problems.error(
+                display,
+                "sla",
+                "activity_field",
+                f'unknown field "{field}"' + did_you_mean(field, person_fields.kinds),
+            )
+        elif kind != "datetime":
+            problems.error(
+                display, "sla", "activity_field", f'"{field}" is a {kind} field; expected a datetime field'
+            )
+    elif model.sla.stages:
+        problems.error(display, "sla", "activity_field", "needed to tell whether the owner worked the record")
+    if teams is not None:
+        for key in ("create_salesforce_lead_for", "keep_previous_owner_for"):
+            for t in getattr(model.handoffs, key):
+                if t not in teams:
+                    problems.error(display, "handoffs", key, f'unknown team "{t}"' + did_you_mean(t, teams))
+        pt = model.accounts.prospect_team
+        if pt is not None and pt not in teams:
+            problems.error(
+                display, "accounts", "prospect_team", f'unknown team "{pt}"' + did_you_mean(pt, teams)
+            )
+    cs = model.accounts.customer_stage
+    if cs is not None and stages and cs not in stages:
+        problems.error(
+            display, "accounts", "customer_stage", f'unknown stage "{cs}"' + did_you_mean(cs, stages)
+        )
+    customer_when: Condition | None = ALWAYS
+    if model.accounts.customer_when is not None:
+        customer_when = compile_condition(
+            model.accounts.customer_when, account_fields, problems, display, "accounts", "customer_when"
+        )
+    elif cs is not None:
+        problems.error(display, "accounts", "customer_when", "needed to tell which accounts are customers")
+    if len(problems.errors) != before or customer_when is None:
+        return None
+    return Policy(
+        sticky=model.stickiness.enabled,
+        override_days=model.manual_override.respect_days,
+        sla_stages=frozenset(model.sla.stages),
+        sla_hours=model.sla.hours,
+        sla_activity_field=field,
+        create_lead_for=frozenset(model.handoffs.create_salesforce_lead_for),
+        keep_previous_owner_for=frozenset(model.handoffs.keep_previous_owner_for),
+        customer_when=customer_when,
+        customer_stage=cs,
+        prospect_team=model.accounts.prospect_team,
+        backlog_exempt=model.caps.backlog == "exempt",
+    )
