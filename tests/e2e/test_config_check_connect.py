@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from conftest import Org
 
 from syncd.cli import cli
-from syncd.sandbox.schema import FieldSpec, ObjectSpec, SandboxSchema
+from syncd.core.systems import FieldSpec, ObjectSpec, OrgSchema
 from syncd.service import check_config
 
 
@@ -46,7 +46,7 @@ def test_a_sandbox_org_that_fits_the_mapping_passes(org: Org) -> None:
 
 
 def test_each_missing_or_read_only_field_is_one_line_and_exit_2(make_org: Callable[..., Org]) -> None:
-    base = SandboxSchema()
+    base = OrgSchema()
     sf, hs = dict(base.salesforce), dict(base.hubspot)
     score = sf["Lead"].field("Syncd_Score__c")
     assert score is not None
@@ -57,7 +57,7 @@ def test_each_missing_or_read_only_field_is_one_line_and_exit_2(make_org: Callab
     hs["contacts"] = with_fields(
         hs["contacts"], {"syncd_score": dataclasses.replace(hs_score, readonly=True)}
     )
-    org = make_org(schema=SandboxSchema(salesforce=sf, hubspot=hs))
+    org = make_org(schema=OrgSchema(salesforce=sf, hubspot=hs))
     code, _, err = run_check(org.config_path)
     assert code == 2
     errors = [line for line in err if line.startswith("error: ")]
