@@ -293,6 +293,17 @@ def explain_text(found: KeyHistory) -> str:
             f"decision ({_when(d.decided_at)}, rules {d.digest[:12]}): stage {d.stage or '-'}{score}, "
             f"owner {d.owner or '(unchanged)'} (team {d.team or '-'}, by {data.get('rule', '-')})"
         )
+        change = data.get("rules_change")
+        if change:
+            owners = change.get("owner") or [None, None]
+            stages = change.get("stage") or [None, None]
+            lines.append(
+                f"  moved by a change of rules ({str(change.get('from', ''))[:12]} -> "
+                f"{str(change.get('to', ''))[:12]}): rule {change.get('rule', '-')!r} decided it; "
+                f"owner {owners[0] or '-'} -> {owners[1] or '-'}, stage {stages[0] or '-'} -> {stages[1] or '-'}"
+            )
+        if data.get("owner_facts"):
+            lines.append(f"  owner's roster facts then: {data['owner_facts']}")
         if data.get("influencers"):
             lines.append(f"  influencers: {', '.join(data['influencers'])}")
         if found.assignment is not None:
@@ -307,6 +318,7 @@ def explain_text(found: KeyHistory) -> str:
             lines.append(
                 f"  {_when(h.at)}  stage {h.prev_stage or '-'} -> {h.stage or '-'}, "
                 f"owner {h.prev_owner or '-'} -> {h.owner or '-'}, score {_num(h.prev_score)} -> {_num(h.score)}"
+                f"  (rules {h.digest[:12]})"
             )
     lines.append("changes syncd made:" if found.intents else "changes syncd made: none")
     for i in found.intents:
