@@ -16,6 +16,7 @@ from typing import Any
 
 from syncd.core.engine import decide
 from syncd.core.impact import Move
+from syncd.core.limits import apply_limits, limit_rules, refused_record
 from syncd.core.link import Group, first, group
 from syncd.core.plan import Action, plan_key
 from syncd.core.schedule import due_at, iso, kept_hold
@@ -32,6 +33,15 @@ from syncd.core.types import (
     RoundRobinState,
     WriteRow,
 )
+from syncd.core.views import (
+    BadRecord,
+    account_reference,
+    account_view,
+    logical_fields,
+    opportunity_counts,
+    person_view,
+)
+from syncd.cycle import limits
 from syncd.cycle.context import RecordRef, RunContext
 
 _PLAIN = (str, int, float, bool, type(None))
@@ -59,6 +69,8 @@ class _Decide:
         self.held: set[RecordRef] = set()
         self.due_refs: set[RecordRef] = set()
         self.facts: dict[str, str] = {}
+        self.limits = limits.current(run)
+        self.limit_rules = limit_rules(run.mapping)
 
     def decide(self) -> bool:
         self.held = {
@@ -197,13 +209,27 @@ class _Decide:
             self._count_move(d, previous.get(d.key), merged[d.key])
             g = groups[d.key]
             planned = plan_key(
-                d, g, self.mapping, self.directory, merged=merged[d.key], last_writes=writes, held=self.held
+                d,
+                g,
+                self.mapping,
+                self.directory,
+                merged=merged[d.key],
+                last_writes=writes,
+                held=self.held,
+                policy=self.rules.policy,
+                now=self.now,
             )
-            actions.extend(planned)
+            limited = apply_limits(planned, self.limits, self.limit_rules)
+            actions.extend(limited.actions)
+            for refused in limited.refused:
+                record = refused_record(g, refused.action)
+                if record is not None:
+                    bad.append((record, d.key, refused.reason))
             self.report.decided[kind] += 1
             for r in (*g.writable, *g.readonly):
                 self.report.decided_records[r.system] += 1
         acted = {(a.system, a.object, a.record_id) for a in actions if a.record_id}
+        acted |= {r.ref for r, _, _ in bad}
         acted |= {("hubspot", "contacts", a.create_key) for a in actions if a.create_key}
         with self.ledger.transaction():
             changed = set(self.ledger.decisions.record(self._decision_rows(decisions, previous)))
@@ -265,34 +291,16 @@ class _Decide:
         )
 
     def _logical(self, g: Group) -> dict[str, Any]:
-        by_system: dict[str, dict[str, Any]] = {}
-        sf = g.salesforce or (g.readonly[0] if g.readonly else None)
-        for record in (g.hubspot, sf):
-            if record is None:
-                continue
-            try:
-                by_system[record.system] = self.mapping.to_logical(
-                    record.system,  # type: ignore[arg-type]
-                    record.object,
-                    record.data,
-                    directory=self.directory,
-                )
-            except ValueError as exc:
-                raise _BadRecord(record, str(exc)) from None
-        return self.mapping.merge(by_system)
+        return logical_fields(g, self.mapping, self.directory)
 
     def _accounts_of(self, groups: Mapping[str, Group]) -> dict[str, str | None]:
         """Person key -> account key: a Contact's Account, else the account of the email's domain."""
         account_ids: dict[str, str] = {}
         domains: dict[str, str] = {}
         for key, g in groups.items():
-            sf = g.salesforce
-            if sf is not None and sf.object == "Contact" and sf.data.get("AccountId"):
-                account_ids[key] = str(sf.data["AccountId"])
-                continue
-            domain = next((r.domain for r in (g.hubspot, sf) if r is not None and r.domain), None)
-            if domain:
-                domains[key] = domain
+            ref = account_reference(g)
+            if ref is not None:
+                (account_ids if ref[0] == "id" else domains)[key] = ref[1]
         by_id = self.ledger.identity.keys_of("salesforce", "Account", set(account_ids.values()))
         by_domain = self.ledger.identity.keys_by_domain(set(domains.values()), kind="account")
         out: dict[str, str | None] = {}
@@ -306,43 +314,15 @@ class _Decide:
         return out
 
     def _person_view(self, g: Group, fields: Mapping[str, Any], account: str | None) -> PersonView:
-        sf = g.salesforce or (g.readonly[0] if g.readonly else None)
-        return PersonView(
-            key=g.key,
-            fields=fields,
-            account_key=account,
-            hubspot_id=g.hubspot.id if g.hubspot else None,
-            salesforce_id=sf.id if sf else None,
-            salesforce_object=sf.object if sf else None,  # type: ignore[arg-type]
-        )
+        return person_view(g, fields, account)
 
     def _account_view(self, g: Group, fields: Mapping[str, Any]) -> AccountView:
-        open_, won = (0, 0)
-        if g.salesforce is not None:
-            open_, won = self._opportunity_counts().get(g.salesforce.id, (0, 0))
-        return AccountView(
-            key=g.key,
-            fields=fields,
-            hubspot_id=g.hubspot.id if g.hubspot else None,
-            salesforce_id=g.salesforce.id if g.salesforce else None,
-            open_opportunities=open_,
-            won_opportunities=won,
-        )
+        return account_view(g, fields, self._opportunity_counts())
 
     def _opportunity_counts(self) -> dict[str, tuple[int, int]]:
         """Salesforce Account id -> (open, won) opportunities, read once per run from the ledger."""
         if self.opportunities is None:
-            counts: dict[str, tuple[int, int]] = {}
-            for r in self.ledger.records.iterate("salesforce", "Opportunity"):
-                account = r.data.get("AccountId")
-                if r.deleted or not account:
-                    continue
-                open_, won = counts.get(str(account), (0, 0))
-                counts[str(account)] = (
-                    open_ + (0 if r.data.get("IsClosed") else 1),
-                    won + (1 if r.data.get("IsWon") else 0),
-                )
-            self.opportunities = counts
+            self.opportunities = opportunity_counts(self.ledger.records.iterate("salesforce", "Opportunity"))
         return self.opportunities
 
     def _ledger_view(
@@ -492,13 +472,7 @@ def _rules_change(d: Decision, prev: DecisionRow | None, digest: str) -> dict[st
     }
 
 
-class _BadRecord(Exception):
-    """A record whose values cannot be read (held in quarantine while the rest of the cycle goes on)."""
-
-    def __init__(self, record: RecordRow, reason: str) -> None:
-        super().__init__(reason)
-        self.record = record
-        self.reason = reason
+_BadRecord = BadRecord
 
 
 def trace_rows(trace: Iterable[Any]) -> list[list[Any]]:

@@ -50,7 +50,6 @@ WRITE_ENDPOINTS = frozenset(
         "upsert",
         "delete",
         "delete_by_external_id",
-        "composite",
         "collection_create",
         "collection_update",
         "collection_upsert",
@@ -77,6 +76,9 @@ READ_ENDPOINTS = frozenset(
         "query_all",
         "query_more",
         "query_all_more",
+        # syncd sends only queries in /composite (its pulls' delta queries, one call for all objects); its
+        # writes go through sObject Collections (collection_*), counted as writes above.
+        "composite",
         "retrieve",
         "retrieve_by_external_id",
         "describe",

@@ -115,7 +115,15 @@ def test_a_rep_token_acts_as_that_rep_in_both_systems(sandbox: Sandbox) -> None:
 
 def test_the_empty_sandbox_holds_only_the_org(empty_sandbox: Sandbox) -> None:
     assert empty_sandbox.counts() == {
-        "salesforce": {"Account": 0, "Contact": 0, "Group": 2, "Lead": 0, "Opportunity": 0, "User": 25},
+        "salesforce": {
+            "Account": 0,
+            "AccountTeamMember": 0,
+            "Contact": 0,
+            "Group": 2,
+            "Lead": 0,
+            "Opportunity": 0,
+            "User": 25,
+        },
         "hubspot": {"companies": 0, "contacts": 0, "deals": 0, "owners": 24, "associations": 0},
     }
     assert empty_sandbox.salesforce_client().query("SELECT COUNT() FROM Lead")["totalSize"] == 0
