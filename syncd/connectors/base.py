@@ -301,6 +301,10 @@ class Connector(ABC):
     def budget_state(self) -> BudgetState:
         """Today's spend against the daily budget."""
 
+    def rate_limited(self) -> int:
+        """Responses so far that refused a call for a rate or request limit (429s, retries included)."""
+        return 0
+
     def close(self) -> None:  # noqa: B027 - optional hook: most connectors hold nothing to release
         """Release connections."""
 

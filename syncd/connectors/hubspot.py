@@ -300,6 +300,9 @@ class HubSpotConnector(Connector):
     def budget_state(self) -> BudgetState:
         return self.budget.state(self.policy.limiter.limit)
 
+    def rate_limited(self) -> int:
+        return self.policy.rate_limited
+
     def _properties(self, object: str, fields: Sequence[str] | None) -> list[str]:
         names = list(fields) if fields is not None else self.fields.get(object) or default_properties(object)
         spec = HUBSPOT_OBJECTS.get(object)

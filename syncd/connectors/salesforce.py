@@ -296,6 +296,9 @@ class SalesforceConnector(Connector):
     def budget_state(self) -> BudgetState:
         return self.budget.state(self.policy.limiter.limit)
 
+    def rate_limited(self) -> int:
+        return self.policy.rate_limited
+
     def close(self) -> None:
         self.session.close()
 

@@ -108,6 +108,7 @@ class SyncCycle:
         self.chunk = chunk
         self.backoff = backoff or Backoff()
         self.roster: Roster | None = None
+        self._limited_reported: dict[str, int] = {}
         self._listed: list[dict[str, Any]] | None = None
         self._full_roster_at: datetime | None = None
 
@@ -241,6 +242,10 @@ class SyncCycle:
 
     def _finish(self, report: CycleReport, calls_before: Mapping[str, int]) -> None:
         report.api_calls = {s: self._calls(s) - calls_before[s] for s in SYSTEMS}
+        # Since the last report, so that 429s met by a roster refresh between cycles are counted too.
+        limited: dict[str, int] = {s: self.connectors[s].rate_limited() for s in SYSTEMS}
+        report.rate_limited = {s: n - self._limited_reported.get(s, 0) for s, n in limited.items()}
+        self._limited_reported = limited
         for system in SYSTEMS:
             state = self.connectors[system].budget_state()
             report.budget[system] = {
