@@ -1,4 +1,4 @@
-"""The cycle's commands: ``syncd once``, ``syncd plan``, ``syncd explain`` and ``syncd status``.
+"""The cycle's commands: ``syncd once``, ``syncd plan``, ``syncd backtest``, ``syncd explain`` and ``syncd status``.
 
 A thin click layer over ``syncd.cycle`` and ``syncd.ledger``: each command loads ``--config`` (default
 ``config.toml``, or ``$SYNCD_CONFIG``), does one thing, and prints a table (or JSON with ``--json``).
@@ -18,22 +18,27 @@ import os
 import sqlite3
 import tempfile
 import tomllib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
+from rich.console import Console
 
 from syncd.config import Config, LedgerConfig, load_config
 from syncd.core.plan import KINDS
 from syncd.core.rules import RuleSet, load_ruleset
 from syncd.core.types import KeyHistory, RunRow, StatusView
 from syncd.cycle import SYSTEMS, CycleReport, SyncCycle, trace_step
-from syncd.errors import ConfigError, LedgerError, LockedError
+from syncd.errors import ConfigError, LedgerError, LockedError, MappingError
 from syncd.ledger import Ledger, utc_now
+from syncd.progress import Progress
+from syncd.reports.fmt import duration, num, render, table
+from syncd.reports.plan import PlanReport
+from syncd.reports.progress_render import ProgressBar
 
-__all__ = ["explain", "once", "plan", "status"]
+__all__ = ["backtest", "explain", "once", "plan", "status"]
 
 _LABEL = {"salesforce": "Salesforce", "hubspot": "HubSpot"}
 _CHANGE_ROWS = (*KINDS, "create")
@@ -70,6 +75,11 @@ def _setup(config_path: Path) -> tuple[Config, RuleSet]:
 
 def _ledger_path(config_path: Path) -> Path:
     """The ledger's path from the config file, without resolving any secret (readers need none)."""
+    return _config_file_path(config_path, "ledger", "path", "syncd.db")
+
+
+def _config_file_path(config_path: Path, section: str, key: str, default: str) -> Path:
+    """A path setting of the config file, read without resolving any secret, relative to the file."""
     try:
         data = tomllib.loads(config_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -78,25 +88,16 @@ def _ledger_path(config_path: Path) -> Path:
         raise ConfigError(f"{config_path}: cannot read: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{config_path}: not valid TOML: {exc}") from None
-    ledger = data.get("ledger", {})
-    raw = ledger.get("path", "syncd.db") if isinstance(ledger, dict) else None
+    part = data.get(section, {})
+    raw = part.get(key, default) if isinstance(part, dict) else None
     if not isinstance(raw, str):
-        raise ConfigError(f"{config_path}: ledger.path: expected a file path")
+        raise ConfigError(f"{config_path}: {section}.{key}: expected a path")
     path = Path(raw).expanduser()
     return path if path.is_absolute() else config_path.parent / path
 
 
 def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
-    cells = [[str(c) for c in header], *[[str(c) for c in row] for row in rows]]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = []
-    for n, row in enumerate(cells):
-        first = row[0].ljust(widths[0])
-        rest = [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
-        lines.append("  ".join([first, *rest]).rstrip())
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return render(table(header, rows))
 
 
 # ------------------------------------------------------------------------------------------------ once
@@ -118,18 +119,19 @@ def report_table(report: CycleReport) -> str:
         ["API calls", *(report.api_calls.get(s, 0) for s in SYSTEMS)],
     ]
     head = (
-        f"{'Plan' if report.dry_run else 'Cycle'} {report.run_id}: decided {report.decided.get('person', 0)} "
-        f"persons and {report.decided.get('account', 0)} accounts"
+        f"{'Plan' if report.dry_run else 'Cycle'} {report.run_id}: decided "
+        f"{num(report.decided.get('person', 0))} persons and {num(report.decided.get('account', 0))} accounts"
     )
     tail = []
     if report.replayed:
-        tail.append(f"replayed {report.replayed} intents an earlier run left unconfirmed")
+        tail.append(f"replayed {num(report.replayed)} intents an earlier run left unconfirmed")
     if report.overrides:
-        tail.append(f"{report.overrides} manual owner changes seen and honoured")
+        tail.append(f"{num(report.overrides)} manual owner changes seen and honoured")
     if report.handoffs:
-        tail.append(f"{report.handoffs} hand-offs")
+        tail.append(f"{num(report.handoffs)} hand-offs")
     tail.append(
-        f"quarantine holds {report.quarantined} records ({report.reported} reported after repeated tries)"
+        f"quarantine holds {num(report.quarantined)} records ({num(report.reported)} reported after "
+        "repeated tries)"
     )
     if report.interrupted:
         tail.append("stopped early on request: the rest goes out with the next cycle")
@@ -146,8 +148,8 @@ def once(ctx: click.Context, config_path: Path) -> None:
     are retried with backoff), 2 on an error.
     """
     config, rules = _setup(config_path)
-    with SyncCycle.from_config(config, clock=_clock(ctx)) as cycle:
-        report = cycle.run(rules)
+    with SyncCycle.from_config(config, clock=_clock(ctx)) as cycle, _progress_bar() as progress:
+        report = cycle.run(rules, progress=progress)
     click.echo(report_table(report))
     ctx.exit(0 if report.ok else 1)
 
@@ -155,58 +157,70 @@ def once(ctx: click.Context, config_path: Path) -> None:
 # ------------------------------------------------------------------------------------------------ plan
 
 
-def plan_json(report: CycleReport) -> dict[str, Any]:
-    body = report.tally.to_json()
-    body.update(
-        {
-            "run_id": report.run_id,
-            "decided": dict(report.decided),
-            "pulled": dict(report.pulled),
-            "replayed": report.replayed,
-        }
+def plan_report(
+    report: CycleReport,
+    rules: RuleSet,
+    live: RuleSet,
+    loads: Mapping[str, int],
+    *,
+    rules_dir: str,
+    on_copy: bool,
+) -> PlanReport:
+    """The plan's content: the dry run's writes and ownership moves, with each owner's load and cap."""
+    reps = rules.roster.reps
+    return PlanReport(
+        tally=report.tally,
+        impact=report.impact,
+        loads=loads,
+        caps={key: rep.daily_cap for key, rep in reps.items()},
+        teams={key: rep.team for key, rep in reps.items()},
+        rules_dir=rules_dir,
+        digest=rules.digest,
+        live_digest=live.digest,
+        decided=dict(report.decided),
+        pulled=dict(report.pulled),
+        api_calls=dict(report.api_calls),
+        replayed=report.replayed,
+        on_copy=on_copy,
+        run_id=report.run_id or "",
     )
-    return body
-
-
-def plan_text(report: CycleReport, *, reps: int = 5) -> str:
-    data = report.tally.to_json()
-    lines = [
-        f"Plan {report.run_id}: what the next cycle would change. Nothing was written to either system.",
-        f"Decided {report.decided.get('person', 0)} persons and {report.decided.get('account', 0)} accounts "
-        f"from {report.pulled.get('salesforce', 0)} Salesforce and {report.pulled.get('hubspot', 0)} "
-        "HubSpot records pulled.",
-    ]
-    if report.replayed:
-        lines.append(f"Includes {report.replayed} writes an earlier run left unconfirmed.")
-    if not data["groups"]:
-        lines += ["", "Nothing to change: both systems already agree with the rules."]
-        return "\n".join(lines)
-    for system in SYSTEMS:
-        groups = [g for g in data["groups"] if g["system"] == system]
-        if not groups:
-            continue
-        lines += ["", f"{_LABEL[system]}:"]
-        for g in sorted(groups, key=lambda g: _CHANGE_ROWS.index(g["action"])):
-            by_rep = list(g["by_rep"].items())
-            shown = ", ".join(f"{rep} {n}" for rep, n in by_rep[:reps])
-            more = f", {len(by_rep) - reps} more reps" if len(by_rep) > reps else ""
-            lines.append(f"  {g['action']:<7} {g['count']:>6} records   by owner: {shown}{more}")
-            lines += [f"            e.g. {s}" for s in g["samples"]]
-    return "\n".join(lines)
 
 
 @click.command()
 @config_option
+@click.option(
+    "--rules",
+    "rules_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Plan the rules in this directory (a candidate) instead of the config's; validated first.",
+)
+@click.option(
+    "--pull",
+    is_flag=True,
+    help="Pull both systems first, as `syncd once` would. Without it the plan uses the last synced state "
+    "in the ledger and makes no API call.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (for tools and CI).")
-@click.option("--reps", default=5, show_default=True, help="Reps to list per group.")
+@click.option("--reps", default=15, show_default=True, help="Owners to list in the table.")
 @click.pass_context
-def plan(ctx: click.Context, config_path: Path, as_json: bool, reps: int) -> None:
-    """Show what a cycle would change now, grouped by system, action and rep; writes nothing.
+def plan(
+    ctx: click.Context, config_path: Path, rules_dir: Path | None, pull: bool, as_json: bool, reps: int
+) -> None:
+    """Show what the next cycle would change under the rules on disk (or a candidate, --rules DIR).
 
-    Pulls and decides exactly as `syncd once` would, then undoes everything in the ledger (only the
-    run is recorded) and pushes nothing, so the next `syncd once` changes what this plan shows.
+    Decides from the ledger's last synced state, with no API call (--pull refreshes first), then undoes
+    everything in the ledger (only the run is recorded) and pushes nothing: per system and action, per owner
+    (gained, lost, net, resulting load against the daily cap), per rule and team, with sample records.
+    Exits 3 when the next cycle would write something, 0 when nothing would change: CI can gate a rules
+    change on it.
     """
-    config, rules = _setup(config_path)
+    config, live = _setup(config_path)
+    rules = live
+    if rules_dir is not None:
+        if not rules_dir.is_dir():
+            raise CommandError(f"--rules {rules_dir}: no such directory")
+        rules = load_ruleset(rules_dir)
     with tempfile.TemporaryDirectory(prefix="syncd-plan-") as tmp:
         try:
             cycle = SyncCycle.from_config(config, clock=_clock(ctx))
@@ -219,16 +233,20 @@ def plan(ctx: click.Context, config_path: Path, as_json: bool, reps: int) -> Non
                 config.model_copy(update={"ledger": LedgerConfig(path=copy)}), clock=_clock(ctx)
             )
             on_copy = True
-        with cycle:
-            report = cycle.run(rules, dry_run=True)
+        with cycle, _progress_bar() as progress:
+            synced = bool(cycle.ledger.records.counts())
+            if not pull and not synced:
+                click.echo("The ledger holds no synced state yet: pulling both systems first.", err=True)
+            loads = cycle.ledger.decisions.owner_counts()
+            report = cycle.run(rules, dry_run=True, pull=pull or not synced, progress=progress)
+    body = plan_report(
+        report, rules, live, loads, rules_dir=str(rules_dir or config.rules.directory), on_copy=on_copy
+    )
     if as_json:
-        body = plan_json(report)
-        body["on_ledger_copy"] = on_copy
-        click.echo(json.dumps(body, indent=2, sort_keys=True))
-        return
-    click.echo(plan_text(report, reps=reps))
-    if on_copy:
-        click.echo("\n(Another syncd process holds the ledger: this plan was worked out on a copy of it.)")
+        click.echo(json.dumps(body.to_json(), indent=2, sort_keys=True))
+    else:
+        body.render(Console(highlight=False, soft_wrap=False), reps=reps)
+    ctx.exit(3 if body.pending else 0)
 
 
 def snapshot_ledger(source: Path, target: Path) -> None:
@@ -255,7 +273,8 @@ def _when(value: datetime | None) -> str:
     return "-" if value is None else value.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def explain_text(found: KeyHistory) -> str:
+def explain_text(found: KeyHistory, notes: Sequence[str] = ()) -> str:
+    """One key's explanation; ``notes`` (merges and deletions, see :func:`record_notes`) follow its records."""
     lines = [f"{found.kind} {found.key}"]
     lines.append("linked records:")
     how = {(link.system, link.object, link.id): link for link in found.links}
@@ -265,6 +284,7 @@ def explain_text(found: KeyHistory) -> str:
         state = " (deleted)" if r.deleted else ""
         linked = f"linked by {link.how} {_when(link.linked_at)}" if link else ""
         lines.append(f"  {_LABEL[r.system]} {r.object} {r.id} {label}{state}  {linked}".rstrip())
+    lines.extend(f"  {note}" for note in notes)
     d = found.decision
     if d is None:
         lines.append("decision: none yet (it is decided in the next cycle)")
@@ -275,6 +295,17 @@ def explain_text(found: KeyHistory) -> str:
             f"decision ({_when(d.decided_at)}, rules {d.digest[:12]}): stage {d.stage or '-'}{score}, "
             f"owner {d.owner or '(unchanged)'} (team {d.team or '-'}, by {data.get('rule', '-')})"
         )
+        change = data.get("rules_change")
+        if change:
+            owners = change.get("owner") or [None, None]
+            stages = change.get("stage") or [None, None]
+            lines.append(
+                f"  moved by a change of rules ({str(change.get('from', ''))[:12]} -> "
+                f"{str(change.get('to', ''))[:12]}): rule {change.get('rule', '-')!r} decided it; "
+                f"owner {owners[0] or '-'} -> {owners[1] or '-'}, stage {stages[0] or '-'} -> {stages[1] or '-'}"
+            )
+        if data.get("owner_facts"):
+            lines.append(f"  owner's roster facts then: {data['owner_facts']}")
         if data.get("influencers"):
             lines.append(f"  influencers: {', '.join(data['influencers'])}")
         if found.assignment is not None:
@@ -289,6 +320,7 @@ def explain_text(found: KeyHistory) -> str:
             lines.append(
                 f"  {_when(h.at)}  stage {h.prev_stage or '-'} -> {h.stage or '-'}, "
                 f"owner {h.prev_owner or '-'} -> {h.owner or '-'}, score {_num(h.prev_score)} -> {_num(h.score)}"
+                f"  (rules {h.digest[:12]})"
             )
     lines.append("changes syncd made:" if found.intents else "changes syncd made: none")
     for i in found.intents:
@@ -404,12 +436,60 @@ def explain(config_path: Path, query: str, as_json: bool) -> None:
     with Ledger(_ledger_path(config_path), readonly=True) as ledger:
         keys = ledger.views.find_keys(query)
         if not keys:
+            alias = ledger.identity.survivor_of(query.strip())
+            keys = ledger.views.find_keys(alias.survivor) if alias is not None else []
+        if not keys:
             raise CommandError(f"no person or account in the ledger matches {query!r}")
         found = [ledger.views.key_history(key) for key in keys]
+        recreate = _recreate_policy(config_path)
+        notes = [record_notes(ledger, f, recreate) for f in found]
     if as_json:
-        click.echo(json.dumps([_history_json(f) for f in found], indent=2, default=str))
+        click.echo(
+            json.dumps(
+                [{**_history_json(f), "notes": n} for f, n in zip(found, notes, strict=True)],
+                indent=2,
+                default=str,
+            )
+        )
         return
-    click.echo("\n\n".join(explain_text(f) for f in found))
+    click.echo("\n\n".join(explain_text(f, n) for f, n in zip(found, notes, strict=True)))
+
+
+def _recreate_policy(config_path: Path) -> str:
+    """The rules' ``[handoffs] recreate_deleted``, as written (the default when the rules cannot be read)."""
+    try:
+        policy = load_ruleset(load_config(config_path).rules.directory).policy
+    except (ConfigError, MappingError, OSError):
+        return "recreate_deleted = never (the default; the rules could not be read)"
+    mode, days = policy.recreate_deleted
+    return f"recreate_deleted = {mode}" + (f" {days:g}" if mode == "after_days" else "")
+
+
+def record_notes(ledger: Ledger, found: KeyHistory, recreate: str) -> list[str]:
+    """What happened to a key's records in their systems: merges (either side) and deletions by people."""
+    notes: list[str] = []
+    for r in found.records:
+        where = f"{_LABEL[r.system]} {r.object} {r.id}"
+        alias = ledger.identity.aliases_of(r.system, [r.id]).get(r.id)
+        if alias is not None:
+            notes.append(f"{where} was merged into {alias.survivor} (seen {_when(alias.merged_at)})")
+        for m in ledger.identity.merged_into(r.system, r.id):
+            notes.append(f"{where}: {m.object} {m.id} was merged into it (seen {_when(m.merged_at)})")
+        if not r.deleted or alias is not None:
+            continue
+        if r.system == "salesforce" and r.object in ("Lead", "Contact"):
+            by = r.data.get("LastModifiedById")
+            never = recreate.startswith("recreate_deleted = never")
+            then = "not re-created" if never else "re-created only as the policy allows"
+            notes.append(
+                f"{where} was deleted by a person{f' ({by})' if by else ''} on {_when(r.modified_at)}; "
+                f"{then} (policy [handoffs] {recreate})"
+            )
+        elif r.system == "hubspot":
+            notes.append(
+                f"{where} was archived by a person on {_when(r.modified_at)}; syncd never re-creates it"
+            )
+    return notes
 
 
 # ------------------------------------------------------------------------------------------------ status
@@ -418,7 +498,7 @@ def explain(config_path: Path, query: str, as_json: bool) -> None:
 def _duration(run: RunRow) -> str:
     if run.finished_at is None:
         return "running"
-    return f"{(run.finished_at - run.started_at).total_seconds():.1f}s"
+    return duration((run.finished_at - run.started_at).total_seconds())
 
 
 def _changes(run: RunRow) -> int:
@@ -429,7 +509,7 @@ def _changes(run: RunRow) -> int:
 def status_text(view: StatusView, detail: Iterable[str]) -> str:
     lines = [
         f"ledger {view.path} (schema {view.schema_version}): "
-        f"{view.keys.get('person', 0)} persons, {view.keys.get('account', 0)} accounts"
+        f"{num(view.keys.get('person', 0))} persons, {num(view.keys.get('account', 0))} accounts"
     ]
     rows = []
     for run in view.runs:
@@ -444,7 +524,7 @@ def status_text(view: StatusView, detail: Iterable[str]) -> str:
                 sum((c.get("pulled") or {}).values()),
                 _changes(run),
                 sum((c.get("failed") or {}).values()),
-                "/".join(str(calls.get(s, 0)) for s in SYSTEMS),
+                "/".join(num(calls.get(s, 0)) for s in SYSTEMS),
             ]
         )
     lines += ["", "recent runs:"]
@@ -458,17 +538,23 @@ def status_text(view: StatusView, detail: Iterable[str]) -> str:
     if failed is not None:
         lines.append(f"last failure ({failed.id}): {failed.error}")
     lines += ["", "watermarks (pulled up to):"]
-    for w in view.watermarks:
-        lines.append(f"  {_LABEL[w.system]:<10} {w.object:<12} {w.value}  (moved {_when(w.updated_at)})")
-    if not view.watermarks:
+    if view.watermarks:
+        marks = [[_LABEL[w.system], w.object, w.value, _when(w.updated_at)] for w in view.watermarks]
+        lines.append(render(table(["system", "object", "pulled up to", "moved"], marks, align="left")))
+    else:
         lines.append("  none yet")
     q = view.quarantine
-    lines += ["", f"quarantine: {q.total} records ({q.due} due for a retry, {q.reported} reported)"]
+    lines += [
+        "",
+        f"quarantine: {num(q.total)} records ({num(q.due)} due for a retry, {num(q.reported)} reported)",
+    ]
     for (system, obj), n in sorted(q.by_object.items()):
-        lines.append(f"  {_LABEL[system]} {obj}: {n}")
+        lines.append(f"  {_LABEL[system]} {obj}: {num(n)}")
     lines.extend(f"  {line}" for line in detail)
     open_ = view.outbox.get("pending", 0) + view.outbox.get("sent", 0)
-    lines.append(f"outbox: {open_} writes waiting to be confirmed, {view.outbox.get('failed', 0)} refused")
+    lines.append(
+        f"outbox: {num(open_)} writes waiting to be confirmed, {num(view.outbox.get('failed', 0))} refused"
+    )
     budget = next((r.counters.get("budget") for r in view.runs if r.counters.get("budget")), None)
     lines += ["", "API usage (as of the latest run):"]
     if budget:
@@ -476,9 +562,9 @@ def status_text(view: StatusView, detail: Iterable[str]) -> str:
             b = budget.get(system) or {}
             org = ""
             if b.get("org_limit"):
-                org = f"; the whole org: {b.get('org_used')}/{b.get('org_limit')}"
+                org = f"; the whole org: {num(b.get('org_used'))}/{num(b.get('org_limit'))}"
             lines.append(
-                f"  {_LABEL[system]:<10} {b.get('spent', 0)} of syncd's {b.get('cap', 0)} calls on "
+                f"  {_LABEL[system]:<10} {num(b.get('spent', 0))} of syncd's {num(b.get('cap', 0))} calls on "
                 f"{b.get('day', '-')}{org}{' (budget reached)' if b.get('exhausted') else ''}"
             )
     else:
@@ -523,8 +609,22 @@ def _status_json(view: StatusView, reported: list[dict[str, Any]]) -> dict[str, 
 @config_option
 @click.option("--runs", default=10, show_default=True, help="Recent runs to list.")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
-def status(config_path: Path, runs: int, as_json: bool) -> None:
-    """Show recent runs, watermarks, quarantine and API usage against the budget (reads the ledger only)."""
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the status page (the daemon's / page) to this file once, instead of printing.",
+)
+@click.pass_context
+def status(ctx: click.Context, config_path: Path, runs: int, as_json: bool, html_file: Path | None) -> None:
+    """Show recent runs, watermarks, quarantine and API usage against the budget (reads the ledger only).
+
+    With --html FILE, write the status page the daemon serves at / (charts included, no network needed).
+    """
+    if html_file is not None:
+        _write_status_page(config_path, html_file, _clock(ctx))
+        click.echo(f"status page written to {html_file}")
+        return
     with Ledger(_ledger_path(config_path), readonly=True) as ledger:
         view = ledger.views.status(runs=runs)
         reported = [q for q in ledger.quarantine.held() if q.reported]
@@ -546,3 +646,235 @@ def status(config_path: Path, runs: int, as_json: bool) -> None:
         for q in reported[:20]
     ]
     click.echo(status_text(view, detail))
+
+
+def _write_status_page(config_path: Path, target: Path, clock: Callable[[], datetime]) -> None:
+    from syncd.reports.status import gather, rules_info
+    from syncd.reports.status_page import render as render_page
+    from syncd.reports.web import links_from_file
+
+    ledger = _ledger_path(config_path)
+    if not ledger.is_file():
+        raise LedgerError(f"no ledger at {ledger}: run `syncd once` to create it, or fix ledger.path")
+    directory = _config_file_path(config_path, "rules", "directory", "mappings")
+    now = clock()
+    rules: RuleSet | None = None
+    error = None
+    try:
+        rules = load_ruleset(directory)
+    except MappingError as exc:
+        error = str(exc)
+    state = rules_info(rules, directory, loaded_at=now if rules is not None else None, error=error)
+    page = render_page(
+        gather(ledger, now=now, rules=rules, rules_state=state, links=links_from_file(config_path))
+    )
+    try:
+        target.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise CommandError(f"cannot write {target}: {exc.strerror or exc}") from None
+
+
+@contextlib.contextmanager
+def _progress_bar() -> Iterator[Progress]:
+    """A Progress drawn as a bar on stderr while both stdout and stderr are terminals (else silent)."""
+    progress = Progress()
+    with ProgressBar(progress):
+        try:
+            yield progress
+        finally:
+            progress.finish()
+
+
+# ------------------------------------------------------------------------------------------------ backtest
+
+
+def _days(text: str) -> int:
+    value = text.strip().lower()
+    digits = value[:-1] if value.endswith("d") else value
+    if not digits.isdigit() or not 1 <= int(digits) <= 3660:
+        raise CommandError(f"--since {text}: expected a number of days such as 90d")
+    return int(digits)
+
+
+@contextlib.contextmanager
+def _read_ledger(path: Path) -> Iterator[Ledger]:
+    """The ledger opened read-only (beside a running daemon); a ledger that needs an upgrade first is read
+    from an upgraded copy, leaving the file itself to the process that owns it."""
+    try:
+        ledger = Ledger(path, readonly=True)
+    except LedgerError as exc:
+        if "needs an upgrade" not in str(exc):
+            raise
+        with tempfile.TemporaryDirectory(prefix="syncd-backtest-") as tmp:
+            copy = Path(tmp) / "ledger.db"
+            snapshot_ledger(path, copy)
+            with Ledger(copy) as upgraded:
+                yield upgraded
+        return
+    with ledger:
+        yield ledger
+
+
+def backtest_text(body: Mapping[str, Any], *, owners: int = 10) -> str:
+    """The comparison as tables: totals side by side, fairness per pool, the owners who differ most."""
+    live, cand = body["live"], body["candidate"]
+    window, start = body["window"], body["start"]
+    lines = [
+        f"Backtest over {num(window['days'])} days ({window['since'][:10]} to {window['until'][:10]}): "
+        f"{num(start['versions'])} record versions; {num(start['persons'])} persons and "
+        f"{num(start['accounts'])} accounts stood before the window (decided once at its start), "
+        f"{num(start['changes'])} changes replayed day by day.",
+        "",
+    ]
+    totals = [
+        [label, live[key], cand[key], _signed(cand[key] - live[key])]
+        for label, key in (
+            ("new assignments", "assigned"),
+            ("hand-offs", "handoffs"),
+            ("SLA breaches", "sla_breaches"),
+            ("in queues at the end", "in_queues_at_end"),
+            ("unrouted at the end", "unrouted_at_end"),
+        )
+    ]
+    lines.append(render(table(["", "live", "candidate", "difference"], totals, title="Totals")))
+    pools = sorted(set(live["fairness"]) | set(cand["fairness"]))
+    if pools:
+        rows = []
+        for p in pools:
+            a, b = live["fairness"].get(p, {}), cand["fairness"].get(p, {})
+            rows.append(
+                [
+                    p,
+                    a.get("spread", 0),
+                    b.get("spread", 0),
+                    f"{a.get('gini', 0.0):.3f}",
+                    f"{b.get('gini', 0.0):.3f}",
+                ]
+            )
+        header = ["pool", "spread live", "spread candidate", "Gini live", "Gini candidate"]
+        lines += ["", render(table(header, rows, title="Fairness per pool (new records among members)"))]
+    moved = sorted(
+        (r for r in body["owners"] if r["difference"]), key=lambda r: (-abs(r["difference"]), r["owner"])
+    )
+    if moved:
+        rows = [[r["owner"], r["live"], r["candidate"], _signed(r["difference"])] for r in moved[:owners]]
+        lines += [
+            "",
+            render(table(["owner", "live", "candidate", "difference"], rows, title="Owners who differ most")),
+        ]
+        if len(moved) > owners:
+            lines.append(f"  and {num(len(moved) - owners)} more owners (see report.json)")
+    else:
+        lines += ["", "Every owner gets the same number of new records under both rule sets."]
+    return "\n".join(lines)
+
+
+@click.command()
+@config_option
+@click.option(
+    "--rules",
+    "rules_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The candidate rules directory (a copy of the rules with your edits).",
+)
+@click.option("--since", default="90d", show_default=True, help="How much history to replay, in days.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The report directory [default: backtest-<date>].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+@click.pass_context
+def backtest(
+    ctx: click.Context, config_path: Path, rules_dir: Path, since: str, out: Path | None, as_json: bool
+) -> None:
+    """Replay the org's recorded history through candidate rules and the live ones, and compare them.
+
+    Reads the ledger only (it can run beside the daemon) and makes no API call. Writes a report directory
+    (report.json, load.png, assigned.png, index.html) and prints the totals side by side, fairness per pool
+    and the owners whose new records differ most.
+    """
+    from syncd.core.backtest import settle, simulate
+    from syncd.cycle.roster import Roster, reps_of
+    from syncd.reports.backtest import write_report
+    from syncd.reports.history import build_history
+
+    if not rules_dir.is_dir():
+        raise CommandError(f"--rules {rules_dir}: no such directory")
+    candidate = load_ruleset(rules_dir)
+    days = _days(since)
+    live_dir = _config_file_path(config_path, "rules", "directory", "mappings")
+    live = load_ruleset(live_dir)
+    now = _clock(ctx)()
+    target = out if out is not None else Path(f"backtest-{now.date().isoformat()}")
+    with _progress_bar() as progress:
+        with _read_ledger(_ledger_path(config_path)) as ledger:
+            rows = ledger.roster.load()
+            directory = Roster.from_reps(reps_of(rows)).directory if rows else None
+            mappings = [live]
+            if (live_dir / "fields.toml").read_bytes() != (rules_dir / "fields.toml").read_bytes():
+                mappings.append(candidate)  # another mapping reads the records differently
+            histories = []
+            for rules in mappings:
+                progress.stage("history", total=ledger.records.count_versions(until=now))
+                histories.append(
+                    build_history(
+                        ledger, rules.mapping, directory, until=now, days=days, advance=progress.advance
+                    )
+                )
+        outcomes = []
+        for rules, label in ((live, "live"), (candidate, "candidate")):
+            history = histories[-1] if rules is candidate else histories[0]
+            progress.stage(f"start ({label})", total=len(history.start_accounts) + len(history.start_persons))
+            start = settle(
+                history.start_accounts,
+                history.start_persons,
+                rules,
+                history.since,
+                directory=directory,
+                advance=progress.advance,
+            )
+            progress.stage(f"replay ({label})", total=len(history.days))
+            outcomes.append(
+                simulate(_advancing(history.days, progress), rules, start=start, directory=directory)
+            )
+    history = histories[0]
+    start_info = {
+        "how": "start state: the persons and accounts that stood before the window were decided once at its "
+        "start (not counted as new assignments); each day then replays what changed that day",
+        "persons": len(history.start_persons),
+        "accounts": len(history.start_accounts),
+        "versions": history.versions,
+        "changes": history.changes,
+        "unreadable": history.unreadable,
+    }
+    try:
+        body = write_report(
+            target,
+            outcomes[0],
+            outcomes[1],
+            since=history.since,
+            until=history.until,
+            candidate_dir=str(rules_dir),
+            live_dir=str(live_dir),
+            start=start_info,
+        )
+    except OSError as exc:
+        raise CommandError(f"cannot write the report to {target}: {exc.strerror or exc}") from None
+    if as_json:
+        click.echo(json.dumps({k: v for k, v in body.items() if k != "days"}, indent=2, sort_keys=True))
+        return
+    click.echo(backtest_text(body))
+    click.echo(f"\nReport: {target / 'index.html'} (charts load.png, assigned.png; data report.json)")
+
+
+def _signed(value: int) -> str:
+    """``4`` -> ``+4``, ``-1200`` -> ``-1,200``, ``0`` -> ``0``."""
+    return f"{value:+,}" if value else "0"
+
+
+def _advancing(days: Sequence[Any], progress: Progress) -> Iterator[Any]:
+    for day in days:
+        yield day
+        progress.advance(1)

@@ -44,6 +44,7 @@ from pydantic import (
 )
 
 from syncd.errors import ConfigError
+from syncd.notify import NotifyConfig
 
 if TYPE_CHECKING:
     from syncd.daemon import DaemonSettings
@@ -167,6 +168,8 @@ class HubSpotConfig(_Section):
     token_env: str = "HUBSPOT_ACCESS_TOKEN"
     token: SecretStr | None = None
     host: str = "https://api.hubapi.com"
+    # The portal (hub) id, only for links to records on the status page.
+    portal_id: str | None = None
     ca_file: Path | None = None
     timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
     lookback_seconds: Annotated[float, Field(ge=0)] = 60.0
@@ -218,6 +221,9 @@ class DaemonConfig(_Section):
     health_enabled: bool = True
     reload_poll_seconds: Annotated[float, Field(ge=0)] = 2.0
     shutdown_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+    # The status page at / needs a token off loopback: the variable that holds it.
+    status_token_env: str = "SYNCD_STATUS_TOKEN"
+    progress_log_seconds: Annotated[float, Field(gt=0)] = 10.0
 
 
 class SandboxConfig(_Section):
@@ -251,6 +257,7 @@ class Config(_Section):
     rules: RulesConfig = RulesConfig()
     daemon: DaemonConfig = DaemonConfig()
     sandbox: SandboxConfig = SandboxConfig()
+    notify: NotifyConfig = NotifyConfig()
     # Filled by load_config from the environment (or the file, when inline secrets are allowed).
     secrets: dict[str, SecretStr] = Field(default_factory=dict, exclude=True)
     sandbox_info: SandboxInfo | None = Field(default=None, exclude=True)
@@ -294,6 +301,8 @@ class Config(_Section):
             health_port=d.health_port if d.health_enabled else None,
             reload_poll_seconds=d.reload_poll_seconds,
             shutdown_timeout_seconds=d.shutdown_timeout_seconds,
+            status_token_env=d.status_token_env,
+            progress_log_seconds=d.progress_log_seconds,
         )
 
     def _where(self) -> str:

@@ -31,6 +31,9 @@ import click
 
 from syncd.core.systems import SYSTEMS
 from syncd.errors import ConfigError, SandboxError
+from syncd.progress import NULL, Progress
+from syncd.reports.fmt import num, render, table
+from syncd.reports.progress_render import ProgressBar
 from syncd.sandbox.runtime import HS_FILE, SF_FILE, Sandbox, write_info
 from syncd.sandbox.seed import SIZES
 
@@ -41,6 +44,8 @@ TEAM_ORDER = ("marketing", "sales", "account_management", "customer_success")
 # Requests that change nothing although they are not GETs: searches, batch reads, query jobs.
 _READ_KINDS = frozenset(
     {
+        # syncd's /composite requests hold only its pulls' delta queries (its writes use sObject Collections).
+        "composite",
         "search",
         "batch_read",
         "assoc_batch_read",
@@ -111,6 +116,19 @@ class DemoResult:
     leads_before: int = 0
     leads_after: int = 0
     example_email: str | None = None
+    what_if: WhatIf | None = None
+
+
+@dataclass
+class WhatIf:
+    """A rules change planned from the ledger after the cycles: the admin's loop, shown once."""
+
+    change: str
+    rules_dir: Path
+    owner_changes: int
+    writes: int
+    api_calls: int
+    reps: list[tuple[str, int, int]]  # owner, gained, lost
 
 
 # ------------------------------------------------------------------------------------------------ sandbox facts
@@ -203,13 +221,20 @@ class _DemoRunner:
     """The real cycle, watched: each cycle's report and the sandbox's request counts; stops after ``limit``."""
 
     def __init__(
-        self, cycle: Any, box: Sandbox, stop: threading.Event, limit: int, echo: Callable[[str], None]
+        self,
+        cycle: Any,
+        box: Sandbox,
+        stop: threading.Event,
+        limit: int,
+        echo: Callable[[str], None],
+        progress: Progress = NULL,
     ):
         self.cycle = cycle
         self.box = box
         self.stop = stop
         self.limit = limit
         self.echo = echo
+        self.progress = progress
         self.outcomes: list[CycleOutcome] = []
 
     def refresh_roster(self) -> None:
@@ -222,7 +247,8 @@ class _DemoRunner:
         )
         before = _snapshot(self.box)
         began = time.perf_counter()
-        report = self.cycle.run(rules, stop=stop)
+        report = self.cycle.run(rules, stop=stop, progress=self.progress)
+        self.progress.finish()
         seconds = time.perf_counter() - began
         after = _snapshot(self.box)
         delta = {s: Counter(after[s]) - Counter(before[s]) for s in SYSTEMS}
@@ -265,7 +291,9 @@ def _is_demo_dir(work_dir: Path) -> bool:
         return False
 
 
-def _prepare(work_dir: Path, seed: int, persons: int, fresh: bool) -> tuple[bool, dict[str, Any]]:
+def _prepare(
+    work_dir: Path, seed: int, persons: int, fresh: bool, progress: Progress = NULL
+) -> tuple[bool, dict[str, Any]]:
     """Make ``seed/`` hold the requested org (seeding it only when needed) and copy it to ``sandbox/``."""
     from syncd.lock import holder_pid
     from syncd.sandbox.runtime import SEED_META
@@ -299,7 +327,7 @@ def _prepare(work_dir: Path, seed: int, persons: int, fresh: bool) -> tuple[bool
     if seeded_now:
         shutil.rmtree(seed_dir, ignore_errors=True)
         box = Sandbox(seed=seed, persons=persons, rate_limits=False, data_dir=seed_dir)
-        box.start()
+        box.start(progress=progress)
         summary = dict(box.seed_summary)
         box.stop()
     sandbox_dir = work_dir / "sandbox"
@@ -339,8 +367,11 @@ def run_demo(
     cycles: int = 2,
     install_signals: bool = False,
     echo: Callable[[str], None] = lambda line: None,
+    progress: Progress = NULL,
 ) -> DemoResult:
-    """Seed (or reuse) the org, start the sandbox, run the daemon for ``cycles`` cycles, and gather the facts."""
+    """Seed (or reuse) the org, start the sandbox, run the daemon for ``cycles`` cycles, and gather the facts.
+
+    ``progress`` hears of the seeding and of each cycle's stages (the command draws it as a bar)."""
     from syncd.config import load_config
     from syncd.core.rules import load_ruleset
     from syncd.cycle import SyncCycle
@@ -357,8 +388,8 @@ def run_demo(
     work_dir = work_dir.resolve()
     began = time.perf_counter()
     _claim(work_dir)
-    echo(f"preparing the Northwind org ({persons:,} persons, seed {seed}) in {work_dir}...")
-    seeded_now, summary = _prepare(work_dir, seed, persons, fresh)
+    echo(f"preparing the Northwind org ({num(persons)} persons, seed {seed}) in {work_dir}...")
+    seeded_now, summary = _prepare(work_dir, seed, persons, fresh, progress)
     sandbox_dir = work_dir / "sandbox"
     info_file = work_dir / "info.json"
     config_path = work_dir / "config.toml"
@@ -390,7 +421,7 @@ def run_demo(
         runners: list[_DemoRunner] = []
 
         def factory() -> _DemoRunner:
-            runner = _DemoRunner(SyncCycle.from_config(cfg), box, stop, cycles, echo)
+            runner = _DemoRunner(SyncCycle.from_config(cfg), box, stop, cycles, echo, progress)
             runners.append(runner)
             return runner
 
@@ -411,6 +442,8 @@ def run_demo(
         result.leads_after = box.sf_store.count("Lead")
         rules = load_ruleset(cfg.rules.directory)
         result.owners_by_team = _owners_by_team(result.cycles, rules)
+        if result.cycles:
+            result.what_if = _what_if(cfg, rules_dir, work_dir)
     finally:
         box.stop()
         info_file.unlink(missing_ok=True)
@@ -418,6 +451,44 @@ def run_demo(
         result.example_email = _example_email(cfg.ledger.path)
         result.departed_kept = why_kept(cfg.ledger.path, kept)
     return result
+
+
+# The rules change the demo plans: Germany moves from the EMEA territory to North America.
+_WHAT_IF = (
+    'when = { country = ["GB", "DE", "FR", "NL", "SE", "ES", "IT", "IE", "CH"] }',
+    'when = { country = ["GB", "FR", "NL", "SE", "ES", "IT", "IE", "CH"] }',
+    'when = { country = ["US", "CA", "MX"] }',
+    'when = { country = ["US", "CA", "MX", "DE"] }',
+)
+
+
+def _what_if(cfg: Any, rules_dir: Path, work_dir: Path) -> WhatIf | None:
+    """Plan a territory change from the ledger, as an admin would with `syncd plan --rules DIR`: the
+    candidate goes in ``work_dir/candidate-rules``; None when the rules are not the shipped ones."""
+    from syncd.core.rules import load_ruleset
+    from syncd.cycle import SyncCycle
+
+    target = work_dir / "candidate-rules"
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(rules_dir, target)
+    routing = target / "routing.toml"
+    text = routing.read_text(encoding="utf-8")
+    emea_old, emea_new, na_old, na_new = _WHAT_IF
+    if emea_old not in text or na_old not in text:
+        return None
+    routing.write_text(text.replace(emea_old, emea_new).replace(na_old, na_new), encoding="utf-8")
+    candidate = load_ruleset(target)
+    with SyncCycle.from_config(cfg) as cycle:
+        report = cycle.run(candidate, dry_run=True, pull=False)
+    reps = [(r.owner, r.gained, r.lost) for r in report.impact.reps({}, {})]
+    return WhatIf(
+        change="Germany moves from the EMEA territory to North America (routing.toml)",
+        rules_dir=target,
+        owner_changes=report.impact.owner_changes,
+        writes=sum(report.pushed.values()),
+        api_calls=sum(report.api_calls.values()),
+        reps=reps,
+    )
 
 
 def _owners_by_team(outcomes: list[CycleOutcome], rules: Any) -> dict[str, Counter[str]]:
@@ -438,15 +509,9 @@ def _owners_by_team(outcomes: list[CycleOutcome], rules: Any) -> dict[str, Count
 # ------------------------------------------------------------------------------------------------ the report
 
 
-def _n(value: int) -> str:
-    return f"{value:,}"
-
-
 def _rows(rows: list[tuple[str, int, int]]) -> list[str]:
-    width = max(len(r[0]) for r in rows)
-    lines = [f"  {'':<{width}}  {'Salesforce':>10}  {'HubSpot':>10}"]
-    lines += [f"  {label:<{width}}  {_n(sf):>10}  {_n(hs):>10}" for label, sf, hs in rows]
-    return lines
+    text = render(table(["", "Salesforce", "HubSpot"], rows))
+    return ["  " + line for line in text.splitlines()]
 
 
 def format_report(result: DemoResult, *, syncd: str = "syncd") -> str:
@@ -454,13 +519,13 @@ def format_report(result: DemoResult, *, syncd: str = "syncd") -> str:
     lines: list[str] = []
     origin = "seeded now" if result.seeded_now else f"the seeded org kept in {result.work_dir / 'seed'}"
     lines.append(
-        f"Northwind Software sandbox: {_n(result.persons)} persons, seed {result.seed} ({origin}); "
+        f"Northwind Software sandbox: {num(result.persons)} persons, seed {result.seed} ({origin}); "
         f"set up in {result.setup_seconds:.1f} s."
     )
     mess = result.mess
     if mess:
         parts = [
-            f"{_n(mess[k])} {label}"
+            f"{num(mess[k])} {label}"
             for k, label in (
                 ("owner_disagrees", "owners that disagree between the systems"),
                 ("lead_owned_by_inactive_rep", "leads owned by reps who left"),
@@ -480,6 +545,9 @@ def format_report(result: DemoResult, *, syncd: str = "syncd") -> str:
     for number, outcome in enumerate(result.cycles, start=1):
         lines.append("")
         lines += _cycle_lines(number, outcome, result)
+    if result.what_if is not None:
+        lines.append("")
+        lines += _what_if_lines(result.what_if, syncd, result.config_path)
     lines.append("")
     lines += _try_lines(result, syncd)
     return "\n".join(lines)
@@ -492,11 +560,11 @@ def _cycle_lines(number: int, outcome: CycleOutcome, result: DemoResult) -> list
     if number > 1 and writes == 0:
         return [
             f"Cycle {number} ({outcome.seconds:.1f} s): nothing left to do. It pulled "
-            f"{_n(r.pulled.get('salesforce', 0))} Salesforce and {_n(r.pulled.get('hubspot', 0))} HubSpot "
-            f"records (syncd's own writes coming back: {_n(sum(r.echoes.values()))}), decided "
-            f"{_n(sum(r.decided.values()))} and changed nothing.",
-            f"  The sandbox received 0 write requests ({_n(outcome.requests['salesforce'])} Salesforce and "
-            f"{_n(outcome.requests['hubspot'])} HubSpot reads).",
+            f"{num(r.pulled.get('salesforce', 0))} Salesforce and {num(r.pulled.get('hubspot', 0))} HubSpot "
+            f"records (syncd's own writes coming back: {num(sum(r.echoes.values()))}), decided "
+            f"{num(sum(r.decided.values()))} and changed nothing.",
+            f"  The sandbox received 0 write requests ({num(outcome.requests['salesforce'])} Salesforce and "
+            f"{num(outcome.requests['hubspot'])} HubSpot reads).",
         ]
     head = f"Cycle {number} ({outcome.seconds:.1f} s)" + (": the first full sync" if number == 1 else "")
     rows: list[tuple[str, int, int]] = [
@@ -525,24 +593,44 @@ def _cycle_lines(number: int, outcome: CycleOutcome, result: DemoResult) -> list
     ]
     lines = [head, *_rows(rows)]
     lines.append(
-        f"  hand-offs between teams: {_n(r.handoffs)}; manual owner changes honoured: {_n(r.overrides)}; "
-        f"quarantine holds {_n(r.quarantined)} records"
+        f"  hand-offs between teams: {num(r.handoffs)}; manual owner changes honoured: {num(r.overrides)}; "
+        f"quarantine holds {num(r.quarantined)} records"
     )
+    mql = r.impact.stages.get(("lead", "marketing_qualified"), 0)
+    if mql:
+        lines.append(
+            f"  leads whose score reached the threshold, handed from marketing to sales as MQLs: {num(mql)}"
+        )
     if number == 1:
         before, after = result.departed_before, result.departed_after
         lines.append(
             "  records owned by reps who left (counted in the sandbox): "
-            f"Salesforce {_n(before.get('salesforce', 0))} -> {_n(after.get('salesforce', 0))}, "
-            f"HubSpot {_n(before.get('hubspot', 0))} -> {_n(after.get('hubspot', 0))}"
+            f"Salesforce {num(before.get('salesforce', 0))} -> {num(after.get('salesforce', 0))}, "
+            f"HubSpot {num(before.get('hubspot', 0))} -> {num(after.get('hubspot', 0))}"
         )
         for (system, obj, reason), n in sorted(result.departed_kept.items()):
-            lines.append(f"    kept: {_n(n)} {_LABEL[system]} {obj}: {reason}")
+            lines.append(f"    kept: {num(n)} {_LABEL[system]} {obj}: {reason}")
         if counts["salesforce"]["create"]:
             lines.append(
                 f"  Salesforce Leads created for HubSpot contacts handed to sales: "
-                f"{_n(counts['salesforce']['create'])} (Leads in the sandbox: {_n(result.leads_before)} -> "
-                f"{_n(result.leads_after)})"
+                f"{num(counts['salesforce']['create'])} (Leads in the sandbox: {num(result.leads_before)} -> "
+                f"{num(result.leads_after)})"
             )
+    return lines
+
+
+def _what_if_lines(w: WhatIf, syncd: str, config: Path) -> list[str]:
+    lines = [
+        f"What if: {w.change}? Planned from the ledger with {num(w.api_calls)} API calls "
+        f"(`{syncd} plan --config {_shown(config)} --rules {_shown(w.rules_dir)}`):",
+        f"  {num(w.owner_changes)} records would change owner ({num(w.writes)} writes); per rep:",
+    ]
+    shown = w.reps[:6]
+    lines += [
+        f"    {owner:<38} gains {num(gained):>5}, loses {num(lost):>5}" for owner, gained, lost in shown
+    ]
+    if len(w.reps) > len(shown):
+        lines.append(f"    and {num(len(w.reps) - len(shown))} more reps")
     return lines
 
 
@@ -557,10 +645,10 @@ def _try_lines(result: DemoResult, syncd: str) -> list[str]:
         lines.append(f"  {syncd} explain {result.example_email} {config}")
         lines.append("      # why this person has their owner, stage and score, and what syncd changed")
     lines += [
-        "  # plan needs the sandbox running; keep this one in its own terminal (Ctrl+C stops it):",
+        "  # plan and once read the sandbox's info file; keep it serving in its own terminal (Ctrl+C stops it):",
         f"  {syncd} sandbox serve --data {work}/sandbox --info {work}/info.json --rate-limits off",
-        f"  {syncd} plan {config}                  # what a cycle would change now: nothing",
-        "  # then edit mappings/routing.toml (say, move a country to another territory) and plan again",
+        f"  {syncd} plan {config}                  # what a cycle would change now: nothing (0 API calls)",
+        f"  {syncd} plan {config} --rules {work}/candidate-rules   # the what-if above, per rep and rule",
     ]
     return lines
 
@@ -623,15 +711,18 @@ def demo(work_dir: Path, fresh: bool, size: str, persons: int | None, seed: int,
     # The ledger's own housekeeping lines would drown the story.
     logging.getLogger("syncd.ledger").setLevel(logging.WARNING)
     count = persons if persons is not None else SIZES[size]
-    result = run_demo(
-        work_dir,
-        rules_dir=rules_dir,
-        seed=seed,
-        persons=count,
-        fresh=fresh,
-        install_signals=True,
-        echo=lambda line: click.echo(line, err=True),
-    )
+    progress = Progress()
+    with ProgressBar(progress):
+        result = run_demo(
+            work_dir,
+            rules_dir=rules_dir,
+            seed=seed,
+            persons=count,
+            fresh=fresh,
+            install_signals=True,
+            echo=lambda line: click.echo(line, err=True),
+            progress=progress,
+        )
     click.echo("")
     click.echo(format_report(result, syncd=_syncd_command()))
     if result.exit_code != 0 or len(result.cycles) < 2:

@@ -3,6 +3,11 @@
 - Pulls: SOQL ``WHERE SystemModstamp >= <watermark - look-back> ORDER BY SystemModstamp, Id`` through
   ``queryAll`` (so deleted rows come too), paged by ``nextRecordsUrl``: one page in memory at a time. A first
   sync of an object larger than ``bulk_threshold`` runs as one Bulk API 2.0 query, read in pages.
+  ``pull_many`` sends the delta queries of up to five objects in one ``/composite`` request (one API call)
+  and follows each one's ``nextRecordsUrl``. A delta query's last page carries a watermark no older than
+  the org's time of the query (its ``Date`` header), so an idle org's next query re-reads nothing.
+- Field limits: ``field_limits`` reads describe (one call per object) into ``FieldLimit`` values that say
+  what the org would refuse (STRING_TOO_LONG, NUMBER_OUTSIDE_VALID_RANGE, ...) and how to fit a value.
 - Pushes: sObject Collections, at most 200 records a call, ``allOrNone`` false: updates by id
   (``PATCH composite/sobjects``), creates as upserts on the external-id field (``PATCH
   composite/sobjects/{Type}/{Field}``), so a retried create updates what the first attempt made.
@@ -21,20 +26,23 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
-from urllib.parse import urlsplit
+from typing import Any, ClassVar, Literal, TypeVar
+from urllib.parse import urlencode, urlsplit
 
 import requests
 from simple_salesforce import Salesforce
-from simple_salesforce.exceptions import SalesforceExpiredSession
+from simple_salesforce.exceptions import SalesforceExpiredSession, SalesforceGeneralError
 
 from syncd.connectors.base import (
     ALL_AT_TIMESTAMP,
     BudgetState,
     Change,
     Connector,
+    FieldLimit,
     Page,
     PushResult,
     RawRecord,
@@ -44,21 +52,36 @@ from syncd.connectors.base import (
 )
 from syncd.connectors.errors import salesforce_error
 from syncd.connectors.policy import CallPolicy, Clock, DailyBudget, Now, Sleep
-from syncd.core.systems import SALESFORCE_OBJECTS, WRITE_BATCH_LIMIT
+from syncd.core.systems import SALESFORCE_EMAIL, SALESFORCE_OBJECTS, WRITE_BATCH_LIMIT
 from syncd.errors import ConnectorError, FatalConnectorError, RetriableError
 
-__all__ = ["COLLECTION_LIMIT", "SalesforceConnector", "SalesforceSession"]
+__all__ = ["COLLECTION_LIMIT", "TEAM_OBJECT", "SalesforceConnector", "SalesforceSession", "TeamWrite"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 COLLECTION_LIMIT = WRITE_BATCH_LIMIT["salesforce"]
+COMPOSITE_QUERIES = 5  # query subrequests in one /composite request
 READ_BATCH = 200
 SYNC_OBJECTS: tuple[str, ...] = ("Lead", "Contact", "Account", "Opportunity")
 DEFAULT_EXTERNAL_ID = "Syncd_HubSpot_Id__c"
 _USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
 _VERSION_PATH = re.compile(r"^/services/data/v[\d.]+/")
 _LOCATOR = re.compile(r"/[0-9A-Za-z]{15,18}(-\d+)?$")
+TEAM_OBJECT = "AccountTeamMember"
+# A delete of a member that is already gone (an Account owner change erased the team, a human removed it)
+# reached the wanted end state.
+_GONE = frozenset({"NOT_FOUND", "ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY"})
+
+
+@dataclass(frozen=True, slots=True)
+class TeamWrite:
+    """One write to an account team: ``add`` (fields: AccountId, UserId, TeamMemberRole, access levels),
+    ``change`` of member ``id`` (role, access levels), or ``remove`` of member ``id``."""
+
+    op: Literal["add", "change", "remove"]
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    id: str | None = None
 
 
 def default_fields(object: str) -> list[str]:
@@ -273,6 +296,9 @@ class SalesforceConnector(Connector):
     def budget_state(self) -> BudgetState:
         return self.budget.state(self.policy.limiter.limit)
 
+    def rate_limited(self) -> int:
+        return self.policy.rate_limited
+
     def close(self) -> None:
         self.session.close()
 
@@ -304,28 +330,125 @@ class SalesforceConnector(Connector):
         if start is None and self.bulk_threshold and self._count(object) > self.bulk_threshold:
             yield from self._pull_bulk(object, names)
             return
-        soql = f"SELECT {', '.join(names)} FROM {object}"
+        soql = self._pull_soql(object, names, start)
         include_deleted = start is not None
-        if start is not None:
-            soql += f" WHERE SystemModstamp >= {_soql_literal(start.at - self.lookback)}"
-        soql += " ORDER BY SystemModstamp, Id"
-        headers = {"Sforce-Query-Options": f"batchSize={self.page_size}"}
+        headers = self._query_headers()
         result = self._call(
             "query", lambda: self.sf.query(soql, include_deleted=include_deleted, headers=headers)
         )
+        anchor = self._anchor() if start is not None else None
+        yield from self._query_pages(object, result, start, anchor)
+
+    def pull_many(self, since: Mapping[str, str | None]) -> Iterator[tuple[str, Page]]:
+        """The changes of several objects, their first (delta) queries sent together in one ``/composite``.
+
+        Up to five queries go in one request (REST API Developer Guide, "Composite": up to 25 subrequests, of
+        which up to 5 query or sObject Collections operations; the whole request counts as one API call).
+        Each query's later pages follow its ``nextRecordsUrl`` with ordinary query-more calls. An object
+        without a watermark is pulled on its own (a first sync may go through the Bulk API). A query the org
+        refuses fails the pull once the other objects of its request are yielded.
+        """
+        items = list(since.items())
+        delta = [(obj, Watermark.decode(mark, system="salesforce")) for obj, mark in items if mark]
+        for group in batched(delta, COMPOSITE_QUERIES):
+            yield from self._pull_composite(group)
+        for obj, mark in items:
+            if not mark:
+                for page in self.pull(obj):
+                    yield obj, page
+
+    def _pull_composite(self, group: list[tuple[str, Watermark]]) -> Iterator[tuple[str, Page]]:
+        version = str(getattr(self.sf, "sf_version", "") or "59.0")
+        subrequests = []
+        for i, (obj, start) in enumerate(group):
+            soql = self._pull_soql(obj, self._fields(obj, None), start)
+            subrequests.append(
+                {
+                    "method": "GET",
+                    "url": f"/services/data/v{version}/queryAll/?{urlencode({'q': soql})}",
+                    "referenceId": f"pull_{i}_{obj}",
+                    "httpHeaders": self._query_headers(),
+                }
+            )
+        body = {"allOrNone": False, "collateSubrequests": False, "compositeRequest": subrequests}
+        result = self._call("composite", lambda: self.sf.restful("composite", method="POST", json=body))
+        anchor = self._anchor()
+        answers = {
+            str(r.get("referenceId")): r
+            for r in (result.get("compositeResponse") or [] if isinstance(result, dict) else [])
+        }
+        failure: ConnectorError | None = None
+        for (obj, start), sub in zip(group, subrequests, strict=True):
+            answer = answers.get(str(sub["referenceId"]))
+            status = int(answer.get("httpStatusCode", 0)) if answer else 0
+            if answer is None or status != 200 or not isinstance(answer.get("body"), dict):
+                content = answer.get("body") if answer else result
+                failure = failure or salesforce_error(
+                    # content as the client's exceptions carry it: the parsed body
+                    SalesforceGeneralError(str(sub["url"]), status or 500, obj, content),  # type: ignore[arg-type]
+                    refreshable=self.refreshable,
+                )
+                continue
+            for page in self._query_pages(obj, answer["body"], start, anchor):
+                yield obj, page
+        if failure is not None:
+            raise failure
+
+    def _pull_soql(self, object: str, names: list[str], start: Watermark | None) -> str:
+        soql = f"SELECT {', '.join(names)} FROM {object}"
+        if start is not None:
+            soql += f" WHERE SystemModstamp >= {_soql_literal(start.at - self.lookback)}"
+        return soql + " ORDER BY SystemModstamp, Id"
+
+    def _query_headers(self) -> dict[str, str]:
+        return {"Sforce-Query-Options": f"batchSize={self.page_size}"}
+
+    def _anchor(self) -> Watermark | None:
+        """The org's clock when the last response was sent, as a watermark: every change the query could
+        see is in its result, so the next delta query may start from here (minus the look-back).
+
+        Salesforce sends the standard ``Date`` header (RFC 9110 section 6.6.1: an origin server with a clock
+        must) on every REST response; it has whole seconds, cut down, so it never runs ahead of the query.
+        Reading it instead of syncd's clock keeps a skewed local clock out of the watermark.
+        """
+        raw = self._last.headers.get("Date") if self._last is not None else None
+        if not raw:
+            return None
+        try:
+            at = parsedate_to_datetime(raw)
+        except (TypeError, ValueError):
+            return None
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        return Watermark(at.astimezone(UTC), "")
+
+    def _query_pages(
+        self, object: str, result: Mapping[str, Any], start: Watermark | None, anchor: Watermark | None
+    ) -> Iterator[Page]:
+        headers = self._query_headers()
         while True:
-            page = self._page(object, result.get("records") or [], start)
+            next_url = result.get("nextRecordsUrl")
+            last = bool(result.get("done", True)) or not next_url
+            page = self._page(object, result.get("records") or [], start, anchor if last else None)
             if page is not None:
                 yield page
-            next_url = result.get("nextRecordsUrl")
-            if result.get("done", True) or not next_url:
+            if last:
                 return
             result = self._call(
                 "query more",
                 lambda url=next_url: self.sf.query_more(url, identifier_is_url=True, headers=headers),  # type: ignore[misc]
             )
 
-    def _page(self, object: str, rows: list[dict[str, Any]], start: Watermark | None) -> Page | None:
+    def _page(
+        self,
+        object: str,
+        rows: list[dict[str, Any]],
+        start: Watermark | None,
+        anchor: Watermark | None = None,
+    ) -> Page | None:
+        """One page and the watermark after it. On a delta query's last page the watermark moves up to the
+        org's time of the query (``anchor``) even when nothing newer came: an idle org's next query starts at
+        that time minus the look-back instead of re-reading the last burst of changes every cycle."""
         records = [self._record(object, row) for row in rows]
         if start is not None and not self.lookback:
             # The query starts at the watermark's second: drop what the watermark says is done. Ids at the
@@ -336,12 +459,15 @@ class SalesforceConnector(Connector):
                 if r.modified_at > start.at
                 or (r.modified_at == start.at and start.id != ALL_AT_TIMESTAMP and r.id != start.id)
             ]
-        if not rows:
+        marks = [m for m in (start, anchor) if m is not None]
+        if rows:
+            last = self._record(object, rows[-1])
+            marks.append(Watermark(last.modified_at, last.id))
+        if not marks:
             return None
-        last = self._record(object, rows[-1])
-        mark = Watermark(last.modified_at, last.id)
-        if start is not None and mark < start:
-            mark = start
+        mark = max(marks)
+        if not rows and mark == start:
+            return None
         return Page(records, mark.encode())
 
     def _count(self, object: str) -> int:
@@ -350,11 +476,50 @@ class SalesforceConnector(Connector):
 
     def _describe(self, object: str) -> dict[str, str]:
         if object not in self._describes:
-            info = self._call("describe", lambda: getattr(self.sf, object).describe())
-            self._describes[object] = {
-                str(f["name"]): str(f.get("type", "string")) for f in info.get("fields", [])
-            }
+            self._describe_fields(object)
         return self._describes[object]
+
+    def _describe_fields(self, object: str) -> list[dict[str, Any]]:
+        """The object's fields as describe lists them (one call), refreshing the cached field types."""
+        info = self._call("describe", lambda: getattr(self.sf, object).describe())
+        found = [f for f in (info.get("fields") or []) if isinstance(f, dict) and f.get("name")]
+        self._describes[object] = {str(f["name"]): str(f.get("type", "string")) for f in found}
+        return found
+
+    def field_limits(self, objects: Iterable[str] | None = None) -> dict[str, dict[str, FieldLimit]]:
+        """What each field of ``objects`` (default: the synced objects) accepts, read from describe: one call
+        per object, every time (call it when the roster is refreshed, and check values before sending).
+
+        describe gives ``length`` of text fields, ``digits`` of ints, ``precision`` and ``scale`` of doubles
+        and currencies, and ``restrictedPicklist`` with ``picklistValues`` (REST API Developer Guide, "sObject
+        Describe"; SOAP API Developer Guide, "DescribeSObjectResult", Field). A field describe marks
+        read-only (``updateable`` false) is listed too, flagged.
+        """
+        out: dict[str, dict[str, FieldLimit]] = {}
+        for object in objects if objects is not None else self.objects:
+            limits: dict[str, FieldLimit] = {}
+            for f in self._describe_fields(object):
+                kind = str(f.get("type") or "string")
+                text = kind in _TEXT_KINDS
+                limits[str(f["name"])] = FieldLimit(
+                    name=str(f["name"]),
+                    type=kind,
+                    length=int(f.get("length") or 0) if text else 0,
+                    digits=int(f.get("digits") or 0) if kind == "int" else 0,
+                    precision=int(f.get("precision") or 0) if kind in _NUMBER else 0,
+                    scale=int(f.get("scale") or 0) if kind in _NUMBER else 0,
+                    picklist=tuple(
+                        str(p["value"])
+                        for p in f.get("picklistValues") or []
+                        if isinstance(p, dict) and p.get("active", True) and p.get("value") is not None
+                    ),
+                    restricted=bool(f.get("restrictedPicklist")),
+                    updateable=bool(f.get("updateable", True)),
+                    pattern=SALESFORCE_EMAIL.pattern if kind == "email" else "",
+                    pattern_error="INVALID_EMAIL_ADDRESS" if kind == "email" else "",
+                )
+            out[object] = limits
+        return out
 
     def _pull_bulk(self, object: str, names: list[str]) -> Iterator[Page]:
         """A first sync through one Bulk API 2.0 query job, converted to the REST shapes page by page."""
@@ -436,9 +601,88 @@ class SalesforceConnector(Connector):
             )
         return result
 
+    # ------------------------------------------------------------------------------------ account teams
+    # AccountTeamMember (Object Reference): a removed member is erased, not soft-deleted, so neither queryAll
+    # nor getDeleted shows it, and an Account owner change through the API erases the whole team
+    # (KeepAccountTeam defaults to false; REST cannot set it). The incremental pull therefore sees additions
+    # and changes only; read_account_teams gives the whole current team of the accounts that need it.
+
+    def pull_account_team_members(self, since: str | None = None) -> Iterator[Page]:
+        """AccountTeamMember rows created or changed since the watermark, like ``pull``; never removals."""
+        return self.pull(TEAM_OBJECT, since)
+
+    def read_account_teams(self, account_ids: Iterable[str]) -> Iterator[list[RawRecord]]:
+        """The current members of the given accounts' teams, one list per batch of accounts."""
+        names = self._fields(TEAM_OBJECT, None)
+        for batch in batched(account_ids, READ_BATCH):
+            soql = (
+                f"SELECT {', '.join(names)} FROM {TEAM_OBJECT} "
+                f"WHERE AccountId IN ({', '.join(_quote(i) for i in batch)}) ORDER BY AccountId, Id"
+            )
+            yield [self._record(TEAM_OBJECT, row) for row in self._query_rows(soql)]
+
+    def push_account_team(self, writes: Iterable[TeamWrite]) -> Iterator[list[PushResult]]:
+        """Team writes through sObject Collections, at most 200 records a call, results in input order.
+
+        Adds are creates: a create for a user already on the team updates that member, so a replayed add makes
+        no second member. A remove of a member already gone counts as done.
+        """
+        for batch in batched(writes, COLLECTION_LIMIT):
+            results: list[PushResult | None] = [None] * len(batch)
+            removes = [(i, w) for i, w in enumerate(batch) if w.op == "remove"]
+            changes = [(i, w) for i, w in enumerate(batch) if w.op == "change"]
+            adds = [(i, w) for i, w in enumerate(batch) if w.op == "add"]
+            if removes:
+                ids = [str(w.id) for _, w in removes]
+                for (i, w), saved in zip(removes, self._collection_delete(ids), strict=True):
+                    result = _save_result(saved, Change.update(str(w.id), {}), created=False)
+                    results[i] = PushResult(ok=True, id=w.id) if result.code in _GONE else result
+            if changes:
+                records = [
+                    {"attributes": {"type": TEAM_OBJECT}, **dict(w.fields), "Id": w.id} for _, w in changes
+                ]
+                for (i, w), saved in zip(
+                    changes, self._collection("composite/sobjects", records), strict=True
+                ):
+                    results[i] = _save_result(saved, Change.update(str(w.id), w.fields), created=False)
+            if adds:
+                records = [{"attributes": {"type": TEAM_OBJECT}, **dict(w.fields)} for _, w in adds]
+                for (i, w), saved in zip(adds, self._collection_post(records), strict=True):
+                    results[i] = _save_result(saved, Change.create(None, w.fields), created=True)
+            yield [r for r in results if r is not None]
+
+    def _collection_post(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        body = {"allOrNone": False, "records": records}
+        result = self._call(
+            "composite/sobjects", lambda: self.sf.restful("composite/sobjects", method="POST", json=body)
+        )
+        return self._results(result, len(records), "POST composite/sobjects")
+
+    def _collection_delete(self, ids: list[str]) -> list[dict[str, Any]]:
+        params = {"ids": ",".join(ids), "allOrNone": "false"}
+        result = self._call(
+            "composite/sobjects",
+            lambda: self.sf.restful("composite/sobjects", method="DELETE", params=params),
+        )
+        return self._results(result, len(ids), "DELETE composite/sobjects")
+
+    @staticmethod
+    def _results(result: Any, count: int, what: str) -> list[dict[str, Any]]:
+        if not isinstance(result, list) or len(result) != count:
+            raise FatalConnectorError(
+                f"Salesforce: {what} answered {len(result) if isinstance(result, list) else 'no'} results "
+                f"for {count} records",
+                system="salesforce",
+            )
+        return result
+
     # --------------------------------------------------------------------------------------------- reps
 
-    def list_reps(self) -> list[RepRecord]:
+    def list_reps(self, *, full: bool = True) -> list[RepRecord]:
+        if not full:
+            # A cycle's cheap look at the roster: the Users changed since the last one come with the pull,
+            # as one more delta query in the same /composite request (see syncd.cycle.pull).
+            return []
         reps: list[RepRecord] = []
         users = "SELECT Id, Email, Name, IsActive FROM User ORDER BY Id"
         for row in self._query_rows(users):
@@ -498,6 +742,9 @@ def _save_result(saved: Mapping[str, Any], change: Change, *, created: bool) -> 
 _BOOLEAN = frozenset({"boolean"})
 _INTEGER = frozenset({"int"})
 _NUMBER = frozenset({"double", "currency", "percent"})
+_TEXT_KINDS = frozenset(
+    {"string", "email", "url", "phone", "picklist", "multipicklist", "textarea", "combobox"}
+)
 
 
 def _typed(row: Mapping[str, str], types: Mapping[str, str]) -> dict[str, Any]:

@@ -83,7 +83,7 @@ from syncd.cycle.pull import pull
 from syncd.cycle.push import DryPusher, LivePusher
 from syncd.cycle.replay import replay
 from syncd.cycle.report import CycleReport
-from syncd.cycle.roster import Roster
+from syncd.cycle.roster import Roster, reps_of, rows_of
 from syncd.ledger import Ledger, utc_now
 from syncd.logs import log_decision
 from syncd.metrics import CycleSummary
@@ -95,6 +95,9 @@ log = logging.getLogger(__name__)
 
 # Keys decided per engine call: large enough to amortise the queries, small enough to bound memory.
 CHUNK = 2000
+# Every cycle looks at the roster cheaply (HubSpot's active owners; Salesforce's changed Users ride in the
+# pull's /composite request); the whole roster (queues, archived owners) is listed again this often.
+FULL_ROSTER_EVERY = timedelta(hours=1)
 
 
 class SyncCycle:
@@ -123,6 +126,9 @@ class SyncCycle:
         self.chunk = chunk
         self.backoff = backoff or Backoff()
         self.roster: Roster | None = None
+        self._limited_reported: dict[str, int] = {}
+        self._listed: list[dict[str, Any]] | None = None
+        self._full_roster_at: datetime | None = None
 
     @classmethod
     def from_config(
@@ -160,12 +166,24 @@ class SyncCycle:
     # -- the daemon's CycleRunner
 
     def refresh_roster(self) -> None:
-        """List the reps, queues and owners of both systems again (the daemon calls this on a schedule)."""
+        """List the reps, queues and owners of both systems again (every cycle does, and the daemon on a
+        schedule); the ledger keeps the list, and the decisions of reps whose facts changed become due."""
         reps = [*self.connectors["salesforce"].list_reps(), *self.connectors["hubspot"].list_reps()]
         self.roster = Roster.from_reps(reps)
+        self._listed = rows_of(reps)
+        self._full_roster_at = self.clock()
 
-    def run_cycle(self, rules: RuleSet, *, stop: threading.Event) -> CycleSummary:
-        summary = self.run(rules, stop=stop).summary()
+    def _roster_from_ledger(self) -> Roster:
+        """The roster as the last cycle listed it (a plan from the ledger makes no API call)."""
+        rows = self.ledger.roster.load()
+        if not rows:
+            self.refresh_roster()
+            assert self.roster is not None
+            return self.roster
+        return Roster.from_reps(reps_of(rows))
+
+    def run_cycle(self, rules: RuleSet, *, stop: threading.Event, progress: Progress = NULL) -> CycleSummary:
+        summary = self.run(rules, stop=stop, progress=progress).summary()
         self.prune()
         return summary
 
@@ -187,25 +205,38 @@ class SyncCycle:
         *,
         stop: threading.Event | None = None,
         dry_run: bool = False,
+        pull: bool = True,
         progress: Progress = NULL,
     ) -> CycleReport:
         """One cycle; with ``dry_run`` everything is worked out, nothing is pushed, and the ledger is left
         exactly as it was (only the run itself is recorded): the report then says what a cycle would do.
+        ``pull=False`` (a plan from the ledger) reads neither system: no roster refresh, no pull — the rules
+        are applied to the last synced state and the roster the last cycle saw, with 0 API calls.
         ``progress`` hears each stage start and advance."""
         report = CycleReport(dry_run=dry_run)
         calls_before: dict[str, int] = {s: self._calls(s) for s in SYSTEMS}
         run_id = self.ledger.runs.start("plan" if dry_run else "cycle")
         report.run_id = run_id
         try:
-            if self.roster is None:
-                self.refresh_roster()
-            if self.roster is None:
+            light: list[dict[str, Any]] | None = None
+            if pull:
+                last = self._full_roster_at
+                if self._listed is None and (last is None or self.clock() - last >= FULL_ROSTER_EVERY):
+                    self.refresh_roster()
+                elif self._listed is None:
+                    # The cheap look of every cycle: HubSpot's active owners here, Salesforce's changed
+                    # Users with the pull (one more delta query in the same /composite request).
+                    light = rows_of(self.connectors["hubspot"].list_reps(full=False))
+                roster = self.roster if light is None else self._roster_from_ledger()
+            else:
+                roster = self._roster_from_ledger()
+            if roster is None:
                 raise RuntimeError("refresh_roster() must run before a cycle")
             run = RunContext(
                 ledger=self.ledger,
                 connectors=self.connectors,
                 rules=rules,
-                roster=self.roster,
+                roster=roster,
                 report=report,
                 run_id=run_id,
                 stop=stop or threading.Event(),
@@ -218,7 +249,15 @@ class SyncCycle:
             )
             run.pusher = DryPusher(run) if dry_run else LivePusher(run)
             with run.pusher.session():
-                _execute(run)
+                if pull and self._listed is not None:
+                    _save_roster(run, self._listed)
+                    self._listed = None
+                elif light is not None:
+                    changed = run.ledger.roster.update(light, listed=("hubspot", "owner"))
+                    if changed:
+                        _make_due(run, changed)
+                        run.roster = self.roster = self._roster_from_ledger()
+                _execute(run, pull=pull)
         except BaseException as exc:
             self._finish(report, calls_before)
             self.ledger.runs.finish(run_id, "failed", counters=report.counters(), error=_one_line(exc))
@@ -234,6 +273,10 @@ class SyncCycle:
 
     def _finish(self, report: CycleReport, calls_before: Mapping[str, int]) -> None:
         report.api_calls = {s: self._calls(s) - calls_before[s] for s in SYSTEMS}
+        # Since the last report, so that 429s met by a roster refresh between cycles are counted too.
+        limited: dict[str, int] = {s: self.connectors[s].rate_limited() for s in SYSTEMS}
+        report.rate_limited = {s: n - self._limited_reported.get(s, 0) for s, n in limited.items()}
+        self._limited_reported = limited
         for system in SYSTEMS:
             state = self.connectors[system].budget_state()
             report.budget[system] = {
@@ -263,9 +306,25 @@ _STAGES: tuple[tuple[str, Callable[[RunContext], bool]], ...] = (
 )
 
 
-def _execute(run: RunContext) -> None:
-    """Run the stages in order; a stage returns False when the run was asked to stop."""
+def _save_roster(run: RunContext, listed: list[dict[str, Any]]) -> None:
+    """Keep the roster the systems listed; the decisions of reps whose facts changed are due now."""
+    changed = run.ledger.roster.save(listed)
+    if changed:
+        _make_due(run, changed)
+
+
+def _make_due(run: RunContext, changed: set[str]) -> None:
+    due = run.ledger.decisions.make_due(changed, run.now)
+    if due:
+        log.info("roster: %d reps changed in the systems; %d decisions due again", len(changed), due)
+
+
+def _execute(run: RunContext, *, pull: bool = True) -> None:
+    """Run the stages in order; a stage returns False when the run was asked to stop. Without ``pull``
+    (a plan from the ledger) the pull stage is left out: nothing is read from either system."""
     for name, stage in _STAGES:
+        if name == "pull" and not pull:
+            continue
         began = time.perf_counter()
         done = stage(run)
         run.report.seconds[name] = round(time.perf_counter() - began, 3)

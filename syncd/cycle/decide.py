@@ -15,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from syncd.core.engine import decide
+from syncd.core.impact import Move
+from syncd.core.limits import apply_limits, limit_rules, refused_record
 from syncd.core.link import Group, first, group
 from syncd.core.plan import Action, plan_key
 from syncd.core.schedule import due_at, iso, kept_hold
@@ -32,6 +34,15 @@ from syncd.core.types import (
     RoundRobinState,
     WriteRow,
 )
+from syncd.core.views import (
+    BadRecord,
+    account_reference,
+    account_view,
+    logical_fields,
+    opportunity_counts,
+    person_view,
+)
+from syncd.cycle import limits
 from syncd.cycle.context import RecordRef, RunContext
 
 _PLAIN = (str, int, float, bool, type(None))
@@ -58,6 +69,9 @@ class _Decide:
         self.opportunities: dict[str, tuple[int, int]] | None = None
         self.held: set[RecordRef] = set()
         self.due_refs: set[RecordRef] = set()
+        self.facts: dict[str, str] = {}
+        self.limits = limits.current(run)
+        self.limit_rules = limit_rules(run.mapping)
 
     def decide(self) -> bool:
         held = self.run.held_quarantine()
@@ -121,8 +135,14 @@ class _Decide:
                 self.now, kind=kind, after=after, limit=self.run.chunk
             )
         )
+        # Decisions made under other rules: a change of rules (a file edit, a reload) makes them due.
+        stale = pages(
+            lambda after: self.ledger.decisions.stale_keys(
+                self.rules.digest, kind=kind, after=after, limit=self.run.chunk
+            )
+        )
         last = None
-        for key in heapq.merge(dirty, due, iter(extra)):
+        for key in heapq.merge(dirty, due, stale, iter(extra)):
             if key != last:
                 last = key
                 yield key
@@ -185,15 +205,30 @@ class _Decide:
         writes = self._last_writes(groups.values())
         actions: list[Action] = []
         for d in decisions:
+            self._count_move(d, previous.get(d.key), merged[d.key])
             g = groups[d.key]
             planned = plan_key(
-                d, g, self.mapping, self.directory, merged=merged[d.key], last_writes=writes, held=self.held
+                d,
+                g,
+                self.mapping,
+                self.directory,
+                merged=merged[d.key],
+                last_writes=writes,
+                held=self.held,
+                policy=self.rules.policy,
+                now=self.now,
             )
-            actions.extend(planned)
+            limited = apply_limits(planned, self.limits, self.limit_rules)
+            actions.extend(limited.actions)
+            for refused in limited.refused:
+                record = refused_record(g, refused.action)
+                if record is not None:
+                    bad.append((record, d.key, refused.reason))
             self.report.decided[kind] += 1
             for r in (*g.writable, *g.readonly):
                 self.report.decided_records[r.system] += 1
         acted = {(a.system, a.object, a.record_id) for a in actions if a.record_id}
+        acted |= {r.ref for r, _, _ in bad}
         acted |= {("hubspot", "contacts", a.create_key) for a in actions if a.create_key}
         with self.ledger.transaction():
             changed = set(self.ledger.decisions.record(self._decision_rows(decisions, previous, overrides)))
@@ -230,35 +265,41 @@ class _Decide:
             if clean:
                 self.ledger.records.mark_clean(keys)
 
+    def _count_move(self, d: Decision, prev: DecisionRow | None, fields: Mapping[str, Any]) -> None:
+        """Count the decision's ownership move, from the previous decision (else the systems' current
+        owner) to the new one, in the report's impact."""
+        if prev is not None:
+            before = (prev.owner, prev.team, prev.stage)
+        else:
+            current = fields.get("owner")
+            before = (current if isinstance(current, str) else None, None, fields.get("stage"))
+        owner = d.owner if d.owner is not None else before[0]
+        self.report.impact.add(
+            Move(
+                d.key,
+                d.kind,
+                _name(d.kind, fields),
+                before[0],
+                owner,
+                before[1],
+                d.team,
+                before[2],
+                d.stage,
+                d.rule,
+            )
+        )
+
     def _logical(self, g: Group) -> dict[str, Any]:
-        by_system: dict[str, dict[str, Any]] = {}
-        sf = g.salesforce or (g.readonly[0] if g.readonly else None)
-        for record in (g.hubspot, sf):
-            if record is None:
-                continue
-            try:
-                by_system[record.system] = self.mapping.to_logical(
-                    record.system,  # type: ignore[arg-type]
-                    record.object,
-                    record.data,
-                    directory=self.directory,
-                )
-            except ValueError as exc:
-                raise _BadRecord(record, str(exc)) from None
-        return self.mapping.merge(by_system)
+        return logical_fields(g, self.mapping, self.directory)
 
     def _accounts_of(self, groups: Mapping[str, Group]) -> dict[str, str | None]:
         """Person key -> account key: a Contact's Account, else the account of the email's domain."""
         account_ids: dict[str, str] = {}
         domains: dict[str, str] = {}
         for key, g in groups.items():
-            sf = g.salesforce
-            if sf is not None and sf.object == "Contact" and sf.data.get("AccountId"):
-                account_ids[key] = str(sf.data["AccountId"])
-                continue
-            domain = next((r.domain for r in (g.hubspot, sf) if r is not None and r.domain), None)
-            if domain:
-                domains[key] = domain
+            ref = account_reference(g)
+            if ref is not None:
+                (account_ids if ref[0] == "id" else domains)[key] = ref[1]
         by_id = self.ledger.identity.keys_of("salesforce", "Account", set(account_ids.values()))
         by_domain = self.ledger.identity.keys_by_domain(set(domains.values()), kind="account")
         out: dict[str, str | None] = {}
@@ -272,43 +313,15 @@ class _Decide:
         return out
 
     def _person_view(self, g: Group, fields: Mapping[str, Any], account: str | None) -> PersonView:
-        sf = g.salesforce or (g.readonly[0] if g.readonly else None)
-        return PersonView(
-            key=g.key,
-            fields=fields,
-            account_key=account,
-            hubspot_id=g.hubspot.id if g.hubspot else None,
-            salesforce_id=sf.id if sf else None,
-            salesforce_object=sf.object if sf else None,  # type: ignore[arg-type]
-        )
+        return person_view(g, fields, account)
 
     def _account_view(self, g: Group, fields: Mapping[str, Any]) -> AccountView:
-        open_, won = (0, 0)
-        if g.salesforce is not None:
-            open_, won = self._opportunity_counts().get(g.salesforce.id, (0, 0))
-        return AccountView(
-            key=g.key,
-            fields=fields,
-            hubspot_id=g.hubspot.id if g.hubspot else None,
-            salesforce_id=g.salesforce.id if g.salesforce else None,
-            open_opportunities=open_,
-            won_opportunities=won,
-        )
+        return account_view(g, fields, self._opportunity_counts())
 
     def _opportunity_counts(self) -> dict[str, tuple[int, int]]:
         """Salesforce Account id -> (open, won) opportunities, read once per run from the ledger."""
         if self.opportunities is None:
-            counts: dict[str, tuple[int, int]] = {}
-            for r in self.ledger.records.iterate("salesforce", "Opportunity"):
-                account = r.data.get("AccountId")
-                if r.deleted or not account:
-                    continue
-                open_, won = counts.get(str(account), (0, 0))
-                counts[str(account)] = (
-                    open_ + (0 if r.data.get("IsClosed") else 1),
-                    won + (1 if r.data.get("IsWon") else 0),
-                )
-            self.opportunities = counts
+            self.opportunities = opportunity_counts(self.ledger.records.iterate("salesforce", "Opportunity"))
         return self.opportunities
 
     def _ledger_view(
@@ -374,10 +387,14 @@ class _Decide:
             data = {
                 "kind": d.kind,
                 "rule": d.rule,
+                # Which rules moved this record when a change of rules did (explain shows it).
+                "rules_change": _rules_change(d, prev, self.rules.digest),
                 "influencers": list(d.influencers),
                 "handoff": list(d.handoff) if d.handoff else None,
                 "create_salesforce_lead": d.create_salesforce_lead,
                 "hold_until": iso(hold),
+                # The roster facts the owner was decided with (the systems' and the files').
+                "owner_facts": self._owner_facts(d.owner),
                 "due_at": iso(due),
             }
             rows.append(
@@ -396,6 +413,30 @@ class _Decide:
             )
         return rows
 
+    def _owner_facts(self, owner: str | None) -> str | None:
+        """What the roster said of a rep owner when deciding: active in the systems and the files,
+        available, pools, daily cap (None for a queue or no owner)."""
+        if owner is None or owner.startswith("queue:"):
+            return None
+        found = self.facts.get(owner)
+        if found is None:
+            rep = self.rules.roster.reps.get(owner)
+            parts = ["active" if self.directory.is_active(owner) else "inactive in a system"]
+            if rep is None:
+                parts.append("not on the roster")
+            else:
+                if not rep.active:
+                    parts.append("inactive (roster)")
+                ok, why = rep.available(self.now)
+                parts.append("available" if ok else why)
+                pools = [p.name for p in self.rules.routing.pools.values() if owner in p.members]
+                parts.append("pools " + "+".join(pools) if pools else "no pool")
+                if rep.daily_cap is not None:
+                    parts.append(f"cap {rep.daily_cap}/day")
+            found = ", ".join(parts)
+            self.facts[owner] = found
+        return found
+
     def _last_writes(self, groups: Iterable[Group]) -> dict[tuple[str, str, str, str], WriteRow]:
         ids: dict[tuple[str, str], list[str]] = {}
         for g in groups:
@@ -408,13 +449,35 @@ class _Decide:
         return out
 
 
-class _BadRecord(Exception):
-    """A record whose values cannot be read (held in quarantine while the rest of the cycle goes on)."""
+def _name(kind: str, fields: Mapping[str, Any]) -> str:
+    """How a person or account is called in a plan: a name, else an email or domain."""
+    if kind == "person":
+        name = " ".join(str(fields[f]) for f in ("first_name", "last_name") if fields.get(f))
+        return name or str(fields.get("email") or "")
+    return str(fields.get("name") or fields.get("domain") or "")
 
-    def __init__(self, record: RecordRow, reason: str) -> None:
-        super().__init__(reason)
-        self.record = record
-        self.reason = reason
+
+def _rules_change(d: Decision, prev: DecisionRow | None, digest: str) -> dict[str, Any] | None:
+    """The last change of rules that moved this record: the digests, the rule that decided, the owner and
+    stage before and after. Kept from the previous decision until another change of rules moves it again."""
+    if prev is None:
+        return None
+    kept = prev.data.get("rules_change") or None
+    if prev.digest == digest:
+        return kept
+    owner = d.owner if d.owner is not None else prev.owner
+    if (prev.stage, prev.owner, prev.team) == (d.stage, owner, d.team):
+        return kept
+    return {
+        "from": prev.digest,
+        "to": digest,
+        "rule": d.rule,
+        "owner": [prev.owner, owner],
+        "stage": [prev.stage, d.stage],
+    }
+
+
+_BadRecord = BadRecord
 
 
 def trace_rows(trace: Iterable[Any]) -> list[list[Any]]:

@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from syncd.core.impact import Impact
 from syncd.core.plan import Tally
 from syncd.metrics import CycleSummary
 
@@ -26,6 +27,8 @@ class CycleReport:
     decided: Counter[str] = field(default_factory=Counter)
     decided_records: Counter[str] = field(default_factory=Counter)
     tally: Tally = field(default_factory=Tally)
+    # Ownership moves of the decisions made: per owner gained and lost, per rule and team (syncd plan).
+    impact: Impact = field(default_factory=Impact)
     # Writes that went through (or, in a dry run, would be sent): one per record and intent.
     pushed: Counter[str] = field(default_factory=Counter)
     failed: Counter[str] = field(default_factory=Counter)
@@ -36,6 +39,8 @@ class CycleReport:
     overrides: int = 0
     handoffs: int = 0
     api_calls: dict[str, int] = field(default_factory=dict)
+    # Responses that refused a call for a rate limit (429s, retried ones included), since the last report.
+    rate_limited: dict[str, int] = field(default_factory=dict)
     budget: dict[str, dict[str, Any]] = field(default_factory=dict)
     interrupted: bool = False
     # Wall time of each step (pushes of full batches happen during "decide").
@@ -56,6 +61,8 @@ class CycleReport:
             created={s: n for s, n in self.tally.created.items() if n},
             failed={s: n for s, n in self.failed.items() if n},
             api_calls=dict(self.api_calls),
+            rate_limited={s: n for s, n in self.rate_limited.items() if n},
+            assigned=dict(self.impact.gained),
             budget_used=budget_used,
             quarantined=self.quarantined,
             handoffs=self.handoffs,
@@ -80,6 +87,8 @@ class CycleReport:
             "replayed": self.replayed,
             "overrides": self.overrides,
             "handoffs": self.handoffs,
+            "owner_changes": self.impact.owner_changes,
+            "gained": dict(self.impact.gained),
             "api_calls": dict(self.api_calls),
             "budget": self.budget,
             "interrupted": self.interrupted,

@@ -59,3 +59,37 @@ class Roster:
         if system == "salesforce":
             return self.directory.owner_from_salesforce(owner_id)
         return self.directory.owner_from_hubspot(owner_id)
+
+
+def rows_of(reps: Iterable[RepRecord]) -> list[dict[str, Any]]:
+    """The reps as the ledger's roster store keeps them."""
+    return [
+        {
+            "system": r.system,
+            "kind": r.kind,
+            "id": r.id,
+            "email": r.email,
+            "name": r.name,
+            "active": r.active,
+            "user_id": r.user_id,
+            "developer_name": r.developer_name,
+        }
+        for r in reps
+    ]
+
+
+def reps_of(rows: Iterable[Mapping[str, Any]]) -> list[RepRecord]:
+    """The ledger's roster rows back as the connectors list reps."""
+    return [
+        RepRecord(
+            system=row["system"],
+            kind=row["kind"],
+            id=row["id"],
+            email=row["email"],
+            name=row["name"],
+            active=bool(row["active"]),
+            user_id=row["user_id"],
+            developer_name=row["developer_name"],
+        )
+        for row in rows
+    ]

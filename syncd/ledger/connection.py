@@ -153,7 +153,7 @@ class Connection:
             return
         if int(conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]) == 0:
             # A new file (before anything, WAL included, writes its first page): free pages go back to the
-            # file system on ``incremental_vacuum`` (retention). Older ledgers switch in migration 3.
+            # file system on ``incremental_vacuum`` (retention). Older ledgers switch after migration 6.
             conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":

@@ -113,6 +113,42 @@ class Decisions(Store):
         params: list[Any] = [after, _ts(at), *([] if kind is None else [kind]), limit]
         return [str(row[0]) for row in self._conn.execute(sql, params)]
 
+    @_guarded
+    def stale_keys(
+        self, digest: str, *, kind: str | None = None, after: str = "", limit: int = 1000
+    ) -> list[str]:
+        """Keys whose decision was made under other rules than ``digest`` (the rules in force), in key
+        order after ``after``: a change of rules makes every such decision due."""
+        kind_filter = "" if kind is None else " AND e.kind = ?"
+        sql = (
+            "SELECT d.key FROM decisions d JOIN entities e ON e.key = d.key "
+            f"WHERE d.key > ? AND d.digest != ?{kind_filter} ORDER BY d.key LIMIT ?"
+        )
+        params: list[Any] = [after, digest, *([] if kind is None else [kind]), limit]
+        return [str(row[0]) for row in self._conn.execute(sql, params)]
+
+    @_guarded
+    def make_due(self, reps: Iterable[str], at: datetime) -> int:
+        """Make due at ``at`` every decision ``reps`` (emails) own, are sticky owners of, or influence: what a
+        change of those reps' roster facts affects. Returns the number of decisions made due."""
+        wanted = sorted(set(reps))
+        if not wanted:
+            return 0
+        when = _ts(at)
+        total = 0
+        with self.transaction():
+            for chunk in _batched(wanted):
+                marks = ",".join("?" * len(chunk))
+                sql = (
+                    "UPDATE decisions SET data = json_set(data, '$.due_at', ?) "
+                    f"WHERE (owner IN ({marks}) "
+                    f"OR key IN (SELECT key FROM assignments WHERE rep IN ({marks})) "
+                    f"OR EXISTS (SELECT 1 FROM json_each(decisions.data, '$.influencers') WHERE value IN ({marks}))) "
+                    "AND (json_extract(data, '$.due_at') IS NULL OR json_extract(data, '$.due_at') > ?)"
+                )
+                total += self._conn.execute(sql, [when, *chunk, *chunk, *chunk, when]).rowcount
+        return total
+
     def get(self, key: str) -> DecisionRow | None:
         return self.get_many([key]).get(key)
 
@@ -167,6 +203,18 @@ class Decisions(Store):
         return {
             r["rep"]: r["n"] for r in self._select("SELECT rep, count(*) AS n FROM assignments GROUP BY rep")
         }
+
+    @_guarded
+    def assignments_since(self, since: datetime, *, limit: int = 100) -> tuple[int, list[AssignmentRow]]:
+        """How many sticky owners were assigned at or after ``since``, and the latest ``limit`` of them
+        (the status page's assignments of the last day)."""
+        where = "FROM assignments WHERE assigned_at >= ?"
+        total = self._conn.execute(f"SELECT count(*) {where}", (_ts(since),)).fetchone()[0]
+        rows = self.db.query(f"SELECT * {where} ORDER BY assigned_at DESC, key LIMIT ?", [_ts(since), limit])
+        return int(total), [
+            AssignmentRow(r["key"], r["rep"], r["team"], _dt(r["assigned_at"]), r["reason"], r["run_id"])
+            for r in rows
+        ]
 
     @_guarded
     def owner_counts(self) -> dict[str, int]:

@@ -233,6 +233,83 @@ def _v2_engine_state(db: Database) -> None:
 
 
 _V3 = """
+-- The systems' roster as last listed: what plan decides with, and what a roster change is measured against.
+CREATE TABLE reps (
+    system         TEXT NOT NULL,
+    kind           TEXT NOT NULL,
+    id             TEXT NOT NULL,
+    email          TEXT,
+    name           TEXT NOT NULL,
+    active         INTEGER NOT NULL,
+    user_id        TEXT,
+    developer_name TEXT,
+    seen_at        TEXT NOT NULL,
+    PRIMARY KEY (system, id)
+);
+CREATE INDEX decisions_by_owner ON decisions (owner);
+"""
+
+
+def _v3_roster(db: Database) -> None:
+    """The systems' roster, and decisions by owner (a rep who leaves makes their decisions due)."""
+    db.executescript(_V3)
+
+
+_V4 = """
+-- Merges in the systems: a merged-away record (HubSpot hs_merged_object_ids, Salesforce MasterRecordId) stays
+-- known by its id as an alias of the record it was merged into; ``applied`` once its links moved there.
+CREATE TABLE aliases (
+    system    TEXT NOT NULL,
+    object    TEXT NOT NULL,
+    id        TEXT NOT NULL,
+    survivor  TEXT NOT NULL,
+    merged_at TEXT NOT NULL,
+    applied   INTEGER NOT NULL DEFAULT 0,
+    run_id    TEXT,
+    PRIMARY KEY (system, object, id)
+);
+CREATE INDEX aliases_pending ON aliases (system, object) WHERE applied = 0;
+CREATE INDEX aliases_by_survivor ON aliases (system, survivor);
+"""
+
+
+def _v4_aliases(db: Database) -> None:
+    """Aliases: the ids of records merged away in either system, and the record each was merged into."""
+    db.executescript(_V4)
+
+
+_V5 = """
+-- Every content version of every pulled record, within retention: what `syncd backtest` replays. A version is
+-- dated by the system's modification time (else when syncd saw it); a ledger upgraded to this version starts
+-- with one version per record, dated by the record's own modification time.
+CREATE TABLE record_versions (
+    seq         INTEGER PRIMARY KEY,
+    system      TEXT NOT NULL,
+    object      TEXT NOT NULL,
+    id          TEXT NOT NULL,
+    modified_at TEXT NOT NULL,
+    deleted     INTEGER NOT NULL DEFAULT 0,
+    email       TEXT,
+    domain      TEXT,
+    hash        TEXT NOT NULL,
+    data        TEXT NOT NULL,
+    seen_at     TEXT NOT NULL,
+    run_id      TEXT
+);
+CREATE INDEX record_versions_by_time ON record_versions (modified_at);
+CREATE INDEX record_versions_by_record ON record_versions (system, object, id, modified_at);
+INSERT INTO record_versions (system, object, id, modified_at, deleted, email, domain, hash, data, seen_at, run_id)
+    SELECT system, object, id, COALESCE(modified_at, seen_at), deleted, email, domain, hash, data, seen_at, seen_run
+    FROM records ORDER BY COALESCE(modified_at, seen_at);
+"""
+
+
+def _v5_record_versions(db: Database) -> None:
+    """Record versions (the history `syncd backtest` replays), started from the records already staged."""
+    db.executescript(_V5)
+
+
+_V6 = """
 -- Domain lookups by object: the accounts of a domain without walking every person that shares it. It
 -- replaces the index by domain alone (every random-order index costs page writes on each staged page).
 CREATE INDEX records_by_object_domain ON records (system, object, domain) WHERE domain IS NOT NULL;
@@ -252,12 +329,19 @@ ALTER TABLE records DROP COLUMN dirty;
 """
 
 
-def _v3_lookups(db: Database) -> None:
+def _v6_lookups(db: Database) -> None:
     """An index for looking up an object's records by domain (accounts of a person's domain); the dirty
     flags in their own table. Ledgers created before this version also switch to incremental vacuum, once,
     after the upgrade (retention)."""
-    db.executescript(_V3)
+    db.executescript(_V6)
 
 
-MIGRATIONS: list[Callable[[Database], None]] = [_v1_storage, _v2_engine_state, _v3_lookups]
+MIGRATIONS: list[Callable[[Database], None]] = [
+    _v1_storage,
+    _v2_engine_state,
+    _v3_roster,
+    _v4_aliases,
+    _v5_record_versions,
+    _v6_lookups,
+]
 SCHEMA_VERSION = len(MIGRATIONS)

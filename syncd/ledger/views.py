@@ -130,6 +130,16 @@ class Views(Store):
         return None
 
     @_guarded
+    def owners_by_kind(self) -> dict[tuple[str, str | None], int]:
+        """(kind, decided owner) -> keys, for the status page: owners ``queue:NAME`` wait in a queue, and
+        owner None means no rule routed the key."""
+        sql = (
+            "SELECT e.kind, d.owner, count(*) FROM decisions d JOIN entities e ON e.key = d.key "
+            "GROUP BY e.kind, d.owner"
+        )
+        return {(str(kind), owner): int(n) for kind, owner, n in self._conn.execute(sql)}
+
+    @_guarded
     def all_keys(self) -> list[str]:
         """Every person and account key, in key order (the crash tests compare two ledgers by them)."""
         return [str(r[0]) for r in self._conn.execute("SELECT key FROM entities ORDER BY key")]

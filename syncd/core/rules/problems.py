@@ -31,6 +31,9 @@ ITEM_LABELS: dict[str, tuple[str, str]] = {
     "reps": ("rep", "email"),
     "queues": ("queue", "name"),
     "custom_fields": ("custom field", "name"),
+    "tiers": ("tier", "name"),
+    "roles": ("role", "name"),
+    "requirements": ("requirement", "name"),
 }
 # Table sections whose keys are names, and the word a message uses for one entry.
 TABLE_LABELS: dict[str, str] = {"fields": "field", "value_maps": "value map", "teams": "team"}
@@ -114,7 +117,8 @@ def locate(data: Any, loc: Sequence[int | str]) -> tuple[str, str]:
     node = data
     parent_key: str | None = None
     for part in loc:
-        if isinstance(part, int) and parent_key in ITEM_LABELS and isinstance(node, list):
+        # Named items are top-level lists; a list inside an item (a requirement's stages) is only a key.
+        if isinstance(part, int) and parent_key in ITEM_LABELS and isinstance(node, list) and not where:
             label, id_key = ITEM_LABELS[parent_key]
             item = node[part] if part < len(node) else None
             ident = item.get(id_key) if isinstance(item, dict) else None
