@@ -89,7 +89,7 @@ class Ledger:
         self.outbox = Outbox(connection, identity=self.identity)
         self.overrides = Overrides(connection)
         self.quarantine = Quarantine(connection)
-        self.retention = Retention(connection)
+        self.retention = Retention(connection, records=self.records)
         self.roster = Roster(connection)
         self.views = Views(
             connection,

@@ -1,6 +1,7 @@
 """Retention: what the ledger forgets once it is older than ``[ledger] keep_days``.
 
-Finished runs, confirmed intents and decision history older than the cut-off are deleted, a bounded number
+Finished runs, confirmed intents, decision history and record versions (each record keeps its version at
+the cut, see ``Records.prune_versions``) older than the cut-off are deleted, a bounded number
 of rows per call (the daemon calls ``prune`` after each cycle, so a ledger that kept years catches up over a
 few cycles instead of stalling one), and the freed pages go back to the file system by incremental vacuum.
 Everything a cycle needs stays: records, links, current decisions, assignments, open or failed intents, the
@@ -13,6 +14,8 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
+from syncd.ledger.connection import Connection
+from syncd.ledger.records import Records
 from syncd.ledger.rows import _ts
 from syncd.ledger.store import Store, _guarded
 
@@ -26,15 +29,21 @@ class Pruned:
     runs: int = 0
     intents: int = 0
     history: int = 0
+    versions: int = 0
     pages: int = 0
 
     @property
     def rows(self) -> int:
-        return self.runs + self.intents + self.history
+        return self.runs + self.intents + self.history + self.versions
 
 
 class Retention(Store):
     """Deletes what is older than the retention period (see the module docstring)."""
+
+    def __init__(self, connection: Connection, *, records: Records) -> None:
+        super().__init__(connection)
+        # Record versions (what backtest replays) are kept by the records store, which knows how to cut them.
+        self._records = records
 
     @_guarded
     def prune(self, before: datetime, *, limit: int = 5000, vacuum_pages: int = 2048) -> Pruned:
@@ -67,6 +76,7 @@ class Retention(Store):
                 # A record last seen by an old run keeps its data; it only forgets which run that was.
                 self._conn.execute(f"UPDATE records SET seen_run = NULL WHERE seen_run IN ({marks})", old)
                 runs = self._conn.execute(f"DELETE FROM runs WHERE id IN ({marks})", old).rowcount
+            versions = self._records.prune_versions(before)
         pages = 0
         if vacuum_pages > 0:
             free = int(self._conn.execute("PRAGMA freelist_count").fetchone()[0])
@@ -74,14 +84,15 @@ class Retention(Store):
                 # executescript steps the pragma to its end (one execute() frees a single page).
                 self._conn.executescript(f"PRAGMA incremental_vacuum({int(vacuum_pages)});")
                 pages = free - int(self._conn.execute("PRAGMA freelist_count").fetchone()[0])
-        pruned = Pruned(runs, intents, history, pages)
+        pruned = Pruned(runs, intents, history, versions, pages)
         if pruned.rows or pages:
             log.info(
-                "ledger retention: deleted %d runs, %d confirmed intents, %d decision changes older than %s; "
-                "%d free pages given back",
+                "ledger retention: deleted %d runs, %d confirmed intents, %d decision changes, %d record "
+                "versions older than %s; %d free pages given back",
                 runs,
                 intents,
                 history,
+                versions,
                 cutoff,
                 pages,
                 extra={"event": "retention", "runs": runs, "intents": intents, "history": history},

@@ -34,7 +34,9 @@ def ledger(tmp_path: Path, clock: Clock) -> Iterator[Ledger]:
 def a_cycle(ledger: Ledger, clock: Clock, key: str, owner: str, record: str) -> tuple[str, str, str]:
     """One finished run that staged a record, decided a key and confirmed one intent and left another open."""
     run = ledger.runs.start()
-    ledger.records.upsert([lead(record, Email=f"{record}@example.com")], run_id=run)
+    row = lead(record, Email=f"{record}@example.com")
+    ledger.records.upsert([row], run_id=run)
+    ledger.records.keep_versions([row, row], run_id=run)  # two versions, both modified at T0
     ledger.decisions.record([decision(key, owner=owner, decided_at=clock.now, run_id=run)])
     done, open_ = ledger.outbox.add_intents([owner_intent(record), owner_intent(record + "b")], run_id=run)
     ledger.outbox.confirm({done.id: None})
@@ -53,6 +55,8 @@ def test_prune_forgets_old_runs_confirmed_intents_and_history_and_keeps_what_cyc
     pruned = ledger.retention.prune(clock.now - timedelta(days=180))
 
     assert (pruned.intents, pruned.history) == (1, 1)
+    # Each record keeps its version at the cut (where a backtest from then starts); the older one goes.
+    assert (pruned.versions, ledger.records.count_versions()) == (2, 2)
     # The old run wrote an intent still open: the run stays while the intent does.
     assert pruned.runs == 0
     assert {i.id for i in ledger.outbox.intents()} == {old_open, new_done, new_open}
