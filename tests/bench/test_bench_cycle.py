@@ -292,7 +292,7 @@ def test_bench_crash_on_20k_persons(tmp_path: Path) -> None:
         f"\ncrash test, {result.persons:,} persons: uninterrupted cycle {result.reference_seconds:.1f} s; "
         f"30 SIGKILLs ({result.log.killed_running} mid-cycle) then {result.completing_runs} run(s) to "
         f"complete: {result.crash_seconds:.1f} s; differences {result.differences or 'none'}; "
-        f"integrity {result.integrity}"
+        f"ledger decisions equal: {result.decisions_equal}; integrity {result.integrity}"
     )
     assert result.differences == {}
     assert result.decisions_equal
