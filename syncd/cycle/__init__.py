@@ -219,6 +219,7 @@ class SyncCycle:
                 progress=progress,
                 log_decision=quiet if dry_run else log_decision,
                 quarantine_refs={(q.system, q.object, q.record_id) for q in self.ledger.quarantine.held()},
+                assume_writes=not pull,
             )
             run.pusher = DryPusher(run) if dry_run else LivePusher(run)
             with run.pusher.session():
