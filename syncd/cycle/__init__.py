@@ -3,11 +3,13 @@ and one function of the pure core (``syncd.core``).
 
     cycle = SyncCycle.from_config(config)
     report = cycle.run(load_ruleset(config.rules.directory))     # `syncd once`
-    report = cycle.run(rules, dry_run=True)                      # `syncd plan`: writes nothing anywhere
+    report = cycle.run(rules, dry_run=True)                      # `syncd plan --pull`: writes nothing anywhere
+    report = cycle.run(rules, dry_run=True, pull=False)          # `syncd plan`: from the ledger, 0 API calls
 
 ``SyncCycle`` satisfies the daemon's ``CycleRunner`` (``run_cycle(rules, stop=...)``, ``refresh_roster()``,
 ``close()``). The stages, in order:
 
+    (roster)    the systems' reps, a cheap look every cycle, whole hourly      ledger.roster, .decisions
     replay.py   intents a killed run left unconfirmed go out again            ledger.outbox
     pull.py     changes since each watermark, staged a page at a time         ledger.records, .overrides
     link.py     records to persons and accounts (core.link.assign_keys)       ledger.identity
@@ -34,7 +36,9 @@ These rules hold in every stage; a change to the cycle must keep them true.
    record (the same records always get the same keys).
 4. **Decisions, intents and the clean mark commit together.** Accounts, then persons, are decided in chunks
    of keys: keys with dirty records, keys whose decision is *due* (an SLA deadline, an override's end, a
-   recycling hold, the daily re-score as engagement points decay), quarantined records due for a retry, and
+   recycling hold, the daily re-score as engagement points decay, a change in the roster facts of a rep who
+   owns, holds or influences them), keys decided under other rules than those in force (a change of rules
+   re-decides them, and only what differs is written), quarantined records due for a retry, and
    the persons of accounts whose decision changed. Each chunk's decisions, sticky owners, round-robin state,
    day counts and **intents** are stored in one transaction that also marks the keys clean. Accounts and
    opportunities stay dirty until the persons they affect are decided too.
@@ -246,6 +250,7 @@ class SyncCycle:
                 progress=progress,
                 log_decision=quiet if dry_run else log_decision,
                 quarantine_refs={(q.system, q.object, q.record_id) for q in self.ledger.quarantine.held()},
+                assume_writes=not pull,
             )
             run.pusher = DryPusher(run) if dry_run else LivePusher(run)
             with run.pusher.session():

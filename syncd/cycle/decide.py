@@ -9,6 +9,7 @@ intents) are stored in one transaction that also marks the keys clean.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -165,7 +166,7 @@ class _Decide:
         return not self.run.stopped() and self.run.pusher.flush_full()
 
     def _decide_chunk(self, kind: str, keys: list[str], *, clean: bool) -> None:
-        records = self.ledger.records.of_keys(keys)
+        records = self._records_of(keys)
         groups: dict[str, Group] = {}
         merged: dict[str, dict[str, Any]] = {}
         bad: list[tuple[RecordRow, str, str]] = []
@@ -187,7 +188,7 @@ class _Decide:
             account_keys = {a for a in account_of.values() if a}
             for key, g in groups.items():
                 persons.append(self._person_view(g, merged[key], account_of.get(key)))
-            account_records = self.ledger.records.of_keys(sorted(account_keys)) if account_keys else {}
+            account_records = self._records_of(sorted(account_keys)) if account_keys else {}
             for akey in sorted(account_keys):
                 ag = group(akey, "account", account_records.get(akey, ()))
                 try:
@@ -264,6 +265,13 @@ class _Decide:
             self.run.pusher.accept(actions)
             if clean:
                 self.ledger.records.mark_clean(keys)
+
+    def _records_of(self, keys: Sequence[str]) -> dict[str, list[RecordRow]]:
+        """The keys' records as staged; in a plan from the ledger, as syncd's confirmed writes left them."""
+        records = self.ledger.records.of_keys(keys)
+        if not self.run.assume_writes:
+            return records
+        return _as_written(self.ledger, keys, records)
 
     def _count_move(self, d: Decision, prev: DecisionRow | None, fields: Mapping[str, Any]) -> None:
         """Count the decision's ownership move, from the previous decision (else the systems' current
@@ -447,6 +455,39 @@ class _Decide:
             for (rid, fname), w in self.ledger.outbox.last_writes(system, obj, obj_ids).items():
                 out[(system, obj, rid, fname)] = w
         return out
+
+
+def _as_written(
+    ledger: Any, keys: Sequence[str], records: dict[str, list[RecordRow]]
+) -> dict[str, list[RecordRow]]:
+    """The records as the systems hold them once syncd's confirmed writes landed: each field syncd wrote
+    after the record was staged takes the written value, and a record syncd created but has not pulled yet
+    is there with what syncd wrote into it. (A live cycle pulls first, and the echoes say the same.)"""
+    out = {key: list(rows) for key, rows in records.items()}
+    for key in keys:
+        staged = {r.ref for r in out.get(key, ())}
+        for link in ledger.identity.links_of(key):
+            if link.how == "created" and link.ref not in staged:
+                out.setdefault(key, []).append(
+                    RecordRow(link.system, link.object, link.id, data={"Id": link.id}, seen_at=link.linked_at)
+                )
+    ids: dict[tuple[str, str], list[str]] = {}
+    for rows in out.values():
+        for r in rows:
+            ids.setdefault((r.system, r.object), []).append(r.id)
+    written: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for (system, obj), obj_ids in ids.items():
+        for (rid, name), w in ledger.outbox.last_writes(system, obj, obj_ids).items():
+            written.setdefault((system, obj, rid), {})[name] = w
+    for rows in out.values():
+        for i, r in enumerate(rows):
+            found = written.get(r.ref)
+            if not found:
+                continue
+            newer = {name: w.value for name, w in found.items() if r.seen_at is None or w.at >= r.seen_at}
+            if newer:
+                rows[i] = dataclasses.replace(r, data={**r.data, **newer})
+    return out
 
 
 def _name(kind: str, fields: Mapping[str, Any]) -> str:
