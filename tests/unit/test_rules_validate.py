@@ -359,7 +359,7 @@ MALFORMED = [
         "scoring.toml",
         "points = -20",
         'points = "lots"',
-        "rule \"Student\": points: expected a whole number, got 'lots'",
+        "rule \"Student\": points: must be a whole number, got 'lots'",
         id="scoring-points-not-a-number",
     ),
     pytest.param(

@@ -18,7 +18,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from syncd.core.rules.conditions import ALWAYS, Condition, FieldSet, compile_condition
-from syncd.core.rules.problems import Problems, did_you_mean
+from syncd.core.rules.limits import MAX_DAYS, MAX_HOURS
+from syncd.core.rules.problems import Problems, clip, did_you_mean
 
 
 class StickinessModel(BaseModel):
@@ -28,13 +29,13 @@ class StickinessModel(BaseModel):
 
 class OverrideModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    respect_days: float = Field(default=30, ge=0)
+    respect_days: float = Field(default=30, ge=0, le=MAX_DAYS)
 
 
 class SlaModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     stages: list[str] = Field(default_factory=list)
-    hours: float = Field(default=48, gt=0)
+    hours: float = Field(default=48, gt=0, le=MAX_HOURS)
     activity_field: str | None = None
 
 
@@ -88,10 +89,16 @@ def build_policy(
     stages: tuple[str, ...],
 ) -> Policy | None:
     """Checks the policy's meaning; the compiled Policy or None after recording problems."""
-    before = len(problems.errors)
+    before = problems.error_count
     for s in model.sla.stages:
         if stages and s not in stages:
-            problems.error(display, "sla", "stages", f'unknown stage "{s}"' + did_you_mean(s, stages))
+            problems.error(
+                display,
+                "sla",
+                "stages",
+                f'unknown stage "{clip(s)}"' + did_you_mean(s, stages),
+                ref=("stage", s),
+            )
     field = model.sla.activity_field
     if field is not None:
         kind = person_fields.kinds.get(field)
@@ -100,11 +107,12 @@ def build_policy(
                 display,
                 "sla",
                 "activity_field",
-                f'unknown field "{field}"' + did_you_mean(field, person_fields.kinds),
+                f'unknown field "{clip(field)}"' + did_you_mean(field, person_fields.kinds),
+                ref=("field", field),
             )
         elif kind != "datetime":
             problems.error(
-                display, "sla", "activity_field", f'"{field}" is a {kind} field; expected a datetime field'
+                display, "sla", "activity_field", f'"{clip(field)}" is a {kind} field; expected a datetime field'
             )
     elif model.sla.stages:
         problems.error(display, "sla", "activity_field", "needed to tell whether the owner worked the record")
@@ -112,16 +120,30 @@ def build_policy(
         for key in ("create_salesforce_lead_for", "keep_previous_owner_for"):
             for t in getattr(model.handoffs, key):
                 if t not in teams:
-                    problems.error(display, "handoffs", key, f'unknown team "{t}"' + did_you_mean(t, teams))
+                    problems.error(
+                        display,
+                        "handoffs",
+                        key,
+                        f'unknown team "{clip(t)}"' + did_you_mean(t, teams),
+                        ref=("team", t),
+                    )
         pt = model.accounts.prospect_team
         if pt is not None and pt not in teams:
             problems.error(
-                display, "accounts", "prospect_team", f'unknown team "{pt}"' + did_you_mean(pt, teams)
+                display,
+                "accounts",
+                "prospect_team",
+                f'unknown team "{clip(pt)}"' + did_you_mean(pt, teams),
+                ref=("team", pt),
             )
     cs = model.accounts.customer_stage
     if cs is not None and stages and cs not in stages:
         problems.error(
-            display, "accounts", "customer_stage", f'unknown stage "{cs}"' + did_you_mean(cs, stages)
+            display,
+            "accounts",
+            "customer_stage",
+            f'unknown stage "{clip(cs)}"' + did_you_mean(cs, stages),
+            ref=("stage", cs),
         )
     customer_when: Condition | None = ALWAYS
     if model.accounts.customer_when is not None:
@@ -130,7 +152,7 @@ def build_policy(
         )
     elif cs is not None:
         problems.error(display, "accounts", "customer_when", "needed to tell which accounts are customers")
-    if len(problems.errors) != before or customer_when is None:
+    if problems.error_count != before or customer_when is None:
         return None
     return Policy(
         sticky=model.stickiness.enabled,

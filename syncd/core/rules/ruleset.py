@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,13 @@ from pydantic import BaseModel
 
 from syncd.core.mapping import Mapping, MappingFileModel, build_mapping
 from syncd.core.rules.conditions import FieldKind, FieldSet
-from syncd.core.rules.lifecycle import Lifecycle, LifecycleFileModel, build_lifecycle, stage_names
+from syncd.core.rules.lifecycle import (
+    Lifecycle,
+    LifecycleFileModel,
+    build_lifecycle,
+    check_stages,
+    stage_names,
+)
 from syncd.core.rules.policy import Policy, PolicyFileModel, build_policy
 from syncd.core.rules.problems import Problems, did_you_mean, parse_model, read_toml
 from syncd.core.rules.roster import Roster, RosterFileModel, build_roster
@@ -74,18 +81,30 @@ def field_sets(mapping: Mapping, stages: tuple[str, ...]) -> tuple[FieldSet, Fie
     person_kinds.update({f"account.{n}": k for n, k in account_kinds.items()})
     scoring_kinds = {n: k for n, k in person_kinds.items() if n not in SCORE_FIELDS}
     stage_fields = frozenset({"stage", "account.stage"})
+    account_forms = {n: f for n in account_kinds if (f := mapping.text_form(n)) is not None}
+    person_forms = {n: f for n in person_kinds if (f := mapping.text_form(n)) is not None}
+    person_forms.update({f"account.{n}": f for n, f in account_forms.items()})
+    unavailable = {f: "scoring computes it" for f in SCORE_FIELDS}
     return (
-        FieldSet(scoring_kinds, stages, stage_fields, {f: "scoring computes it" for f in SCORE_FIELDS}),
-        FieldSet(person_kinds, stages, stage_fields),
-        FieldSet(account_kinds, stages, stage_fields),
+        FieldSet(scoring_kinds, stages, stage_fields, unavailable, person_forms),
+        FieldSet(person_kinds, stages, stage_fields, forms=person_forms),
+        FieldSet(account_kinds, stages, stage_fields, forms=account_forms),
     )
 
 
 def check_directory(directory: Path) -> tuple[RuleSet | None, Problems]:
-    """Loads and checks every file of a rules directory; the RuleSet (None on any error) and all problems."""
+    """Loads and checks every file of a rules directory; the RuleSet (None on any error) and all problems.
+
+    A file that cannot be read or parsed is one line; the files that depend on it are checked only as far
+    as they do not need it, so one mistake is not reported again as the errors it causes elsewhere.
+    """
     problems = Problems()
     base = str(directory)
-    if not directory.is_dir():
+    try:
+        is_dir = directory.is_dir()
+    except OSError:
+        is_dir = False
+    if not is_dir:
         problems.error(base, "", "", "not a directory")
         return None, problems
     models: dict[str, Any] = {}
@@ -93,14 +112,18 @@ def check_directory(directory: Path) -> tuple[RuleSet | None, Problems]:
     for name, model_type in FILES.items():
         path = directory / name
         display = str(path)
-        if not path.is_file():
+        if not os.path.lexists(path):
             problems.error(display, "", "", "missing: every rules directory has " + ", ".join(FILES))
             continue
-        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
-        data = read_toml(path, display, problems)
+        data, raw = read_toml(path, display, problems)
+        digest.update(name.encode() + b"\0" + raw + b"\0")
         if data is not None:
             models[name] = parse_model(model_type, data, display, problems)
-    for extra in sorted(directory.glob("*.toml")):
+    try:
+        extras = sorted(directory.glob("*.toml"))
+    except OSError:
+        extras = []
+    for extra in extras:
         if extra.name not in FILES:
             problems.warning(
                 str(extra), "", "", "not a syncd rules file; ignored" + did_you_mean(extra.name, FILES)
@@ -109,12 +132,17 @@ def check_directory(directory: Path) -> tuple[RuleSet | None, Problems]:
     def disp(name: str) -> str:
         return str(directory / name)
 
-    lifecycle_model: LifecycleFileModel | None = models.get("lifecycle.toml")
-    stages = stage_names(lifecycle_model) if lifecycle_model else ()
     roster = None
     if models.get("roster.toml") is not None:
         roster = build_roster(models["roster.toml"], disp("roster.toml"), problems)
     teams = roster.teams if roster else None
+    lifecycle_model: LifecycleFileModel | None = models.get("lifecycle.toml")
+    # Stage names are checked by every other file only when the lifecycle itself is sound.
+    stages: tuple[str, ...] = ()
+    if lifecycle_model is not None and check_stages(
+        lifecycle_model, disp("lifecycle.toml"), problems, set(teams) if teams is not None else None
+    ):
+        stages = stage_names(lifecycle_model)
     mapping = None
     if models.get("fields.toml") is not None:
         mapping = build_mapping(models["fields.toml"], disp("fields.toml"), problems, stages)
@@ -122,14 +150,8 @@ def check_directory(directory: Path) -> tuple[RuleSet | None, Problems]:
     sets = field_sets(mapping, stages) if mapping else None
     if sets is not None:
         scoring_fields, person_fields, account_fields = sets
-        if lifecycle_model is not None:
-            lifecycle = build_lifecycle(
-                lifecycle_model,
-                disp("lifecycle.toml"),
-                problems,
-                person_fields,
-                set(teams) if teams is not None else None,
-            )
+        if lifecycle_model is not None and stages:
+            lifecycle = build_lifecycle(lifecycle_model, disp("lifecycle.toml"), problems, person_fields)
         if models.get("scoring.toml") is not None:
             scoring = build_scoring(
                 models["scoring.toml"], disp("scoring.toml"), problems, scoring_fields, stages
@@ -164,7 +186,7 @@ def check_directory(directory: Path) -> tuple[RuleSet | None, Problems]:
                     "no entry condition: contacts of customer accounts will not move here",
                 )
     if (
-        problems.errors
+        problems.error_count
         or sets is None
         or mapping is None
         or lifecycle is None
