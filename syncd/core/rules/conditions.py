@@ -138,7 +138,11 @@ class _Compiler:
                 continue
             never = ""
             if form.case == "upper" and v != v.upper():
-                never = f"{field} is read upper-case (transform \"upper\" in fields.toml); write {show(v.upper())}"
+                fix = v.upper()
+                if form.type == "country" and len(v.strip()) != 2:
+                    known = iso3166.countries.get(v.strip(), None)
+                    fix = known.alpha2 if known is not None else fix
+                never = f"{field} is read upper-case (transform \"upper\" in fields.toml); write {show(fix)}"
             elif form.case == "lower" and v != v.lower():
                 never = f"{field} is read lower-case (transform in fields.toml); write {show(v.lower())}"
             elif form.stripped and v != v.strip():

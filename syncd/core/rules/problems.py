@@ -63,12 +63,23 @@ def clip(text: str, limit: int = ECHO_CHARS) -> str:
 
 
 def show(value: Any, limit: int = ECHO_CHARS) -> str:
-    """A value from a file as a message quotes it: its repr, on one line and clipped."""
+    """A value from a file as a message quotes it, the way TOML writes it, on one line and clipped."""
     if isinstance(value, str):
-        return repr(clip(value, limit))
+        return '"' + clip(value, limit) + '"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return number(value)
     if isinstance(value, list | dict | tuple):
         return clip(repr(_shallow(value)), limit)
     return clip(repr(value), limit)
+
+
+def number(value: float | int) -> str:
+    """``3650`` rather than ``3650.0``; floats otherwise as Python writes them (``1e+300``, ``inf``)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    return str(value)
 
 
 def _shallow(value: Any, depth: int = 0) -> Any:
@@ -222,7 +233,7 @@ def _first_unusable(data: dict[str, Any]) -> tuple[tuple[int | str, ...], str] |
     while stack:
         loc, node = stack.pop()
         if len(loc) > MAX_DEPTH:
-            return loc[:MAX_DEPTH], f"nested too deeply (at most {MAX_DEPTH} levels of tables and lists)"
+            return loc[:2], f"nested too deeply (at most {MAX_DEPTH} levels of tables and lists)"
         if isinstance(node, dict):
             for k in node:
                 if len(k) > MAX_TEXT:
@@ -372,10 +383,12 @@ def describe(err: Any, allowed: list[str]) -> str:
         return f"too long (at most {ctx.get('max_length', '?')} characters)"
     if kind == "literal_error":
         expected = ctx.get("expected", "")
-        return f"{show(value)} is not one of {expected}"
+        return f"{show(value)} is not one of {str(expected).replace(chr(39), chr(34))}"
     if kind in _BOUND_WORDS:
         words, name = _BOUND_WORDS[kind]
-        return f"{show(value)} is out of range: must be {words} {ctx.get(name, '?')}"
+        bound = ctx.get(name)
+        shown = number(bound) if isinstance(bound, int | float) else "?"
+        return f"{show(value)} is out of range: must be {words} {shown}"
     if kind.startswith("date") or kind.startswith("datetime"):
         return "must be a date like 2025-08-01" + got
     if kind.startswith("time"):
