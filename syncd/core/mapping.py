@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from syncd.core.rules.conditions import FieldKind, TextForm
-from syncd.core.rules.problems import Problems, clip, did_you_mean, named
+from syncd.core.rules.problems import STAGES_HINT, Problems, clip, did_you_mean, named
 from syncd.core.systems import SYSTEMS, FieldSpec, OrgSchema, System
 from syncd.core.types import RepDirectory, is_queue
 
@@ -247,9 +247,13 @@ class Mapping:
                 elif t in ("lower", "domain_from_email", "domain_from_url"):
                     case = "lower"
             cases.add(case)
-            stripped = stripped and bool({"strip", "domain_from_email", "domain_from_url"} & set(b.transforms))
+            stripped = stripped and bool(
+                {"strip", "domain_from_email", "domain_from_url"} & set(b.transforms)
+            )
         common = cases.pop() if len(cases) == 1 else None
-        return TextForm(lf.type, "upper" if common == "upper" else "lower" if common == "lower" else None, stripped)
+        return TextForm(
+            lf.type, "upper" if common == "upper" else "lower" if common == "lower" else None, stripped
+        )
 
     def fields_for(self, entity: Entity) -> dict[str, LogicalField]:
         """The logical fields bound to at least one object of this entity (person, account or deal)."""
@@ -718,18 +722,26 @@ def build_mapping(
                         display,
                         where,
                         f"write.{logical}",
-                        f'unknown stage "{clip(logical)}"' + did_you_mean(logical, stages),
+                        f'unknown stage "{clip(logical)}"' + did_you_mean(logical, stages) + STAGES_HINT,
+                        ref=("stage", logical),
                     )
             for stage in stages:
                 if stage not in vm.write:
-                    problems.error(display, where, "write", f'no value for stage "{stage}"')
+                    problems.error(
+                        display,
+                        where,
+                        "write",
+                        f'no value for stage "{clip(stage)}"',
+                        ref=("stage without value", stage),
+                    )
             for system_value, logical in model.value_maps[map_name].read.items():
                 if logical not in stages:
                     problems.error(
                         display,
                         where,
-                        f"read.{system_value}",
-                        f'unknown stage "{clip(logical)}"' + did_you_mean(logical, stages),
+                        f"read.{clip(system_value)}",
+                        f'unknown stage "{clip(logical)}"' + did_you_mean(logical, stages) + STAGES_HINT,
+                        ref=("stage", logical),
                     )
         for _, binding, used_spec in users:
             if used_spec is None or not used_spec.picklist:

@@ -9,7 +9,15 @@ import sys
 
 import syncd.core
 
-FORBIDDEN = ("sqlite3", "requests", "urllib3", "simple_salesforce", "hubspot", "syncd.sandbox", "syncd.ledger")
+FORBIDDEN = (
+    "sqlite3",
+    "requests",
+    "urllib3",
+    "simple_salesforce",
+    "hubspot",
+    "syncd.sandbox",
+    "syncd.ledger",
+)
 
 CORE_MODULES = sorted(m.name for m in pkgutil.walk_packages(syncd.core.__path__, "syncd.core."))
 

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import iso3166
 
-from syncd.core.rules.problems import Problems, clip, did_you_mean, json_list, show
+from syncd.core.rules.problems import STAGES_HINT, Problems, clip, did_you_mean, json_list, show
 
 FieldKind = Literal["text", "number", "boolean", "datetime"]
 Test = Callable[[Mapping[str, Any]], bool]
@@ -93,7 +93,7 @@ class FieldSet:
         """The message for a field these conditions cannot use."""
         if name in self.unavailable:
             return f"unknown field here: {self.unavailable[name]}"
-        return "unknown field" + did_you_mean(name, self.kinds)
+        return "unknown field" + (did_you_mean(name, self.kinds) or " (fields are declared in fields.toml)")
 
 
 class _Compiler:
@@ -129,7 +129,9 @@ class _Compiler:
         for v in values:
             parts = [p.strip() for p in v.split(",") if p.strip()]
             if len(parts) > 1:
-                message = f"{show(v)} is one text; for any of several values write a list, e.g. {json_list(parts)}"
+                message = (
+                    f"{show(v)} is one text; for any of several values write a list, e.g. {json_list(parts)}"
+                )
                 if typed:
                     self.error(key, message)
                     ok = False
@@ -142,11 +144,13 @@ class _Compiler:
                 if form.type == "country" and len(v.strip()) != 2:
                     known = iso3166.countries.get(v.strip(), None)
                     fix = known.alpha2 if known is not None else fix
-                never = f"{field} is read upper-case (transform \"upper\" in fields.toml); write {show(fix)}"
+                never = f'{field} is read upper-case (transform "upper" in fields.toml); write {show(fix)}'
             elif form.case == "lower" and v != v.lower():
                 never = f"{field} is read lower-case (transform in fields.toml); write {show(v.lower())}"
             elif form.stripped and v != v.strip():
-                never = f"{field} is read without surrounding spaces (transform \"strip\"); write {show(v.strip())}"
+                never = (
+                    f'{field} is read without surrounding spaces (transform "strip"); write {show(v.strip())}'
+                )
             if never:
                 if positive:
                     self.error(key, f"{show(v)} can never match: {never}")
@@ -293,7 +297,7 @@ class _Compiler:
         if field in self.fields.stage_fields and self.fields.stages and value not in self.fields.stages:
             self.error(
                 key,
-                f'unknown stage "{clip(value)}"' + did_you_mean(value, self.fields.stages),
+                f'unknown stage "{clip(value)}"' + did_you_mean(value, self.fields.stages) + STAGES_HINT,
                 ref=("stage", value),
             )
             return _BAD

@@ -91,9 +91,7 @@ def stage_names(model: LifecycleFileModel) -> tuple[str, ...]:
     return tuple(dict.fromkeys(s.name for s in model.stages))
 
 
-def check_stages(
-    model: LifecycleFileModel, display: str, problems: Problems, teams: set[str] | None
-) -> bool:
+def check_stages(model: LifecycleFileModel, display: str, problems: Problems, teams: set[str] | None) -> bool:
     """Checks what needs no other file but the roster: stage names, teams, backward moves' stages and
     order. Runs before the mapping is read so that a broken lifecycle is reported here, not as the
     value-map errors it would cause in fields.toml. True when the stages and moves are sound."""
@@ -129,7 +127,9 @@ def check_stages(
                 )
                 ok = False
         if bm.to not in rank:
-            problems.error(display, where, "to", f'unknown stage "{clip(bm.to)}"' + did_you_mean(bm.to, names))
+            problems.error(
+                display, where, "to", f'unknown stage "{clip(bm.to)}"' + did_you_mean(bm.to, names)
+            )
             ok = False
         if not ok:
             continue
@@ -141,7 +141,9 @@ def check_stages(
     in_cycle = set(cycle)
     if cycle:
         culprit = next(
-            m for m in good if m.to in in_cycle and any(rank[m.to] >= rank[f] for f in set(m.from_) & in_cycle)
+            m
+            for m in good
+            if m.to in in_cycle and any(rank[m.to] >= rank[f] for f in set(m.from_) & in_cycle)
         )
         problems.error(
             display,

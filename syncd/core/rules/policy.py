@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from syncd.core.rules.conditions import ALWAYS, Condition, FieldSet, compile_condition
 from syncd.core.rules.limits import MAX_DAYS, MAX_HOURS
-from syncd.core.rules.problems import Problems, clip, did_you_mean
+from syncd.core.rules.problems import STAGES_HINT, Problems, clip, did_you_mean
 
 
 class StickinessModel(BaseModel):
@@ -96,7 +96,7 @@ def build_policy(
                 display,
                 "sla",
                 "stages",
-                f'unknown stage "{clip(s)}"' + did_you_mean(s, stages),
+                f'unknown stage "{clip(s)}"' + did_you_mean(s, stages) + STAGES_HINT,
                 ref=("stage", s),
             )
     field = model.sla.activity_field
@@ -107,12 +107,16 @@ def build_policy(
                 display,
                 "sla",
                 "activity_field",
-                f'unknown field "{clip(field)}"' + did_you_mean(field, person_fields.kinds),
+                f'unknown field "{clip(field)}"'
+                + (did_you_mean(field, person_fields.kinds) or " (fields are declared in fields.toml)"),
                 ref=("field", field),
             )
         elif kind != "datetime":
             problems.error(
-                display, "sla", "activity_field", f'"{clip(field)}" is a {kind} field; expected a datetime field'
+                display,
+                "sla",
+                "activity_field",
+                f'"{clip(field)}" is a {kind} field; expected a datetime field',
             )
     elif model.sla.stages:
         problems.error(display, "sla", "activity_field", "needed to tell whether the owner worked the record")
@@ -142,7 +146,7 @@ def build_policy(
             display,
             "accounts",
             "customer_stage",
-            f'unknown stage "{clip(cs)}"' + did_you_mean(cs, stages),
+            f'unknown stage "{clip(cs)}"' + did_you_mean(cs, stages) + STAGES_HINT,
             ref=("stage", cs),
         )
     customer_when: Condition | None = ALWAYS

@@ -35,6 +35,8 @@ ITEM_LABELS: dict[str, tuple[str, str]] = {
     "queues": ("queue", "name"),
     "custom_fields": ("custom field", "name"),
 }
+# Said after an unknown stage outside lifecycle.toml: a renamed stage is often the mistake.
+STAGES_HINT = " (stages are declared in lifecycle.toml)"
 # Table sections whose keys are names, and the word a message uses for one entry.
 TABLE_LABELS: dict[str, str] = {"fields": "field", "value_maps": "value map", "teams": "team"}
 
@@ -187,7 +189,9 @@ def read_toml(path: Path, display: str, problems: Problems) -> tuple[dict[str, A
             problems.error(display, "", "", "not a regular file; expected a TOML file")
             return None, b""
         if info.st_size > MAX_FILE_BYTES:
-            problems.error(display, "", "", f"{_size(info.st_size)}: too large (a rules file is at most 2 MB)")
+            problems.error(
+                display, "", "", f"{_size(info.st_size)}: too large (a rules file is at most 2 MB)"
+            )
             return None, b""
         with path.open("rb") as handle:
             raw = handle.read(MAX_FILE_BYTES + 1)

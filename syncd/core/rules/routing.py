@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from syncd.core.rules.conditions import Condition, FieldSet, Predicate, compile_condition, shadows
-from syncd.core.rules.problems import Problems, clip, did_you_mean, named, show
+from syncd.core.rules.problems import STAGES_HINT, Problems, clip, did_you_mean, named, show
 from syncd.core.rules.roster import Roster
 from syncd.core.types import rep_key
 
@@ -170,7 +170,7 @@ def build_routing(
                 display,
                 "account_match",
                 "stages",
-                f'unknown stage "{clip(s)}"' + did_you_mean(s, stages),
+                f'unknown stage "{clip(s)}"' + did_you_mean(s, stages) + STAGES_HINT,
                 ref=("stage", s),
             )
     queues = roster.queues if roster else ()
@@ -218,7 +218,10 @@ def build_routing(
                     )
                 elif rep.team != pm.team:
                     problems.error(
-                        display, where, "members", f'"{clip(m)}" is in team "{clip(rep.team)}", not "{clip(pm.team)}"'
+                        display,
+                        where,
+                        "members",
+                        f'"{clip(m)}" is in team "{clip(rep.team)}", not "{clip(pm.team)}"',
                     )
             known = [roster.reps[m] for m in members if m in roster.reps]
             if known and not any(r.active for r in known):
@@ -318,7 +321,7 @@ def build_routing(
                         display,
                         where,
                         f"when.{field}",
-                        f"{values} also routed by rule \"{clip(earlier.name)}\" of team \"{clip(rule.team)}\" "
+                        f'{values} also routed by rule "{clip(earlier.name)}" of team "{clip(rule.team)}" '
                         "above it, which wins",
                     )
         rules.append(rule)

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from syncd.core.rules.conditions import Condition, FieldSet, compile_condition
 from syncd.core.rules.limits import MAX_COUNT, MAX_DAYS, MAX_POINTS, MIN_HALF_LIFE_DAYS
-from syncd.core.rules.problems import Problems, clip, did_you_mean, named
+from syncd.core.rules.problems import STAGES_HINT, Problems, clip, did_you_mean, named
 
 
 class FitModel(BaseModel):
@@ -90,7 +90,7 @@ def build_scoring(
             display,
             "",
             "qualifies",
-            f'unknown stage "{clip(model.qualifies)}"' + did_you_mean(model.qualifies, stages),
+            f'unknown stage "{clip(model.qualifies)}"' + did_you_mean(model.qualifies, stages) + STAGES_HINT,
             ref=("stage", model.qualifies),
         )
     if model.threshold > model.max:
@@ -131,12 +131,15 @@ def build_scoring(
                     display,
                     where,
                     key,
-                    f'unknown field "{clip(name)}"' + did_you_mean(name, fields.kinds),
+                    f'unknown field "{clip(name)}"'
+                    + (did_you_mean(name, fields.kinds) or " (fields are declared in fields.toml)"),
                     ref=("field", name),
                 )
                 ok = False
             elif actual != kind:
-                problems.error(display, where, key, f'"{clip(name)}" is a {actual} field; expected a {kind} field')
+                problems.error(
+                    display, where, key, f'"{clip(name)}" is a {actual} field; expected a {kind} field'
+                )
                 ok = False
         if em.half_life_days is not None and em.date_field is None:
             problems.error(display, where, "half_life_days", "decay needs a date_field to measure age from")
