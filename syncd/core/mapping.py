@@ -34,7 +34,7 @@ from datetime import UTC, date, datetime, time
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
 from syncd.core.rules.conditions import FieldKind, TextForm
 from syncd.core.rules.problems import STAGES_HINT, Problems, clip, did_you_mean, named
@@ -94,7 +94,7 @@ class BindingModel(BaseModel):
     transform: Annotated[list[Transform], BeforeValidator(_listify_str)] = Field(default_factory=list)
     values: str | None = None
     write: WritePolicy | None = None
-    read: bool = True
+    read: StrictBool = True
 
 
 Bindings = Annotated[list[BindingModel], BeforeValidator(_listify)]
@@ -137,7 +137,7 @@ class CustomFieldModel(BaseModel):
     system: System
     object: str
     type: Literal["string", "int", "double", "boolean", "date", "datetime", "picklist"] = "string"
-    readonly: bool = False
+    readonly: StrictBool = False
 
 
 class MappingFileModel(BaseModel):

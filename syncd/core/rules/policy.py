@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from syncd.core.rules.conditions import ALWAYS, Condition, FieldSet, compile_condition
 from syncd.core.rules.limits import MAX_DAYS, MAX_HOURS
@@ -24,7 +24,7 @@ from syncd.core.rules.problems import STAGES_HINT, Problems, clip, did_you_mean
 
 class StickinessModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    enabled: bool = True
+    enabled: StrictBool = True
 
 
 class OverrideModel(BaseModel):

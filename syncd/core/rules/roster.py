@@ -13,10 +13,10 @@ from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from syncd.core.rules.limits import MAX_COUNT, MAX_WEIGHT
-from syncd.core.rules.problems import Problems, clip, did_you_mean, named
+from syncd.core.rules.problems import Problems, clip, did_you_mean, named, show
 from syncd.core.types import rep_key
 
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -53,9 +53,14 @@ class WorkingHoursModel(BaseModel):
     def _hhmm(cls, value: object) -> object:
         if isinstance(value, str):
             try:
-                return time.fromisoformat(value)
+                parsed = time.fromisoformat(value)
             except ValueError:
-                raise ValueError(f'"{value}" is not a time of day like "09:00"') from None
+                raise ValueError(f'{show(value)} is not a time of day like "09:00"') from None
+            value = parsed
+        if not isinstance(value, time) or value.tzinfo is not None:
+            # TOML's own local times are fine; a number or a time with an offset is not (the zone is
+            # `timezone`).
+            raise ValueError(f'{show(value)} is not a time of day like "09:00"')
         return value
 
 
@@ -67,8 +72,8 @@ class RepModel(BaseModel):
     territory: str = ""
     weight: int = Field(default=1, ge=1, le=MAX_WEIGHT)
     daily_cap: int | None = Field(default=None, ge=1, le=MAX_COUNT)
-    active: bool = True
-    out_of_office: bool = False
+    active: StrictBool = True
+    out_of_office: StrictBool = False
     away: list[AwayModel] = Field(default_factory=list)
     working_hours: WorkingHoursModel | None = None
 

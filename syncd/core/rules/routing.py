@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from syncd.core.rules.conditions import Condition, FieldSet, Predicate, compile_condition, shadows
 from syncd.core.rules.problems import STAGES_HINT, Problems, clip, did_you_mean, named, show
@@ -45,7 +45,7 @@ class RuleModel(BaseModel):
     pool: str | None = None
     queue: str | None = None
     overflow_queue: str | None = None
-    reassign: bool = False
+    reassign: StrictBool = False
     description: str = ""
 
 
