@@ -14,9 +14,12 @@ Owner, in order of precedence:
 2. account match (routing ``account_match`` stages): the account's owner when in the owning team;
 3. the sticky owner (``LedgerView.assignments``, else the systems' current owner), unless the rep is
    inactive or not on the roster, is in another team (hand-off), is outside the pool of a matching
-   ``reassign`` rule, or the SLA expired without activity;
+   ``reassign`` rule, or the SLA expired without activity; when the owner *left*, their heir first: a
+   person follows their account's owner, else the roster's ``successor`` (both when in the owning team);
 4. the owning team's routing rules, first match wins: a queue, or a pool's weighted round robin over
-   active, available reps under their daily cap (an overflow queue when none can take it);
+   active, available reps under their daily cap (an overflow queue when none can take it); records
+   created before the first sync (the backlog) are routed whatever the caps and not counted against
+   them, unless policy ``[caps] backlog = "counts"``;
 5. the fallback queue; for an account (which cannot wait in a queue) whose owner left, the fallback
    account pool, over its active, available members whatever their daily caps; any other account keeps
    its owner.
@@ -192,6 +195,7 @@ class _Run:
         self.assignments = ledger.assignments
         self.overrides = ledger.overrides
         self.holds = ledger.holds
+        self.backlog_before = ledger.backlog_before if rules.policy.backlog_exempt else None
         self.counts: dict[str, int] = dict(ledger.daily_counts)
         self.assigned_today: dict[str, int] = {}
         self.credits: dict[str, dict[str, int]] = {}
@@ -231,14 +235,20 @@ class _Run:
         return found
 
     def pick(
-        self, pool: Pool, exclude: str | None, trace: list[TraceEntry | TraceGroup], capped: bool = True
+        self,
+        pool: Pool,
+        exclude: str | None,
+        trace: list[TraceEntry | TraceGroup],
+        capped: bool = True,
+        counted: bool = True,
     ) -> str | None:
         """Smooth weighted round robin over the pool's members who can take a record now.
 
         Each eligible member earns its weight in credit; the richest (first in pool order on a tie) gets
         the record and pays the total weight of the eligible members. Members who cannot take records earn
         nothing meanwhile, so a rep back from leave does not receive a burst of catch-up assignments.
-        ``capped=False`` lets members over their daily cap take it (the record is still counted).
+        ``capped=False`` lets members over their daily cap take it (the record is still counted);
+        ``counted=False`` (the first sync's backlog, policy ``[caps]``) also leaves the day's counts alone.
         """
         credits = self.credits.get(pool.name)
         if credits is None:
@@ -279,8 +289,9 @@ class _Run:
         credits[best] -= total
         assigned = self.assigned[pool.name]
         assigned[best] = assigned.get(best, 0) + 1
-        counts[best] = counts.get(best, 0) + 1
-        self.assigned_today[best] = self.assigned_today.get(best, 0) + 1
+        if counted:
+            counts[best] = counts.get(best, 0) + 1
+            self.assigned_today[best] = self.assigned_today.get(best, 0) + 1
         self.touched_pools.add(pool.name)
         values = (("chose", best), ("skipped", why_skipped)) if why_skipped else (("chose", best),)
         trace.append(("route", "pool " + pool.name, True, "weighted round robin", (), values))
@@ -311,6 +322,7 @@ class _Run:
         for_accounts: bool,
         trace: list[TraceEntry | TraceGroup],
         owner_left: str = "",
+        backlog: bool = False,
     ) -> tuple[str | None, str]:
         """The owner the routing gives (rule already chosen), and the name of what chose it.
 
@@ -321,7 +333,11 @@ class _Run:
             if rule.queue is not None:
                 return queue_owner(rule.queue), rule.name
             pool = self.routing.pools[rule.pool or ""]
-            rep = self.pick(pool, exclude, trace)
+            if backlog:
+                trace.append(
+                    ("route", "backlog", True, "created before the first sync: daily caps aside", (), ())
+                )
+            rep = self.pick(pool, exclude, trace, capped=not backlog, counted=not backlog)
             if rep is not None:
                 return rep, rule.name
             if rule.overflow_queue is not None and not for_accounts:
@@ -378,8 +394,13 @@ class _Run:
         handoff: Handoff | None,
         for_accounts: bool,
         trace: list[TraceEntry | TraceGroup],
+        account_owner: str | None = None,
     ) -> tuple[str | None, str, datetime | None, Assignment | None, str | None]:
-        """(owner, rule, assigned_at, previous assignment, previous owner) for one record."""
+        """(owner, rule, assigned_at, previous assignment, previous owner) for one record.
+
+        ``account_owner`` is the owner of a person's account, which the person follows when their own
+        owner left.
+        """
         now = self.now
         prev = self.assignments.get(key)
         base_owner = prev.owner if prev is not None else current_owner
@@ -431,6 +452,10 @@ class _Run:
         owner_left = self.why_not_owner(base_owner) if base_owner is not None else ""
         if self.policy.sticky and base_owner is not None:
             why = owner_left
+            if why:
+                heir, how = self.heir(base_owner, why, team, account_owner, trace)
+                if heir is not None:
+                    return heir, how, now, prev, base_owner
             if not why:
                 rep_team = self.roster[base_owner].team
                 if rep_team != team:
@@ -461,11 +486,63 @@ class _Run:
             trace.append(("owner", "sticky", False, f"{base_owner}: {why}", (), ()))
         if not rule_done:
             rule = self.matching_rule(rules, ctx, trace)
-        owner, chosen_by = self.route(rule, exclude, for_accounts, trace, owner_left)
+        owner, chosen_by = self.route(
+            rule, exclude, for_accounts, trace, owner_left, backlog=self.is_backlog(ctx)
+        )
         if owner is None:
             return None, chosen_by, None, prev, base_owner
         assigned_at = prev.assigned_at if prev is not None and prev.owner == owner else now
         return owner, chosen_by, assigned_at, prev, base_owner
+
+    def is_backlog(self, ctx: Mapping[str, Any]) -> bool:
+        """Whether the record was created before syncd's first sync (and the policy exempts the backlog)."""
+        created = ctx.get("created_at")
+        return (
+            self.backlog_before is not None
+            and isinstance(created, datetime)
+            and created < self.backlog_before
+        )
+
+    def heir(
+        self,
+        left: str,
+        why: str,
+        team: str,
+        account_owner: str | None,
+        trace: list[TraceEntry | TraceGroup],
+    ) -> tuple[str | None, str]:
+        """Who takes over from an owner who left, before routing is asked: a person follows their
+        account's owner; else the roster's ``successor`` (followed down the chain while each one left too),
+        when they are in the owning team. (None, "") when nobody does."""
+        if account_owner is not None and not self.why_not_owner(account_owner):
+            rep = self.roster.get(account_owner)
+            if rep is not None and rep.team == team:
+                trace.append(
+                    (
+                        "owner",
+                        "follows account",
+                        True,
+                        f"{left} {why}: the account's owner {account_owner}",
+                        (),
+                        (),
+                    )
+                )
+                return account_owner, "account"
+        seen = {left}
+        current = self.roster.get(left)
+        while current is not None and current.successor is not None and current.successor not in seen:
+            successor = current.successor
+            seen.add(successor)
+            candidate = self.roster.get(successor)
+            if candidate is None:
+                break
+            if not self.why_not_owner(successor) and candidate.team == team:
+                trace.append(
+                    ("owner", "successor", True, f"{left} {why}: {successor} succeeds them (roster)", (), ())
+                )
+                return successor, "successor"
+            current = candidate
+        return None, ""
 
     def influencers(
         self, prev: Assignment | None, base_owner: str | None, owner: str | None, team: str
@@ -672,8 +749,14 @@ class _Run:
                 matched_owner = owner
 
         current = person.fields.get("owner")
+        account_owner = None
+        if account_key is not None:
+            account_owner = self.account_owner.get(account_key, (None, None))[0]
+            if account_owner is None:
+                assignment = self.assignments.get(account_key)
+                account_owner = assignment.owner if assignment is not None else None
         owner, rule, assigned_at, prev, base_owner = self.choose_owner(
-            person.key, team, stage_name, ctx, current, matched_owner, handoff, False, trace
+            person.key, team, stage_name, ctx, current, matched_owner, handoff, False, trace, account_owner
         )
         create_lead = person.salesforce_id is None and team in self.policy.create_lead_for
         if create_lead:

@@ -313,6 +313,10 @@ HUBSPOT_OBJECTS: dict[str, ObjectSpec] = {
                 _f("hs_email_click", "int"),
                 _f("hs_analytics_num_page_views", "int"),
                 _f("notes_last_updated", "datetime"),
+                _f("recent_conversion_date", "datetime", readonly=True),
+                _f("hs_email_last_click_date", "datetime", readonly=True),
+                _f("hs_analytics_last_visit_timestamp", "datetime", readonly=True),
+                _f("hs_last_sales_activity_timestamp", "datetime", readonly=True),  # "Last Engagement Date"
                 _f("hs_analytics_source", "picklist"),
                 *SYNCD_HS_CUSTOM,
             ),

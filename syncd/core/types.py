@@ -229,6 +229,8 @@ class LedgerView:
     daily_counts: Mapping[str, int] = field(default_factory=dict)
     # Per person key, until when automatic forward stage moves are held after a backward move (recycling).
     holds: Mapping[str, datetime] = field(default_factory=dict)
+    # When syncd's first sync started: records created before it are the backlog (policy ``[caps]``).
+    backlog_before: datetime | None = None
 
 
 # ------------------------------------------------------------------------------------------------- decisions

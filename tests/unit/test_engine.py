@@ -62,12 +62,12 @@ SCORING = [
         id="fit-capped-at-50",
     ),
     pytest.param({"title": "Student", "domain": "gmail.com"}, 0, id="negative-fit-clamped-to-0"),
-    pytest.param({"conversions": 1, "last_activity": NOW}, 15, id="one-conversion-today"),
-    pytest.param({"conversions": 5, "last_activity": NOW}, 30, id="conversions-capped-per-rule"),
-    pytest.param({"conversions": 2, "last_activity": NOW - 45 * DAY}, 15, id="one-half-life-halves"),
-    pytest.param({"conversions": 2, "last_activity": NOW - 90 * DAY}, 8, id="two-half-lives-quarter"),
+    pytest.param({"conversions": 1, "last_engagement": NOW}, 15, id="one-conversion-today"),
+    pytest.param({"conversions": 5, "last_engagement": NOW}, 30, id="conversions-capped-per-rule"),
+    pytest.param({"conversions": 2, "last_engagement": NOW - 90 * DAY}, 15, id="one-half-life-halves"),
+    pytest.param({"conversions": 2, "last_engagement": NOW - 180 * DAY}, 8, id="two-half-lives-quarter"),
     pytest.param({"conversions": 2}, 0, id="no-activity-date-no-engagement"),
-    pytest.param({"email_clicks": 2, "page_views": 4, "last_activity": NOW}, 10, id="clicks-and-views"),
+    pytest.param({"email_clicks": 2, "page_views": 4, "last_engagement": NOW}, 18, id="clicks-and-views"),
     pytest.param({"lead_source": "ORGANIC_SEARCH"}, 5, id="when-only-rule"),
     pytest.param({"lead_source": "PAID_SEARCH"}, 0, id="when-only-rule-no-match"),
     pytest.param(
@@ -75,7 +75,7 @@ SCORING = [
             "conversions": 9,
             "email_clicks": 9,
             "page_views": 90,
-            "last_activity": NOW,
+            "last_engagement": NOW,
             "lead_source": "REFERRALS",
         },
         60,
@@ -90,12 +90,12 @@ SCORING = [
             "conversions": 9,
             "email_clicks": 9,
             "page_views": 90,
-            "last_activity": NOW,
+            "last_engagement": NOW,
         },
         100,
         id="total-at-most-max",
     ),
-    pytest.param({"conversions": "3", "last_activity": NOW}, 0, id="non-number-count-ignored"),
+    pytest.param({"conversions": "3", "last_engagement": NOW}, 0, id="non-number-count-ignored"),
 ]
 
 
@@ -108,7 +108,13 @@ def test_scoring(fields: dict[str, Any], expected: int) -> None:
 
 # ------------------------------------------------------------------------------------------------- lifecycle
 
-HOT = {"title": "VP Sales", "employees": 6000, "conversions": 2, "last_activity": NOW}  # score 65
+HOT = {
+    "title": "VP Sales",
+    "employees": 6000,
+    "conversions": 2,
+    "last_engagement": NOW,
+    "last_activity": NOW,
+}  # score 65
 
 LIFECYCLE = [
     pytest.param(person(), [], "lead", id="new-person-starts-as-lead"),
@@ -160,7 +166,7 @@ def test_recycling_holds_forward_moves_then_releases_them() -> None:
     held = LedgerView(holds={"p1": recycled.hold_until})
     assert one([person(stage="lead", **HOT)], ledger=held).stage == "lead"
     later = NOW + 31 * DAY
-    hot_again = {**HOT, "last_activity": later}
+    hot_again = {**HOT, "last_engagement": later, "last_activity": later}
     assert one([person(stage="lead", **hot_again)], ledger=held, now=later).stage == "marketing_qualified"
     # A rep moving the person forward by hand is kept even while held.
     assert one([person(stage="sales_qualified", **HOT)], ledger=held).stage == "sales_qualified"

@@ -28,6 +28,7 @@ fields_strategy = st.fixed_dictionaries(
         "email_clicks": st.integers(min_value=0, max_value=10),
         "page_views": st.integers(min_value=0, max_value=40),
         "last_activity": st.integers(min_value=0, max_value=400).map(lambda d: NOW - timedelta(days=d)),
+        "last_engagement": st.integers(min_value=0, max_value=400).map(lambda d: NOW - timedelta(days=d)),
         "lead_status": st.sampled_from(["Nurturing", "Closed - Not Converted", "Working - Contacted"]),
         "owner": st.sampled_from([*REPS, "queue:Unassigned Leads", "gone@northwind.example"]),
     },
@@ -119,7 +120,13 @@ def test_no_decision_without_a_trace(persons: list[PersonView], ledger: LedgerVi
 
 
 def mqls(n: int) -> list[PersonView]:
-    hot = {"title": "VP Sales", "employees": 6000, "conversions": 2, "last_activity": NOW}
+    hot = {
+        "title": "VP Sales",
+        "employees": 6000,
+        "conversions": 2,
+        "last_engagement": NOW,
+        "last_activity": NOW,
+    }
     return [person(f"p{i}", **hot) for i in range(n)]
 
 

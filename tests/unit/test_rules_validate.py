@@ -350,9 +350,9 @@ MALFORMED = [
     ),
     pytest.param(
         "scoring.toml",
-        'date_field = "last_activity"',
-        'date_field = "last_activty"',
-        'date_field: unknown field "last_activty" (did you mean "last_activity"?)',
+        'date_field = "last_engagement"',
+        'date_field = "last_engagment"',
+        'date_field: unknown field "last_engagment" (did you mean "last_engagement"?)',
         id="scoring-unknown-date-field",
     ),
     pytest.param(

@@ -225,15 +225,15 @@ CASES: list[Case] = [
     Case(
         "half-life-1e308",
         "scoring.toml",
-        replace("scoring.toml", "half_life_days = 45", "half_life_days = 1e308"),
+        replace("scoring.toml", "half_life_days = 90", "half_life_days = 1e308"),
     ),
     Case(
         "half-life-subnormal",
         "scoring.toml",
-        replace("scoring.toml", "half_life_days = 45", "half_life_days = 5e-324"),
+        replace("scoring.toml", "half_life_days = 90", "half_life_days = 5e-324"),
     ),
     Case(
-        "half-life-zero", "scoring.toml", replace("scoring.toml", "half_life_days = 45", "half_life_days = 0")
+        "half-life-zero", "scoring.toml", replace("scoring.toml", "half_life_days = 90", "half_life_days = 0")
     ),
     Case("threshold-nan", "scoring.toml", replace("scoring.toml", "threshold = 60", "threshold = nan")),
     Case(
@@ -254,12 +254,12 @@ CASES: list[Case] = [
         replace("scoring.toml", "points = 15\n\n[[fit]]", "points = 1_000_000_000_000\n\n[[fit]]"),
     ),
     Case(
-        "engagement-points-1e300", "scoring.toml", replace("scoring.toml", "points = 3\n", "points = 1e300\n")
+        "engagement-points-1e300", "scoring.toml", replace("scoring.toml", "points = 5\ncap = 20", "points = 1e300\ncap = 20")
     ),
     Case(
         "engagement-points-minus-inf",
         "scoring.toml",
-        replace("scoring.toml", "points = 3\n", "points = -inf\n"),
+        replace("scoring.toml", "points = 5\ncap = 20", "points = -inf\ncap = 20"),
     ),
     Case("engagement-cap-1e300", "scoring.toml", replace("scoring.toml", "cap = 15\n", "cap = 1e300\n")),
     Case(
@@ -418,7 +418,7 @@ CASES: list[Case] = [
     Case(
         "field-renamed-in-fields",
         "scoring.toml",
-        replace("fields.toml", "[fields.last_activity]", "[fields.last_touch]"),
+        replace("fields.toml", "[fields.last_engagement]", "[fields.last_engaged]"),
     ),
     Case(
         "stage-renamed-in-lifecycle",
@@ -619,7 +619,7 @@ CASES: list[Case] = [
     Case(
         "half-life-without-date-field",
         "scoring.toml",
-        replace("scoring.toml", 'half_life_days = 45\ndate_field = "last_activity"', "half_life_days = 45"),
+        replace("scoring.toml", 'half_life_days = 90\ndate_field = "last_engagement"', "half_life_days = 90"),
     ),
     Case("threshold-above-max", "scoring.toml", replace("scoring.toml", "threshold = 60", "threshold = 101")),
     Case(
@@ -951,7 +951,7 @@ VALID: list[Case] = [
         ),
     ),
     Case("tiny-sla-hours", "", replace("policy.toml", "hours = 72", "hours = 5e-324")),
-    Case("shortest-half-life", "", replace("scoring.toml", "half_life_days = 45", "half_life_days = 0.001")),
+    Case("shortest-half-life", "", replace("scoring.toml", "half_life_days = 90", "half_life_days = 0.001")),
     Case("negative-fit-points-at-bound", "", replace("scoring.toml", "points = -20", "points = -1_000_000")),
     Case(
         "test-domain-rep",

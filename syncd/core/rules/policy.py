@@ -8,12 +8,13 @@
 - ``[handoffs]``: which teams get a Salesforce Lead created for a HubSpot-only person, and which hand-offs
   keep the previous owner as an influencer (account-based ownership: the seller stays on the account team).
 - ``[accounts]``: when an account is a customer, and which team owns prospects.
+- ``[caps]``: whether the backlog found by the first sync counts against the reps' daily caps.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
@@ -52,6 +53,13 @@ class AccountsModel(BaseModel):
     prospect_team: str | None = None
 
 
+class CapsModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # "exempt": records created before syncd's first sync (the backlog) are routed whatever the daily caps
+    # and do not count against them, so the first sync cannot use up a day's capacity for new leads.
+    backlog: Literal["exempt", "counts"] = "exempt"
+
+
 class PolicyFileModel(BaseModel):
     """The schema of ``policy.toml``."""
 
@@ -61,6 +69,7 @@ class PolicyFileModel(BaseModel):
     sla: SlaModel = Field(default_factory=SlaModel)
     handoffs: HandoffModel = Field(default_factory=HandoffModel)
     accounts: AccountsModel = Field(default_factory=AccountsModel)
+    caps: CapsModel = Field(default_factory=CapsModel)
 
 
 @dataclass(frozen=True)
@@ -77,6 +86,7 @@ class Policy:
     customer_when: Condition
     customer_stage: str | None
     prospect_team: str | None
+    backlog_exempt: bool = True
 
 
 def build_policy(
@@ -169,4 +179,5 @@ def build_policy(
         customer_when=customer_when,
         customer_stage=cs,
         prospect_team=model.accounts.prospect_team,
+        backlog_exempt=model.caps.backlog == "exempt",
     )

@@ -76,6 +76,7 @@ class RepModel(BaseModel):
     out_of_office: StrictBool = False
     away: list[AwayModel] = Field(default_factory=list)
     working_hours: WorkingHoursModel | None = None
+    successor: str | None = None
 
 
 class RosterFileModel(BaseModel):
@@ -113,6 +114,8 @@ class RosterRep:
     out_of_office: bool
     away: tuple[tuple[date, date], ...]
     working_hours: WorkingHours | None
+    # Who takes over this rep's records when they leave (before routing is asked).
+    successor: str | None = None
 
     def available(self, now: datetime) -> tuple[bool, str]:
         """Whether the rep can take new records at ``now``, and why not."""
@@ -211,7 +214,30 @@ def build_roster(model: RosterFileModel, display: str, problems: Problems) -> Ro
             rm.out_of_office,
             tuple(away),
             hours,
+            rep_key(rm.successor) if rm.successor else None,
         )
+    for rep in reps.values():
+        if rep.successor is None:
+            continue
+        where = named("rep", rep.key)
+        if rep.successor == rep.key:
+            problems.error(display, where, "successor", "a rep cannot succeed themselves")
+        elif rep.successor not in reps:
+            problems.error(
+                display,
+                where,
+                "successor",
+                f'"{clip(rep.successor)}" is not on the roster' + did_you_mean(rep.successor, reps),
+                ref=("rep", rep.successor),
+            )
+        elif reps[rep.successor].team != rep.team:
+            problems.warning(
+                display,
+                where,
+                "successor",
+                f"{clip(rep.successor)} is in {clip(reps[rep.successor].team)}, not {clip(rep.team)}: "
+                "they succeed only to records of their own team",
+            )
     if problems.error_count != before:
         return None
     return Roster(teams, tuple(queues), reps)

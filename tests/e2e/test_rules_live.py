@@ -1,0 +1,149 @@
+"""Rules and roster as live input: a change reaches both systems, previewed first with no API call.
+
+On a synced org: moving a country between territories is planned per rep from the ledger alone and the next
+cycle applies exactly the plan; a rep deactivated in Salesforce owns nothing in either system after the next
+cycle; raising the score threshold and lowering it back leaves both systems as they were.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ROOT, Org
+
+from syncd.core.rules import RuleSet, load_ruleset
+from syncd.ledger import Ledger
+
+MAPPINGS = ROOT / "mappings"
+
+
+def edited_rules(tmp: Path, file: str, old: str, new: str) -> RuleSet:
+    """The shipped rules with one edit, loaded from a copy (as an admin's candidate directory)."""
+    target = tmp / f"rules-{len(list(tmp.glob('rules-*')))}"
+    shutil.copytree(MAPPINGS, target)
+    text = (target / file).read_text()
+    assert old in text, f"{old!r} not in {file}: the test no longer matches the shipped file"
+    (target / file).write_text(text.replace(old, new))
+    return load_ruleset(target)
+
+
+def synced(org: Org) -> None:
+    """A first cycle, then one that takes the echoes of its writes back: both systems agree with the rules."""
+    cycle = org.cycle()
+    cycle.run(org.rules)
+    org.clock.advance(minutes=5)
+    cycle.run(org.rules)
+
+
+def api_calls(org: Org) -> int:
+    return sum(sum(kinds.values()) for kinds in org.systems.kinds().values())
+
+
+def per_rep(report: Any) -> dict[str, tuple[int, int]]:
+    return {r.owner: (r.gained, r.lost) for r in report.impact.reps({}, {})}
+
+
+def test_a_territory_change_is_planned_per_rep_with_no_api_call_and_the_next_cycle_does_exactly_that(
+    org: Org, tmp_path: Path
+) -> None:
+    synced(org)
+    # DE moves from EMEA to North America; both rules are `reassign = true`, so German records move.
+    candidate = _both_edits(tmp_path)
+    org.systems.reset_counts()
+
+    plan = org.cycle().run(candidate, dry_run=True, pull=False)
+
+    assert api_calls(org) == 0, "plan from the ledger makes no API call"
+    assert plan.impact.by_rule.get("AE North America", 0) > 0
+    moved = per_rep(plan)
+    assert all(
+        gained == 0
+        for rep, (gained, _) in moved.items()
+        if "lukas" in rep or "chloe" in rep or "sofia" in rep
+    )
+    assert plan.tally.total > 0
+
+    once = org.cycle().run(candidate)
+
+    assert once.tally.counts() == plan.tally.counts()
+    assert per_rep(once) == moved
+    assert org.cycle().run(candidate, dry_run=True, pull=False).tally.total == 0
+
+
+def _both_edits(tmp: Path) -> RuleSet:
+    target = tmp / "territory"
+    shutil.copytree(MAPPINGS, target)
+    text = (target / "routing.toml").read_text()
+    for old, new in (
+        (
+            'when = { country = ["GB", "DE", "FR", "NL", "SE", "ES", "IT", "IE", "CH"] }',
+            'when = { country = ["GB", "FR", "NL", "SE", "ES", "IT", "IE", "CH"] }',
+        ),
+        ('when = { country = ["US", "CA", "MX"] }', 'when = { country = ["US", "CA", "MX", "DE"] }'),
+    ):
+        assert old in text
+        text = text.replace(old, new)
+    (target / "routing.toml").write_text(text)
+    return load_ruleset(target)
+
+
+def owned_in_systems(org: Org, email: str) -> Counter[str]:
+    """Records syncd manages that ``email`` owns, per object, in both systems (converted Leads aside)."""
+    snap = org.systems.snapshot()
+    user = org.systems.users()[email]
+    owner = org.systems.owners().get(email)
+    found: Counter[str] = Counter()
+    for obj in ("Lead", "Contact", "Account"):
+        for r in snap[obj].values():
+            if r.get("OwnerId") == user and not r.get("IsConverted") and not r.get("IsDeleted"):
+                found[obj] += 1
+    for obj in ("contacts", "companies"):
+        for r in snap[obj].values():
+            if owner is not None and r.get("hubspot_owner_id") == owner:
+                found[obj] += 1
+    return found
+
+
+def test_a_rep_deactivated_in_salesforce_owns_nothing_after_the_next_cycle(org: Org) -> None:
+    synced(org)
+    with Ledger(org.config.ledger.path, readonly=True) as ledger:
+        loads = ledger.decisions.owner_counts()
+    rep = max((r for r in loads if "@" in r and "queue:" not in r), key=lambda r: loads[r])
+    assert sum(owned_in_systems(org, rep).values()) > 0
+    sf = org.systems.salesforce()
+    sf.User.update(org.systems.users()[rep], {"IsActive": False})
+
+    org.clock.advance(minutes=5)
+    report = org.cycle().run(org.rules)
+
+    assert report.ok
+    assert owned_in_systems(org, rep) == Counter()
+    with Ledger(org.config.ledger.path, readonly=True) as ledger:
+        assert ledger.decisions.owner_counts().get(rep, 0) == 0
+
+
+@pytest.mark.parametrize("threshold", [70, 90])
+def test_raising_the_threshold_and_lowering_it_back_leaves_both_systems_as_they_were(
+    org: Org, tmp_path: Path, threshold: int
+) -> None:
+    synced(org)
+    before = org.systems.snapshot()
+    persons = org.cycle().run(org.rules, dry_run=True, pull=False).decided.get("person", 0)
+    raised = edited_rules(tmp_path, "scoring.toml", "threshold = 60", f"threshold = {threshold}")
+    org.systems.reset_counts()
+
+    org.clock.advance(minutes=5)
+    up = org.cycle().run(raised)
+    org.clock.advance(minutes=5)
+    down = org.cycle().run(org.rules)
+
+    # Each change of rules re-decided every person; stages only move forward, so nobody qualified under the
+    # old threshold is demoted, and lowering it back restores what raising it changed: nothing to write.
+    assert up.decided["person"] == down.decided["person"] == 300
+    assert persons == 0, "before the change nothing was due"
+    assert org.systems.write_calls() == {}
+    assert org.systems.snapshot() == before
