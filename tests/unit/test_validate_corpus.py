@@ -254,7 +254,9 @@ CASES: list[Case] = [
         replace("scoring.toml", "points = 15\n\n[[fit]]", "points = 1_000_000_000_000\n\n[[fit]]"),
     ),
     Case(
-        "engagement-points-1e300", "scoring.toml", replace("scoring.toml", "points = 5\ncap = 20", "points = 1e300\ncap = 20")
+        "engagement-points-1e300",
+        "scoring.toml",
+        replace("scoring.toml", "points = 5\ncap = 20", "points = 1e300\ncap = 20"),
     ),
     Case(
         "engagement-points-minus-inf",
