@@ -1042,3 +1042,13 @@ def test_validate_config_that_is_missing_is_one_line(tmp_path: Path) -> None:
         proc.stderr.strip()
         == f"error: {tmp_path / 'nope.toml'}: no such file (copy config.example.toml to start)"
     )
+
+
+def test_a_rule_for_persons_and_accounts_warns_once(rules_dir: Path) -> None:
+    replace("routing.toml", '["JP", "AU", "IN", "SG"]', '["JP", "AU", "IN", "SG", "UK"]')(rules_dir)
+    code, lines, _ = run_validate(rules_dir)
+    assert code == 0
+    assert [line for line in lines if line.startswith("warning: ")] == [
+        f'warning: {rules_dir}/routing.toml: rule "AE APAC": when.country: "UK" is not an ISO 3166 country code'
+        ' (the United Kingdom is "GB")'
+    ]

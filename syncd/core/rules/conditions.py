@@ -165,7 +165,8 @@ class _Compiler:
                     hint = f' (e.g. "{known.alpha2}")' if known is not None else ""
                     self.warning(key, f"{show(v)} is not an ISO 3166 two-letter country code{hint}")
                 elif code not in iso3166.countries_by_alpha2:
-                    self.warning(key, f"{show(v)} is not an ISO 3166 country code")
+                    hint = ' (the United Kingdom is "GB")' if code == "UK" else ""
+                    self.warning(key, f"{show(v)} is not an ISO 3166 country code{hint}")
         return ok
 
     def table(

@@ -123,6 +123,7 @@ class Problems:
     _items: list[Problem] = field(default_factory=list)
     _more: dict[int, int] = field(default_factory=dict)
     _refs: dict[tuple[str, str], int] = field(default_factory=dict)
+    _seen: set[Problem] = field(default_factory=set)
     error_count: int = 0
 
     def error(
@@ -135,10 +136,16 @@ class Problems:
                 self._more[first] = self._more.get(first, 0) + 1
                 return
             self._refs[ref] = len(self._items)
-        self._items.append(Problem("error", file, where, key, message))
+        self._add(Problem("error", file, where, key, message))
 
     def warning(self, file: str, where: str, key: str, message: str) -> None:
-        self._items.append(Problem("warning", file, where, key, message))
+        self._add(Problem("warning", file, where, key, message))
+
+    def _add(self, problem: Problem) -> None:
+        # A condition checked twice (a rule for persons and accounts) would say the same thing twice.
+        if problem not in self._seen:
+            self._seen.add(problem)
+            self._items.append(problem)
 
     @property
     def items(self) -> list[Problem]:
