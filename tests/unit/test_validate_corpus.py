@@ -1052,3 +1052,15 @@ def test_a_rule_for_persons_and_accounts_warns_once(rules_dir: Path) -> None:
         f'warning: {rules_dir}/routing.toml: rule "AE APAC": when.country: "UK" is not an ISO 3166 country code'
         ' (the United Kingdom is "GB")'
     ]
+
+
+def test_a_line_stays_short_when_every_part_of_it_is_long(rules_dir: Path) -> None:
+    long_name = "n" * 5000
+    replace("routing.toml", 'name = "Marketing nurture"', f'name = "{long_name}"')(rules_dir)
+    replace("routing.toml", 'when = { stage = "lead" }', f'when = {{ {"f" * 5000} = "{"v" * 5000}" }}')(
+        rules_dir
+    )
+    _, lines, _ = run_validate(rules_dir)
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1
+    assert len(errors[0]) - len(str(rules_dir)) <= 300, errors[0]

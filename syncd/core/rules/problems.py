@@ -14,6 +14,7 @@ import stat
 import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import date, time
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -48,6 +49,7 @@ MAX_TEXT = 10_000  # characters in one text value or key
 # How much of the input one message may quote, and how long one component of a line may grow.
 ECHO_CHARS = 80
 PART_CHARS = 200
+NAME_CHARS = 100
 
 # Control characters (and the bidirectional overrides) would break a line or hide text: shown escaped.
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
@@ -72,6 +74,8 @@ def show(value: Any, limit: int = ECHO_CHARS) -> str:
         return "true" if value else "false"
     if isinstance(value, float):
         return number(value)
+    if isinstance(value, date | time):
+        return value.isoformat()
     if isinstance(value, list | dict | tuple):
         return clip(repr(_shallow(value)), limit)
     return clip(repr(value), limit)
@@ -108,8 +112,9 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        parts = [clip(p, PART_CHARS) for p in (self.file, self.where, self.key) if p]
-        return ": ".join([*parts, clip(self.message, PART_CHARS + ECHO_CHARS)])
+        # The file is the caller's path; the item and key come from the file and are kept short.
+        parts = [clip(self.file, PART_CHARS), *(clip(p, NAME_CHARS) for p in (self.where, self.key) if p)]
+        return ": ".join([*[p for p in parts if p], clip(self.message, PART_CHARS)])
 
 
 @dataclass
@@ -277,9 +282,10 @@ def locate(data: Any, loc: Sequence[int | str]) -> tuple[str, str]:
     node = data
     parent_key: str | None = None
     for part in loc:
-        if isinstance(part, int) and parent_key in ITEM_LABELS and isinstance(node, list):
+        item = node[part] if isinstance(part, int) and isinstance(node, list) and part < len(node) else None
+        if isinstance(part, int) and parent_key in ITEM_LABELS and isinstance(item, dict):
+            # A named item (a rule, a stage, a rep): a table in a list; a list of plain values is not.
             label, id_key = ITEM_LABELS[parent_key]
-            item = node[part] if part < len(node) else None
             ident = item.get(id_key) if isinstance(item, dict) else None
             where = named(label, str(ident)) if isinstance(ident, str) and ident else f"{label} #{part + 1}"
             path = []
@@ -353,7 +359,6 @@ _BOUND_WORDS = {
     "less_than_equal": ("at most", "le"),
     "less_than": ("below", "lt"),
 }
-_LIST_EXAMPLE = 'a list of values, e.g. ["DE", "FR"]'
 
 
 def describe(err: Any, allowed: list[str]) -> str:
@@ -378,10 +383,10 @@ def describe(err: Any, allowed: list[str]) -> str:
     if kind in ("string_type", "string_unicode"):
         return "must be text" + got + (" (quote it)" if isinstance(value, int | float) else "")
     if kind in ("list_type", "tuple_type", "set_type", "iterable_type"):
-        if isinstance(value, str) and ("," in value or value.strip()):
+        if isinstance(value, str) and value.strip():
             parts = [p.strip() for p in value.split(",") if p.strip()]
             return f"must be a list of values, e.g. {json_list(parts)}"
-        return f"must be {_LIST_EXAMPLE}" + got
+        return "must be a list" + got
     if kind in ("dict_type", "model_type", "model_attributes_type"):
         return "must be a table, e.g. { key = value }" + got
     if kind in ("too_short",):
