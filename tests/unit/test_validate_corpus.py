@@ -560,6 +560,34 @@ CASES: list[Case] = [
             'entry = { account.customer = true, account.country = "de" }',
         ),
     ),
+    Case(
+        "country-type-changed-to-number",
+        "scoring.toml",
+        replace("fields.toml", 'type = "country"', 'type = "number"'),
+    ),
+    Case(
+        "employees-type-changed-to-text",
+        "scoring.toml",
+        replace("fields.toml", '[fields.employees]\ntype = "integer"', '[fields.employees]\ntype = "text"'),
+    ),
+    Case(
+        "rep-removed-but-in-two-pools",
+        "routing.toml",
+        replace(
+            "roster.toml",
+            '    { email = "jack.miller@northwind.example", team = "sales", role = "ae", territory = "NA", weight = 2, daily_cap = 30 },\n',
+            "",
+        ),
+    ),
+    Case(
+        "team-removed-from-roster",
+        "roster.toml",
+        replace(
+            "roster.toml",
+            '[teams.account_management]\ndescription = "Owns customer accounts and every contact in them."',
+            "",
+        ),
+    ),
     # ----------------------------------------------------------------------------- control characters and unicode
     Case(
         "newline-in-rule-name",

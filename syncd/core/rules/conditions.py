@@ -270,12 +270,12 @@ class _Compiler:
             return _BAD
         if kind == "boolean":
             if not isinstance(value, bool):
-                self.error(key, f"{field} is true or false, got {show(value)}")
+                self.error(key, f"{field} is true or false, got {show(value)}", ref=("kind", field))
                 return _BAD
             return value
         if kind == "number":
             if isinstance(value, bool) or not isinstance(value, int | float):
-                self.error(key, f"{field} is a number, got {show(value)}")
+                self.error(key, f"{field} is a number, got {show(value)}", ref=("kind", field))
                 return _BAD
             return value
         if kind == "datetime":
@@ -290,10 +290,10 @@ class _Compiler:
                     return _BAD
             if isinstance(value, date):
                 return datetime.combine(value, time(0), tzinfo=UTC)
-            self.error(key, f"{field} is a date and time, got {show(value)}")
+            self.error(key, f"{field} is a date and time, got {show(value)}", ref=("kind", field))
             return _BAD
         if not isinstance(value, str):
-            self.error(key, f"{field} is text, got {show(value)} (quote it)")
+            self.error(key, f"{field} is text, got {show(value)} (quote it)", ref=("kind", field))
             return _BAD
         if field in self.fields.stage_fields and self.fields.stages and value not in self.fields.stages:
             self.error(
@@ -324,9 +324,13 @@ class _Compiler:
             if not isinstance(operand, list) or not operand:
                 self.error(key, "expected a non-empty list of values")
                 return None
-            values = [self.scalar(field, kind, item, key) for item in operand]
-            if any(v is _BAD for v in values):
-                return None
+            values = []
+            for item in operand:
+                # One line for the list: the first value that does not fit says what is wrong.
+                value = self.scalar(field, kind, item, key)
+                if value is _BAD:
+                    return None
+                values.append(value)
             if kind == "text" and not self.text_values(field, op, values, key):
                 return None
             allowed = frozenset(values)
@@ -344,7 +348,7 @@ class _Compiler:
             )
         if op in ("gt", "gte", "lt", "lte", "between"):
             if kind not in ORDERED_KINDS:
-                self.error(key, f"{op} needs a number or date field; {field} is {kind}")
+                self.error(key, f"{op} needs a number or date field; {field} is {kind}", ref=("kind", field))
                 return None
             # Exact types: a bool is no number, and the mapping layer makes plain ints, floats and datetimes.
             types: tuple[type, ...] = (int, float) if kind == "number" else (datetime,)
@@ -380,7 +384,7 @@ class _Compiler:
             return test, f"{field} {symbol} {v!r}", Predicate(field, op, v)
         if op == "contains":
             if kind != "text":
-                self.error(key, f"contains needs a text field; {field} is {kind}")
+                self.error(key, f"contains needs a text field; {field} is {kind}", ref=("kind", field))
                 return None
             if not isinstance(operand, str) or not operand:
                 self.error(key, "expected non-empty text")
@@ -393,7 +397,7 @@ class _Compiler:
             )
         if op == "regex":
             if kind != "text":
-                self.error(key, f"regex needs a text field; {field} is {kind}")
+                self.error(key, f"regex needs a text field; {field} is {kind}", ref=("kind", field))
                 return None
             if not isinstance(operand, str):
                 self.error(key, f"expected a regular expression as text, got {show(operand)}")
