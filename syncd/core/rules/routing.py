@@ -222,6 +222,7 @@ def build_routing(
                         where,
                         "members",
                         f'"{clip(m)}" is in team "{clip(rep.team)}", not "{clip(pm.team)}"',
+                        ref=("rep in another team", f"{m}\0{pm.team}"),
                     )
             known = [roster.reps[m] for m in members if m in roster.reps]
             if known and not any(r.active for r in known):
