@@ -419,12 +419,12 @@ CASES: list[Case] = [
     ),
     Case(
         "field-renamed-in-fields",
-        "scoring.toml",
+        "fields.toml",
         replace("fields.toml", "[fields.last_engagement]", "[fields.last_engaged]"),
     ),
     Case(
         "stage-renamed-in-lifecycle",
-        "fields.toml",
+        "lifecycle.toml",
         replace("lifecycle.toml", 'name = "customer"', 'name = "customers"'),
     ),
     # ----------------------------------------------------------------------------- the admin's words
@@ -559,6 +559,21 @@ CASES: list[Case] = [
             "entry = { account.customer = true }",
             'entry = { account.customer = true, account.country = "de" }',
         ),
+    ),
+    Case(
+        "country-renamed-in-fields",
+        "fields.toml",
+        replace("fields.toml", "[fields.country]", "[fields.contry]"),
+    ),
+    Case(
+        "condition-typo-not-taken-for-a-rename",
+        "routing.toml",
+        replace("routing.toml", 'when = { stage = "lead" }', 'when = { stage = "lead", contry = "DE" }'),
+    ),
+    Case(
+        "single-use-field-typo-stays-where-used",
+        "scoring.toml",
+        replace("scoring.toml", "when = { lead_source = [", "when = { lead_sorce = ["),
     ),
     Case(
         "country-type-changed-to-number",

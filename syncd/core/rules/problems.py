@@ -126,37 +126,55 @@ class Problems:
     """
 
     _items: list[Problem] = field(default_factory=list)
-    _more: dict[int, int] = field(default_factory=dict)
-    _refs: dict[tuple[str, str], int] = field(default_factory=dict)
-    _seen: set[Problem] = field(default_factory=set)
+    _more: dict[Problem, int] = field(default_factory=dict)
+    _refs: dict[tuple[str, str], Problem] = field(default_factory=dict)
     error_count: int = 0
 
     def error(
-        self, file: str, where: str, key: str, message: str, *, ref: tuple[str, str] | None = None
+        self,
+        file: str,
+        where: str,
+        key: str,
+        message: str,
+        *,
+        ref: tuple[str, str] | None = None,
+        first: bool = False,
     ) -> None:
+        """Records an error; ``first`` puts it before the others (the likely cause of what follows)."""
         self.error_count += 1
+        if ref is not None and ref in self._refs:
+            shown = self._refs[ref]
+            self._more[shown] = self._more.get(shown, 0) + 1
+            return
+        problem = Problem("error", file, where, key, message)
         if ref is not None:
-            first = self._refs.get(ref)
-            if first is not None:
-                self._more[first] = self._more.get(first, 0) + 1
-                return
-            self._refs[ref] = len(self._items)
-        self._add(Problem("error", file, where, key, message))
+            self._refs[ref] = problem
+        self._add(problem, first)
 
     def warning(self, file: str, where: str, key: str, message: str) -> None:
         self._add(Problem("warning", file, where, key, message))
 
-    def _add(self, problem: Problem) -> None:
+    def _add(self, problem: Problem, first: bool = False) -> None:
         # A condition checked twice (a rule for persons and accounts) would say the same thing twice.
-        if problem not in self._seen:
-            self._seen.add(problem)
+        if problem in self._more:
+            self._more.setdefault(problem, 0)
+            return
+        self._more[problem] = 0
+        if first:
+            self._items.insert(0, problem)
+        else:
             self._items.append(problem)
+
+    def refs(self, kind: str) -> dict[str, int]:
+        """The names of one kind (``"stage"``, ``"field"`` ...) reported unknown so far, and how many
+        times each was used."""
+        return {name: 1 + self._more.get(p, 0) for (k, name), p in self._refs.items() if k == kind}
 
     @property
     def items(self) -> list[Problem]:
         out = []
-        for i, p in enumerate(self._items):
-            more = self._more.get(i)
+        for p in self._items:
+            more = self._more.get(p, 0)
             if more:
                 places = "place" if more == 1 else "places"
                 p = Problem(p.severity, p.file, p.where, p.key, f"{p.message} (and {more} more {places})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from syncd.core.rules.lifecycle import (
     stage_names,
 )
 from syncd.core.rules.policy import Policy, PolicyFileModel, build_policy
-from syncd.core.rules.problems import Problems, did_you_mean, parse_model, read_toml
+from syncd.core.rules.problems import Problems, clip, did_you_mean, named, parse_model, read_toml
 from syncd.core.rules.roster import Roster, RosterFileModel, build_roster
 from syncd.core.rules.routing import Routing, RoutingFileModel, build_routing
 from syncd.core.rules.scoring import Scoring, ScoringFileModel, build_scoring
@@ -108,6 +109,7 @@ def check_directory(directory: Path) -> tuple[RuleSet | None, Problems]:
         problems.error(base, "", "", "not a directory")
         return None, problems
     models: dict[str, Any] = {}
+    texts: dict[str, set[str]] = {}
     digest = hashlib.sha256()
     for name, model_type in FILES.items():
         path = directory / name
@@ -118,6 +120,7 @@ def check_directory(directory: Path) -> tuple[RuleSet | None, Problems]:
         data, raw = read_toml(path, display, problems)
         digest.update(name.encode() + b"\0" + raw + b"\0")
         if data is not None:
+            texts[name] = _words(data)
             models[name] = parse_model(model_type, data, display, problems)
     try:
         extras = sorted(directory.glob("*.toml"))
@@ -185,6 +188,13 @@ def check_directory(directory: Path) -> tuple[RuleSet | None, Problems]:
                     "entry",
                     "no entry condition: contacts of customer accounts will not move here",
                 )
+    declared = {
+        "stage": ("lifecycle.toml", "stage", stages),
+        "field": ("fields.toml", "field", tuple(mapping.fields) if mapping else ()),
+        "queue": ("roster.toml", "queue", roster.queues if roster else ()),
+    }
+    for kind, (home, label, names) in declared.items():
+        _renamed(problems, kind, disp(home), label, names, texts, home)
     if (
         problems.error_count
         or sets is None
@@ -210,6 +220,57 @@ def check_directory(directory: Path) -> tuple[RuleSet | None, Problems]:
         warnings=tuple(str(w) for w in problems.warnings),
     )
     return ruleset, problems
+
+
+def _words(data: Any) -> set[str]:
+    """Every key and text value of a parsed file: the names it may refer to."""
+    out: set[str] = set()
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            out.update(node)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, str):
+            out.add(node)
+    return out
+
+
+def _renamed(
+    problems: Problems,
+    kind: str,
+    display: str,
+    label: str,
+    names: tuple[str, ...],
+    texts: dict[str, set[str]],
+    home: str,
+) -> None:
+    """A name declared in ``home`` that no other file uses, close to a name the others use (twice or
+    more) but ``home`` does not declare, was most likely renamed in ``home``: said first, against
+    ``home``."""
+    if not names:
+        return
+    used = set().union(*(words for name, words in texts.items() if name != home))
+    unused = {n for n in names if n not in used}
+    for missing, uses in problems.refs(kind).items():
+        if uses < 2:
+            # One use of an unknown name is as likely a typo where it is used as a rename here.
+            continue
+        missing = missing.removeprefix("account.")
+        # The closest of all declared names must be the unused one: "contry" is a typo of the used
+        # "country", not a rename of the unused "company".
+        close = difflib.get_close_matches(missing, names, n=1, cutoff=0.6)
+        if close and close[0] in unused:
+            problems.error(
+                display,
+                named(label, close[0]),
+                "name",
+                f'no other file uses this {label}; they still say "{clip(missing)}": renamed? '
+                "rename it there too, or back here",
+                first=True,
+            )
 
 
 def load_ruleset(directory: Path) -> RuleSet:
