@@ -18,7 +18,7 @@ import os
 import sqlite3
 import tempfile
 import tomllib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,9 +28,13 @@ import click
 from syncd.config import Config, LedgerConfig, load_config
 from syncd.core.plan import KINDS
 from syncd.core.rules import RuleSet, load_ruleset
+from syncd.core.types import KeyHistory, RunRow, StatusView
 from syncd.cycle import SYSTEMS, CycleReport, SyncCycle, trace_step
-from syncd.errors import ConfigError, LedgerError, LockedError
-from syncd.ledger import KeyHistory, Ledger, RunRow, StatusView, utc_now
+from syncd.errors import ConfigError, LedgerError, LockedError, MappingError
+from syncd.ledger import Ledger, utc_now
+from syncd.progress import Progress
+from syncd.reports.fmt import duration, num, render, table
+from syncd.reports.progress_render import ProgressBar
 
 __all__ = ["explain", "once", "plan", "status"]
 
@@ -69,6 +73,11 @@ def _setup(config_path: Path) -> tuple[Config, RuleSet]:
 
 def _ledger_path(config_path: Path) -> Path:
     """The ledger's path from the config file, without resolving any secret (readers need none)."""
+    return _config_file_path(config_path, "ledger", "path", "syncd.db")
+
+
+def _config_file_path(config_path: Path, section: str, key: str, default: str) -> Path:
+    """A path setting of the config file, read without resolving any secret, relative to the file."""
     try:
         data = tomllib.loads(config_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -77,25 +86,16 @@ def _ledger_path(config_path: Path) -> Path:
         raise ConfigError(f"{config_path}: cannot read: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{config_path}: not valid TOML: {exc}") from None
-    ledger = data.get("ledger", {})
-    raw = ledger.get("path", "syncd.db") if isinstance(ledger, dict) else None
+    part = data.get(section, {})
+    raw = part.get(key, default) if isinstance(part, dict) else None
     if not isinstance(raw, str):
-        raise ConfigError(f"{config_path}: ledger.path: expected a file path")
+        raise ConfigError(f"{config_path}: {section}.{key}: expected a path")
     path = Path(raw).expanduser()
     return path if path.is_absolute() else config_path.parent / path
 
 
 def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
-    cells = [[str(c) for c in header], *[[str(c) for c in row] for row in rows]]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = []
-    for n, row in enumerate(cells):
-        first = row[0].ljust(widths[0])
-        rest = [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
-        lines.append("  ".join([first, *rest]).rstrip())
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return render(table(header, rows))
 
 
 # ------------------------------------------------------------------------------------------------ once
@@ -117,18 +117,19 @@ def report_table(report: CycleReport) -> str:
         ["API calls", *(report.api_calls.get(s, 0) for s in SYSTEMS)],
     ]
     head = (
-        f"{'Plan' if report.dry_run else 'Cycle'} {report.run_id}: decided {report.decided.get('person', 0)} "
-        f"persons and {report.decided.get('account', 0)} accounts"
+        f"{'Plan' if report.dry_run else 'Cycle'} {report.run_id}: decided "
+        f"{num(report.decided.get('person', 0))} persons and {num(report.decided.get('account', 0))} accounts"
     )
     tail = []
     if report.replayed:
-        tail.append(f"replayed {report.replayed} intents an earlier run left unconfirmed")
+        tail.append(f"replayed {num(report.replayed)} intents an earlier run left unconfirmed")
     if report.overrides:
-        tail.append(f"{report.overrides} manual owner changes seen and honoured")
+        tail.append(f"{num(report.overrides)} manual owner changes seen and honoured")
     if report.handoffs:
-        tail.append(f"{report.handoffs} hand-offs")
+        tail.append(f"{num(report.handoffs)} hand-offs")
     tail.append(
-        f"quarantine holds {report.quarantined} records ({report.reported} reported after repeated tries)"
+        f"quarantine holds {num(report.quarantined)} records ({num(report.reported)} reported after "
+        "repeated tries)"
     )
     if report.interrupted:
         tail.append("stopped early on request: the rest goes out with the next cycle")
@@ -145,8 +146,8 @@ def once(ctx: click.Context, config_path: Path) -> None:
     are retried with backoff), 2 on an error.
     """
     config, rules = _setup(config_path)
-    with SyncCycle.from_config(config, clock=_clock(ctx)) as cycle:
-        report = cycle.run(rules)
+    with SyncCycle.from_config(config, clock=_clock(ctx)) as cycle, _progress_bar() as progress:
+        report = cycle.run(rules, progress=progress)
     click.echo(report_table(report))
     ctx.exit(0 if report.ok else 1)
 
@@ -171,12 +172,12 @@ def plan_text(report: CycleReport, *, reps: int = 5) -> str:
     data = report.tally.to_json()
     lines = [
         f"Plan {report.run_id}: what the next cycle would change. Nothing was written to either system.",
-        f"Decided {report.decided.get('person', 0)} persons and {report.decided.get('account', 0)} accounts "
-        f"from {report.pulled.get('salesforce', 0)} Salesforce and {report.pulled.get('hubspot', 0)} "
-        "HubSpot records pulled.",
+        f"Decided {num(report.decided.get('person', 0))} persons and "
+        f"{num(report.decided.get('account', 0))} accounts from {num(report.pulled.get('salesforce', 0))} "
+        f"Salesforce and {num(report.pulled.get('hubspot', 0))} HubSpot records pulled.",
     ]
     if report.replayed:
-        lines.append(f"Includes {report.replayed} writes an earlier run left unconfirmed.")
+        lines.append(f"Includes {num(report.replayed)} writes an earlier run left unconfirmed.")
     if not data["groups"]:
         lines += ["", "Nothing to change: both systems already agree with the rules."]
         return "\n".join(lines)
@@ -187,9 +188,9 @@ def plan_text(report: CycleReport, *, reps: int = 5) -> str:
         lines += ["", f"{_LABEL[system]}:"]
         for g in sorted(groups, key=lambda g: _CHANGE_ROWS.index(g["action"])):
             by_rep = list(g["by_rep"].items())
-            shown = ", ".join(f"{rep} {n}" for rep, n in by_rep[:reps])
-            more = f", {len(by_rep) - reps} more reps" if len(by_rep) > reps else ""
-            lines.append(f"  {g['action']:<7} {g['count']:>6} records   by owner: {shown}{more}")
+            shown = ", ".join(f"{rep} {num(n)}" for rep, n in by_rep[:reps])
+            more = f", {num(len(by_rep) - reps)} more reps" if len(by_rep) > reps else ""
+            lines.append(f"  {g['action']:<7} {num(g['count']):>7} records   by owner: {shown}{more}")
             lines += [f"            e.g. {s}" for s in g["samples"]]
     return "\n".join(lines)
 
@@ -218,8 +219,8 @@ def plan(ctx: click.Context, config_path: Path, as_json: bool, reps: int) -> Non
                 config.model_copy(update={"ledger": LedgerConfig(path=copy)}), clock=_clock(ctx)
             )
             on_copy = True
-        with cycle:
-            report = cycle.run(rules, dry_run=True)
+        with cycle, _progress_bar() as progress:
+            report = cycle.run(rules, dry_run=True, progress=progress)
     if as_json:
         body = plan_json(report)
         body["on_ledger_copy"] = on_copy
@@ -401,10 +402,10 @@ def explain(config_path: Path, query: str, as_json: bool) -> None:
     """Explain one person or account: its linked records, the current decision and why, what syncd
     changed, and the manual changes it saw. QUERY is an email, a Salesforce or HubSpot id, or a key."""
     with Ledger(_ledger_path(config_path), readonly=True) as ledger:
-        keys = ledger.find_keys(query)
+        keys = ledger.views.find_keys(query)
         if not keys:
             raise CommandError(f"no person or account in the ledger matches {query!r}")
-        found = [ledger.history(key) for key in keys]
+        found = [ledger.views.key_history(key) for key in keys]
     if as_json:
         click.echo(json.dumps([_history_json(f) for f in found], indent=2, default=str))
         return
@@ -417,7 +418,7 @@ def explain(config_path: Path, query: str, as_json: bool) -> None:
 def _duration(run: RunRow) -> str:
     if run.finished_at is None:
         return "running"
-    return f"{(run.finished_at - run.started_at).total_seconds():.1f}s"
+    return duration((run.finished_at - run.started_at).total_seconds())
 
 
 def _changes(run: RunRow) -> int:
@@ -428,7 +429,7 @@ def _changes(run: RunRow) -> int:
 def status_text(view: StatusView, detail: Iterable[str]) -> str:
     lines = [
         f"ledger {view.path} (schema {view.schema_version}): "
-        f"{view.keys.get('person', 0)} persons, {view.keys.get('account', 0)} accounts"
+        f"{num(view.keys.get('person', 0))} persons, {num(view.keys.get('account', 0))} accounts"
     ]
     rows = []
     for run in view.runs:
@@ -443,7 +444,7 @@ def status_text(view: StatusView, detail: Iterable[str]) -> str:
                 sum((c.get("pulled") or {}).values()),
                 _changes(run),
                 sum((c.get("failed") or {}).values()),
-                "/".join(str(calls.get(s, 0)) for s in SYSTEMS),
+                "/".join(num(calls.get(s, 0)) for s in SYSTEMS),
             ]
         )
     lines += ["", "recent runs:"]
@@ -457,17 +458,23 @@ def status_text(view: StatusView, detail: Iterable[str]) -> str:
     if failed is not None:
         lines.append(f"last failure ({failed.id}): {failed.error}")
     lines += ["", "watermarks (pulled up to):"]
-    for w in view.watermarks:
-        lines.append(f"  {_LABEL[w.system]:<10} {w.object:<12} {w.value}  (moved {_when(w.updated_at)})")
-    if not view.watermarks:
+    if view.watermarks:
+        marks = [[_LABEL[w.system], w.object, w.value, _when(w.updated_at)] for w in view.watermarks]
+        lines.append(render(table(["system", "object", "pulled up to", "moved"], marks, align="left")))
+    else:
         lines.append("  none yet")
     q = view.quarantine
-    lines += ["", f"quarantine: {q.total} records ({q.due} due for a retry, {q.reported} reported)"]
+    lines += [
+        "",
+        f"quarantine: {num(q.total)} records ({num(q.due)} due for a retry, {num(q.reported)} reported)",
+    ]
     for (system, obj), n in sorted(q.by_object.items()):
-        lines.append(f"  {_LABEL[system]} {obj}: {n}")
+        lines.append(f"  {_LABEL[system]} {obj}: {num(n)}")
     lines.extend(f"  {line}" for line in detail)
     open_ = view.outbox.get("pending", 0) + view.outbox.get("sent", 0)
-    lines.append(f"outbox: {open_} writes waiting to be confirmed, {view.outbox.get('failed', 0)} refused")
+    lines.append(
+        f"outbox: {num(open_)} writes waiting to be confirmed, {num(view.outbox.get('failed', 0))} refused"
+    )
     budget = next((r.counters.get("budget") for r in view.runs if r.counters.get("budget")), None)
     lines += ["", "API usage (as of the latest run):"]
     if budget:
@@ -475,9 +482,9 @@ def status_text(view: StatusView, detail: Iterable[str]) -> str:
             b = budget.get(system) or {}
             org = ""
             if b.get("org_limit"):
-                org = f"; the whole org: {b.get('org_used')}/{b.get('org_limit')}"
+                org = f"; the whole org: {num(b.get('org_used'))}/{num(b.get('org_limit'))}"
             lines.append(
-                f"  {_LABEL[system]:<10} {b.get('spent', 0)} of syncd's {b.get('cap', 0)} calls on "
+                f"  {_LABEL[system]:<10} {num(b.get('spent', 0))} of syncd's {num(b.get('cap', 0))} calls on "
                 f"{b.get('day', '-')}{org}{' (budget reached)' if b.get('exhausted') else ''}"
             )
     else:
@@ -522,11 +529,25 @@ def _status_json(view: StatusView, reported: list[dict[str, Any]]) -> dict[str, 
 @config_option
 @click.option("--runs", default=10, show_default=True, help="Recent runs to list.")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
-def status(config_path: Path, runs: int, as_json: bool) -> None:
-    """Show recent runs, watermarks, quarantine and API usage against the budget (reads the ledger only)."""
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the status page (the daemon's / page) to this file once, instead of printing.",
+)
+@click.pass_context
+def status(ctx: click.Context, config_path: Path, runs: int, as_json: bool, html_file: Path | None) -> None:
+    """Show recent runs, watermarks, quarantine and API usage against the budget (reads the ledger only).
+
+    With --html FILE, write the status page the daemon serves at / (charts included, no network needed).
+    """
+    if html_file is not None:
+        _write_status_page(config_path, html_file, _clock(ctx))
+        click.echo(f"status page written to {html_file}")
+        return
     with Ledger(_ledger_path(config_path), readonly=True) as ledger:
-        view = ledger.status(runs=runs)
-        reported = [q for q in ledger.quarantined() if q.reported]
+        view = ledger.views.status(runs=runs)
+        reported = [q for q in ledger.quarantine.held() if q.reported]
     if as_json:
         rows = [
             {
@@ -545,3 +566,40 @@ def status(config_path: Path, runs: int, as_json: bool) -> None:
         for q in reported[:20]
     ]
     click.echo(status_text(view, detail))
+
+
+def _write_status_page(config_path: Path, target: Path, clock: Callable[[], datetime]) -> None:
+    from syncd.reports.status import gather, rules_info
+    from syncd.reports.status_page import render as render_page
+    from syncd.reports.web import links_from_file
+
+    ledger = _ledger_path(config_path)
+    if not ledger.is_file():
+        raise LedgerError(f"no ledger at {ledger}: run `syncd once` to create it, or fix ledger.path")
+    directory = _config_file_path(config_path, "rules", "directory", "mappings")
+    now = clock()
+    rules: RuleSet | None = None
+    error = None
+    try:
+        rules = load_ruleset(directory)
+    except MappingError as exc:
+        error = str(exc)
+    state = rules_info(rules, directory, loaded_at=now if rules is not None else None, error=error)
+    page = render_page(
+        gather(ledger, now=now, rules=rules, rules_state=state, links=links_from_file(config_path))
+    )
+    try:
+        target.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise CommandError(f"cannot write {target}: {exc.strerror or exc}") from None
+
+
+@contextlib.contextmanager
+def _progress_bar() -> Iterator[Progress]:
+    """A Progress drawn as a bar on stderr while both stdout and stderr are terminals (else silent)."""
+    progress = Progress()
+    with ProgressBar(progress):
+        try:
+            yield progress
+        finally:
+            progress.finish()

@@ -9,8 +9,17 @@ When ``[sandbox] info_file`` is set, syncd connects to the local sandbox that fi
 host, CA file and tokens, written by ``syncd sandbox serve --info``) instead of the real services, and no
 other secret is needed: that is how the demo and the tests point syncd at the sandbox.
 
+Salesforce logs in at ``[salesforce] login_url`` (default ``https://login.salesforce.com``; a sandbox org uses
+``https://test.salesforce.com``, an org with My Domain its ``https://<name>.my.salesforce.com``) with one of the
+OAuth 2.0 flows ``auth`` names: ``jwt`` (JWT bearer: consumer key + the connected app's private key),
+``client_credentials`` (consumer key + secret; My Domain only), ``password`` (username-password flow: consumer
+key + secret, username, password + security token) or ``refresh_token`` (consumer key, optional secret, and a
+refresh token from an earlier web-server flow); or ``session`` takes an access token obtained elsewhere and
+cannot renew it. See ``syncd.connectors.auth``.
+
 Every problem is one ConfigError line naming the file and the key, e.g.
-``config.toml: salesforce.auth: must be one of jwt, client_credentials, password, session (got "oauth")``.
+``config.toml: salesforce.auth: must be one of jwt, client_credentials, password, refresh_token, session (got
+"oauth")``.
 """
 
 from __future__ import annotations
@@ -22,8 +31,17 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from syncd.errors import ConfigError
 
@@ -45,22 +63,33 @@ __all__ = [
     "parse_config",
 ]
 
-SalesforceAuth = Literal["jwt", "client_credentials", "password", "session"]
+SalesforceAuth = Literal["jwt", "client_credentials", "password", "refresh_token", "session"]
 
 # The secrets each Salesforce auth mode needs, by the name of their field (``<name>_env`` names the variable).
 SALESFORCE_SECRETS: dict[str, tuple[str, ...]] = {
     "jwt": ("consumer_key",),
     "client_credentials": ("consumer_key", "consumer_secret"),
-    "password": ("password", "security_token"),
+    "password": ("consumer_key", "consumer_secret", "password", "security_token"),
+    "refresh_token": ("consumer_key", "refresh_token"),
     "session": ("access_token",),
+}
+# Secrets a mode reads when set but can do without: no security token from trusted IP ranges; no consumer
+# secret when the connected app does not require one for the refresh token flow.
+SALESFORCE_OPTIONAL_SECRETS: dict[str, tuple[str, ...]] = {
+    "password": ("security_token",),
+    "refresh_token": ("consumer_secret",),
 }
 # Settings, other than secrets, that each Salesforce auth mode needs.
 SALESFORCE_SETTINGS: dict[str, tuple[str, ...]] = {
     "jwt": ("username",),
-    "client_credentials": ("domain",),
+    "client_credentials": (),
     "password": ("username",),
+    "refresh_token": (),
     "session": ("instance_url",),
 }
+DEFAULT_LOGIN_URL = "https://login.salesforce.com"
+# Hosts that serve every org's logins; the client credentials flow needs the org's own (My Domain) host.
+SHARED_LOGIN_HOSTS = frozenset({"login.salesforce.com", "test.salesforce.com"})
 
 
 class _Section(BaseModel):
@@ -72,8 +101,13 @@ class SalesforceConfig(_Section):
 
     auth: SalesforceAuth = "jwt"
     instance_url: str | None = None
-    # "login" (production), "test" (sandbox orgs) or a My Domain such as "northwind.my".
-    domain: str = "login"
+    # Where OAuth token requests go: https://login.salesforce.com (production), https://test.salesforce.com
+    # (sandbox orgs) or the org's My Domain, e.g. https://northwind.my.salesforce.com.
+    login_url: str = DEFAULT_LOGIN_URL
+    # The older form of login_url: "login", "test" or a My Domain prefix such as "northwind.my".
+    domain: str | None = None
+    # The JWT's "aud" claim (jwt mode); default: login_url.
+    jwt_audience: str | None = None
     api_version: str = "59.0"
     username: str | None = None
     private_key_file: Path | None = None
@@ -82,6 +116,7 @@ class SalesforceConfig(_Section):
     private_key_env: str = "SF_PRIVATE_KEY"
     password_env: str = "SF_PASSWORD"
     security_token_env: str = "SF_SECURITY_TOKEN"
+    refresh_token_env: str = "SF_REFRESH_TOKEN"
     access_token_env: str = "SF_ACCESS_TOKEN"
     # Inline secrets: refused unless the file says allow_inline_secrets = true.
     consumer_key: SecretStr | None = None
@@ -89,12 +124,41 @@ class SalesforceConfig(_Section):
     private_key: SecretStr | None = None
     password: SecretStr | None = None
     security_token: SecretStr | None = None
+    refresh_token: SecretStr | None = None
     access_token: SecretStr | None = None
     ca_file: Path | None = None
     timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
     lookback_seconds: Annotated[float, Field(ge=0)] = 60.0
     page_size: Annotated[int, Field(ge=200, le=2000)] = 2000
     bulk_threshold: Annotated[int, Field(ge=0)] = 50_000
+
+    @model_validator(mode="before")
+    @classmethod
+    def _login_url_from_domain(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("domain") is not None:
+            if "login_url" in data:
+                raise ValueError(
+                    "salesforce.domain: set salesforce.login_url only (domain is its older form)"
+                )
+            data = {**data, "login_url": f"https://{data['domain']}.salesforce.com"}
+        return data
+
+    @field_validator("login_url", "jwt_audience")
+    @classmethod
+    def _https_origin(cls, value: str | None, info: Any) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme != "https" or not parts.hostname or parts.path.strip("/") or parts.query:
+            raise ValueError(
+                f"salesforce.{info.field_name}: must be an https:// URL with no path, e.g. "
+                f"https://login.salesforce.com (got {json.dumps(value)})"
+            )
+        return f"https://{parts.netloc}"
+
+    @property
+    def login_host(self) -> str:
+        return urlsplit(self.login_url).hostname or ""
 
 
 class HubSpotConfig(_Section):
@@ -103,6 +167,8 @@ class HubSpotConfig(_Section):
     token_env: str = "HUBSPOT_ACCESS_TOKEN"
     token: SecretStr | None = None
     host: str = "https://api.hubapi.com"
+    # The portal (hub) id, only for links to records on the status page.
+    portal_id: str | None = None
     ca_file: Path | None = None
     timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
     lookback_seconds: Annotated[float, Field(ge=0)] = 60.0
@@ -152,6 +218,9 @@ class DaemonConfig(_Section):
     health_enabled: bool = True
     reload_poll_seconds: Annotated[float, Field(ge=0)] = 2.0
     shutdown_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+    # The status page at / needs a token off loopback: the variable that holds it.
+    status_token_env: str = "SYNCD_STATUS_TOKEN"
+    progress_log_seconds: Annotated[float, Field(gt=0)] = 10.0
 
 
 class SandboxConfig(_Section):
@@ -192,11 +261,17 @@ class Config(_Section):
     @model_validator(mode="after")
     def _settings_for_auth(self) -> Config:
         if self.sandbox.info_file is None:
-            for name in SALESFORCE_SETTINGS[self.salesforce.auth]:
-                if not getattr(self.salesforce, name):
-                    raise ValueError(
-                        f"salesforce.{name}: required when salesforce.auth = {self.salesforce.auth!r}"
-                    )
+            sf = self.salesforce
+            for name in SALESFORCE_SETTINGS[sf.auth]:
+                if not getattr(sf, name):
+                    raise ValueError(f"salesforce.{name}: required when salesforce.auth = {sf.auth!r}")
+            if sf.auth == "client_credentials" and sf.login_host in SHARED_LOGIN_HOSTS:
+                # Salesforce Help, "OAuth 2.0 Client Credentials Flow for Server-to-Server Integration": the
+                # token request goes to the org's My Domain (simple-salesforce refuses login/test likewise).
+                raise ValueError(
+                    "salesforce.login_url: the client credentials flow needs your org's My Domain URL, e.g. "
+                    f"https://northwind.my.salesforce.com (got {sf.login_url})"
+                )
         return self
 
     def secret(self, name: str) -> SecretStr:
@@ -222,6 +297,8 @@ class Config(_Section):
             health_port=d.health_port if d.health_enabled else None,
             reload_poll_seconds=d.reload_poll_seconds,
             shutdown_timeout_seconds=d.shutdown_timeout_seconds,
+            status_token_env=d.status_token_env,
+            progress_log_seconds=d.progress_log_seconds,
         )
 
     def _where(self) -> str:
@@ -301,6 +378,7 @@ def _resolve(config: Config, env: Mapping[str, str], where: str) -> Config:
             "private_key",
             "password",
             "security_token",
+            "refresh_token",
             "access_token",
         )
         if getattr(sf, name) is not None
@@ -319,13 +397,13 @@ def _resolve(config: Config, env: Mapping[str, str], where: str) -> Config:
         given = {"salesforce.access_token": info.salesforce_token, "hubspot.token": info.hubspot_token}
         return config.model_copy(update={"secrets": given, "sandbox_info": info})
 
-    needed: dict[str, str] = {f"salesforce.{n}": getattr(sf, f"{n}_env") for n in SALESFORCE_SECRETS[sf.auth]}
+    optional = SALESFORCE_OPTIONAL_SECRETS.get(sf.auth, ())
+    needed: dict[str, str] = {
+        f"salesforce.{n}": getattr(sf, f"{n}_env") for n in SALESFORCE_SECRETS[sf.auth] if n not in optional
+    }
     needed["hubspot.token"] = hs.token_env
     if sf.auth == "jwt" and sf.private_key_file is None:
         needed["salesforce.private_key"] = sf.private_key_env
-    if sf.auth == "password":
-        # A security token is not needed from trusted IP ranges; an empty variable is then fine.
-        needed.pop("salesforce.security_token")
     secrets: dict[str, SecretStr] = {}
     for name, var in needed.items():
         if name in inline:
@@ -336,9 +414,9 @@ def _resolve(config: Config, env: Mapping[str, str], where: str) -> Config:
             key = "hubspot.token_env" if name == "hubspot.token" else f"{name}_env"
             raise ConfigError(f"{where}{key}: environment variable {var} is not set")
         secrets[name] = SecretStr(value)
-    if sf.auth == "password":
-        token = inline.get("salesforce.security_token") or SecretStr(env.get(sf.security_token_env, ""))
-        secrets["salesforce.security_token"] = token
+    for name in optional:
+        key = f"salesforce.{name}"
+        secrets[key] = inline.get(key) or SecretStr(env.get(getattr(sf, f"{name}_env"), ""))
     if sf.auth == "jwt" and sf.private_key_file is not None and not sf.private_key_file.is_file():
         raise ConfigError(f"{where}salesforce.private_key_file: no such file: {sf.private_key_file}")
     for section, ca in (("salesforce", sf.ca_file), ("hubspot", hs.ca_file)):

@@ -12,7 +12,10 @@ files, and hands a ``Daemon`` the work:
 - SIGHUP, or a change in the watched mapping/rules files (polled every ``reload_poll_seconds``, acted on
   once two polls agree so that a half-copied directory is not loaded), reloads the rule set; an invalid
   set is refused with its errors logged and the running set stays live;
-- ``/healthz`` and ``/metrics`` are served on 127.0.0.1 unless configured otherwise.
+- ``/healthz`` and ``/metrics`` are served on 127.0.0.1 unless configured otherwise, and the status page at
+  ``/`` (``syncd.reports.web``; a token is required off loopback);
+- a long cycle's progress (``syncd.progress``) is logged every ``progress_log_seconds`` and shown by
+  ``/healthz``, ``/metrics`` and the status page.
 
 The cycle itself is anything that satisfies ``CycleRunner``; the rule set is whatever the loader returns.
 """
@@ -41,6 +44,10 @@ from syncd.health import HealthServer, HealthState, ledger_writable, utcnow
 from syncd.lock import LedgerLock
 from syncd.logs import redact
 from syncd.metrics import CycleSummary, Metrics
+from syncd.progress import Progress
+from syncd.reports.progress_render import LogRenderer, call_with_progress
+from syncd.reports.status import Links
+from syncd.reports.web import DEFAULT_TOKEN_ENV, StatusPage, is_loopback
 
 __all__ = [
     "EXIT_OK",
@@ -93,9 +100,17 @@ class DaemonSettings:
     reload_poll_seconds: float = 2.0
     shutdown_timeout_seconds: float = 30.0
     health_max_age_seconds: float | None = None
+    # The status page at / beside /healthz: the variable holding its token (needed off loopback).
+    status_token_env: str = DEFAULT_TOKEN_ENV
+    progress_log_seconds: float = 10.0
 
     def __post_init__(self) -> None:
-        for name in ("interval_seconds", "roster_interval_seconds", "shutdown_timeout_seconds"):
+        for name in (
+            "interval_seconds",
+            "roster_interval_seconds",
+            "shutdown_timeout_seconds",
+            "progress_log_seconds",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"daemon.{name} must be greater than 0, got {getattr(self, name)}")
         if self.reload_poll_seconds < 0:
@@ -168,15 +183,22 @@ class Daemon(Generic[RulesT]):
         stop_event: threading.Event | None = None,
         clock: Callable[[], datetime] = utcnow,
         monotonic: Callable[[], float] = time.monotonic,
+        status_links: Links | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics if metrics is not None else Metrics()
         self.stop_event = stop_event if stop_event is not None else threading.Event()
+        # The running cycle reports here; the log, /healthz, /metrics and the status page read it.
+        self.progress = Progress(clock=monotonic)
+        self.progress.subscribe(LogRenderer(log, every=settings.progress_log_seconds, clock=monotonic))
+        self.metrics.progress = self.progress
         self.health = HealthState(
             max_age_seconds=settings.max_cycle_age,
             ledger_check=ledger_writable(settings.ledger_path),
             clock=clock,
+            progress=self.progress,
         )
+        self.status_links = status_links or Links()
         self._runner_factory = runner_factory
         self._loader = rules_loader
         self._clock = clock
@@ -299,9 +321,10 @@ class Daemon(Generic[RulesT]):
             self.runner = self._runner_factory()
         s = self.settings
         if s.health_port is not None and self.health_server is None:
+            page = self.status_page()
             try:
                 self.health_server = HealthServer(
-                    self.health, self.metrics, host=s.health_host, port=s.health_port
+                    self.health, self.metrics, host=s.health_host, port=s.health_port, routes=page.routes
                 ).start()
             except OSError as exc:
                 raise ConfigError(
@@ -314,6 +337,14 @@ class Daemon(Generic[RulesT]):
                 self.health_server.url,
                 extra={"event": "health_endpoint", "url": self.health_server.url},
             )
+            if page.require_token and not page.token:
+                log.warning(
+                    "the status page at %s/ answers 403 until $%s holds its token (%s is not loopback)",
+                    self.health_server.url,
+                    s.status_token_env,
+                    s.health_host,
+                    extra={"event": "status_page_token_missing"},
+                )
         scheduler = BackgroundScheduler(
             timezone=UTC,
             # One worker per job: with the shared work lock, a roster refresh waits for the cycle, not a slot.
@@ -345,6 +376,22 @@ class Daemon(Generic[RulesT]):
                 "interval_seconds": s.interval_seconds,
                 "roster_interval_seconds": s.roster_interval_seconds,
             },
+        )
+
+    def status_page(self) -> StatusPage:
+        """The status page served at / beside /healthz (read-only; a token off loopback)."""
+        s = self.settings
+        return StatusPage(
+            ledger_path=s.ledger_path,
+            rules_directory=s.watch_paths[0] if s.watch_paths else Path("."),
+            links=self.status_links,
+            rules=lambda: self.rules,
+            rules_state=self.health.rules_state,
+            clock=self._clock,
+            progress=self.progress.snapshot,
+            require_token=not is_loopback(s.health_host),
+            token=os.environ.get(s.status_token_env) or None,
+            token_env=s.status_token_env,
         )
 
     def request_stop(self, *, force: bool = False) -> None:
@@ -515,10 +562,14 @@ class Daemon(Generic[RulesT]):
         self.health.cycle_started()
         started = self._monotonic()
         try:
-            summary = runner.run_cycle(rules, stop=self.stop_event)
+            summary = call_with_progress(
+                runner.run_cycle, rules, stop=self.stop_event, progress=self.progress
+            )
         except Exception as exc:
+            self.progress.finish()
             self._cycle_failed(number, self._monotonic() - started, exc)
             return None
+        self.progress.finish()
         duration = self._monotonic() - started
         outcome = "interrupted" if summary.interrupted else "ok"
         self.metrics.observe_cycle(
@@ -580,6 +631,7 @@ def run_daemon(
     stop_event: threading.Event | None = None,
     install_signals: bool = True,
     metrics: Metrics | None = None,
+    status_links: Links | None = None,
 ) -> int:
     """Run the daemon until SIGTERM/SIGINT (or ``stop_event``); return the process exit code.
 
@@ -590,7 +642,12 @@ def run_daemon(
     """
     lock = LedgerLock(settings.ledger_path).acquire()
     daemon: Daemon[RulesT] = Daemon(
-        settings, runner_factory, rules_loader, metrics=metrics, stop_event=stop_event
+        settings,
+        runner_factory,
+        rules_loader,
+        metrics=metrics,
+        stop_event=stop_event,
+        status_links=status_links,
     )
     try:
         try:

@@ -31,6 +31,9 @@ import click
 
 from syncd.core.systems import SYSTEMS
 from syncd.errors import ConfigError, SandboxError
+from syncd.progress import NULL, Progress
+from syncd.reports.fmt import num, render, table
+from syncd.reports.progress_render import ProgressBar
 from syncd.sandbox.runtime import HS_FILE, SF_FILE, Sandbox, write_info
 from syncd.sandbox.seed import SIZES
 
@@ -169,13 +172,9 @@ def why_kept(ledger_path: Path, refs: list[tuple[str, str, str]]) -> Counter[tup
     out: Counter[tuple[str, str, str]] = Counter()
     with Ledger(ledger_path, readonly=True) as ledger:
         for system, obj, id_ in refs:
-            key = ledger.key_of(system, obj, id_)
-            decision = ledger.decision(key) if key else None
-            held = ledger.db.execute(
-                "SELECT 1 FROM quarantine WHERE system = ? AND object = ? AND record_id = ?",
-                [system, obj, id_],
-            ).fetchone()
-            if held:
+            key = ledger.identity.key_of(system, obj, id_)
+            decision = ledger.decisions.get(key) if key else None
+            if ledger.quarantine.entry(system, obj, id_) is not None:
                 reason = "rejected by the system, held in quarantine"
             elif decision is None:
                 reason = "not decided"
@@ -196,20 +195,8 @@ def _example_email(ledger_path: Path) -> str | None:
     """A person to explain: one handed to sales whose Salesforce Lead this run created, else any changed."""
     from syncd.ledger import Ledger
 
-    queries = (
-        "SELECT r.email FROM outbox o JOIN links l ON l.key = o.key "
-        "JOIN records r ON r.system = l.system AND r.object = l.object AND r.id = l.id "
-        "WHERE o.create_key IS NOT NULL AND o.state = 'confirmed' AND r.email IS NOT NULL "
-        "ORDER BY o.rowid LIMIT 1",
-        "SELECT r.email FROM outbox o JOIN links l ON l.key = o.key "
-        "JOIN records r ON r.system = l.system AND r.object = l.object AND r.id = l.id "
-        "WHERE o.state = 'confirmed' AND r.email IS NOT NULL ORDER BY o.rowid LIMIT 1",
-    )
     with Ledger(ledger_path, readonly=True) as ledger:
-        for sql in queries:
-            for row in ledger.db.query(sql):
-                return str(row["email"])
-    return None
+        return ledger.views.example_email()
 
 
 # ------------------------------------------------------------------------------------------------ the run
@@ -219,13 +206,20 @@ class _DemoRunner:
     """The real cycle, watched: each cycle's report and the sandbox's request counts; stops after ``limit``."""
 
     def __init__(
-        self, cycle: Any, box: Sandbox, stop: threading.Event, limit: int, echo: Callable[[str], None]
+        self,
+        cycle: Any,
+        box: Sandbox,
+        stop: threading.Event,
+        limit: int,
+        echo: Callable[[str], None],
+        progress: Progress = NULL,
     ):
         self.cycle = cycle
         self.box = box
         self.stop = stop
         self.limit = limit
         self.echo = echo
+        self.progress = progress
         self.outcomes: list[CycleOutcome] = []
 
     def refresh_roster(self) -> None:
@@ -238,7 +232,8 @@ class _DemoRunner:
         )
         before = _snapshot(self.box)
         began = time.perf_counter()
-        report = self.cycle.run(rules, stop=stop)
+        report = self.cycle.run(rules, stop=stop, progress=self.progress)
+        self.progress.finish()
         seconds = time.perf_counter() - began
         after = _snapshot(self.box)
         delta = {s: Counter(after[s]) - Counter(before[s]) for s in SYSTEMS}
@@ -281,7 +276,9 @@ def _is_demo_dir(work_dir: Path) -> bool:
         return False
 
 
-def _prepare(work_dir: Path, seed: int, persons: int, fresh: bool) -> tuple[bool, dict[str, Any]]:
+def _prepare(
+    work_dir: Path, seed: int, persons: int, fresh: bool, progress: Progress = NULL
+) -> tuple[bool, dict[str, Any]]:
     """Make ``seed/`` hold the requested org (seeding it only when needed) and copy it to ``sandbox/``."""
     from syncd.lock import holder_pid
     from syncd.sandbox.runtime import SEED_META
@@ -315,7 +312,7 @@ def _prepare(work_dir: Path, seed: int, persons: int, fresh: bool) -> tuple[bool
     if seeded_now:
         shutil.rmtree(seed_dir, ignore_errors=True)
         box = Sandbox(seed=seed, persons=persons, rate_limits=False, data_dir=seed_dir)
-        box.start()
+        box.start(progress=progress)
         summary = dict(box.seed_summary)
         box.stop()
     sandbox_dir = work_dir / "sandbox"
@@ -355,8 +352,11 @@ def run_demo(
     cycles: int = 2,
     install_signals: bool = False,
     echo: Callable[[str], None] = lambda line: None,
+    progress: Progress = NULL,
 ) -> DemoResult:
-    """Seed (or reuse) the org, start the sandbox, run the daemon for ``cycles`` cycles, and gather the facts."""
+    """Seed (or reuse) the org, start the sandbox, run the daemon for ``cycles`` cycles, and gather the facts.
+
+    ``progress`` hears of the seeding and of each cycle's stages (the command draws it as a bar)."""
     from syncd.config import load_config
     from syncd.core.rules import load_ruleset
     from syncd.cycle import SyncCycle
@@ -373,8 +373,8 @@ def run_demo(
     work_dir = work_dir.resolve()
     began = time.perf_counter()
     _claim(work_dir)
-    echo(f"preparing the Northwind org ({persons:,} persons, seed {seed}) in {work_dir}...")
-    seeded_now, summary = _prepare(work_dir, seed, persons, fresh)
+    echo(f"preparing the Northwind org ({num(persons)} persons, seed {seed}) in {work_dir}...")
+    seeded_now, summary = _prepare(work_dir, seed, persons, fresh, progress)
     sandbox_dir = work_dir / "sandbox"
     info_file = work_dir / "info.json"
     config_path = work_dir / "config.toml"
@@ -406,7 +406,7 @@ def run_demo(
         runners: list[_DemoRunner] = []
 
         def factory() -> _DemoRunner:
-            runner = _DemoRunner(SyncCycle.from_config(cfg), box, stop, cycles, echo)
+            runner = _DemoRunner(SyncCycle.from_config(cfg), box, stop, cycles, echo, progress)
             runners.append(runner)
             return runner
 
@@ -454,15 +454,9 @@ def _owners_by_team(outcomes: list[CycleOutcome], rules: Any) -> dict[str, Count
 # ------------------------------------------------------------------------------------------------ the report
 
 
-def _n(value: int) -> str:
-    return f"{value:,}"
-
-
 def _rows(rows: list[tuple[str, int, int]]) -> list[str]:
-    width = max(len(r[0]) for r in rows)
-    lines = [f"  {'':<{width}}  {'Salesforce':>10}  {'HubSpot':>10}"]
-    lines += [f"  {label:<{width}}  {_n(sf):>10}  {_n(hs):>10}" for label, sf, hs in rows]
-    return lines
+    text = render(table(["", "Salesforce", "HubSpot"], rows))
+    return ["  " + line for line in text.splitlines()]
 
 
 def format_report(result: DemoResult, *, syncd: str = "syncd") -> str:
@@ -470,13 +464,13 @@ def format_report(result: DemoResult, *, syncd: str = "syncd") -> str:
     lines: list[str] = []
     origin = "seeded now" if result.seeded_now else f"the seeded org kept in {result.work_dir / 'seed'}"
     lines.append(
-        f"Northwind Software sandbox: {_n(result.persons)} persons, seed {result.seed} ({origin}); "
+        f"Northwind Software sandbox: {num(result.persons)} persons, seed {result.seed} ({origin}); "
         f"set up in {result.setup_seconds:.1f} s."
     )
     mess = result.mess
     if mess:
         parts = [
-            f"{_n(mess[k])} {label}"
+            f"{num(mess[k])} {label}"
             for k, label in (
                 ("owner_disagrees", "owners that disagree between the systems"),
                 ("lead_owned_by_inactive_rep", "leads owned by reps who left"),
@@ -508,11 +502,11 @@ def _cycle_lines(number: int, outcome: CycleOutcome, result: DemoResult) -> list
     if number > 1 and writes == 0:
         return [
             f"Cycle {number} ({outcome.seconds:.1f} s): nothing left to do. It pulled "
-            f"{_n(r.pulled.get('salesforce', 0))} Salesforce and {_n(r.pulled.get('hubspot', 0))} HubSpot "
-            f"records (syncd's own writes coming back: {_n(sum(r.echoes.values()))}), decided "
-            f"{_n(sum(r.decided.values()))} and changed nothing.",
-            f"  The sandbox received 0 write requests ({_n(outcome.requests['salesforce'])} Salesforce and "
-            f"{_n(outcome.requests['hubspot'])} HubSpot reads).",
+            f"{num(r.pulled.get('salesforce', 0))} Salesforce and {num(r.pulled.get('hubspot', 0))} HubSpot "
+            f"records (syncd's own writes coming back: {num(sum(r.echoes.values()))}), decided "
+            f"{num(sum(r.decided.values()))} and changed nothing.",
+            f"  The sandbox received 0 write requests ({num(outcome.requests['salesforce'])} Salesforce and "
+            f"{num(outcome.requests['hubspot'])} HubSpot reads).",
         ]
     head = f"Cycle {number} ({outcome.seconds:.1f} s)" + (": the first full sync" if number == 1 else "")
     rows: list[tuple[str, int, int]] = [
@@ -541,23 +535,23 @@ def _cycle_lines(number: int, outcome: CycleOutcome, result: DemoResult) -> list
     ]
     lines = [head, *_rows(rows)]
     lines.append(
-        f"  hand-offs between teams: {_n(r.handoffs)}; manual owner changes honoured: {_n(r.overrides)}; "
-        f"quarantine holds {_n(r.quarantined)} records"
+        f"  hand-offs between teams: {num(r.handoffs)}; manual owner changes honoured: {num(r.overrides)}; "
+        f"quarantine holds {num(r.quarantined)} records"
     )
     if number == 1:
         before, after = result.departed_before, result.departed_after
         lines.append(
             "  records owned by reps who left (counted in the sandbox): "
-            f"Salesforce {_n(before.get('salesforce', 0))} -> {_n(after.get('salesforce', 0))}, "
-            f"HubSpot {_n(before.get('hubspot', 0))} -> {_n(after.get('hubspot', 0))}"
+            f"Salesforce {num(before.get('salesforce', 0))} -> {num(after.get('salesforce', 0))}, "
+            f"HubSpot {num(before.get('hubspot', 0))} -> {num(after.get('hubspot', 0))}"
         )
         for (system, obj, reason), n in sorted(result.departed_kept.items()):
-            lines.append(f"    kept: {_n(n)} {_LABEL[system]} {obj}: {reason}")
+            lines.append(f"    kept: {num(n)} {_LABEL[system]} {obj}: {reason}")
         if counts["salesforce"]["create"]:
             lines.append(
                 f"  Salesforce Leads created for HubSpot contacts handed to sales: "
-                f"{_n(counts['salesforce']['create'])} (Leads in the sandbox: {_n(result.leads_before)} -> "
-                f"{_n(result.leads_after)})"
+                f"{num(counts['salesforce']['create'])} (Leads in the sandbox: {num(result.leads_before)} -> "
+                f"{num(result.leads_after)})"
             )
     return lines
 
@@ -639,15 +633,18 @@ def demo(work_dir: Path, fresh: bool, size: str, persons: int | None, seed: int,
     # The ledger's own housekeeping lines would drown the story.
     logging.getLogger("syncd.ledger").setLevel(logging.WARNING)
     count = persons if persons is not None else SIZES[size]
-    result = run_demo(
-        work_dir,
-        rules_dir=rules_dir,
-        seed=seed,
-        persons=count,
-        fresh=fresh,
-        install_signals=True,
-        echo=lambda line: click.echo(line, err=True),
-    )
+    progress = Progress()
+    with ProgressBar(progress):
+        result = run_demo(
+            work_dir,
+            rules_dir=rules_dir,
+            seed=seed,
+            persons=count,
+            fresh=fresh,
+            install_signals=True,
+            echo=lambda line: click.echo(line, err=True),
+            progress=progress,
+        )
     click.echo("")
     click.echo(format_report(result, syncd=_syncd_command()))
     if result.exit_code != 0 or len(result.cycles) < 2:

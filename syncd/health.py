@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from syncd.metrics import SYSTEMS, Metrics
+from syncd.progress import Progress
+from syncd.reports.progress_render import snapshot_json
+from syncd.reports.web import Request, Route
 
 CONTENT_TYPE_METRICS = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -70,9 +73,11 @@ class HealthState:
         max_age_seconds: float,
         ledger_check: Callable[[], bool],
         clock: Callable[[], datetime] = utcnow,
+        progress: Progress | None = None,
     ) -> None:
         self._lock = threading.Lock()
         self._clock = clock
+        self.progress = progress
         self.max_age_seconds = max_age_seconds
         self._ledger_check = ledger_check
         self._started_at = clock()
@@ -111,6 +116,11 @@ class HealthState:
             if error is None:
                 self._rules_loaded_at = self._clock()
             self._rules_error = error
+
+    def rules_state(self) -> tuple[datetime | None, str | None]:
+        """When the live rules were loaded, and the error of the last refused reload (None once one loads)."""
+        with self._lock:
+            return self._rules_loaded_at, self._rules_error
 
     def report(self) -> HealthReport:
         """Evaluate health now."""
@@ -157,6 +167,8 @@ class HealthState:
                 "rules": {"loaded_at": _iso(self._rules_loaded_at), "last_reload_error": self._rules_error},
                 "started_at": _iso(self._started_at),
             }
+        if self.progress is not None:
+            body["progress"] = snapshot_json(self.progress.snapshot())
         return HealthReport(200 if healthy else 503, body)
 
     def _safe_ledger_check(self) -> bool:
@@ -174,9 +186,15 @@ class HealthServer:
     """Serves /healthz and /metrics over HTTP in a background thread (port 0 picks a free port)."""
 
     def __init__(
-        self, state: HealthState, metrics: Metrics, *, host: str = "127.0.0.1", port: int = 9464
+        self,
+        state: HealthState,
+        metrics: Metrics,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 9464,
+        routes: dict[str, Route] | None = None,
     ) -> None:
-        handler = _handler_class(state, metrics)
+        handler = _handler_class(state, metrics, routes or {})
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         self.host = host
@@ -201,7 +219,9 @@ class HealthServer:
         self._thread.join(timeout=5)
 
 
-def _handler_class(state: HealthState, metrics: Metrics) -> type[BaseHTTPRequestHandler]:
+def _handler_class(
+    state: HealthState, metrics: Metrics, routes: dict[str, Route]
+) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "syncd"
         sys_version = ""
@@ -215,12 +235,20 @@ def _handler_class(state: HealthState, metrics: Metrics) -> type[BaseHTTPRequest
                 )
             elif path == "/metrics":
                 self._send(200, CONTENT_TYPE_METRICS, metrics.exposition())
+            elif path in routes:
+                # Other pages (the status page at /): each route answers for itself, its access rules included.
+                answer = routes[path](Request.parse(self.path, dict(self.headers.items())))
+                self._send(answer.status, answer.content_type, answer.body, answer.headers)
             else:
                 self._send(404, "text/plain; charset=utf-8", b"not found: try /healthz or /metrics\n")
 
-        def _send(self, status: int, content_type: str, body: bytes) -> None:
+        def _send(
+            self, status: int, content_type: str, body: bytes, headers: tuple[tuple[str, str], ...] = ()
+        ) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
+            for name, value in headers:
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
             self.end_headers()

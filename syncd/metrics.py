@@ -15,6 +15,8 @@ from typing import Final
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from syncd.core.systems import SYSTEMS
+from syncd.progress import NULL, Progress
+from syncd.reports.progress_render import ProgressCollector
 
 CYCLE_OUTCOMES: Final = ("ok", "interrupted", "failed")
 RELOAD_OUTCOMES: Final = ("ok", "refused")
@@ -38,6 +40,8 @@ METRIC_NAMES: Final = (
     "syncd_roster_refreshes_total",
     "syncd_rules_reloads_total",
     "syncd_rules_loaded_timestamp_seconds",
+    "syncd_progress_done",
+    "syncd_progress_total",
 )
 
 # Cycles last from under a second (nothing changed) to many minutes (a first full sync of a large org).
@@ -109,6 +113,9 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         self._lock = threading.Lock()
         r = self.registry
+        # The running stage of a cycle (the daemon sets its Progress here); read at each scrape.
+        self.progress: Progress = NULL
+        r.register(ProgressCollector(lambda: self.progress.snapshot()))
         self.cycles = Counter("syncd_cycles", "Sync cycles run, by outcome.", ["outcome"], registry=r)
         self.cycle_duration = Histogram(
             "syncd_cycle_duration_seconds", "Wall time of sync cycles.", buckets=_DURATION_BUCKETS, registry=r

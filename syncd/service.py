@@ -131,15 +131,24 @@ def run(ctx: click.Context, config_path: Path, log_level: str, log_format: LogFo
     """Run the daemon: a sync cycle every [daemon] interval_seconds until SIGTERM or SIGINT.
 
     SIGHUP, or an edit of the rules files, reloads them (an invalid set is refused and the running one
-    stays live). Serves /healthz and /metrics on [daemon] health_host:health_port. Exit code 0 on a clean
-    stop, 1 when a cycle did not finish within the shutdown timeout, 2 when it refuses to start.
+    stays live). Serves /healthz, /metrics and the status page (/) on [daemon] health_host:health_port.
+    Exit code 0 on a clean stop, 1 when a cycle did not finish within the shutdown timeout, 2 when it
+    refuses to start.
     """
     from syncd.daemon import run_daemon
+    from syncd.reports.web import links_from_config
 
     cfg = load_config(config_path)
     setup_logging(log_level.upper(), fmt=log_format, secrets=secret_values(cfg))
     settings = cfg.daemon_settings()
-    ctx.exit(run_daemon(settings, cycle_factory(cfg), rules_loader(cfg.rules.directory)))
+    ctx.exit(
+        run_daemon(
+            settings,
+            cycle_factory(cfg),
+            rules_loader(cfg.rules.directory),
+            status_links=links_from_config(cfg),
+        )
+    )
 
 
 # ------------------------------------------------------------------------------------------------ config check
@@ -177,7 +186,7 @@ def _load_collecting_unset(path: Path, environ: Mapping[str, str], report: Check
 def _check_ledger(path: Path, report: CheckReport, where: str) -> None:
     from syncd.health import ledger_writable
     from syncd.ledger import SCHEMA_VERSION
-    from syncd.ledger_schema import APPLICATION_ID
+    from syncd.ledger.schema import APPLICATION_ID
     from syncd.lock import holder_pid
 
     if path.is_dir():
@@ -236,7 +245,7 @@ def _describe_systems(cfg: Config, report: CheckReport) -> None:
     sf, hs = cfg.salesforce, cfg.hubspot
     names = sorted(n for n in cfg.secrets if n.startswith("salesforce."))
     variables = [getattr(sf, f"{n.removeprefix('salesforce.')}_env") for n in names]
-    where = sf.instance_url or f"{sf.domain}.salesforce.com"
+    where = sf.instance_url or sf.login_url
     who = f" as {sf.username}" if sf.username else ""
     report.notes.append(f"salesforce: {sf.auth} auth on {where}{who}; secrets from {', '.join(variables)}")
     report.notes.append(f"hubspot: {hs.host}; token from {hs.token_env}")

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from syncd.config import Config
+from syncd.connectors.auth import login_from_config
 from syncd.connectors.base import (
     BudgetState,
     Change,
@@ -56,53 +57,15 @@ def connectors_from_config(
 
     ``salesforce`` and ``hubspot`` override constructor options of one connector (e.g. ``lookback_seconds``).
     """
-    from simple_salesforce import Salesforce
-
     sf, hs, budget = config.salesforce, config.hubspot, config.budget
     info = config.sandbox_info
     ca_sf = info.ca_file if info is not None else sf.ca_file
     ca_hs = info.ca_file if info is not None else hs.ca_file
-    auth = "session" if info is not None else sf.auth
-    instance_url = info.instance_url if info is not None else sf.instance_url
-    version = info.api_version if info is not None else sf.api_version
+    # The Salesforce client factory: a token request to login_url, or a bare session (syncd.connectors.auth).
+    factory = login_from_config(config, now=now)
 
     def secret(name: str) -> str:
         return config.secret(name).get_secret_value()
-
-    def factory(session: Any) -> Salesforce:
-        common: dict[str, Any] = {"session": session, "version": version}
-        if auth == "session":
-            return Salesforce(
-                instance_url=instance_url, session_id=secret("salesforce.access_token"), **common
-            )
-        if auth == "jwt":
-            key: dict[str, Any] = (
-                {"privatekey_file": str(sf.private_key_file)}
-                if sf.private_key_file is not None
-                else {"privatekey": secret("salesforce.private_key")}
-            )
-            return Salesforce(
-                username=sf.username,
-                consumer_key=secret("salesforce.consumer_key"),
-                domain=sf.domain,
-                instance_url=instance_url,
-                **key,
-                **common,
-            )
-        if auth == "client_credentials":
-            return Salesforce(
-                consumer_key=secret("salesforce.consumer_key"),
-                consumer_secret=secret("salesforce.consumer_secret"),
-                domain=sf.domain,
-                **common,
-            )
-        return Salesforce(
-            username=sf.username,
-            password=secret("salesforce.password"),
-            security_token=secret("salesforce.security_token"),
-            domain=sf.domain,
-            **common,
-        )
 
     timing: dict[str, Any] = {"clock": clock, "sleep": sleep, "now": now}
     sf_options: dict[str, Any] = dict(
@@ -117,7 +80,7 @@ def connectors_from_config(
         lookback_seconds=sf.lookback_seconds,
         page_size=sf.page_size,
         bulk_threshold=sf.bulk_threshold,
-        refreshable=auth != "session",
+        refreshable=factory.renewable,
         **timing,
     )
     hs_options: dict[str, Any] = dict(

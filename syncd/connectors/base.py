@@ -13,6 +13,8 @@ be skipped.
 
 from __future__ import annotations
 
+import math
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ __all__ = [
     "BudgetState",
     "Change",
     "Connector",
+    "FieldLimit",
     "Page",
     "PushResult",
     "RawRecord",
@@ -113,6 +116,70 @@ class RepRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class FieldLimit:
+    """What a system accepts in one field, from its metadata (Salesforce: describe), to check before sending.
+
+    ``length`` is a text field's maximum characters; ``digits`` an int's maximum digits; ``precision`` and
+    ``scale`` a decimal's digits in all and after the point; 0 means no such limit. ``picklist`` lists the
+    allowed values when ``restricted``. A text value must match ``pattern`` (a regular expression) when one
+    is set, else the system answers ``pattern_error``.
+    """
+
+    name: str
+    type: str
+    length: int = 0
+    digits: int = 0
+    precision: int = 0
+    scale: int = 0
+    picklist: tuple[str, ...] = ()
+    restricted: bool = False
+    updateable: bool = True
+    pattern: str = ""
+    pattern_error: str = ""
+
+    @property
+    def largest(self) -> float | None:
+        """The largest magnitude a number field holds, or None when it has no range."""
+        if self.digits:
+            return float(10**self.digits - 1)
+        if self.precision:
+            bound = float(10 ** (self.precision - self.scale))
+            # The last step below the bound, or the last float below it where the step is finer than floats.
+            return min(bound - 10.0**-self.scale, math.nextafter(bound, 0.0))
+        return None
+
+    def violation(self, value: Any) -> str | None:
+        """The error code the system would answer for ``value`` in this field, or None when it fits."""
+        if value is None or isinstance(value, bool):
+            return None
+        if isinstance(value, str):
+            if self.length and len(value) > self.length:
+                return "STRING_TOO_LONG"
+            if self.restricted and value and value.lower() not in {p.lower() for p in self.picklist}:
+                return "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
+            if self.pattern and value and re.fullmatch(self.pattern, value) is None:
+                return self.pattern_error or "INVALID_VALUE"
+            return None
+        whole = self.digits or self.precision - self.scale
+        if isinstance(value, (int, float)) and (self.digits or self.precision) and abs(value) >= 10**whole:
+            return "NUMBER_OUTSIDE_VALID_RANGE"
+        return None
+
+    def fit(self, value: Any) -> Any:
+        """``value`` made to fit where it can: text cut to ``length``, a number clamped to the field's range.
+        A value no cut or clamp can fix (an unknown restricted picklist value, a malformed e-mail) comes
+        back unchanged: ``violation`` still names it."""
+        if isinstance(value, str) and self.length and len(value) > self.length:
+            return value[: self.length]
+        largest = self.largest
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if number and largest is not None and abs(value) > largest:
+            bound = int(largest) if isinstance(value, int) else largest
+            return bound if value > 0 else -bound
+        return value
+
+
+@dataclass(frozen=True, slots=True)
 class BudgetState:
     """A connector's spend of its daily budget, and the org-wide usage the system last reported."""
 
@@ -189,6 +256,16 @@ class Connector(ABC):
         Deleted (Salesforce) and archived (HubSpot) records come with ``deleted=True``. ``fields`` defaults
         to the connector's configured fields for the object.
         """
+
+    def pull_many(self, since: Mapping[str, str | None]) -> Iterator[tuple[str, Page]]:
+        """Pages of several objects, each changed after its watermark (``object -> since``), with its object.
+
+        The default pulls the objects one after another; a connector whose API can ask for several objects'
+        changes in one call (Salesforce: ``/composite``) overrides it.
+        """
+        for object, mark in since.items():
+            for page in self.pull(object, since=mark):
+                yield object, page
 
     @abstractmethod
     def read(

@@ -4,12 +4,38 @@
   on companies and deals), ascending, 200 a page. A search stops at 10,000 results, and bulk imports give
   thousands of records one timestamp, so the pull walks a cursor (timestamp, id): it pages a range of later
   timestamps, and when a query would pass 10,000 results, or a page holds a single timestamp of a bigger
-  set, it walks that timestamp alone by ``hs_object_id`` before moving on. Archived records follow, from
-  the list endpoint with ``archived=true``.
-- Pushes: batch update and create, at most 100 inputs a call; a 207 names the inputs that failed. A batch
-  HubSpot refuses as a whole (400/409) is split until the input at fault is found. Creates carry their key
-  in ``syncd_salesforce_id``; after a failure that may have written (timeout, reset, 5xx), the retry first
-  looks the keys up, so a retried create never makes a duplicate.
+  set, it walks that timestamp alone by ``hs_object_id`` before moving on. When a query's ``total`` changes
+  between its pages (a record changed mid-pull moves to the end and shifts the offsets), the walk restarts
+  from the last timestamp it saw instead of trusting the next offset.
+- Search lag and the look-back: HubSpot's search index is eventually consistent (a write is searchable
+  seconds later; list and get see it at once). Every pull starts ``lookback_seconds`` before its watermark,
+  so a record written before the last pull but indexed after it is still found: the look-back must be at
+  least the index's lag (default 60 s; the sandbox's ``--search-lag-ms`` defaults to a few seconds).
+- Watermarks are anchored to HubSpot's clock: when a pull's last search is exhausted, the watermark becomes
+  the later of the last record's timestamp and the server time of that request (its ``Date`` header). The
+  next pull then reads from that time minus the look-back, so once a burst of writes is older than the
+  look-back an idle pull makes one search per object and reads nothing (before, the watermark stayed on the
+  burst's last record and every later cycle re-read the burst).
+- Archived records: the API offers no way to ask for records archived since a time (search never returns
+  archived records; ``GET /crm/v3/objects/{type}?archived=true`` has no filter or sort by ``archivedAt``,
+  only ``after`` by id), so re-listing them is a full read of the recycle bin. The connector therefore lists
+  archived records at most every ``archived_every_seconds`` (default 900 s) per object, in HubSpot's time,
+  and delivers those archived since the previous listing (minus the look-back); the first listing in a
+  process goes back ``archived_every_seconds`` + look-back before the watermark, which covers a previous
+  process that pulled without listing. An archive is therefore seen within one interval; a push to a record
+  archived meanwhile is refused (404) and isolated like any bad input.
+- Merges: ``hs_merged_object_ids`` (contacts, companies) is requested on every pull, so a survivor carries
+  the ids merged into it (";"-separated) and the cycle can follow them.
+- Deals: pulled like contacts and companies; each page's deals get their company (the primary one, else the
+  lowest id) in the field ``associatedcompanyid``, from one v4 associations batch read per page.
+- Pushes: batch update and create, at most 100 inputs a call. HubSpot refuses a batch whole when one input
+  is bad (400 invalid values, 409 a duplicate email naming only the first conflict, 404 an unknown id):
+  the batch is split in halves until each bad input stands alone, which writes every good input and costs at
+  most 2·⌈log2 100⌉ = 14 extra calls per bad input; each bad input comes back as a failed PushResult with
+  HubSpot's code and message. Creates carry their key in ``syncd_salesforce_id``; after a failure that may
+  have written (timeout, reset, 5xx), the retry first looks the keys up, so a retried create never makes a
+  duplicate; since that lookup is a search, it first waits ``search_lag_seconds`` (default 5 s) from the
+  failed attempt for the index to catch up with what it may have written.
 - API objects are built once (each attribute access in the client builds a connection pool) and called with
   ``_preload_content=False``: the raw JSON keeps records as plain dicts and gives every status and header.
 """
@@ -17,9 +43,11 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -47,6 +75,7 @@ __all__ = ["BATCH_LIMIT", "SEARCH_CAP", "HubSpotConnector"]
 T = TypeVar("T")
 
 BATCH_LIMIT = WRITE_BATCH_LIMIT["hubspot"]
+ASSOCIATIONS_READ_LIMIT = 1000  # ids per associations batch read (HubSpot changelog, effective 2025-02-10)
 SEARCH_PAGE = 200
 SEARCH_CAP = 10_000
 OWNERS_PAGE = 500
@@ -58,6 +87,12 @@ LAST_MODIFIED = {
     "deals": "hs_lastmodifieddate",
 }
 DEFAULT_KEY_PROPERTY = "syncd_salesforce_id"
+# The field a pulled deal carries its company id in (from the v4 associations, not a deal property).
+DEAL_COMPANY_FIELD = "associatedcompanyid"
+MERGED_IDS = "hs_merged_object_ids"
+# Statuses of a batch HubSpot refuses whole because of its inputs: split it to find them.
+REFUSED_BATCH = frozenset({400, 404, 409, 422})
+_HTTP_DATE = re.compile(r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT")
 _EPOCH = datetime.fromtimestamp(0, UTC)
 
 
@@ -91,6 +126,22 @@ def _int_id(value: str) -> int:
         return int(value)
     except ValueError:
         return -1
+
+
+def server_time(headers: Any) -> datetime | None:
+    """The server's time from a response's ``Date`` header (the last one when a proxy repeated it)."""
+    if headers is None:
+        return None
+    value = headers.get("Date") or headers.get("date")
+    if not value:
+        return None
+    stamps = _HTTP_DATE.findall(str(value))
+    if not stamps:
+        return None
+    try:
+        return parsedate_to_datetime(stamps[-1]).astimezone(UTC)
+    except (TypeError, ValueError):
+        return None
 
 
 def _header(headers: Any, name: str) -> int | None:
@@ -137,6 +188,8 @@ class HubSpotConnector(Connector):
         max_attempts: int = 6,
         max_backoff: float = 60.0,
         lookback_seconds: float = 60.0,
+        archived_every_seconds: float = 900.0,
+        search_lag_seconds: float = 5.0,
         fields: Mapping[str, Sequence[str]] | None = None,
         key_properties: Mapping[str, str] | None = None,
         clock: Clock = time.monotonic,
@@ -159,6 +212,15 @@ class HubSpotConnector(Connector):
             sleep=sleep,
         )
         self.lookback = timedelta(seconds=lookback_seconds)
+        self.archived_every = timedelta(seconds=archived_every_seconds)
+        # How long HubSpot's search may take to index a write ("several seconds"): a create retried after
+        # a failure that may have written waits this long before looking its keys up by search.
+        self.search_lag_seconds = search_lag_seconds
+        self._sleep = sleep
+        self._clock = clock
+        self._now = now
+        # Per object: HubSpot's time when this process last listed archived records.
+        self._archived_listed: dict[str, datetime] = {}
         self.fields = {k: list(v) for k, v in (fields or {}).items()}
         self.key_properties = dict(key_properties or {})
         self._apis: dict[tuple[str, str], Any] = {}
@@ -240,8 +302,11 @@ class HubSpotConnector(Connector):
 
     def _properties(self, object: str, fields: Sequence[str] | None) -> list[str]:
         names = list(fields) if fields is not None else self.fields.get(object) or default_properties(object)
-        last = LAST_MODIFIED[object]
-        return names if last in names else [*names, last]
+        spec = HUBSPOT_OBJECTS.get(object)
+        extra = [LAST_MODIFIED[object]]
+        if spec is not None and spec.field(MERGED_IDS) is not None:
+            extra.append(MERGED_IDS)
+        return [*names, *(n for n in extra if n not in names)]
 
     def _record(self, object: str, item: Mapping[str, Any]) -> RawRecord:
         props = dict(item.get("properties") or {})
@@ -262,11 +327,15 @@ class HubSpotConnector(Connector):
 
     # ------------------------------------------------------------------------------------------- pulls
 
+    _server_now: datetime | None = None  # HubSpot's time at the latest search response
+
     def _search(self, object: str, body: dict[str, Any]) -> _Response:
         api = self._api(object, "search_api")
-        return self._call(
+        response = self._call(
             "search", lambda: api.do_search(public_object_search_request=body, **self._opts()), search=True
         )
+        self._server_now = server_time(response.headers) or self._server_now
+        return response
 
     def pull(
         self, object: str, since: str | None = None, *, fields: Sequence[str] | None = None
@@ -275,14 +344,35 @@ class HubSpotConnector(Connector):
             raise FatalConnectorError(f"HubSpot: unknown object {object!r}", system="hubspot")
         names = self._properties(object, fields)
         floor = Watermark.decode(since, system="hubspot") if since else None
-        cursor = Watermark(floor.at - self.lookback, "") if floor is not None and self.lookback else floor
+        # The look-back's start as "everything before it done": one range search (GT start - 1 ms, i.e. GTE
+        # start), not a walk of that one millisecond by id first.
+        cursor = (
+            Watermark(floor.at - self.lookback - timedelta(milliseconds=1), ALL_AT_TIMESTAMP)
+            if floor is not None and self.lookback
+            else floor
+        )
         last = floor
+        self._server_now = None
+        started: datetime | None = None
         for records, mark in self._walk(object, names, cursor):
+            started = started or self._server_now
             if floor is not None and mark < floor:
                 mark = floor
             last = mark
+            if object == "deals":
+                self._add_companies(records)
             yield Page(records, mark.encode())
-        if floor is not None:
+        started = started or self._server_now
+        # Anchor to HubSpot's clock: the last search found nothing after it, so every record indexed by then
+        # is read; what the index still lacks is newer than (that time - look-back), where the next pull starts.
+        anchor = self._server_now
+        if anchor is not None and (last is None or anchor > last.at):
+            last = Watermark(anchor, ALL_AT_TIMESTAMP)
+            yield Page([], last.encode())
+        if floor is None:
+            # A full pull reads live records only: what was archived before it started does not matter.
+            self._archived_listed[object] = started or self._now()
+        else:
             yield from self._archived(object, names, floor, last or floor)
 
     def _walk(
@@ -298,8 +388,10 @@ class HubSpotConnector(Connector):
             filters = (
                 [{"propertyName": prop, "operator": "GT", "value": str(_ms(cursor.at))}] if cursor else []
             )
+            prev_last: datetime | None = None
             after = 0
             restart: Watermark | None = None
+            first_total: int | None = None
             while True:
                 body = {
                     "filterGroups": [{"filters": filters}] if filters else [],
@@ -315,6 +407,15 @@ class HubSpotConnector(Connector):
                 records = [self._record(object, item) for item in results]
                 first, last = records[0].modified_at, records[-1].modified_at
                 total = int(response.body.get("total") or 0)
+                if first_total is None:
+                    first_total = total
+                elif total != first_total:
+                    # The result set changed under the offsets (a record written mid-pull moved to the end, or
+                    # the index caught up): this page may have skipped some. Resume from the last timestamp
+                    # fully seen before it instead, by id within that timestamp.
+                    restart = Watermark(prev_last, "") if prev_last is not None else cursor
+                    break
+                prev_last = last
                 if first == last and total > SEARCH_CAP:
                     # One timestamp fills this page of a set too big for one query: walk it by id instead.
                     restart = Watermark(first, "")
@@ -372,10 +473,19 @@ class HubSpotConnector(Connector):
                     break
 
     def _archived(self, object: str, names: list[str], floor: Watermark, mark: Watermark) -> Iterator[Page]:
-        """Records archived after ``floor``, as deletions; their pages carry the live pull's last watermark."""
+        """Records archived since the previous listing, as deletions, at most every ``archived_every``.
+
+        Their pages carry the live pull's last watermark. See the module docstring for why the listing is
+        read on an interval rather than every pull.
+        """
+        now = self._server_now or self._now()
+        listed = self._archived_listed.get(object)
+        if listed is not None and now - listed < self.archived_every:
+            return
+        since = (listed if listed is not None else floor.at - self.archived_every) - self.lookback
         api = self._api(object, "basic_api")
         after: str | None = None
-        since = floor.at - self.lookback
+        began: datetime | None = None
         while True:
             kwargs: dict[str, Any] = {
                 "limit": LIST_PAGE,
@@ -386,13 +496,50 @@ class HubSpotConnector(Connector):
             if after:
                 kwargs["after"] = after
             response = self._call("list archived", lambda kwargs=kwargs: api.get_page(**kwargs))  # type: ignore[misc]
+            began = began or server_time(response.headers) or now
             records = [self._record(object, item) for item in response.body.get("results") or []]
             fresh = [r for r in records if r.modified_at > since]
             if fresh:
                 yield Page(fresh, mark.encode())
             after = ((response.body.get("paging") or {}).get("next") or {}).get("after")
             if not after:
-                return
+                break
+        self._archived_listed[object] = began or now
+
+    def _add_companies(self, records: list[RawRecord]) -> None:
+        """Each deal's company id in ``associatedcompanyid``: one associations batch read for the page."""
+        live = [r.id for r in records if not r.deleted]
+        found = self.primary_associations("deals", "companies", live) if live else {}
+        for record in records:
+            record.fields[DEAL_COMPANY_FIELD] = found.get(record.id)
+
+    def primary_associations(self, from_object: str, to_object: str, ids: Iterable[str]) -> dict[str, str]:
+        """For each id, its primary associated record (e.g. a deal's company), else the lowest associated id."""
+        api = self._api("associations", "batch_api")
+        out: dict[str, str] = {}
+        for batch in batched(ids, ASSOCIATIONS_READ_LIMIT):
+            body = {"inputs": [{"id": str(i)} for i in batch]}
+            response = self._call(
+                "associations/batch/read",
+                lambda body=body: api.get_page(  # type: ignore[misc]
+                    from_object,
+                    to_object,
+                    batch_input_public_fetch_associations_batch_request=body,
+                    **self._opts(),
+                ),
+            )
+            for item in response.body.get("results") or []:
+                source = str((item.get("from") or {}).get("id", ""))
+                targets = item.get("to") or []
+                primary = [
+                    t
+                    for t in targets
+                    if any((k or {}).get("label") == "Primary" for k in t.get("associationTypes") or [])
+                ]
+                chosen = primary or sorted(targets, key=lambda t: _int_id(str(t.get("toObjectId"))))
+                if chosen:
+                    out[source] = str(chosen[0].get("toObjectId"))
+        return out
 
     def read(
         self, object: str, ids: Iterable[str], *, fields: Sequence[str] | None = None
@@ -411,13 +558,16 @@ class HubSpotConnector(Connector):
                     batch_read_input_simple_public_object_id=body, archived=False, **self._opts()
                 ),  # type: ignore[misc]
             )
-            yield [self._record(object, item) for item in response.body.get("results") or []]
+            records = [self._record(object, item) for item in response.body.get("results") or []]
+            if object == "deals" and records:
+                self._add_companies(records)
+            yield records
 
     def read_associations(self, from_object: str, to_object: str, ids: Iterable[str]) -> dict[str, list[str]]:
         """Associated record ids (e.g. contacts -> companies), in batches of 100 ids."""
         api = self._api("associations", "batch_api")
         out: dict[str, list[str]] = {}
-        for batch in batched(ids, BATCH_LIMIT):
+        for batch in batched(ids, ASSOCIATIONS_READ_LIMIT):
             body = {"inputs": [{"id": str(i)} for i in batch]}
             response = self._call(
                 "associations/batch/read",
@@ -480,7 +630,7 @@ class HubSpotConnector(Connector):
         except AuthError:
             raise
         except FatalConnectorError as exc:
-            if exc.status not in (400, 409, 422):
+            if exc.status not in REFUSED_BATCH:
                 raise
             if len(changes) == 1:
                 change = changes[0]
@@ -515,10 +665,16 @@ class HubSpotConnector(Connector):
         pending = list(range(len(changes)))
         sent: list[int] = []
         ambiguous = False
+        failed_at = 0.0
 
         def attempt() -> Any:
-            nonlocal pending, sent, ambiguous
+            nonlocal pending, sent, ambiguous, failed_at
             if ambiguous:
+                # The keys are looked up with search, which sees a write only once indexed: give the index
+                # the time a write the lost attempt made needs to become searchable.
+                waited = self._clock() - failed_at
+                if waited < self.search_lag_seconds:
+                    self._sleep(self.search_lag_seconds - waited)
                 found = self._find_keys(object, [k for n in pending if (k := changes[n].key)])
                 for n in pending:
                     key = changes[n].key
@@ -537,6 +693,7 @@ class HubSpotConnector(Connector):
             except Exception as exc:
                 status = getattr(exc, "status", None)
                 ambiguous = not isinstance(status, int) or status >= 500
+                failed_at = self._clock()
                 raise
 
         response = self._call("batch/create", attempt)

@@ -3,9 +3,17 @@
 - Pulls: SOQL ``WHERE SystemModstamp >= <watermark - look-back> ORDER BY SystemModstamp, Id`` through
   ``queryAll`` (so deleted rows come too), paged by ``nextRecordsUrl``: one page in memory at a time. A first
   sync of an object larger than ``bulk_threshold`` runs as one Bulk API 2.0 query, read in pages.
+  ``pull_many`` sends the delta queries of up to five objects in one ``/composite`` request (one API call)
+  and follows each one's ``nextRecordsUrl``. A delta query's last page carries a watermark no older than
+  the org's time of the query (its ``Date`` header), so an idle org's next query re-reads nothing.
+- Field limits: ``field_limits`` reads describe (one call per object) into ``FieldLimit`` values that say
+  what the org would refuse (STRING_TOO_LONG, NUMBER_OUTSIDE_VALID_RANGE, ...) and how to fit a value.
 - Pushes: sObject Collections, at most 200 records a call, ``allOrNone`` false: updates by id
   (``PATCH composite/sobjects``), creates as upserts on the external-id field (``PATCH
   composite/sobjects/{Type}/{Field}``), so a retried create updates what the first attempt made.
+- Logins go through ``client_factory`` (``syncd.connectors.auth``): on first use, and again once when a call
+  answers 401 INVALID_SESSION_ID and the auth mode can renew (every mode but a bare session); the call is
+  then made again.
 - Every HTTP request goes through one ``requests.Session`` whose hook counts it by kind, spends the daily
   budget, and reads ``Sforce-Limit-Info``; certificate trust is pinned to ``ca_file`` when one is set.
 """
@@ -19,18 +27,21 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import requests
 from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import SalesforceExpiredSession, SalesforceGeneralError
 
 from syncd.connectors.base import (
     ALL_AT_TIMESTAMP,
     BudgetState,
     Change,
     Connector,
+    FieldLimit,
     Page,
     PushResult,
     RawRecord,
@@ -40,8 +51,8 @@ from syncd.connectors.base import (
 )
 from syncd.connectors.errors import salesforce_error
 from syncd.connectors.policy import CallPolicy, Clock, DailyBudget, Now, Sleep
-from syncd.core.systems import SALESFORCE_OBJECTS, WRITE_BATCH_LIMIT
-from syncd.errors import ConnectorError, FatalConnectorError
+from syncd.core.systems import SALESFORCE_EMAIL, SALESFORCE_OBJECTS, WRITE_BATCH_LIMIT
+from syncd.errors import ConnectorError, FatalConnectorError, RetriableError
 
 __all__ = ["COLLECTION_LIMIT", "SalesforceConnector", "SalesforceSession"]
 
@@ -49,6 +60,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 COLLECTION_LIMIT = WRITE_BATCH_LIMIT["salesforce"]
+COMPOSITE_QUERIES = 5  # query subrequests in one /composite request
 READ_BATCH = 200
 SYNC_OBJECTS: tuple[str, ...] = ("Lead", "Contact", "Account", "Opportunity")
 DEFAULT_EXTERNAL_ID = "Syncd_HubSpot_Id__c"
@@ -189,6 +201,7 @@ class SalesforceConnector(Connector):
         self._last: requests.Response | None = None
         self._factory = client_factory
         self._sf: Salesforce | None = None
+        self.renewals = 0  # logins after an expired session
         self._describes: dict[str, dict[str, str]] = {}
 
     # ------------------------------------------------------------------------------------------ plumbing
@@ -213,7 +226,7 @@ class SalesforceConnector(Connector):
         def attempt() -> T:
             self._last = None
             try:
-                return fn()
+                return self._renewing(fn)
             except ConnectorError:
                 raise
             except Exception as exc:
@@ -223,6 +236,22 @@ class SalesforceConnector(Connector):
         # The session hook counts requests and spends the budget; the policy paces, checks and retries.
         return self.policy.call(kind, attempt, count=False)
 
+    def _renewing(self, fn: Callable[[], T]) -> T:
+        """Call ``fn``; when the session expired and the auth mode can log in again, do so once and call again.
+
+        A request refused with 401 INVALID_SESSION_ID was not carried out, so calling it again loses and
+        doubles nothing. A second expiry in a row, or a bare session token, is an AuthError.
+        """
+        try:
+            return fn()
+        except SalesforceExpiredSession:
+            if not self.refreshable or self._sf is None:
+                raise
+            log.info("Salesforce: the session expired; logging in again")
+            self._sf = None
+            self.renewals += 1
+            return fn()
+
     def _once(self, fn: Callable[[], T]) -> T:
         """One call without retries: for a generator, which a failure closes for good."""
         self.budget.check()
@@ -230,6 +259,18 @@ class SalesforceConnector(Connector):
             return fn()
         except ConnectorError:
             raise
+        except SalesforceExpiredSession as exc:
+            if not self.refreshable:
+                raise salesforce_error(exc, refreshable=False) from exc
+            # The generator is closed: log in again for the next call and let the caller resume the pull.
+            self._sf = None
+            self.renewals += 1
+            raise RetriableError(
+                "Salesforce: the session expired during a Bulk API query; the pull resumes from its last page",
+                system="salesforce",
+                status=401,
+                code="INVALID_SESSION_ID",
+            ) from exc
         except Exception as exc:
             headers = self._last.headers if self._last is not None else None
             raise salesforce_error(exc, headers=headers, refreshable=self.refreshable) from exc
@@ -271,28 +312,125 @@ class SalesforceConnector(Connector):
         if start is None and self.bulk_threshold and self._count(object) > self.bulk_threshold:
             yield from self._pull_bulk(object, names)
             return
-        soql = f"SELECT {', '.join(names)} FROM {object}"
+        soql = self._pull_soql(object, names, start)
         include_deleted = start is not None
-        if start is not None:
-            soql += f" WHERE SystemModstamp >= {_soql_literal(start.at - self.lookback)}"
-        soql += " ORDER BY SystemModstamp, Id"
-        headers = {"Sforce-Query-Options": f"batchSize={self.page_size}"}
+        headers = self._query_headers()
         result = self._call(
             "query", lambda: self.sf.query(soql, include_deleted=include_deleted, headers=headers)
         )
+        anchor = self._anchor() if start is not None else None
+        yield from self._query_pages(object, result, start, anchor)
+
+    def pull_many(self, since: Mapping[str, str | None]) -> Iterator[tuple[str, Page]]:
+        """The changes of several objects, their first (delta) queries sent together in one ``/composite``.
+
+        Up to five queries go in one request (REST API Developer Guide, "Composite": up to 25 subrequests, of
+        which up to 5 query or sObject Collections operations; the whole request counts as one API call).
+        Each query's later pages follow its ``nextRecordsUrl`` with ordinary query-more calls. An object
+        without a watermark is pulled on its own (a first sync may go through the Bulk API). A query the org
+        refuses fails the pull once the other objects of its request are yielded.
+        """
+        items = list(since.items())
+        delta = [(obj, Watermark.decode(mark, system="salesforce")) for obj, mark in items if mark]
+        for group in batched(delta, COMPOSITE_QUERIES):
+            yield from self._pull_composite(group)
+        for obj, mark in items:
+            if not mark:
+                for page in self.pull(obj):
+                    yield obj, page
+
+    def _pull_composite(self, group: list[tuple[str, Watermark]]) -> Iterator[tuple[str, Page]]:
+        version = str(getattr(self.sf, "sf_version", "") or "59.0")
+        subrequests = []
+        for i, (obj, start) in enumerate(group):
+            soql = self._pull_soql(obj, self._fields(obj, None), start)
+            subrequests.append(
+                {
+                    "method": "GET",
+                    "url": f"/services/data/v{version}/queryAll/?{urlencode({'q': soql})}",
+                    "referenceId": f"pull_{i}_{obj}",
+                    "httpHeaders": self._query_headers(),
+                }
+            )
+        body = {"allOrNone": False, "collateSubrequests": False, "compositeRequest": subrequests}
+        result = self._call("composite", lambda: self.sf.restful("composite", method="POST", json=body))
+        anchor = self._anchor()
+        answers = {
+            str(r.get("referenceId")): r
+            for r in (result.get("compositeResponse") or [] if isinstance(result, dict) else [])
+        }
+        failure: ConnectorError | None = None
+        for (obj, start), sub in zip(group, subrequests, strict=True):
+            answer = answers.get(str(sub["referenceId"]))
+            status = int(answer.get("httpStatusCode", 0)) if answer else 0
+            if answer is None or status != 200 or not isinstance(answer.get("body"), dict):
+                content = answer.get("body") if answer else result
+                failure = failure or salesforce_error(
+                    # content as the client's exceptions carry it: the parsed body
+                    SalesforceGeneralError(str(sub["url"]), status or 500, obj, content),  # type: ignore[arg-type]
+                    refreshable=self.refreshable,
+                )
+                continue
+            for page in self._query_pages(obj, answer["body"], start, anchor):
+                yield obj, page
+        if failure is not None:
+            raise failure
+
+    def _pull_soql(self, object: str, names: list[str], start: Watermark | None) -> str:
+        soql = f"SELECT {', '.join(names)} FROM {object}"
+        if start is not None:
+            soql += f" WHERE SystemModstamp >= {_soql_literal(start.at - self.lookback)}"
+        return soql + " ORDER BY SystemModstamp, Id"
+
+    def _query_headers(self) -> dict[str, str]:
+        return {"Sforce-Query-Options": f"batchSize={self.page_size}"}
+
+    def _anchor(self) -> Watermark | None:
+        """The org's clock when the last response was sent, as a watermark: every change the query could
+        see is in its result, so the next delta query may start from here (minus the look-back).
+
+        Salesforce sends the standard ``Date`` header (RFC 9110 section 6.6.1: an origin server with a clock
+        must) on every REST response; it has whole seconds, cut down, so it never runs ahead of the query.
+        Reading it instead of syncd's clock keeps a skewed local clock out of the watermark.
+        """
+        raw = self._last.headers.get("Date") if self._last is not None else None
+        if not raw:
+            return None
+        try:
+            at = parsedate_to_datetime(raw)
+        except (TypeError, ValueError):
+            return None
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        return Watermark(at.astimezone(UTC), "")
+
+    def _query_pages(
+        self, object: str, result: Mapping[str, Any], start: Watermark | None, anchor: Watermark | None
+    ) -> Iterator[Page]:
+        headers = self._query_headers()
         while True:
-            page = self._page(object, result.get("records") or [], start)
+            next_url = result.get("nextRecordsUrl")
+            last = bool(result.get("done", True)) or not next_url
+            page = self._page(object, result.get("records") or [], start, anchor if last else None)
             if page is not None:
                 yield page
-            next_url = result.get("nextRecordsUrl")
-            if result.get("done", True) or not next_url:
+            if last:
                 return
             result = self._call(
                 "query more",
                 lambda url=next_url: self.sf.query_more(url, identifier_is_url=True, headers=headers),  # type: ignore[misc]
             )
 
-    def _page(self, object: str, rows: list[dict[str, Any]], start: Watermark | None) -> Page | None:
+    def _page(
+        self,
+        object: str,
+        rows: list[dict[str, Any]],
+        start: Watermark | None,
+        anchor: Watermark | None = None,
+    ) -> Page | None:
+        """One page and the watermark after it. On a delta query's last page the watermark moves up to the
+        org's time of the query (``anchor``) even when nothing newer came: an idle org's next query starts at
+        that time minus the look-back instead of re-reading the last burst of changes every cycle."""
         records = [self._record(object, row) for row in rows]
         if start is not None and not self.lookback:
             # The query starts at the watermark's second: drop what the watermark says is done. Ids at the
@@ -303,12 +441,15 @@ class SalesforceConnector(Connector):
                 if r.modified_at > start.at
                 or (r.modified_at == start.at and start.id != ALL_AT_TIMESTAMP and r.id != start.id)
             ]
-        if not rows:
+        marks = [m for m in (start, anchor) if m is not None]
+        if rows:
+            last = self._record(object, rows[-1])
+            marks.append(Watermark(last.modified_at, last.id))
+        if not marks:
             return None
-        last = self._record(object, rows[-1])
-        mark = Watermark(last.modified_at, last.id)
-        if start is not None and mark < start:
-            mark = start
+        mark = max(marks)
+        if not rows and mark == start:
+            return None
         return Page(records, mark.encode())
 
     def _count(self, object: str) -> int:
@@ -317,11 +458,50 @@ class SalesforceConnector(Connector):
 
     def _describe(self, object: str) -> dict[str, str]:
         if object not in self._describes:
-            info = self._call("describe", lambda: getattr(self.sf, object).describe())
-            self._describes[object] = {
-                str(f["name"]): str(f.get("type", "string")) for f in info.get("fields", [])
-            }
+            self._describe_fields(object)
         return self._describes[object]
+
+    def _describe_fields(self, object: str) -> list[dict[str, Any]]:
+        """The object's fields as describe lists them (one call), refreshing the cached field types."""
+        info = self._call("describe", lambda: getattr(self.sf, object).describe())
+        found = [f for f in (info.get("fields") or []) if isinstance(f, dict) and f.get("name")]
+        self._describes[object] = {str(f["name"]): str(f.get("type", "string")) for f in found}
+        return found
+
+    def field_limits(self, objects: Iterable[str] | None = None) -> dict[str, dict[str, FieldLimit]]:
+        """What each field of ``objects`` (default: the synced objects) accepts, read from describe: one call
+        per object, every time (call it when the roster is refreshed, and check values before sending).
+
+        describe gives ``length`` of text fields, ``digits`` of ints, ``precision`` and ``scale`` of doubles
+        and currencies, and ``restrictedPicklist`` with ``picklistValues`` (REST API Developer Guide, "sObject
+        Describe"; SOAP API Developer Guide, "DescribeSObjectResult", Field). A field describe marks
+        read-only (``updateable`` false) is listed too, flagged.
+        """
+        out: dict[str, dict[str, FieldLimit]] = {}
+        for object in objects if objects is not None else self.objects:
+            limits: dict[str, FieldLimit] = {}
+            for f in self._describe_fields(object):
+                kind = str(f.get("type") or "string")
+                text = kind in _TEXT_KINDS
+                limits[str(f["name"])] = FieldLimit(
+                    name=str(f["name"]),
+                    type=kind,
+                    length=int(f.get("length") or 0) if text else 0,
+                    digits=int(f.get("digits") or 0) if kind == "int" else 0,
+                    precision=int(f.get("precision") or 0) if kind in _NUMBER else 0,
+                    scale=int(f.get("scale") or 0) if kind in _NUMBER else 0,
+                    picklist=tuple(
+                        str(p["value"])
+                        for p in f.get("picklistValues") or []
+                        if isinstance(p, dict) and p.get("active", True) and p.get("value") is not None
+                    ),
+                    restricted=bool(f.get("restrictedPicklist")),
+                    updateable=bool(f.get("updateable", True)),
+                    pattern=SALESFORCE_EMAIL.pattern if kind == "email" else "",
+                    pattern_error="INVALID_EMAIL_ADDRESS" if kind == "email" else "",
+                )
+            out[object] = limits
+        return out
 
     def _pull_bulk(self, object: str, names: list[str]) -> Iterator[Page]:
         """A first sync through one Bulk API 2.0 query job, converted to the REST shapes page by page."""
@@ -465,6 +645,9 @@ def _save_result(saved: Mapping[str, Any], change: Change, *, created: bool) -> 
 _BOOLEAN = frozenset({"boolean"})
 _INTEGER = frozenset({"int"})
 _NUMBER = frozenset({"double", "currency", "percent"})
+_TEXT_KINDS = frozenset(
+    {"string", "email", "url", "phone", "picklist", "multipicklist", "textarea", "combobox"}
+)
 
 
 def _typed(row: Mapping[str, str], types: Mapping[str, str]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from syncd.core.systems import (
     OWNER_FIELD,
     PERSON_OBJECTS,
 )
-from syncd.core.types import RecordRow, content_hash
+from syncd.core.types import LinkRow, RecordRow, content_hash
 
 if TYPE_CHECKING:
     # Imported for types only: importing syncd.core.mapping first would enter the mapping <-> rules import cycle
@@ -309,3 +309,100 @@ class PageLinks:
 def first(values: Sequence[str] | None) -> str | None:
     """The first of several candidate keys (they come sorted), or None."""
     return values[0] if values else None
+
+
+# A record's references to other records, strongest first: (system, id, how).
+Named = dict[str, list[tuple[str, str, str]]]
+# Cross-id -> (its key when linked, its object when staged), per system.
+Targets = Mapping[str, Mapping[str, tuple[str | None, str | None]]]
+
+
+def named_records(mapping: FieldMapping, system: str, object: str, page: Sequence[RecordRow]) -> Named:
+    """Per record of a page, the records it names: the Contact a Lead was converted to, then the record its
+    stored cross-id names in the other system."""
+    other = "hubspot" if system == "salesforce" else "salesforce"
+    named: Named = {}
+    for r in page:
+        refs = []
+        if object == "Lead" and r.data.get("IsConverted") and r.data.get("ConvertedContactId"):
+            refs.append(("salesforce", str(r.data["ConvertedContactId"]), "converted"))
+        target = cross_id(mapping, system, object, r.data)
+        if target is not None:
+            refs.append((other, target, "stored_id"))
+        named[r.id] = refs
+    return named
+
+
+@dataclass(frozen=True)
+class PageKeys:
+    """The keys chosen for one page of unlinked records; ``seeds`` are the records new keys are minted for."""
+
+    chosen: list[tuple[RecordRow, str, str]]
+    seeds: list[str]
+
+    def links(
+        self,
+        fresh: Sequence[str],
+        system: str,
+        object: str,
+        named: Named,
+        targets: Targets,
+        run_id: str | None,
+    ) -> list[LinkRow]:
+        """The links to store once the new keys are minted (``fresh``, one per seed, in order): each record to
+        its key, and each named record that is staged but not linked yet to the same key."""
+        links = []
+        for r, key, how in self.chosen:
+            real = fresh[int(key[4:])] if key.startswith("#new") else key
+            links.append(LinkRow(real, system, object, r.id, how, run_id=run_id))
+            for tsys, tid, thow in named[r.id]:
+                linked, target_obj = targets.get(tsys, {}).get(tid, (None, None))
+                if linked is None and target_obj is not None:
+                    links.append(LinkRow(real, tsys, target_obj, tid, thow, run_id=run_id))
+        return links
+
+
+def assign_keys(
+    kind: str,
+    system: str,
+    object: str,
+    page: Sequence[RecordRow],
+    named: Named,
+    targets: Targets,
+    match: Mapping[str, str | None],
+) -> PageKeys:
+    """Choose a key for each unlinked record of a page: the key of a record it names (``targets``), else the
+    key of its email (persons) or domain (accounts) in the ledger (``match``: record id -> key) or earlier
+    in the page, else a new key (a placeholder ``#newN`` for the N-th seed)."""
+    local = PageLinks()
+    chosen: list[tuple[RecordRow, str, str]] = []
+    seeds: list[str] = []
+    for r in page:
+        key: str | None = None
+        how = "new"
+        for tsys, tid, thow in named[r.id]:
+            key = targets.get(tsys, {}).get(tid, (None, None))[0] or local.by_ref.get((tsys, tid))
+            if key is not None:
+                how = thow
+                break
+        if key is None:
+            value = r.email if kind == "person" else r.domain
+            key = match.get(r.id) or (
+                (local.by_email if kind == "person" else local.by_domain).get(value) if value else None
+            )
+            how = "email" if kind == "person" else "domain"
+        if key is None:
+            key = f"#new{len(seeds)}"
+            seeds.append(f"{system}:{object}:{r.id}")
+            how = "new"
+        local.remember(
+            key,
+            system,
+            r.id,
+            r.email if kind == "person" else None,
+            r.domain if kind == "account" else None,
+        )
+        for tsys, tid, _ in named[r.id]:
+            local.by_ref.setdefault((tsys, tid), key)
+        chosen.append((r, key, how))
+    return PageKeys(chosen, seeds)

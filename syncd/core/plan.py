@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from syncd.core.link import Group, cross_id_field, same_value
+from syncd.core.link import Group, cross_id_field, entity_of, same_value
 from syncd.core.types import Decision, Intent, RecordRow, RepDirectory, WriteRow
 
 if TYPE_CHECKING:
@@ -497,3 +497,50 @@ def _show(value: Any) -> str:
     if value in (None, ""):
         return "(blank)"
     return str(value)
+
+
+def is_clear(intent: Intent) -> bool:
+    """An intent that only clears the HubSpot lifecycle stage (the prerequisite of setting it backwards)."""
+    return dict(intent.fields) == {"lifecyclestage": ""}
+
+
+def action_from_intent(intent: Intent, mapping: FieldMapping) -> Action:
+    """An intent read back from the outbox as an action, its fields classified by what they are for."""
+    changes = tuple(
+        FieldChange(
+            name,
+            "create" if intent.create_key else _kind_of(mapping, intent.system, intent.object, name),
+            None,
+            value,
+        )
+        for name, value in intent.fields.items()
+    )
+    return Action(
+        intent.system,
+        intent.object,
+        intent.key or "",
+        changes,
+        intent.reason,
+        record_id=intent.record_id,
+        create_key=intent.create_key,
+        prerequisite=is_clear(intent),
+    )
+
+
+def _kind_of(mapping: FieldMapping, system: str, obj: str, name: str) -> str:
+    entity = entity_of(system, obj)
+    if entity != "deal" and name == cross_id_field(mapping, system, entity):
+        return "link"
+    for logical in ("owner", "stage", "score"):
+        lf = mapping.fields.get(logical)
+        if lf is not None and any(b.field == name for b in lf.bindings.get((system, obj), ())):  # type: ignore[arg-type]
+            return logical
+    return "field"
+
+
+def predicted_followup(action: Action, mapping: FieldMapping) -> Action:
+    """The follow-up a create would queue once it succeeds, as a dry run predicts it."""
+    nxt = followup(action.intent(), "(new)", mapping)
+    if nxt is None:
+        raise ValueError(f"{action.system} {action.object} is not a create with a follow-up")
+    return nxt

@@ -8,6 +8,7 @@ its tests use), plus the custom fields and properties syncd needs, which a real 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -48,6 +49,15 @@ FieldType = Literal[
 ]
 
 
+# An e-mail address Salesforce accepts in an email field: a local part of RFC 5322 atom characters and dots,
+# a hostname domain with at least one dot; control characters, spaces and a second "@" are refused with
+# INVALID_EMAIL_ADDRESS (SOAP API Developer Guide, "Field Types", email; Object Reference, Lead.Email).
+SALESFORCE_EMAIL = re.compile(
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+$"
+)
+
+
 @dataclass(frozen=True)
 class FieldSpec:
     """One field of a Salesforce sObject or one property of a HubSpot object."""
@@ -60,6 +70,12 @@ class FieldSpec:
     unique: bool = False  # HubSpot: a duplicate value is a 409 (contacts' email)
     references: tuple[str, ...] = ()  # Salesforce reference targets, e.g. ("User", "Group") for Lead.OwnerId
     picklist: tuple[str, ...] = ()  # allowed values, when restricted
+    # Salesforce field limits, as describe reports them (0: none): characters of a text field, digits of an
+    # int, precision (all digits) and scale (after the point) of a double or currency.
+    length: int = 0
+    digits: int = 0
+    precision: int = 0
+    scale: int = 0
 
 
 @dataclass(frozen=True)
@@ -124,11 +140,17 @@ OPPORTUNITY_STAGES = (
 )
 SYNCD_SF_CUSTOM = (
     # The HubSpot id of the linked record: syncd's upsert key, so a retried create never duplicates.
-    _f("Syncd_HubSpot_Id__c", "string", external_id=True),
-    _f("Syncd_Score__c", "double"),
-    _f("Syncd_Stage__c", "string"),
+    _f("Syncd_HubSpot_Id__c", "string", external_id=True, length=255),
+    _f("Syncd_Score__c", "double", precision=18, scale=2),
+    _f("Syncd_Stage__c", "string", length=255),
 )
 
+# Field limits of the standard fields (length, digits, precision/scale) as describe reports them in an
+# Enterprise/Developer Edition org: Salesforce Object Reference, the field tables of Lead, Contact, Account,
+# Opportunity, User and Group ("Type: string ... Length"), and SOAP API Developer Guide, "Field Types"
+# (int fields carry ``digits``; double and currency carry ``precision`` and ``scale``). MasterRecordId: "If this
+# object was deleted as the result of a merge, this field contains the ID of the record that was kept"
+# (Object Reference, Lead/Contact/Account). The custom fields syncd needs are Text(255) and Number(16, 2).
 SALESFORCE_OBJECTS: dict[str, ObjectSpec] = {
     spec.name: spec
     for spec in (
@@ -137,15 +159,15 @@ SALESFORCE_OBJECTS: dict[str, ObjectSpec] = {
             key_prefix="005",
             fields=(
                 *SF_SYSTEM_FIELDS,
-                _f("Username", required=True),
-                _f("Email", "email", required=True),
-                _f("FirstName"),
-                _f("LastName", required=True),
-                _f("Name", readonly=True),
+                _f("Username", required=True, length=80),
+                _f("Email", "email", required=True, length=128),
+                _f("FirstName", length=40),
+                _f("LastName", required=True, length=80),
+                _f("Name", readonly=True, length=121),
                 _f("IsActive", "boolean"),
-                _f("Title"),
-                _f("Department"),
-                _f("UserType", readonly=True),
+                _f("Title", length=80),
+                _f("Department", length=80),
+                _f("UserType", readonly=True, length=40),
             ),
         ),
         ObjectSpec(
@@ -153,10 +175,10 @@ SALESFORCE_OBJECTS: dict[str, ObjectSpec] = {
             key_prefix="00G",
             fields=(
                 *SF_SYSTEM_FIELDS,
-                _f("Name", required=True),
-                _f("DeveloperName"),
-                _f("Type", "picklist", picklist=("Queue", "Regular")),
-                _f("Email", "email"),
+                _f("Name", required=True, length=40),
+                _f("DeveloperName", length=80),
+                _f("Type", "picklist", picklist=("Queue", "Regular"), length=40),
+                _f("Email", "email", length=255),
             ),
         ),
         ObjectSpec(
@@ -164,17 +186,18 @@ SALESFORCE_OBJECTS: dict[str, ObjectSpec] = {
             key_prefix="001",
             fields=(
                 *SF_SYSTEM_FIELDS,
-                _f("Name", required=True),
-                _f("Website", "url"),
-                _f("Industry", "picklist"),
-                _f("NumberOfEmployees", "int"),
-                _f("AnnualRevenue", "currency"),
-                _f("Type", "picklist"),
-                _f("BillingCountry"),
-                _f("BillingState"),
-                _f("BillingCity"),
-                _f("Phone", "phone"),
+                _f("Name", required=True, length=255),
+                _f("Website", "url", length=255),
+                _f("Industry", "picklist", length=255),
+                _f("NumberOfEmployees", "int", digits=8),
+                _f("AnnualRevenue", "currency", precision=18, scale=0),
+                _f("Type", "picklist", length=255),
+                _f("BillingCountry", length=80),
+                _f("BillingState", length=80),
+                _f("BillingCity", length=40),
+                _f("Phone", "phone", length=40),
                 _f("OwnerId", "reference", references=("User",)),
+                _f("MasterRecordId", "reference", readonly=True, references=("Account",)),
                 *SYNCD_SF_CUSTOM,
             ),
         ),
@@ -183,24 +206,25 @@ SALESFORCE_OBJECTS: dict[str, ObjectSpec] = {
             key_prefix="00Q",
             fields=(
                 *SF_SYSTEM_FIELDS,
-                _f("FirstName"),
-                _f("LastName", required=True),
-                _f("Name", readonly=True),
-                _f("Email", "email"),
-                _f("Company", required=True),
-                _f("Title"),
-                _f("Phone", "phone"),
-                _f("Website", "url"),
-                _f("Country"),
-                _f("State"),
-                _f("City"),
-                _f("Industry", "picklist"),
-                _f("NumberOfEmployees", "int"),
-                _f("AnnualRevenue", "currency"),
-                _f("LeadSource", "picklist"),
-                _f("Status", "picklist", picklist=LEAD_STATUSES),
-                _f("Rating", "picklist"),
+                _f("FirstName", length=40),
+                _f("LastName", required=True, length=80),
+                _f("Name", readonly=True, length=121),
+                _f("Email", "email", length=80),
+                _f("Company", required=True, length=255),
+                _f("Title", length=128),
+                _f("Phone", "phone", length=40),
+                _f("Website", "url", length=255),
+                _f("Country", length=80),
+                _f("State", length=80),
+                _f("City", length=40),
+                _f("Industry", "picklist", length=255),
+                _f("NumberOfEmployees", "int", digits=8),
+                _f("AnnualRevenue", "currency", precision=18, scale=0),
+                _f("LeadSource", "picklist", length=255),
+                _f("Status", "picklist", picklist=LEAD_STATUSES, length=255),
+                _f("Rating", "picklist", length=255),
                 _f("OwnerId", "reference", references=("User", "Group")),
+                _f("MasterRecordId", "reference", readonly=True, references=("Lead",)),
                 _f("IsConverted", "boolean", readonly=True),
                 _f("ConvertedDate", "date", readonly=True),
                 _f("ConvertedContactId", "reference", readonly=True, references=("Contact",)),
@@ -215,17 +239,18 @@ SALESFORCE_OBJECTS: dict[str, ObjectSpec] = {
             fields=(
                 *SF_SYSTEM_FIELDS,
                 _f("AccountId", "reference", references=("Account",)),
-                _f("FirstName"),
-                _f("LastName", required=True),
-                _f("Name", readonly=True),
-                _f("Email", "email"),
-                _f("Title"),
-                _f("Phone", "phone"),
-                _f("MailingCountry"),
-                _f("MailingState"),
-                _f("MailingCity"),
-                _f("LeadSource", "picklist"),
+                _f("FirstName", length=40),
+                _f("LastName", required=True, length=80),
+                _f("Name", readonly=True, length=121),
+                _f("Email", "email", length=80),
+                _f("Title", length=128),
+                _f("Phone", "phone", length=40),
+                _f("MailingCountry", length=80),
+                _f("MailingState", length=80),
+                _f("MailingCity", length=40),
+                _f("LeadSource", "picklist", length=255),
                 _f("OwnerId", "reference", references=("User",)),
+                _f("MasterRecordId", "reference", readonly=True, references=("Contact",)),
                 *SYNCD_SF_CUSTOM,
             ),
         ),
@@ -235,15 +260,15 @@ SALESFORCE_OBJECTS: dict[str, ObjectSpec] = {
             fields=(
                 *SF_SYSTEM_FIELDS,
                 _f("AccountId", "reference", references=("Account",)),
-                _f("Name", required=True),
-                _f("StageName", "picklist", required=True, picklist=OPPORTUNITY_STAGES),
-                _f("Amount", "currency"),
+                _f("Name", required=True, length=120),
+                _f("StageName", "picklist", required=True, picklist=OPPORTUNITY_STAGES, length=255),
+                _f("Amount", "currency", precision=18, scale=2),
                 _f("CloseDate", "date", required=True),
-                _f("Type", "picklist"),
+                _f("Type", "picklist", length=255),
                 _f("IsClosed", "boolean", readonly=True),
                 _f("IsWon", "boolean", readonly=True),
                 _f("OwnerId", "reference", references=("User",)),
-                _f("Syncd_HubSpot_Id__c", "string", external_id=True),
+                _f("Syncd_HubSpot_Id__c", "string", external_id=True, length=255),
             ),
         ),
     )
@@ -291,6 +316,8 @@ HUBSPOT_OBJECTS: dict[str, ObjectSpec] = {
             fields=(
                 *HS_SYSTEM_PROPERTIES,
                 _f("lastmodifieddate", "datetime", readonly=True),
+                # The ids merged into this record, ";"-separated (set by HubSpot on a merge).
+                _f("hs_merged_object_ids", "string", readonly=True),
                 _f("email", "email", unique=True),
                 _f("firstname"),
                 _f("lastname"),
@@ -326,6 +353,7 @@ HUBSPOT_OBJECTS: dict[str, ObjectSpec] = {
             fields=(
                 *HS_SYSTEM_PROPERTIES,
                 _f("hs_lastmodifieddate", "datetime", readonly=True),
+                _f("hs_merged_object_ids", "string", readonly=True),
                 _f("name"),
                 _f("domain"),
                 _f("website", "url"),
@@ -351,6 +379,9 @@ HUBSPOT_OBJECTS: dict[str, ObjectSpec] = {
                 _f("pipeline"),
                 _f("closedate", "datetime"),
                 _f("hubspot_owner_id", "string"),
+                # Calculated by HubSpot from the deal stage.
+                _f("hs_is_closed", "boolean", readonly=True),
+                _f("hs_is_closed_won", "boolean", readonly=True),
                 _f("syncd_salesforce_id", "string"),
             ),
         ),

@@ -13,7 +13,7 @@ import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple, overload
 
 Kind = Literal["person", "account"]
@@ -631,20 +631,6 @@ class OverrideRow:
     changed_by: str | None = None
     run_id: str | None = None
     seq: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Quarantine retry policy: delays grow ``base * factor**(attempts-1)`` up to ``maximum``; reported after N."""
-
-    base: timedelta = timedelta(minutes=15)
-    factor: float = 2.0
-    maximum: timedelta = timedelta(hours=24)
-    report_after: int = 5
-
-    def delay(self, attempts: int) -> timedelta:
-        seconds = self.base.total_seconds() * self.factor ** max(attempts - 1, 0)
-        return min(timedelta(seconds=seconds), self.maximum)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,6 @@
 """What both sandbox servers share: WSGI plumbing, bearer tokens, request counts, injected faults, the
-``/__sandbox/`` control endpoint, and a server thread that serves HTTPS on 127.0.0.1.
+``/__sandbox/`` control endpoint, and a server thread that serves HTTPS on 127.0.0.1 with persistent
+HTTP/1.1 connections (every response has a Content-Length and a ``Date`` from the server's clock).
 
 A server subclasses ``SandboxApp``: it lists its routes (each endpoint named ``kind`` for counting), says
 how it rejects a bad token, enforces its own rate limits and decorates responses with its usage headers.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import io
 import json
 import logging
 import random
@@ -24,13 +26,14 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed, NotFound
+from werkzeug.http import http_date
 from werkzeug.routing import Map, Rule
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from syncd.core.systems import OrgSchema
@@ -141,6 +144,10 @@ class SandboxApp(abc.ABC):
     def error(self, status: int, message: str, code: str = "") -> Response:
         """A response in this system's error format."""
 
+    def before_auth(self, request: Request, kind: str, values: Mapping[str, Any]) -> Response | None:
+        """A response given before the bearer token is checked (public resources, unknown API versions)."""
+        return None
+
     def check_limits(self, user: str, token: str, kind: str, request: Request) -> Response | None:
         """Enforce rate limits and allowances; a response refuses the request. Called before handling."""
         return None
@@ -183,6 +190,9 @@ class SandboxApp(abc.ABC):
         request = Request(environ)
         try:
             response = self.handle(request)
+            # The server's clock, as every HTTP origin server with a clock sends it (RFC 9110 section 6.6.1,
+            # "Date"): the injected clock, so clients that anchor watermarks to it see the sandbox's time.
+            response.headers["Date"] = http_date(self.clock())
         except DropConnection:
             sock = environ.get("werkzeug.socket")
             if isinstance(sock, socket.socket):
@@ -203,6 +213,10 @@ class SandboxApp(abc.ABC):
             )
         except HTTPException as exc:
             return self.error(exc.code or 400, exc.description or "bad request", "BAD_REQUEST")
+        early = self.before_auth(request, str(kind), values)
+        if early is not None:
+            self.counters.hit(request.method, str(kind), early.status_code)
+            return early
         auth = request.headers.get("Authorization", "")
         token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
         user = self.user_for_token(token) if token else None
@@ -277,6 +291,115 @@ class SandboxApp(abc.ABC):
         )
 
 
+class KeepAliveHandler(WSGIRequestHandler):
+    """HTTP/1.1 with persistent connections, as both real services keep them (each call through one client
+    session reuses its TLS connection instead of paying a new handshake).
+
+    werkzeug's own handler always sends ``Connection: close`` because it cannot drain an unread request body
+    before the next request line. This one reads the whole body (by Content-Length) before the app runs, sends
+    every response with a Content-Length, and so can serve the next request on the same connection. A request
+    it cannot frame (a chunked upload), a dropped connection or ``Connection: close`` from the client ends it.
+    """
+
+    protocol_version = "HTTP/1.1"
+    timeout = 120  # seconds an idle connection is kept open
+
+    def setup(self) -> None:
+        super().setup()
+        tracker = getattr(self.server, "connections", None)
+        if isinstance(tracker, ConnectionTracker):
+            tracker.opened(self.connection)
+
+    def finish(self) -> None:
+        tracker = getattr(self.server, "connections", None)
+        if isinstance(tracker, ConnectionTracker):
+            tracker.closed(self.connection)
+        super().finish()
+
+    def make_environ(self) -> dict[str, Any]:
+        environ: dict[str, Any] = super().make_environ()
+        if environ.get("wsgi.input_terminated"):  # chunked request body: read as it comes, then close
+            self.close_connection = True
+            return environ
+        length = int(self.headers.get("Content-Length") or 0)
+        environ["wsgi.input"] = io.BytesIO(self.rfile.read(length) if length > 0 else b"")
+        return environ
+
+    def run_wsgi(self) -> None:
+        if self.headers.get("Expect", "").lower().strip() == "100-continue":
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        environ = self.make_environ()
+        started: list[Any] = []
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            started[:] = [status, headers]
+            return lambda data: None
+
+        try:
+            chunks = self.server.app(environ, start_response)
+            try:
+                body = b"".join(chunks)
+            finally:
+                if hasattr(chunks, "close"):
+                    chunks.close()
+        except (ConnectionError, TimeoutError, OSError) as exc:
+            self.close_connection = True
+            self.connection_dropped(exc, environ)
+            return
+        except Exception:
+            # A bug in a handler: answer 500 as werkzeug's own handler does, and start afresh.
+            log.exception("sandbox: error on %s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
+            self.close_connection = True
+            body = b"".join(InternalServerError()(environ, start_response))
+        if not started:  # the app dropped the connection on purpose (an injected fault)
+            self.close_connection = True
+            return
+        status, headers = started
+        code_text, _, reason = str(status).partition(" ")
+        code = int(code_text)
+        self.log_request(code)
+        self.send_response_only(code, reason)
+        self.send_header("Server", self.version_string())
+        if not any(key.lower() == "date" for key, _ in headers):
+            self.send_header("Date", self.date_time_string())
+        for key, value in headers:
+            if key.lower() not in ("content-length", "connection", "transfer-encoding"):
+                self.send_header(key, value)
+        if code >= 200 and code not in (204, 304):
+            self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if body and environ["REQUEST_METHOD"] != "HEAD":
+            self.wfile.write(body)
+        self.wfile.flush()
+
+
+class ConnectionTracker:
+    """Open client connections of one server: counted (tests assert reuse) and closed when it stops."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+        self.accepted = 0
+
+    def opened(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._open.add(sock)
+            self.accepted += 1
+
+    def closed(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._open.discard(sock)
+
+    def close_all(self) -> None:
+        with self._lock:
+            socks = list(self._open)
+        for sock in socks:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
 class ServerThread:
     """Serves a WSGI app over HTTPS on 127.0.0.1 in a background thread (port 0 picks a free port)."""
 
@@ -291,8 +414,12 @@ class ServerThread:
     ) -> None:
         # poll_interval bounds how long stop() waits for the serving loop to notice; tests use a short one.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self._server: BaseWSGIServer = make_server(host, port, app, threaded=True, ssl_context=ssl_context)
+        self._server: BaseWSGIServer = make_server(
+            host, port, app, threaded=True, request_handler=KeepAliveHandler, ssl_context=ssl_context
+        )
         self._server.daemon_threads = True  # type: ignore[attr-defined]  # ThreadingMixIn's, when threaded
+        self.connections = ConnectionTracker()
+        self._server.connections = self.connections  # type: ignore[attr-defined]  # read by the handler
         # Accepted sockets inherit it: without it Nagle holds back the small TLS records (tickets, then the
         # response) behind the client's delayed ACK, ~12 ms a call instead of ~3 ms.
         self._server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -317,4 +444,6 @@ class ServerThread:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+        # Kept-alive connections would otherwise go on being served by the stopped app.
+        self.connections.close_all()
         self._thread.join(timeout=5)

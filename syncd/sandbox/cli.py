@@ -12,8 +12,13 @@ from typing import Any
 import click
 
 from syncd.errors import SandboxError
+from syncd.progress import Progress
+from syncd.reports.fmt import num
+from syncd.reports.progress_render import ProgressBar
 from syncd.sandbox.base import Faults
+from syncd.sandbox.hubspot import DEFAULT_SEARCH_LAG_MS
 from syncd.sandbox.runtime import HS_FILE, SEED_META, SF_FILE, USER_KEYS, Sandbox, store_counts, write_info
+from syncd.sandbox.salesforce_oauth import DEFAULT_SESSION_SECONDS
 from syncd.sandbox.seed import SIZES
 from syncd.sandbox.store import Store
 
@@ -156,11 +161,27 @@ def sandbox() -> None:
     "e.g. 429=0.05,503=0.01,timeout=0.01,reset=0.01,latency_ms=20.",
 )
 @click.option(
+    "--search-lag-ms",
+    type=click.IntRange(min=0),
+    default=DEFAULT_SEARCH_LAG_MS,
+    show_default=True,
+    help="How long a HubSpot write takes to reach search (list and get see it at once), as in a real "
+    "portal; 0 makes search immediate.",
+)
+@click.option(
+    "--session-seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_SESSION_SECONDS,
+    show_default=True,
+    help="Salesforce session timeout: an OAuth access token unused this long answers 401 INVALID_SESSION_ID "
+    "(activity extends it in the second half of the timeout, as in Salesforce).",
+)
+@click.option(
     "--info",
     "info_file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the connection details (URLs, CA file, tokens) to this JSON file when ready "
-    "(mode 0600; removed on exit).",
+    help="Write the connection details (URLs, CA file, tokens, the Salesforce OAuth login) to this JSON "
+    "file when ready (mode 0600; removed on exit).",
 )
 def serve(
     data_dir: Path | None,
@@ -171,6 +192,8 @@ def serve(
     hs_port: int,
     rate_limits: str,
     faults: Faults,
+    search_lag_ms: int,
+    session_seconds: float,
     info_file: Path | None,
 ) -> None:
     """Serve a local Salesforce and a local HubSpot over HTTPS until SIGTERM or Ctrl+C."""
@@ -193,9 +216,13 @@ def serve(
         sf_port=sf_port,
         hs_port=hs_port,
         data_dir=data_dir,
+        search_lag_ms=search_lag_ms,
+        session_seconds=session_seconds,
     )
     try:
-        box.start()
+        progress = Progress()
+        with ProgressBar(progress, transient=True):
+            box.start(progress=progress)
         if info_file is not None:
             try:
                 write_info(info_file, box.info())
@@ -218,9 +245,9 @@ def _summary(box: Sandbox, info_file: Path | None, rate_limits: str, faults: Fau
     counts = box.counts()
     seeded = box.seed_summary
     if box.seeded:
-        origin = f"seeded with seed {seeded['seed']}, {seeded['persons']:,} persons"
+        origin = f"seeded with seed {seeded['seed']}, {num(seeded['persons'])} persons"
     elif seeded:
-        origin = f"kept data seeded with seed {seeded.get('seed')}, {seeded.get('persons', 0):,} persons"
+        origin = f"kept data seeded with seed {seeded.get('seed')}, {num(seeded.get('persons', 0))} persons"
     else:
         origin = "kept data"
     lines = [
@@ -233,11 +260,13 @@ def _summary(box: Sandbox, info_file: Path | None, rate_limits: str, faults: Fau
     if mess:
         lines.append(
             "  mess to fix: "
-            + ", ".join(f"{mess[k]:,} {label}" for k, label in _MESS_LABELS.items() if mess.get(k))
+            + ", ".join(f"{num(mess[k])} {label}" for k, label in _MESS_LABELS.items() if mess.get(k))
         )
     lines.append(f"  CA file: {box.ca_file}")
     if info_file is not None:
-        lines.append(f"  connection details and {len(USER_KEYS)} tokens per system: {info_file}")
+        lines.append(
+            f"  connection details, {len(USER_KEYS)} tokens per system and the Salesforce OAuth login: {info_file}"
+        )
     lines.append(
         f"  data: {box.data_dir}" if box.data_dir else "  data: in memory (use --data DIR to keep it)"
     )
@@ -246,7 +275,7 @@ def _summary(box: Sandbox, info_file: Path | None, rate_limits: str, faults: Fau
 
 
 def _counts(counts: Mapping[str, int]) -> str:
-    return ", ".join(f"{name} {n:,}" for name, n in counts.items())
+    return ", ".join(f"{name} {num(n)}" for name, n in counts.items())
 
 
 @sandbox.command(cls=OneLineErrors)
@@ -272,7 +301,7 @@ def info(data_dir: Path) -> None:
         click.echo(f"sandbox data in {data_dir}")
         if seeded:
             click.echo(
-                f"  seeded with seed {seeded.get('seed')}, {seeded.get('persons', 0):,} persons "
+                f"  seeded with seed {seeded.get('seed')}, {num(seeded.get('persons', 0))} persons "
                 f"(as of {seeded.get('now')})"
             )
         counts = store_counts(stores[0], stores[1])

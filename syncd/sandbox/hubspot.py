@@ -2,14 +2,18 @@
 
 Endpoints (object types ``contacts``, ``companies``, ``deals``; also ``0-1``/``0-2``/``0-3``):
 
-    GET    /crm/v3/objects/{type}                 list: limit (capped at 100), after, properties, archived
+    GET    /crm/v3/objects/{type}                 list: limit (capped at 100), after, properties, archived,
+                                                  propertiesWithHistory, associations (also on get)
     POST   /crm/v3/objects/{type}                 create -> 201
     GET    /crm/v3/objects/{type}/{id}            get (idProperty=email for contacts), archived
     PATCH  /crm/v3/objects/{type}/{id}            update -> 200
     DELETE /crm/v3/objects/{type}/{id}            archive -> 204
     POST   /crm/v3/objects/{type}/search          filterGroups, sorts, properties, query, limit <= 200, after
     POST   /crm/v3/objects/{type}/batch/{op}      read 200 | create 201 | update 200 | upsert 200 | archive 204;
-                                                  207 with numErrors and errors[] when some inputs fail
+                                                  read: 207 with numErrors and errors[] for missing ids;
+                                                  writes: refused whole (400/409/404) when an input is bad
+    POST   /crm/v3/objects/{contacts|companies}/merge   {primaryObjectId, objectIdToMerge} -> 200
+    GET    /crm/v3/schemas                        custom object schemas: none (also /crm-object-schemas/v3/)
     GET    /crm/v3/owners/                        email, after, limit, archived
     GET    /crm/v3/owners/{ownerId}               idProperty=id|userId, archived
     GET    /crm/v3/properties/{type}[/{name}]     from the sandbox schema; custom ones hubspotDefined=false
@@ -27,10 +31,16 @@ Semantics worth knowing when writing a connector against it:
 - ``hs_updated_by_user_id`` is the calling rep's ``userId``; null for the integration token.
 - Property values are validated as HubSpot does: unknown (PROPERTY_DOESNT_EXIST), read-only (READ_ONLY_VALUE),
   not an allowed option (INVALID_OPTION), unknown or archived owner (INVALID_OWNER_ID), bad email, number or
-  date, and a backward ``lifecyclestage`` move (allowed only after clearing the value to ""). A single-object
-  write answers 400; in a batch the input fails alone (207).
+  date (a date property at midnight UTC only), text over 65,536 characters, and a backward
+  ``lifecyclestage`` move (allowed only after clearing the value to ""). A write answers 400; a batch write
+  with one bad input is refused whole and writes nothing.
 - A duplicate contact email (case-insensitive, archived contacts excluded) is a 409 CONFLICT
-  "Contact already exists. Existing ID: N"; in a batch, that input's error.
+  "Contact already exists. Existing ID: N"; a batch names only its first conflict and writes nothing.
+- Search lags writes by ``search_lag_ms`` (0 unless set; ``syncd sandbox serve`` defaults to 3000): until then
+  a search sees the record as it was. List, get and batch read see every write at once. With an injected
+  clock, responses carry its time in ``Date`` (after the WSGI server's own).
+- Merges keep the primary's id and list merged ids in ``hs_merged_object_ids``; a merged-away id answers
+  with the survivor. Writes keep property versions for ``propertiesWithHistory``.
 - Search returns at most 10,000 results per query: the page that would start at 10,000 is a 400, so page
   further by windowing on the last-modified property (and on ``hs_object_id`` within one timestamp).
 - Rate limits per token when on: ``ten_second_limit`` requests per rolling 10 s, ``search_per_second``
@@ -62,6 +72,7 @@ from typing import Any, TypeVar
 
 from hubspot import HubSpot
 from urllib3.util.retry import Retry
+from werkzeug.http import http_date
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
@@ -76,7 +87,7 @@ from syncd.core.systems import (
 from syncd.sandbox.base import Faults, SandboxApp, json_response
 from syncd.sandbox.store import Record, Store
 
-__all__ = ["NO_RETRY", "HubSpotApp", "client"]
+__all__ = ["DEFAULT_SEARCH_LAG_MS", "NO_RETRY", "HubSpotApp", "client"]
 
 OBJECT_TYPES: dict[str, str] = {
     "contacts": "contacts",
@@ -114,6 +125,17 @@ QUERY_PROPERTIES: dict[str, tuple[str, ...]] = {
     "deals": ("dealname",),
 }
 NUMERIC_TYPES = frozenset({"int", "double", "currency"})
+CLOSED_STAGES = frozenset({"closedwon", "closedlost"})
+# Objects the merge endpoint takes (POST /crm/v3/objects/{contacts|companies}/merge).
+MERGEABLE = frozenset({"contacts", "companies"})
+# A text property holds at most 65,536 characters (HubSpot knowledge base, "Property field types in
+# HubSpot": single-line and multi-line text).
+STRING_MAX = 65_536
+DAY_MS = 86_400_000
+# Versions kept per property for propertiesWithHistory (the sandbox's bound; HubSpot keeps a longer history).
+HISTORY_KEEP = 20
+# Who wrote, as propertiesWithHistory reports it: the private app's writes, and a rep's (in the UI).
+APP_SOURCE = ("INTEGRATION", "1234567", "syncd sandbox private app")
 DATE_TYPES = frozenset({"date", "datetime"})
 
 # HubSpot-defined association type ids: (from, to) -> (unlabeled, primary).
@@ -126,8 +148,14 @@ ASSOCIATION_TYPES: dict[tuple[str, str], tuple[int, int]] = {
 INVERSE_TYPE = {279: 280, 280: 279, 1: 2, 2: 1, 341: 342, 342: 341, 5: 6, 6: 5}
 PRIMARY_TYPES = frozenset({1, 2, 5, 6})
 
+# `syncd sandbox serve`'s search index lag: writes reach HubSpot search "several seconds" later (see
+# HubSpotApp._lag_index). syncd's HubSpot look-back (60 s by default) must be at least this.
+DEFAULT_SEARCH_LAG_MS = 3000
 LIST_LIMIT = 100
 BATCH_LIMIT = 100
+# Associations batch read takes up to 1,000 ids (HubSpot developer changelog, "Bug Fix: Batch Read Limit for
+# HubSpot Associations API", effective 2025-02-10, v3 and v4).
+ASSOC_READ_LIMIT = 1000
 SEARCH_LIMIT = 200
 SEARCH_RESULT_CAP = 10_000
 MAX_FILTER_GROUPS = 5
@@ -159,7 +187,12 @@ AUTH_MESSAGE = (
     "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can "
     "find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview"
 )
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# An address HubSpot accepts: printable local part, dotted host of letters, digits and hyphens (no spaces
+# or control characters; "Email address … is invalid", the INVALID_EMAIL error).
+_EMAIL = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+)
 _TOKEN_SPLIT = re.compile(r"[^0-9a-z]+")
 
 
@@ -244,6 +277,17 @@ class Problem:
 
     def detail(self) -> dict[str, Any]:
         return {"message": self.message, "code": self.code, "context": {"propertyName": [self.name]}}
+
+
+@dataclass
+class _Planned:
+    """One validated input of a batch write, applied only once every input of the batch passed."""
+
+    item: dict[str, Any]
+    rec: Record | None  # the record to update; None: create
+    values: dict[str, str]
+    links: list[tuple[str, str, int]]
+    upsert: bool = False
 
 
 class Rejected(Exception):
@@ -343,8 +387,15 @@ class HubSpotApp(SandboxApp):
         ten_second_limit: int = 100,
         search_per_second: int = 5,
         daily_limit: int = 250_000,
+        search_lag_ms: int = 0,
     ) -> None:
         self.ten_second_limit = ten_second_limit
+        if search_lag_ms < 0:
+            raise ValueError(f"search_lag_ms must be 0 or more, got {search_lag_ms}")
+        self.search_lag_ms = search_lag_ms
+        # Writes the search index has not caught up with: type -> id -> (epoch ms when searchable, what
+        # search still sees: the record before the first unindexed write, None when it was not there).
+        self._unindexed: dict[str, dict[str, tuple[int, Record | None]]] = {}
         self.search_per_second = search_per_second
         self.daily_limit = daily_limit
         self._usage: dict[str, Usage] = {}
@@ -389,6 +440,10 @@ class HubSpotApp(SandboxApp):
             Rule(obj, methods=["GET"], endpoint="list"),
             Rule(obj, methods=["POST"], endpoint="create"),
             Rule(f"{obj}/search", methods=["POST"], endpoint="search"),
+            Rule(f"{obj}/merge", methods=["POST"], endpoint="merge"),
+            Rule("/crm/v3/schemas", methods=["GET"], endpoint="schemas"),
+            # hubspot-api-client's schemas core_api calls the same list under this prefix.
+            Rule("/crm-object-schemas/v3/schemas", methods=["GET"], endpoint="schemas"),
             Rule(f"{obj}/batch/read", methods=["POST"], endpoint="batch_read"),
             Rule(f"{obj}/batch/create", methods=["POST"], endpoint="batch_create"),
             Rule(f"{obj}/batch/update", methods=["POST"], endpoint="batch_update"),
@@ -513,6 +568,12 @@ class HubSpotApp(SandboxApp):
         return None
 
     def decorate(self, response: Response, user: str, token: str, kind: str) -> None:
+        # Every HubSpot response carries the server's time in ``Date`` (RFC 9110 section 6.6.1; seen in
+        # HubSpot/hubspot-api-nodejs#545's headers). From the server's clock, so an injected clock shows.
+        # The WSGI server adds the real time already; an injected clock's time is added after it (a client
+        # reading a repeated header sees both, the server's clock last).
+        if self.clock is not time.time:
+            response.headers["Date"] = http_date(self.clock())
         if not self.rate_limits:
             return
         now = self.clock()
@@ -550,12 +611,20 @@ class HubSpotApp(SandboxApp):
             "ten_second_limit": self.ten_second_limit,
             "search_per_second": self.search_per_second,
             "daily_limit": self.daily_limit,
+            "search_lag_ms": self.search_lag_ms,
             "usage": usage,
         }
 
     def set_limits(self, values: dict[str, Any]) -> None:
         """Change limit settings; any ``usage`` value resets every token's counts."""
-        known = {"rate_limits", "ten_second_limit", "search_per_second", "daily_limit", "usage"}
+        known = {
+            "rate_limits",
+            "ten_second_limit",
+            "search_per_second",
+            "daily_limit",
+            "search_lag_ms",
+            "usage",
+        }
         unknown = set(values) - known
         if unknown:
             raise ValueError(f"unknown limit setting(s): {', '.join(sorted(unknown))}")
@@ -566,7 +635,11 @@ class HubSpotApp(SandboxApp):
                 if number < 1:
                     raise ValueError(f"{name} must be at least 1, got {number}")
                 numbers[name] = number
-        super().set_limits(values)
+        lag = int(values.get("search_lag_ms", self.search_lag_ms))
+        if lag < 0:
+            raise ValueError(f"search_lag_ms must be 0 or more, got {lag}")
+        super().set_limits({k: v for k, v in values.items() if k != "search_lag_ms"})
+        self.search_lag_ms = lag
         with self._limits_lock:
             for name, number in numbers.items():
                 setattr(self, name, number)
@@ -610,12 +683,12 @@ class HubSpotApp(SandboxApp):
         except ValueError:
             raise self._bad_request(f"Invalid value for {name}: {raw!r} is not an integer") from None
 
-    def _inputs(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+    def _inputs(self, body: dict[str, Any], limit: int = BATCH_LIMIT) -> list[dict[str, Any]]:
         inputs = body.get("inputs")
         if not isinstance(inputs, list) or not all(isinstance(i, dict) for i in inputs):
             raise self._bad_request("inputs: expected a list of objects")
-        if len(inputs) > BATCH_LIMIT:
-            raise self._bad_request(f"Batch input has {len(inputs)} inputs; the limit is {BATCH_LIMIT}")
+        if len(inputs) > limit:
+            raise self._bad_request(f"Batch input has {len(inputs)} inputs; the limit is {limit}")
         return inputs
 
     # ------------------------------------------------------------------------------- derived structures
@@ -640,7 +713,7 @@ class HubSpotApp(SandboxApp):
         if cached is None or cached[0] != count:
             mapping: dict[str, str] = {}
             for rec in self.store.table(otype).values():
-                if not rec.get("archived"):
+                if not _gone(rec):
                     value = rec["properties"].get(prop)
                     if value:
                         mapping.setdefault(str(value).lower(), str(rec["id"]))
@@ -649,6 +722,7 @@ class HubSpotApp(SandboxApp):
 
     def _reindex_record(self, otype: str, old: Record | None, new: Record) -> None:
         """Keep the sorted ids, unique values and search cache right after one write by the server."""
+        self._lag_index(otype, old, new)
         count = self.store.count(otype)
         cached_ids = self._sorted_ids.get(otype)
         if cached_ids is not None and old is None:
@@ -663,20 +737,54 @@ class HubSpotApp(SandboxApp):
             if utype != otype:
                 continue
             mapping = cached[1]
-            if old is not None and not old.get("archived"):
+            if old is not None and not _gone(old):
                 before = old["properties"].get(prop)
                 if before and mapping.get(str(before).lower()) == new["id"]:
                     del mapping[str(before).lower()]
             after = new["properties"].get(prop)
-            if after and not new.get("archived"):
+            if after and not _gone(new):
                 mapping.setdefault(str(after).lower(), str(new["id"]))
             cached[0] = count
         self._bump(otype)
+
+    def _lag_index(self, otype: str, old: Record | None, new: Record) -> None:
+        """Search sees a write ``search_lag_ms`` after it; list, get and batch read see it at once.
+
+        HubSpot's search index is eventually consistent: "changes made by other API calls will take several
+        seconds to propagate to the search indexing" (Locoia's HubSpot connector notes,
+        https://locoia.gitbook.io/locoia/connectors/connectors/hubspot); "The Search API is eventually
+        consistent" (Sequin, https://blog.sequin.io/building-a-sync-on-hubspots-api/). Until then a search
+        answers with the record as it was before its first unindexed write (or without it, if new).
+        """
+        if self.search_lag_ms <= 0:
+            return
+        pending = self._unindexed.setdefault(otype, {})
+        visible_at = int(self.clock() * 1000) + self.search_lag_ms
+        rec_id = str(new["id"])
+        before = pending[rec_id][1] if rec_id in pending else old
+        pending[rec_id] = (visible_at, before)
+
+    def _search_view(self, otype: str) -> dict[str, Record | None]:
+        """Records search does not see as they are yet: id -> what it sees instead (None: nothing)."""
+        pending = self._unindexed.get(otype)
+        if not pending:
+            return {}
+        now = int(self.clock() * 1000)
+        for rec_id in [i for i, (due, _) in pending.items() if due <= now]:
+            del pending[rec_id]
+        return {rec_id: before for rec_id, (_, before) in pending.items()}
 
     # --------------------------------------------------------------------------------- reading records
 
     def _value(self, otype: str, rec: Record, name: str) -> str | None:
         value = rec["properties"].get(name)
+        if otype == "deals" and name in ("hs_is_closed", "hs_is_closed_won"):
+            # Calculated by HubSpot from the stage's probability: closed at 0 or 1, won at 1 (the default
+            # pipeline's closedwon / closedlost; HubSpot's default deal properties, "hs_is_closed",
+            # "hs_is_closed_won", https://knowledge.hubspot.com/properties/hubspots-default-deal-properties).
+            stage = rec["properties"].get("dealstage") or ""
+            closed = stage in CLOSED_STAGES if name == "hs_is_closed" else stage == "closedwon"
+            return "true" if closed else "false"
         if value is None:
             if name == "hs_object_id":
                 return str(rec["id"])
@@ -695,6 +803,8 @@ class HubSpotApp(SandboxApp):
         *,
         trace: str | None = None,
         new: bool | None = None,
+        history: Iterable[str] | None = None,
+        associations: Iterable[str] | None = None,
     ) -> dict[str, Any]:
         if names is None:
             wanted: Iterable[str] = DEFAULT_PROPERTIES[otype]
@@ -711,10 +821,66 @@ class HubSpotApp(SandboxApp):
         }
         if rec.get("archived"):
             out["archivedAt"] = rec.get("archivedAt")
+        if history:
+            out["propertiesWithHistory"] = {
+                n: self._history(otype, rec, n) for n in dict.fromkeys(history) if spec.field(n) is not None
+            }
+        if associations:
+            out["associations"] = self._associations_v3(otype, rec, associations)
         if trace is not None:
             out["objectWriteTraceId"] = trace
         if new is not None:
             out["new"] = new
+        return out
+
+    def _history(self, otype: str, rec: Record, name: str) -> list[dict[str, Any]]:
+        """A property's versions, newest first, as ``propertiesWithHistory`` reports them.
+
+        Each version is ``{value, timestamp, sourceType, sourceId, sourceLabel, updatedByUserId}`` (CRM objects
+        API, "propertiesWithHistory"; hubspot-api-client's ``ValueWithTimestamp``). Writes through this server
+        keep their versions; a value that predates them (seeded) is one version at the record's last change.
+        """
+        kept = [
+            {"value": value, "timestamp": iso_ms(ms), **_source(who)}
+            for value, ms, who in self._versions_of(rec, name)
+        ]
+        if kept:
+            return kept
+        value = self._value(otype, rec, name)
+        if value in (None, ""):
+            return []
+        stamp = rec.get("updatedAt") or rec.get("createdAt")
+        return [
+            {
+                "value": value,
+                "timestamp": stamp,
+                "sourceType": "IMPORT",
+                "sourceId": None,
+                "sourceLabel": None,
+                "updatedByUserId": None,
+            }
+        ]
+
+    @staticmethod
+    def _versions_of(rec: Record, name: str) -> list[list[Any]]:
+        return list((rec.get("history") or {}).get(name) or [])
+
+    def _associations_v3(self, otype: str, rec: Record, types: Iterable[str]) -> dict[str, Any]:
+        """The v3 ``associations`` of a record: ``{toType: {results: [{id, type}]}}`` (CRM objects API,
+        ``associations`` query parameter; hubspot-api-client's ``CollectionResponseAssociatedId``)."""
+        out: dict[str, Any] = {}
+        for raw in types:
+            to_type = OBJECT_TYPES.get(raw.lower())
+            if to_type is None or (otype, to_type) not in ASSOCIATION_TYPES:
+                continue
+            pair = f"{SINGULAR[otype]}_to_{SINGULAR[to_type]}"
+            results = []
+            for item in self._associated(otype, str(rec["id"]), to_type):
+                for spec in item["associationTypes"]:
+                    kind = pair if spec["label"] == "Primary" else f"{pair}_unlabeled"
+                    results.append({"id": str(item["toObjectId"]), "type": kind})
+            if results:
+                out[to_type] = {"results": results}
         return out
 
     def _find(
@@ -740,6 +906,14 @@ class HubSpotApp(SandboxApp):
             else:
                 found = self._unique_map(otype, id_property).get(str(key).lower())
                 rec = self.store.get(otype, found) if found else None
+        if rec is not None and rec.get("mergedInto"):
+            # A merged-away id answers with the record it was merged into (see on_merge).
+            if archived:
+                return None
+            seen = {str(rec["id"])}
+            while rec is not None and rec.get("mergedInto") and str(rec["mergedInto"]) not in seen:
+                seen.add(str(rec["mergedInto"]))
+                rec = self.store.get(otype, str(rec["mergedInto"]))
         if rec is None or bool(rec.get("archived")) != archived:
             return None
         return rec
@@ -833,6 +1007,12 @@ class HubSpotApp(SandboxApp):
                 return Problem(
                     name, "INVALID_DATE", f"{value} is not a valid date or epoch-milliseconds value"
                 ), value
+            if spec.type == "date" and ms % DAY_MS:
+                # Date properties take midnight UTC only (CRM properties API guide, "date" type:
+                # "must be set to midnight UTC"; https://developers.hubspot.com/docs/guides/api/crm/properties).
+                return Problem(
+                    name, "INVALID_DATE", f"{value} is not midnight UTC; a date property takes a day only"
+                ), value
             return None, (iso_ms(ms) if spec.type == "datetime" else iso_ms(ms)[:10])
         if spec.type == "boolean":
             if value.lower() not in ("true", "false"):
@@ -840,6 +1020,12 @@ class HubSpotApp(SandboxApp):
                     name, "INVALID_BOOLEAN", f"{value} is not a valid boolean (true or false)"
                 ), value
             return None, value.lower()
+        if len(value) > STRING_MAX:
+            return Problem(
+                name,
+                "INVALID_STRING_LENGTH",
+                f"{name} is {len(value)} characters long; a property value holds at most {STRING_MAX}",
+            ), value
         if spec.picklist and value not in spec.picklist:
             return Problem(
                 name,
@@ -884,9 +1070,19 @@ class HubSpotApp(SandboxApp):
         props.update(changes)
         props["hs_object_id"] = rec_id
         props[HUBSPOT_LAST_MODIFIED[otype]] = stamp
-        props["hs_updated_by_user_id"] = self._user_id(user)
+        user_id = self._user_id(user)
+        props["hs_updated_by_user_id"] = user_id
         if old is None:
             props["createdate"] = stamp
+        # Versions as [value, epoch ms, who]: who is None (the app), "import" (seeded) or a rep's userId.
+        history = dict(old.get("history") or {}) if old is not None else {}
+        for name, value in changes.items():
+            versions = history.get(name) or []
+            if not versions and old is not None and old["properties"].get(name):
+                # The value before the sandbox first saw it written (seeded): kept as the oldest version.
+                seeded_ms = parse_ms(str(old.get("updatedAt") or "")) or now
+                versions = [[_stringify(old["properties"][name]), seeded_ms, "import"]]
+            history[name] = [[value, now, user_id], *versions[: HISTORY_KEEP - 1]]
         rec: Record = {
             "id": rec_id,
             "properties": props,
@@ -894,6 +1090,7 @@ class HubSpotApp(SandboxApp):
             "updatedAt": stamp,
             "archived": False,
             "archivedAt": None,
+            "history": history,
         }
         self.store.put(otype, rec)
         self._reindex_record(otype, old, rec)
@@ -959,6 +1156,14 @@ class HubSpotApp(SandboxApp):
 
         return next_id
 
+    def _extras(self, request: Request) -> tuple[list[str], list[str]]:
+        """``propertiesWithHistory`` and ``associations`` query parameters (repeated or comma-separated)."""
+        history = self._names(request.args.getlist("propertiesWithHistory"))
+        # "If any of the specified associations do not exist, they will be ignored" (the parameter's
+        # description in HubSpot's CRM objects API, as hubspot-api-client 12.0.0 documents it).
+        linked = self._names(request.args.getlist("associations"))
+        return history, linked
+
     # ----------------------------------------------------------------------------------- basic objects
 
     @_guarded
@@ -980,13 +1185,16 @@ class HubSpotApp(SandboxApp):
         more = False
         for rec_id in islice(ids, start, None):
             rec = table.get(str(rec_id))
-            if rec is None or bool(rec.get("archived")) != archived:
+            if rec is None or bool(rec.get("archived")) != archived or rec.get("mergedInto"):
                 continue
             if len(page) == limit:
                 more = True
                 break
             page.append(rec)
-        body: dict[str, Any] = {"results": [self._render(otype, r, names) for r in page]}
+        history, linked = self._extras(request)
+        body: dict[str, Any] = {
+            "results": [self._render(otype, r, names, history=history, associations=linked) for r in page]
+        }
         if more:
             cursor = str(page[-1]["id"])
             body["paging"] = {
@@ -1003,7 +1211,8 @@ class HubSpotApp(SandboxApp):
         )
         if rec is None:
             raise self._not_found(otype, object_id)
-        return json_response(self._render(otype, rec, names))
+        history, linked = self._extras(request)
+        return json_response(self._render(otype, rec, names, history=history, associations=linked))
 
     @_guarded
     def on_create(self, request: Request, *, user: str, objtype: str) -> Response:
@@ -1040,6 +1249,76 @@ class HubSpotApp(SandboxApp):
         # HubSpot answers 204 whether or not the object existed.
         return Response(status=204)
 
+    # ------------------------------------------------------------------------------------------- merge
+
+    @_guarded
+    def on_merge(self, request: Request, *, user: str, objtype: str) -> Response:
+        """Merge ``objectIdToMerge`` into ``primaryObjectId`` (POST /crm/v3/objects/{contacts|companies}/merge).
+
+        As documented (https://developers.hubspot.com/docs/api-reference/crm-contacts-v3/basic/
+        post-crm-v3-objects-contacts-merge): 200 with the merged record, which keeps the primary's id; the
+        primary's values win ("the record that the merge will generally set as the current value") and the
+        merged record fills the properties the primary leaves blank; ``hs_merged_object_ids`` lists the ids
+        merged into it, ";"-separated (hubspot-api-nodejs#6). Associations move to the survivor. The
+        merged-away id answers GET, PATCH and batch read with the survivor; it is neither live nor archived
+        in listings and search (unconfirmed against a live portal: HubSpot's knowledge base, "Merge records").
+        """
+        otype = self._otype(objtype)
+        if otype not in MERGEABLE:
+            raise self._bad_request(
+                f"Merging {otype} is not supported by the sandbox (contacts and companies are)"
+            )
+        body = self._json(request)
+        primary_id = str(body.get("primaryObjectId") or "").strip()
+        other_id = str(body.get("objectIdToMerge") or "").strip()
+        if not primary_id or not other_id:
+            raise self._bad_request("primaryObjectId and objectIdToMerge are both required")
+        primary = self._find(otype, primary_id, None)
+        if primary is None:
+            raise self._not_found(otype, primary_id)
+        other = self._find(otype, other_id, None)
+        if other is None:
+            raise self._not_found(otype, other_id)
+        if str(other["id"]) == str(primary["id"]):
+            raise self._bad_request(
+                f"{other_id} and {primary_id} are the same {SINGULAR[otype]}; nothing to merge"
+            )
+        now = self._tick()
+        survivor_id, merged_id = str(primary["id"]), str(other["id"])
+        gone: Record = {**other, "mergedInto": survivor_id, "updatedAt": iso_ms(now)}
+        self.store.put(otype, gone)
+        self._reindex_record(otype, other, gone)
+        merged_ids = [
+            *_id_list(primary["properties"].get("hs_merged_object_ids")),
+            merged_id,
+            *_id_list(other["properties"].get("hs_merged_object_ids")),
+        ]
+        spec = self._spec(otype)
+        changes: dict[str, str] = {}
+        for name, value in other["properties"].items():
+            field_spec = spec.field(name)
+            if field_spec is None or field_spec.readonly or name in ("hs_object_id", "createdate"):
+                continue
+            if value not in (None, "") and primary["properties"].get(name) in (None, ""):
+                changes[name] = value if isinstance(value, str) else _stringify(value)
+        changes["hs_merged_object_ids"] = ";".join(dict.fromkeys(merged_ids))
+        survivor = self._save(otype, survivor_id, primary, changes, now, user)
+        for to_type in {b for (a, b) in ASSOCIATION_TYPES if a == otype}:
+            for linked_id in list(self._assoc_index().get((otype, merged_id, to_type), {})):
+                self._dissociate(otype, merged_id, to_type, linked_id)
+                try:
+                    self._associate(otype, survivor_id, to_type, linked_id, None)
+                except InputFailed:
+                    continue  # the other side is archived: nothing to move
+        return json_response(self._render(otype, survivor, None))
+
+    @_guarded
+    def on_schemas(self, request: Request, *, user: str) -> Response:
+        """Custom object schemas (GET /crm/v3/schemas, CRM schemas API): the sandbox portal has none, so an
+        empty ``results`` (standard objects are not listed there; their properties are under
+        /crm/v3/properties/{objectType})."""
+        return json_response({"results": []})
+
     # ------------------------------------------------------------------------------------------- batch
 
     def _batch_response(
@@ -1068,15 +1347,6 @@ class HubSpotApp(SandboxApp):
             **({"subCategory": failure.sub_category} if failure.sub_category else {}),
         }
 
-    @staticmethod
-    def _input_context(item: dict[str, Any], index: int, key: str | None) -> dict[str, list[str]]:
-        context = {"index": [str(index)]}
-        if key is not None:
-            context["ids"] = [str(key)]
-        if item.get("objectWriteTraceId"):
-            context["objectWriteTraceId"] = [str(item["objectWriteTraceId"])]
-        return context
-
     def _no_duplicate_ids(self, inputs: list[dict[str, Any]]) -> None:
         seen: set[str] = set()
         dupes: list[str] = []
@@ -1097,6 +1367,7 @@ class HubSpotApp(SandboxApp):
         body = self._json(request)
         inputs = self._inputs(body)
         names = self._names(body["properties"]) if body.get("properties") else None
+        history = self._names(body.get("propertiesWithHistory") or [])
         id_property = body.get("idProperty")
         archived = _truthy(request.args.get("archived"))
         results: list[dict[str, Any]] = []
@@ -1107,7 +1378,7 @@ class HubSpotApp(SandboxApp):
             if rec is None:
                 missing.append(key)
             else:
-                results.append(self._render(otype, rec, names))
+                results.append(self._render(otype, rec, names, history=history))
         errors = []
         if missing:
             errors.append(
@@ -1123,22 +1394,134 @@ class HubSpotApp(SandboxApp):
             )
         return self._batch_response(200, results, errors, started)
 
+    # A batch write is refused whole when one input is bad, and nothing of it is written: a batch create with
+    # an existing email answers 409 CONFLICT "Contact already exists. Existing ID: …" naming only the first
+    # conflict (HubSpot/hubspot-api-python#51), and integrators report that HubSpot "doesn't return partial
+    # failures, it discards the entire batch" after a 400 for invalid values (rudderlabs/rudder-transformer
+    # #3308, #5147). Two inputs of one batch create with the same email conflict too
+    # (Joystream/youtube-synch#355); "if there is a single error in the list of contacts none of them will be
+    # processed" (hubspot-net/HubSpot.NET#25). An unknown id in a batch update refuses it too, as a 404
+    # OBJECT_NOT_FOUND (the status is the sandbox's reading, unconfirmed against a live portal).
+    # 207 with numErrors/errors is what batch *read* answers for missing ids.
+
+    def _refusal(self, failures: list[InputFailed]) -> Response:
+        """The whole batch's error: every invalid value (400), else the first conflict or missing object."""
+        invalid = [f for f in failures if f.status == 400]
+        if invalid:
+            errors = [e for f in invalid for e in (f.errors or [{"message": f.message, "code": f.category}])]
+            return json_response(self._error_body(invalid[0].message, "VALIDATION_ERROR", errors=errors), 400)
+        first = failures[0]
+        return json_response(self._error_body(first.message, first.category), first.status)
+
+    def _claim(
+        self, otype: str, values: dict[str, str], self_id: str | None, claimed: dict[tuple[str, str], int]
+    ) -> None:
+        """Unique values must be free in the portal and not taken by an earlier input of the same batch."""
+        self._check_unique(otype, values, self_id)
+        for prop in self._unique_props(otype):
+            value = values.get(prop)
+            if not value:
+                continue
+            key = (prop, value.lower())
+            if key in claimed:
+                noun = SINGULAR[otype].capitalize()
+                raise InputFailed(
+                    409,
+                    "CONFLICT",
+                    f"{noun} already exists: {prop} {value} is given by two inputs of this batch "
+                    f"(inputs {claimed[key]} and {len(claimed)})",
+                )
+            claimed[key] = len(claimed)
+
+    def _plan_create(
+        self, otype: str, item: dict[str, Any], owners: dict[str, bool], claimed: dict[tuple[str, str], int]
+    ) -> _Planned:
+        values = self._normalize(otype, item.get("properties") or {}, None, owners)
+        links = self._parse_create_associations(otype, item.get("associations"))
+        self._claim(otype, values, None, claimed)
+        return _Planned(item, None, values, links)
+
+    def _plan_update(
+        self,
+        otype: str,
+        item: dict[str, Any],
+        rec: Record | None,
+        owners: dict[str, bool],
+        claimed: dict[tuple[str, str], int],
+    ) -> _Planned:
+        key = str(item.get("id", ""))
+        if rec is None:
+            raise InputFailed(
+                404, "OBJECT_NOT_FOUND", f"Object not found. objectId: {key}", context={"id": [key]}
+            )
+        values = self._normalize(otype, item.get("properties", {}), rec, owners)
+        self._claim(otype, values, str(rec["id"]), claimed)
+        return _Planned(item, rec, values, [])
+
+    def _apply(
+        self, otype: str, plan: _Planned, new_id: Callable[[], str], now: Callable[[], int], user: str
+    ) -> Record:
+        if plan.rec is None:
+            rec = self._save(otype, new_id(), None, plan.values, now(), user)
+            for to_type, to_id, type_id in plan.links:
+                self._associate(otype, str(rec["id"]), to_type, to_id, type_id)
+            return rec
+        current = plan.rec
+        changes = {k: v for k, v in plan.values.items() if (current["properties"].get(k) or "") != v}
+        if not changes:
+            return current
+        return self._save(otype, str(current["id"]), current, changes, now(), user)
+
+    def _run_batch(
+        self,
+        otype: str,
+        user: str,
+        inputs: list[dict[str, Any]],
+        plan: Callable[[dict[str, Any], dict[str, bool], dict[tuple[str, str], int]], _Planned],
+        status: int,
+        started: str,
+    ) -> Response:
+        owners = self._owner_ids()
+        claimed: dict[tuple[str, str], int] = {}
+        plans: list[_Planned] = []
+        failures: list[InputFailed] = []
+        for item in inputs:
+            try:
+                plans.append(plan(item, owners, claimed))
+            except InputFailed as failure:
+                failures.append(failure)
+        if failures:
+            return self._refusal(failures)
+        new_id, now = self._lazy_ids(sum(1 for p in plans if p.rec is None)), self._lazy_tick()
+        results = []
+        for planned in plans:
+            created = planned.rec is None
+            rec = self._apply(otype, planned, new_id, now, user)
+            written = list((planned.item.get("properties") or {}).keys())
+            results.append(
+                self._render(
+                    otype,
+                    rec,
+                    written,
+                    trace=planned.item.get("objectWriteTraceId"),
+                    new=created if planned.upsert else None,
+                )
+            )
+        return self._batch_response(status, results, [], started)
+
     @_guarded
     def on_batch_create(self, request: Request, *, user: str, objtype: str) -> Response:
         otype = self._otype(objtype)
         started = iso_ms(int(self.clock() * 1000))
         inputs = self._inputs(self._json(request))
-        new_id, now, owners = self._lazy_ids(len(inputs)), self._lazy_tick(), self._owner_ids()
-        results, errors = [], []
-        for index, item in enumerate(inputs):
-            try:
-                rec = self._create_one(otype, item, new_id, now, user, owners)
-            except InputFailed as failure:
-                errors.append(self._batch_error(failure, self._input_context(item, index, None)))
-                continue
-            written = list((item.get("properties") or {}).keys())
-            results.append(self._render(otype, rec, written, trace=item.get("objectWriteTraceId")))
-        return self._batch_response(201, results, errors, started)
+        return self._run_batch(
+            otype,
+            user,
+            inputs,
+            lambda item, owners, claimed: self._plan_create(otype, item, owners, claimed),
+            201,
+            started,
+        )
 
     @_guarded
     def on_batch_update(self, request: Request, *, user: str, objtype: str) -> Response:
@@ -1146,21 +1529,14 @@ class HubSpotApp(SandboxApp):
         started = iso_ms(int(self.clock() * 1000))
         inputs = self._inputs(self._json(request))
         self._no_duplicate_ids(inputs)
-        now, owners = self._lazy_tick(), self._owner_ids()
-        results, errors = [], []
-        for index, item in enumerate(inputs):
-            key = str(item.get("id", ""))
-            context = self._input_context(item, index, key)
-            try:
-                rec = self._find(otype, key, item.get("idProperty"))
-                if rec is None:
-                    raise InputFailed(404, "OBJECT_NOT_FOUND", f"Object not found. objectId: {key}")
-                rec, values = self._update_one(otype, rec, item.get("properties", {}), now, user, owners)
-            except InputFailed as failure:
-                errors.append(self._batch_error(failure, context))
-                continue
-            results.append(self._render(otype, rec, list(values), trace=item.get("objectWriteTraceId")))
-        return self._batch_response(200, results, errors, started)
+
+        def plan(
+            item: dict[str, Any], owners: dict[str, bool], claimed: dict[tuple[str, str], int]
+        ) -> _Planned:
+            rec = self._find(otype, str(item.get("id", "")), item.get("idProperty"))
+            return self._plan_update(otype, item, rec, owners, claimed)
+
+        return self._run_batch(otype, user, inputs, plan, 200, started)
 
     @_guarded
     def on_batch_upsert(self, request: Request, *, user: str, objtype: str) -> Response:
@@ -1175,27 +1551,22 @@ class HubSpotApp(SandboxApp):
                     f"idProperty {item.get('idProperty')!r} is not a unique property of "
                     f"{otype}; upsert needs one of: {', '.join(uniques) or '(none)'}"
                 )
-        new_id, now, owners = self._lazy_ids(len(inputs)), self._lazy_tick(), self._owner_ids()
-        results, errors = [], []
-        for index, item in enumerate(inputs):
+
+        def plan(
+            item: dict[str, Any], owners: dict[str, bool], claimed: dict[tuple[str, str], int]
+        ) -> _Planned:
             key, id_property = str(item.get("id", "")), str(item["idProperty"])
-            props = dict(item.get("properties") or {})
-            try:
-                rec = self._find(otype, key, id_property)
-                if rec is None:
-                    props.setdefault(id_property, key)
-                    rec = self._create_one(otype, {**item, "properties": props}, new_id, now, user, owners)
-                    created = True
-                else:
-                    rec, _ = self._update_one(otype, rec, props, now, user, owners)
-                    created = False
-            except InputFailed as failure:
-                errors.append(self._batch_error(failure, self._input_context(item, index, key)))
-                continue
-            results.append(
-                self._render(otype, rec, list(props), trace=item.get("objectWriteTraceId"), new=created)
-            )
-        return self._batch_response(200, results, errors, started)
+            rec = self._find(otype, key, id_property)
+            if rec is None:
+                props = {**(item.get("properties") or {})}
+                props.setdefault(id_property, key)
+                planned = self._plan_create(otype, {**item, "properties": props}, owners, claimed)
+            else:
+                planned = self._plan_update(otype, item, rec, owners, claimed)
+            planned.upsert = True
+            return planned
+
+        return self._run_batch(otype, user, inputs, plan, 200, started)
 
     @_guarded
     def on_batch_archive(self, request: Request, *, user: str, objtype: str) -> Response:
@@ -1224,21 +1595,23 @@ class HubSpotApp(SandboxApp):
                 "narrow the query (e.g. by lastmodifieddate) to page further"
             )
         names = self._names(body["properties"]) if body.get("properties") else None
-        ids = self._search_ids(otype, body)
+        view = self._search_view(otype)
+        ids = self._search_ids(otype, body, view)
         end = min(after + limit, SEARCH_RESULT_CAP, len(ids))
         table = self.store.table(otype)
-        results = [self._render(otype, table[i], names) for i in ids[after:end]]
+        results = [self._render(otype, view.get(i) or table[i], names) for i in ids[after:end]]
         out: dict[str, Any] = {"total": len(ids), "results": results}
         if end < len(ids) and limit > 0:
             out["paging"] = {"next": {"after": str(end), "link": None}}
         return json_response(out)
 
-    def _search_ids(self, otype: str, body: dict[str, Any]) -> list[str]:
+    def _search_ids(self, otype: str, body: dict[str, Any], view: dict[str, Record | None]) -> list[str]:
         query = {k: body.get(k) for k in ("filterGroups", "sorts", "query")}
         key = (
             otype,
-            self._versions.get(otype, 0),
+            self._versions.get(otype, 0),  # bumped by every write, so also when a write starts lagging
             self.store.count(otype),
+            len(view),  # smaller once the index caught up with a write
             json.dumps(query, sort_keys=True, default=str),
         )
         cached = self._search_cache.get(key)
@@ -1248,7 +1621,12 @@ class HubSpotApp(SandboxApp):
         match = self._compile_groups(otype, body.get("filterGroups") or [])
         text = str(body.get("query") or "").strip().lower()
         table = self.store.table(otype)
-        hits = [rec for rec in table.values() if not rec.get("archived") and match(rec)]
+        records: Iterable[Record] = table.values()
+        if view:
+            records = [seen for rec in table.values() if (seen := view.get(str(rec["id"]), rec)) is not None]
+        hits = [
+            rec for rec in records if not rec.get("archived") and not rec.get("mergedInto") and match(rec)
+        ]
         if text:
             fields = QUERY_PROPERTIES[otype]
             hits = [r for r in hits if any(text in (self._value(otype, r, f) or "").lower() for f in fields)]
@@ -1794,7 +2172,7 @@ class HubSpotApp(SandboxApp):
     def on_assoc_batch_read(self, request: Request, *, user: str, objtype: str, totype: str) -> Response:
         otype, to_type = self._otype(objtype), self._otype(totype)
         started = iso_ms(int(self.clock() * 1000))
-        inputs = self._inputs(self._json(request))
+        inputs = self._inputs(self._json(request), ASSOC_READ_LIMIT)
         results, errors = [], []
         for item in inputs:
             object_id = str(item.get("id", ""))
@@ -1881,6 +2259,35 @@ class HubSpotApp(SandboxApp):
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+
+
+def _source(who: str | None) -> dict[str, Any]:
+    """sourceType, sourceId, sourceLabel and updatedByUserId of a kept version's writer."""
+    if who is None:
+        source_type, source_id, label = APP_SOURCE
+        return {
+            "sourceType": source_type,
+            "sourceId": source_id,
+            "sourceLabel": label,
+            "updatedByUserId": None,
+        }
+    if who == "import":
+        return {"sourceType": "IMPORT", "sourceId": None, "sourceLabel": None, "updatedByUserId": None}
+    return {
+        "sourceType": "CRM_UI",
+        "sourceId": f"userId:{who}",
+        "sourceLabel": None,
+        "updatedByUserId": int(who) if who.isdigit() else None,
+    }
+
+
+def _id_list(value: Any) -> list[str]:
+    return [part for part in str(value or "").split(";") if part]
+
+
+def _gone(rec: Record) -> bool:
+    """Archived, or merged into another record: no longer holds its unique values."""
+    return bool(rec.get("archived") or rec.get("mergedInto"))
 
 
 def _stringify(value: Any) -> str:

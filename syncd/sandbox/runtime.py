@@ -28,9 +28,11 @@ from simple_salesforce import Salesforce
 
 from syncd.core.systems import OrgSchema
 from syncd.errors import SandboxError
+from syncd.progress import NULL, Progress
 from syncd.sandbox import hubspot as hs_module
 from syncd.sandbox import salesforce as sf_module
 from syncd.sandbox.base import CONTROL_PREFIX, Faults, ServerThread
+from syncd.sandbox.salesforce_oauth import DEFAULT_SESSION_SECONDS, make_signing_key
 from syncd.sandbox.seed import INTEGRATION_EMAIL, REPS, generate
 from syncd.sandbox.store import Store
 from syncd.sandbox.tls import SandboxTLS, make_tls
@@ -66,9 +68,13 @@ class Sandbox:
         sleep: Callable[[float], None] = time.sleep,
         salesforce_options: Mapping[str, Any] | None = None,
         hubspot_options: Mapping[str, Any] | None = None,
+        search_lag_ms: int = 0,
+        session_seconds: float = DEFAULT_SESSION_SECONDS,
     ) -> None:
         if persons < 0:
             raise SandboxError(f"persons must be 0 or more, not {persons}")
+        if session_seconds <= 0:
+            raise SandboxError(f"session_seconds must be more than 0, not {session_seconds:g}")
         if now is not None and now.tzinfo is None:
             raise SandboxError("now must be a timezone-aware datetime")
         self.seed = seed
@@ -84,6 +90,13 @@ class Sandbox:
         self.sleep = sleep
         self.salesforce_options = dict(salesforce_options or {})
         self.hubspot_options = dict(hubspot_options or {})
+        # HubSpot's search index lag (0 here, so in-process fixtures see writes at once unless a test asks;
+        # `syncd sandbox serve` defaults to a realistic few seconds).
+        if search_lag_ms < 0:
+            raise SandboxError(f"search_lag_ms must be 0 or more, not {search_lag_ms}")
+        self.hubspot_options.setdefault("search_lag_ms", search_lag_ms)
+        # Idle seconds after which a Salesforce OAuth access token times out (pre-issued tokens never do).
+        self.session_seconds = session_seconds
         # Filled by start():
         self.sf_store: Store
         self.hs_store: Store
@@ -92,6 +105,7 @@ class Sandbox:
         self.sf_server: ServerThread
         self.hs_server: ServerThread
         self.tls: SandboxTLS
+        self.private_key_file: Path  # the connected app's key, for the JWT bearer flow
         self.seeded = False  # True when this start seeded the stores, False when it kept earlier data
         self.seed_summary: dict[str, Any] = {}
         self.startup_seconds = 0.0
@@ -102,14 +116,16 @@ class Sandbox:
 
     # -- lifecycle
 
-    def start(self) -> Sandbox:
-        """Open (and seed, when empty) the stores, then serve both systems; returns self."""
+    def start(self, *, progress: Progress = NULL) -> Sandbox:
+        """Open (and seed, when empty) the stores, then serve both systems; returns self.
+
+        ``progress`` hears how the seeding of an empty org goes (``syncd.sandbox.seed.generate``)."""
         if self._started:
             raise SandboxError("this sandbox is already started")
         began = time.perf_counter()
         self._started = True
         try:
-            self._open_stores()
+            self._open_stores(progress)
             self._start_servers()
         except BaseException:
             self._teardown()
@@ -117,7 +133,7 @@ class Sandbox:
         self.startup_seconds = time.perf_counter() - began
         return self
 
-    def _open_stores(self) -> None:
+    def _open_stores(self, progress: Progress = NULL) -> None:
         if self.data_dir is not None:
             try:
                 self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -137,7 +153,9 @@ class Sandbox:
             )
         if sf_empty:
             now = self.now or datetime.fromtimestamp(self.clock(), UTC)
-            summary = generate(self.sf_store, self.hs_store, seed=self.seed, persons=self.persons, now=now)
+            summary = generate(
+                self.sf_store, self.hs_store, seed=self.seed, persons=self.persons, now=now, progress=progress
+            )
             self.seed_summary = {
                 "seed": self.seed,
                 "persons": self.persons,
@@ -162,8 +180,9 @@ class Sandbox:
             "sleep": self.sleep,
         }
         # Each server gets its own copy of the faults, so that changing one at runtime leaves the other alone.
+        sf_options = {"session_seconds": self.session_seconds, **self.salesforce_options}
         self.sf_app = sf_module.SalesforceApp(
-            self.sf_store, faults=dataclasses.replace(self.faults), **common, **self.salesforce_options
+            self.sf_store, faults=dataclasses.replace(self.faults), **common, **sf_options
         )
         self.hs_app = hs_module.HubSpotApp(
             self.hs_store, faults=dataclasses.replace(self.faults), **common, **self.hubspot_options
@@ -179,6 +198,10 @@ class Sandbox:
             self._tmp = tempfile.TemporaryDirectory(prefix="syncd-sandbox-")
             tls_dir = Path(self._tmp.name)
         self.tls = make_tls(tls_dir)
+        # Like the CA, the connected app's certificate is made anew at each start (and uploaded to the app).
+        self.private_key_file, certificate = make_signing_key(tls_dir)
+        self.sf_app.oauth.install_certificate(certificate)
+        self.sf_store.flush()
         self.sf_server = self._serve(self.sf_app, self.sf_port, "--sf-port")
         self.hs_server = self._serve(self.hs_app, self.hs_port, "--hs-port")
 
@@ -244,13 +267,21 @@ class Sandbox:
         return self.sf_app.api_version
 
     def info(self) -> dict[str, Any]:
-        """What a client needs to connect, as written to ``--info FILE`` (it holds tokens: keep it private)."""
+        """What a client needs to connect, as written to ``--info FILE`` (it holds tokens: keep it private).
+
+        ``salesforce.oauth`` holds the integration user's connected app (consumer key and secret), password,
+        security token, refresh token and the path of the private key for the JWT bearer flow, to log in at
+        ``salesforce.login_url`` with any OAuth grant.
+        """
         return {
             "salesforce": {
                 "instance_url": self.sf_url,
+                # The same server answers /services/oauth2/token, as a My Domain login host would.
+                "login_url": self.sf_url,
                 "api_version": self.api_version,
                 "ca_file": str(self.ca_file.resolve()),
                 "tokens": self.sf_app.tokens,
+                "oauth": self.sf_app.oauth.credentials(self.private_key_file),
                 "control": self.sf_url + CONTROL_PREFIX,
             },
             "hubspot": {

@@ -3,24 +3,32 @@
 Objects (Lead, Contact, Account, Opportunity, User, Group) and their fields come from the sandbox schema.
 Served over HTTPS by ``ServerThread``, it answers the unmodified client exactly as a real org would:
 
+    /services/data/                           the versions served (31.0 up to the org's), no token needed
     /services/data/v59.0/query/?q=            SOQL (syncd.sandbox.soql), 2,000 per page, nextRecordsUrl
     /services/data/v59.0/queryAll/?q=         the same, with deleted rows
-    /services/data/v59.0/sobjects/...         describe, get, create, update, delete, upsert by external id,
-                                              getDeleted / getUpdated
-    /services/data/v59.0/composite/           up to 25 subrequests, one API call
+    /services/data/v59.0/sobjects/...         describe (with field limits), get, create, update, delete,
+                                              upsert by external id (update: 200 created:false from 46.0;
+                                              several matches: 300), Get Deleted (15 days) / Get Updated (30)
+    /services/data/v59.0/composite/           up to 25 subrequests, at most 5 of them queries or sObject
+                                              Collections, references, allOrNone; one API call
     /services/data/v59.0/composite/sobjects   sObject Collections, up to 200 records, allOrNone
     /services/data/v59.0/jobs/query|ingest    Bulk API 2.0 (CSV)
-    /services/data/v59.0/limits/              DailyApiRequests
+    /services/data/v59.0/limits/              every documented org limit, {Max, Remaining}
+    /services/oauth2/token                    OAuth 2.0 grants and session timeout (syncd.sandbox.salesforce_oauth)
 
 Every write maintains the system fields (18-character ids, CreatedDate, LastModifiedDate, a SystemModstamp
 that strictly increases so ``>`` pulls never skip a row, LastModifiedById of the calling token's User) and
-is refused with Salesforce's own error bodies where a real org refuses it. ``Sforce-Limit-Info`` reports the
-org's rolling 24-hour API usage on every response; past ``daily_limit`` (with rate limits on) calls get
-403 REQUEST_LIMIT_EXCEEDED. Salesforce never answers 429: an injected 429 fault is sent as a 503.
+is refused with Salesforce's own error bodies where a real org refuses it, field limits from describe
+included (STRING_TOO_LONG, NUMBER_OUTSIDE_VALID_RANGE, INVALID_EMAIL_ADDRESS, restricted picklists).
+``Sforce-Limit-Info`` reports the org's rolling 24-hour API usage on every response; past ``daily_limit``
+(with rate limits on) calls get 403 REQUEST_LIMIT_EXCEEDED. Salesforce never answers 429: an injected 429
+fault is sent as a 503. An API version the org does not serve is 404 NOT_FOUND; a retired one (< 31.0) 410.
 
-Sandbox-only control route, besides those of ``syncd.sandbox.base``:
+Sandbox-only control routes, besides those of ``syncd.sandbox.base`` (what a person does in the UI):
 
     POST /__sandbox/convert-lead   {"lead_id", "account_id"?, "user"?}  converts a Lead as Salesforce does
+    POST /__sandbox/merge          {"sobject", "master_id", "merge_ids": [1 or 2 ids], "fields"?, "user"?}
+                                   merges Leads, Contacts or Accounts as SOAP merge() / the UI does
 """
 
 from __future__ import annotations
@@ -34,9 +42,10 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -46,9 +55,10 @@ from werkzeug.routing import Rule
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request, Response
 
-from syncd.core.systems import FieldSpec, ObjectSpec, OrgSchema
+from syncd.core.systems import SALESFORCE_EMAIL, FieldSpec, ObjectSpec, OrgSchema
 from syncd.sandbox.base import CONTROL_PREFIX, Faults, SandboxApp, json_response
 from syncd.sandbox.ids import sf_id
+from syncd.sandbox.salesforce_oauth import DEFAULT_SESSION_SECONDS, TOKEN_PATH, SalesforceOAuth
 from syncd.sandbox.soql import (
     CompiledQuery,
     SoqlError,
@@ -65,6 +75,10 @@ DEFAULT_BATCH_SIZE = 2000
 MIN_BATCH_SIZE = 200
 MAX_COLLECTION_RECORDS = 200
 MAX_COMPOSITE_SUBREQUESTS = 25
+MAX_COMPOSITE_QUERIES = 5  # query, queryAll and sObject Collections subrequests in one /composite
+GET_UPDATED_DAYS = 30
+GET_DELETED_DAYS = 15
+FIRST_API_VERSION = 31.0  # 21.0-30.0 retired in Summer '25, 7.0-20.0 in Summer '22
 MAX_OPEN_CURSORS = 200
 QUERY_LOCATOR_IDLE_SECONDS = 15 * 60
 USAGE_WINDOW_MINUTES = 24 * 60
@@ -73,10 +87,12 @@ QUERY_LOCATOR_PREFIX = "01g"
 JOB_PREFIX = "750"
 
 _TEXT_TYPES = frozenset({"string", "email", "url", "phone", "picklist", "textarea"})
-_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_EMAIL_RE = SALESFORCE_EMAIL
 _BATCH_SIZE_RE = re.compile(r"batchSize\s*=\s*(\d+)", re.IGNORECASE)
+_COMPOSITE_QUERY_URL = re.compile(r"^/services/data/v[^/]+/(query|queryAll|composite/sobjects)(/|\?|$)")
 _REFERENCE_RE = re.compile(r"@\{([A-Za-z0-9_]+)\.([^}]+)\}")
 _NAMED_OBJECTS = ("Lead", "Contact", "User")
+_MERGEABLE = ("Lead", "Contact", "Account")
 
 
 def client_session(ca_file: str | Path) -> requests.Session:
@@ -132,6 +148,85 @@ def _field_label(name: str) -> str:
     base = name[:-3] if name.endswith("__c") else name
     words = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", base).replace("_", " ").split()
     return " ".join("ID" if w == "Id" else w for w in words)
+
+
+def _java_double(value: float) -> str:
+    """A double as Java prints it (the org's messages do): ``12.5``, ``1.0E20``, ``1.23456789E8``."""
+    if value == 0 or 1e-3 <= abs(value) < 1e7:
+        return repr(value)
+    for digits in range(17):
+        text = f"{value:.{digits}E}"
+        if float(text) == value:
+            break
+    mantissa, _, exponent = text.partition("E")
+    if "." not in mantissa:
+        mantissa += ".0"
+    return f"{mantissa}E{int(exponent)}"
+
+
+# The org limits /limits/ lists (REST API Developer Guide, "List Organization Limits"), with an Enterprise
+# Edition org's allocations.
+_ORG_LIMITS: tuple[tuple[str, int], ...] = (
+    ("ActiveScratchOrgs", 3),
+    ("AnalyticsExternalDataSizeMB", 40960),
+    ("ConcurrentAsyncGetReportInstances", 200),
+    ("ConcurrentEinsteinDataInsightsStoryCreation", 5),
+    ("ConcurrentEinsteinDiscoveryStoryCreation", 2),
+    ("ConcurrentSyncReportRuns", 20),
+    ("DailyAnalyticsDataflowJobExecutions", 60),
+    ("DailyAnalyticsUploadedFilesSizeMB", 51200),
+    ("DailyApiRequests", 15000),
+    ("DailyAsyncApexExecutions", 250000),
+    ("DailyAsyncApexTests", 500),
+    ("DailyBulkApiBatches", 15000),
+    ("DailyBulkV2QueryFileStorageMB", 976562),
+    ("DailyBulkV2QueryJobs", 10000),
+    ("DailyDeliveredPlatformEvents", 50000),
+    ("DailyDurableGenericStreamingApiEvents", 10000),
+    ("DailyDurableStreamingApiEvents", 1000000),
+    ("DailyEinsteinDataInsightsStoryCreation", 1000),
+    ("DailyEinsteinDiscoveryPredictAPICalls", 50000),
+    ("DailyEinsteinDiscoveryPredictionsByCDC", 5000000),
+    ("DailyEinsteinDiscoveryStoryCreation", 100),
+    ("DailyFunctionsApiCallLimit", 235000),
+    ("DailyGenericStreamingApiEvents", 10000),
+    ("DailyScratchOrgs", 6),
+    ("DailyStandardVolumePlatformEvents", 10000),
+    ("DailyStreamingApiEvents", 1000000),
+    ("DailyWorkflowEmails", 100000),
+    ("DataStorageMB", 10240),
+    ("DurableStreamingApiConcurrentClients", 1000),
+    ("FileStorageMB", 10240),
+    ("HourlyAsyncReportRuns", 1200),
+    ("HourlyDashboardRefreshes", 200),
+    ("HourlyDashboardResults", 5000),
+    ("HourlyDashboardStatuses", 999999999),
+    ("HourlyLongTermIdMapping", 100000),
+    ("HourlyManagedContentPublicRequests", 50000),
+    ("HourlyODataCallout", 10000),
+    ("HourlyPublishedPlatformEvents", 250000),
+    ("HourlyPublishedStandardVolumePlatformEvents", 100000),
+    ("HourlyShortTermIdMapping", 100000),
+    ("HourlySyncReportRuns", 500),
+    ("HourlyTimeBasedWorkflow", 1000),
+    ("MassEmail", 5000),
+    ("MonthlyEinsteinDiscoveryStoryCreation", 500),
+    ("MonthlyPlatformEventsUsageEntitlement", 300000),
+    ("Package2VersionCreates", 6),
+    ("Package2VersionCreatesWithoutValidation", 500),
+    ("PermissionSetsAssigned", 1500),
+    ("PrivateConnectOutboundCalloutHourlyLimitMB", 0),
+    ("PublishCallbackUsageInApex", 5000),
+    ("SingleEmail", 5000),
+    ("StreamingApiConcurrentClients", 1000),
+)
+
+
+def _version_number(version: str) -> float:
+    try:
+        return float(version)
+    except ValueError:
+        return 0.0
 
 
 def _not_found() -> SfError:
@@ -227,6 +322,7 @@ class SalesforceApp(SandboxApp):
         sleep: Callable[[float], None] = time.sleep,
         daily_limit: int = 15000,
         api_version: str = "59.0",
+        session_seconds: float = DEFAULT_SESSION_SECONDS,
     ) -> None:
         self.api_version = api_version
         self.daily_limit = daily_limit
@@ -252,6 +348,10 @@ class SalesforceApp(SandboxApp):
             self._persist_sequences()
             store.flush()
         self.add_token("integration")
+        self.oauth = SalesforceOAuth(
+            store, integration_user_id=self.integration_user_id, session_seconds=session_seconds, clock=clock
+        )
+        store.flush()
 
     @property
     def base_path(self) -> str:
@@ -305,6 +405,17 @@ class SalesforceApp(SandboxApp):
         return [Rule(path, methods=[method], endpoint=kind) for path, method, kind in spec]
 
     # ----------------------------------------------------------------------------------- base hooks
+
+    def handle(self, request: Request) -> Response:
+        # The token endpoint is the one route that takes no bearer token: the login host answers it.
+        if request.path.rstrip("/") != TOKEN_PATH:
+            return super().handle(request)
+        response = self.inject_fault() or self.oauth.token(request, request.host_url.rstrip("/"))
+        self.counters.hit(request.method, "oauth2 token", response.status_code)
+        return response
+
+    def user_for_token(self, token: str) -> str | None:
+        return super().user_for_token(token) or self.oauth.user_for_token(token)
 
     def auth_failed(self, request: Request) -> Response:
         response = self.error(401, "Session expired or invalid", "INVALID_SESSION_ID")
@@ -367,7 +478,30 @@ class SalesforceApp(SandboxApp):
                     self._persist_sequences()
                     self.store.flush()
             return json_response(result)
+        if path == "merge" and request.method == "POST":
+            return self._control_merge(request)
         return super().control(request)
+
+    def _control_merge(self, request: Request) -> Response:
+        body = request.get_json(silent=True) or {}
+        merge_ids = body.get("merge_ids")
+        if isinstance(merge_ids, str):
+            merge_ids = [merge_ids]
+        with self.store.lock:
+            try:
+                result = self.merge(
+                    str(body.get("sobject", "")),
+                    str(body.get("master_id", "")),
+                    [str(i) for i in merge_ids] if isinstance(merge_ids, list) else [],
+                    fields=body.get("fields") if isinstance(body.get("fields"), dict) else None,
+                    user=str(body.get("user", "integration")),
+                )
+            except SfError as exc:
+                return json_response({"error": exc.message, "errorCode": exc.code}, status=exc.status)
+            finally:
+                self._persist_sequences()
+                self.store.flush()
+        return json_response(result)
 
     # ----------------------------------------------------------------------------------- API usage
 
@@ -709,9 +843,48 @@ class SalesforceApp(SandboxApp):
                 readonly,
             )
         return {
-            name: self._coerce(spec, spec.field(name), value)  # type: ignore[arg-type]
+            name: self._within_limits(
+                spec.field(name),  # type: ignore[arg-type]
+                self._coerce(spec, spec.field(name), value),  # type: ignore[arg-type]
+            )
             for name, value in out.items()
         }
+
+    @staticmethod
+    def _within_limits(f: FieldSpec, value: Any) -> Any:
+        """A coerced value within the field's describe limits, or the DML error a real org answers.
+
+        Messages as the API writes them (SOAP API Developer Guide, "Core Data Types", StatusCode
+        STRING_TOO_LONG and NUMBER_OUTSIDE_VALID_RANGE; the text is the org's, e.g.
+        ``Last Name: data value too large: ... (max length=80)``). A double or currency keeps ``scale``
+        decimals, rounded half up as the org stores it ("Field Types": double, currency).
+        """
+        if value is None:
+            return value
+        label = _field_label(f.name)
+        limit = f.length or (255 if f.type in _TEXT_TYPES else 0)
+        if isinstance(value, str) and limit and len(value) > limit:
+            raise SfError(
+                400,
+                "STRING_TOO_LONG",
+                f"{label}: data value too large: {value[:80]}{'...' if len(value) > 80 else ''} "
+                f"(max length={limit})",
+                [f.name],
+            )
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            whole_digits = f.digits if f.type == "int" else f.precision - f.scale
+            if (f.digits or f.precision) and abs(value) >= 10**whole_digits:
+                shown = _java_double(float(value))
+                raise SfError(
+                    400,
+                    "NUMBER_OUTSIDE_VALID_RANGE",
+                    f"{label}: value outside of valid range on numeric field: {shown}",
+                    [f.name],
+                )
+            if f.type != "int" and f.precision:
+                exact = Decimal(repr(float(value)))
+                return float(exact.quantize(Decimal(1).scaleb(-f.scale), rounding=ROUND_HALF_UP))
+        return value
 
     def _check_reference(self, spec: ObjectSpec, f: FieldSpec, value: str, changed: bool) -> str:
         canonical = canonical_sf_id(value)
@@ -971,6 +1144,97 @@ class SalesforceApp(SandboxApp):
         self._commit(depth)
         return {"lead_id": lead["Id"], "account_id": account_id, "contact_id": contact_id}
 
+    # ----------------------------------------------------------------------------------- merges
+
+    def merge(
+        self,
+        sobject: str,
+        master_id: str,
+        merge_ids: list[str],
+        *,
+        fields: dict[str, Any] | None = None,
+        user: str = "integration",
+    ) -> Record:
+        """Merge up to two records into a master, as a person does in the UI (or Apex ``Database.merge``, SOAP
+        ``merge()``; the REST API has no merge resource). Call with the store lock held.
+
+        SOAP API Developer Guide, merge(): only Lead, Contact and Account; "Up to three records can be merged
+        in a single request, including the master record"; the merged records are deleted and "you can use
+        queryAll() to view records that have been deleted during a merge" with their MasterRecordId set to
+        the master; "If a victim record has related records, merge() makes the master record the new parent
+        of the related records"; field values chosen from the victims are written to the master like an
+        update (``fields``). Each merge is one transaction. The master's SystemModstamp moves, as every
+        reparented child's does (reparenting updates the child's lookup).
+        """
+        if sobject not in _MERGEABLE:
+            raise SfError(
+                400, "INVALID_TYPE", f"merge is only supported for {', '.join(_MERGEABLE)}, not {sobject!r}"
+            )
+        spec = self.objects[sobject]
+        if not 1 <= len(merge_ids) <= 2:
+            raise SfError(
+                400, "INVALID_ARGUMENT", "A merge request takes the master and one or two records to merge"
+            )
+        master = self._record_for(spec, master_id)
+        victims = [self._record_for(spec, i) for i in merge_ids]
+        if any(v["Id"] == master["Id"] for v in victims) or len({v["Id"] for v in victims}) != len(victims):
+            raise SfError(400, "INVALID_ARGUMENT", "The master record can't be merged into itself")
+        if sobject == "Lead" and any(r.get("IsConverted") for r in (master, *victims)):
+            raise SfError(400, "CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead", [])
+        user_id = self.user_id_for(user)
+        victim_ids = {v["Id"] for v in victims}
+        depth = self._begin()
+        try:
+            self.save(sobject, dict(fields or {}), user=user, record_id=master["Id"])
+            for victim in victims:
+                self._put(
+                    sobject,
+                    {
+                        **victim,
+                        "IsDeleted": True,
+                        "MasterRecordId": master["Id"],
+                        "LastModifiedDate": (stamp := self._stamp()),
+                        "LastModifiedById": user_id,
+                        "SystemModstamp": stamp,
+                    },
+                )
+            reparented = self._reparent(sobject, victim_ids, master["Id"], user_id)
+        except SfError:
+            self._rollback(depth)
+            raise
+        self._commit(depth)
+        return {"id": master["Id"], "mergedRecordIds": sorted(victim_ids), "updatedRelatedIds": reparented}
+
+    def _reparent(self, sobject: str, old_ids: set[str], new_id: str, user_id: str) -> list[str]:
+        """Point every writable lookup to ``sobject`` that holds one of ``old_ids`` at ``new_id``."""
+        moved: list[str] = []
+        for other in self.objects.values():
+            lookups = [
+                f.name
+                for f in other.fields
+                if f.type == "reference" and not f.readonly and sobject in f.references
+            ]
+            if not lookups:
+                continue
+            for record in list(self.store.table(other.name).values()):
+                if record.get("IsDeleted"):
+                    continue
+                changed = {name: new_id for name in lookups if record.get(name) in old_ids}
+                if changed:
+                    stamp = self._stamp()
+                    self._put(
+                        other.name,
+                        {
+                            **record,
+                            **changed,
+                            "LastModifiedDate": stamp,
+                            "LastModifiedById": user_id,
+                            "SystemModstamp": stamp,
+                        },
+                    )
+                    moved.append(str(record["Id"]))
+        return moved
+
     # ----------------------------------------------------------------------------------- request helpers
 
     @staticmethod
@@ -1005,16 +1269,41 @@ class SalesforceApp(SandboxApp):
 
     # ----------------------------------------------------------------------------------- discovery
 
+    def before_auth(self, request: Request, kind: str, values: Mapping[str, Any]) -> Response | None:
+        if kind == "versions":
+            return self.on_versions(request, user="")
+        if "version" in values:
+            refusal = self._version_refusal(str(values["version"]))
+            if refusal is not None:
+                return self.sf_error(refusal)
+        return None
+
+    def _version_refusal(self, version: str) -> SfError | None:
+        """Unknown API versions are refused as the org refuses them: a version the org does not serve yet
+        (or no version at all) is 404 NOT_FOUND like any unknown resource; a retired one (below 31.0) is
+        410 GONE ("API End-of-Life": "If you request any resource or use an operation from a retired API
+        version, REST API returns the error code 410:GONE"; knowledge article 000354473)."""
+        number = _version_number(version) if re.fullmatch(r"\d+\.\d", version) else 0.0
+        if 0 < number < FIRST_API_VERSION:
+            return SfError(410, "GONE", f"API version {version} is retired and no longer available")
+        if number < FIRST_API_VERSION or number > _version_number(self.api_version):
+            return SfError(404, "NOT_FOUND", "The requested resource does not exist")
+        return None
+
     def on_versions(self, request: Request, *, user: str) -> Response:
-        return json_response(
-            [
-                {
-                    "label": "Winter '24",
-                    "url": f"/services/data/v{self.api_version}",
-                    "version": self.api_version,
-                }
-            ]
-        )
+        """Every version the org serves, oldest first, with its release label; public, no token needed
+        (REST API Developer Guide, "Versions": "Lists summary information about each REST API version
+        currently available"; v20.0 was Winter '11, three releases a year)."""
+        out = []
+        for number in range(int(FIRST_API_VERSION), int(_version_number(self.api_version)) + 1):
+            steps = number - 20
+            season = ("Winter", "Spring", "Summer")[steps % 3]
+            year = 11 + steps // 3
+            version = f"{number}.0"
+            out.append(
+                {"label": f"{season} '{year:02d}", "url": f"/services/data/v{version}", "version": version}
+            )
+        return json_response(out)
 
     def on_resources(self, request: Request, *, user: str, version: str) -> Response:
         base = f"/services/data/v{version}"
@@ -1027,16 +1316,22 @@ class SalesforceApp(SandboxApp):
 
     @_rest
     def on_limits(self, request: Request, *, user: str, version: str) -> Response:
+        """Every documented org limit as ``{Max, Remaining}`` (REST API Developer Guide, "Limits" / "List
+        Organization Limits", response body with the keys below; Max values are an Enterprise Edition org's
+        defaults from "Salesforce Developer Limits and Allocations Quick Reference"). DailyApiRequests,
+        DailyBulkV2QueryJobs, DataStorageMB (2 KB a record, "Data and File Storage Allocations") follow the
+        sandbox's state; the rest are full."""
         used = self.usage() + 1  # this call counts too
         query_jobs = sum(1 for j in self._jobs.values() if j.compiled is not None)
-        return json_response(
-            {
-                "DailyApiRequests": {"Max": self.daily_limit, "Remaining": max(0, self.daily_limit - used)},
-                "DailyBulkV2QueryJobs": {"Max": 10000, "Remaining": 10000 - query_jobs},
-                "DailyBulkV2QueryFileStorageMB": {"Max": 976562, "Remaining": 976562},
-                "DataStorageMB": {"Max": 5, "Remaining": 5},
-            }
-        )
+        ingest_jobs = sum(1 for j in self._jobs.values() if j.compiled is None)
+        records = sum(self.store.count(name) for name in self.objects)
+        data_mb = max(1, -(-records * 2 // 1024)) if records else 0
+        out: dict[str, Any] = {name: {"Max": limit, "Remaining": limit} for name, limit in _ORG_LIMITS}
+        out["DailyApiRequests"] = {"Max": self.daily_limit, "Remaining": max(0, self.daily_limit - used)}
+        out["DailyBulkV2QueryJobs"] = {"Max": 10000, "Remaining": max(0, 10000 - query_jobs)}
+        out["DailyBulkApiBatches"] = {"Max": 15000, "Remaining": max(0, 15000 - ingest_jobs)}
+        out["DataStorageMB"] = {"Max": 10240, "Remaining": max(0, 10240 - data_mb)}
+        return json_response(dict(sorted(out.items())))
 
     def _describe_field(self, spec: ObjectSpec, f: FieldSpec) -> dict[str, Any]:
         writable = not f.readonly
@@ -1055,7 +1350,7 @@ class SalesforceApp(SandboxApp):
             "relationshipName": relationship_name(f),
             "polymorphicForeignKey": len(f.references) > 1,
             "namePointing": len(f.references) > 1,
-            "length": 255 if f.type in _TEXT_TYPES else 18 if f.type in ("id", "reference") else 0,
+            **self._describe_limits(f),
             "defaultedOnCreate": f.name
             in (
                 "Id",
@@ -1074,6 +1369,25 @@ class SalesforceApp(SandboxApp):
             "restrictedPicklist": bool(f.picklist),
             "filterable": True,
             "sortable": True,
+        }
+
+    @staticmethod
+    def _describe_limits(f: FieldSpec) -> dict[str, Any]:
+        """A field's size in describe (REST API Developer Guide, "sObject Describe"; SOAP API Developer Guide,
+        "describeSObjectResult", Field: ``length`` and ``byteLength`` for text, ``digits`` for int,
+        ``precision``/``scale`` for double and currency; 0 where a property does not apply)."""
+        if f.type in ("id", "reference"):
+            length = 18
+        elif f.type in _TEXT_TYPES:
+            length = f.length or 255
+        else:
+            length = 0
+        return {
+            "length": length,
+            "byteLength": length * 3,
+            "digits": f.digits if f.type == "int" else 0,
+            "precision": f.precision if f.type in ("double", "currency", "percent") else 0,
+            "scale": f.scale if f.type in ("double", "currency", "percent") else 0,
         }
 
     def _object_summary(self, spec: ObjectSpec, version: str) -> dict[str, Any]:
@@ -1279,13 +1593,24 @@ class SalesforceApp(SandboxApp):
             )
         except _MultipleMatches as exc:
             return json_response(exc.urls, status=300)
+        return self._upsert_response(sobject, record_id, created, version)
+
+    def _upsert_response(self, sobject: str, record_id: str, created: bool, version: str) -> Response:
+        """201 with the new id on create; on update 200 with ``created: false`` from API 46.0, 204 before
+        (REST API Developer Guide, "Insert or Update (Upsert) a Record Using an External ID": "The created
+        parameter is present in the response in API version 46.0 and later"; status codes: "200 ... some
+        PATCH requests", "204 ... some PATCH requests")."""
+        versioned = _version_number(version) >= 46.0
+        body: dict[str, Any] = {"id": record_id, "success": True, "errors": []}
+        if versioned:
+            body["created"] = created
         if created:
             return json_response(
-                {"id": record_id, "success": True, "errors": [], "created": True},
+                body,
                 status=201,
                 headers={"Location": self._url(self._spec(sobject).name, record_id, version)},
             )
-        return Response(status=204)
+        return json_response(body) if versioned else Response(status=204)
 
     @_rest
     def on_delete_by_external_id(
@@ -1299,27 +1624,56 @@ class SalesforceApp(SandboxApp):
         self.remove(spec.name, record["Id"], user=user)
         return Response(status=204)
 
-    def _window(self, request: Request) -> tuple[str, str]:
+    def _window(self, request: Request, max_days: int) -> tuple[str, str]:
+        """The replication window of Get Updated (``max_days`` 30) or Get Deleted (15), checked as the org does.
+
+        SOAP API Developer Guide, getUpdated() and getDeleted(), "Rules and Guidelines": startDate must precede
+        endDate by more than one minute, else INVALID_REPLICATION_DATE; "Results are returned for no more than
+        30 days [getDeleted: 15 days] previous to the day the call is executed"; REST API Developer Guide,
+        "sObject Get Updated" / "sObject Get Deleted" point there for the rules. A start before that day is
+        refused with INVALID_REPLICATION_DATE (the code the data replication docs name for a date "out of the
+        allowed range"); the message text is the sandbox's.
+        """
         try:
-            start = format_sf_datetime(parse_sf_datetime(request.args["start"]))
-            end = format_sf_datetime(parse_sf_datetime(request.args["end"]))
+            start_at = parse_sf_datetime(request.args["start"])
+            end_at = parse_sf_datetime(request.args["end"])
         except (KeyError, ValueError):
             raise SfError(400, "INVALID_REPLICATION_DATE", "start and end must be valid datetimes") from None
-        return start, end
+        if (end_at - start_at).total_seconds() <= 60:
+            raise SfError(
+                400,
+                "INVALID_REPLICATION_DATE",
+                "startDate must chronologically precede endDate by more than one minute",
+            )
+        today = datetime.fromtimestamp(self.clock(), tz=UTC).replace(
+            hour=0, minute=0, second=0, microsecond=0
+        )
+        earliest = today - timedelta(days=max_days)
+        if start_at < earliest:
+            raise SfError(
+                400,
+                "INVALID_REPLICATION_DATE",
+                f"startDate cannot be more than {max_days} days before the current date: "
+                f"{format_sf_datetime(start_at)} is before {format_sf_datetime(earliest)}",
+            )
+        return format_sf_datetime(start_at), format_sf_datetime(end_at)
 
     @_rest
     def on_get_deleted(self, request: Request, *, user: str, version: str, sobject: str) -> Response:
         spec = self._spec(sobject)
-        start, end = self._window(request)
+        start, end = self._window(request, GET_DELETED_DAYS)
         rows = [
             r
             for r in self.store.table(spec.name).values()
             if r.get("IsDeleted") and start <= (r.get("SystemModstamp") or "") <= end
         ]
+        today = datetime.fromtimestamp(self.clock(), tz=UTC).replace(
+            hour=0, minute=0, second=0, microsecond=0
+        )
         return json_response(
             {
                 "deletedRecords": [{"id": r["Id"], "deletedDate": r["SystemModstamp"]} for r in rows],
-                "earliestDateAvailable": start,
+                "earliestDateAvailable": format_sf_datetime(today - timedelta(days=GET_DELETED_DAYS)),
                 "latestDateCovered": end,
             }
         )
@@ -1327,7 +1681,7 @@ class SalesforceApp(SandboxApp):
     @_rest
     def on_get_updated(self, request: Request, *, user: str, version: str, sobject: str) -> Response:
         spec = self._spec(sobject)
-        start, end = self._window(request)
+        start, end = self._window(request, GET_UPDATED_DAYS)
         ids = [
             r["Id"]
             for r in self.store.table(spec.name).values()
@@ -1525,16 +1879,17 @@ class SalesforceApp(SandboxApp):
             raise SfError(
                 400, "JSON_PARSER_ERROR", "compositeRequest must be a non-empty list of subrequests"
             )
-        if len(subs) > MAX_COMPOSITE_SUBREQUESTS:
-            raise SfError(
-                400,
-                "LIMIT_EXCEEDED",
-                f"A composite request can have at most {MAX_COMPOSITE_SUBREQUESTS} subrequests",
-            )
+        over = self._composite_over_limits(subs)
+        if over is not None:
+            return over
         refs = [s.get("referenceId") for s in subs]
         if any(not isinstance(r, str) or not r for r in refs) or len(set(refs)) != len(refs):
             raise SfError(400, "INVALID_INPUT", "every subrequest needs a unique referenceId")
         all_or_none = bool(body.get("allOrNone", False))
+        # collateSubrequests (default true from API 49.0) lets the org run unrelated subrequests in any order
+        # ("Composite Request Body"); running them in the order given is one such order.
+        if not isinstance(body.get("collateSubrequests", True), bool):
+            raise SfError(400, "JSON_PARSER_ERROR", "collateSubrequests must be a boolean")
         depth = self._begin()
         results: list[dict[str, Any]] = []
         bodies: dict[str, Any] = {}
@@ -1573,6 +1928,49 @@ class SalesforceApp(SandboxApp):
         else:
             self._commit(depth)
         return json_response({"compositeResponse": results})
+
+    @staticmethod
+    def _composite_over_limits(subs: list[dict[str, Any]]) -> Response | None:
+        """The documented limits of one /composite request, refused as the org refuses them.
+
+        REST API Developer Guide, "Composite" / "Composite Request Body": up to 25 subrequests, of which up to
+        5 may be query (Query, QueryAll) or sObject Collections operations; Accept, Authorization and
+        Content-Type in a subrequest's httpHeaders fail the whole request with 400. The over-limit answer is
+        200 with one error in ``compositeResponse`` and a null referenceId, as an org answered 26 operations
+        (guardian/support-service-lambdas#766: ``LIMIT_EXCEEDED``, "The request can't contain more than 25
+        operations."); the 5-query message follows that shape.
+        """
+        for sub in subs:
+            headers = sub.get("httpHeaders") or {}
+            if not isinstance(headers, dict):
+                raise SfError(400, "JSON_PARSER_ERROR", "httpHeaders must be an object")
+            inherited = [h for h in headers if str(h).lower() in ("accept", "authorization", "content-type")]
+            if inherited:
+                raise SfError(400, "INVALID_INPUT", f"A subrequest can't set the {inherited[0]} header", [])
+
+        def refused(message: str) -> Response:
+            return json_response(
+                {
+                    "compositeResponse": [
+                        {
+                            "body": [{"errorCode": "LIMIT_EXCEEDED", "message": message}],
+                            "httpHeaders": {},
+                            "httpStatusCode": 400,
+                            "referenceId": None,
+                        }
+                    ]
+                }
+            )
+
+        if len(subs) > MAX_COMPOSITE_SUBREQUESTS:
+            return refused(f"The request can’t contain more than {MAX_COMPOSITE_SUBREQUESTS} operations.")
+        heavy = sum(1 for sub in subs if _COMPOSITE_QUERY_URL.match(str(sub.get("url") or "")))
+        if heavy > MAX_COMPOSITE_QUERIES:
+            return refused(
+                f"The request can’t contain more than {MAX_COMPOSITE_QUERIES} query or sObject "
+                "Collections operations."
+            )
+        return None
 
     @staticmethod
     def _halted(
@@ -1623,6 +2021,9 @@ class SalesforceApp(SandboxApp):
                 [{"errorCode": "NOT_FOUND", "message": f"The requested resource does not exist: {path}"}],
                 {},
             )
+        refusal = self._version_refusal(str(values.get("version", "")))
+        if refusal is not None:
+            return refusal.status, refusal.rest_body(), {}
         if kind in ("composite", "versions") or str(kind).startswith("bulk_"):
             return (
                 400,

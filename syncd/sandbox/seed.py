@@ -24,6 +24,7 @@ from typing import Any, Generic, TypeVar
 from faker import Faker
 
 from syncd.core.systems import SALESFORCE_OBJECTS
+from syncd.progress import NULL, Progress
 from syncd.sandbox.ids import sf_id
 from syncd.sandbox.store import Record, Store
 
@@ -44,6 +45,8 @@ QUEUES: tuple[tuple[str, str], ...] = (
 CONTACT_TO_COMPANY = 1
 DEAL_TO_COMPANY = 5
 _CHUNK = 10_000
+# Persons generated between two progress reports (a report per person would cost more than it tells).
+_PROGRESS_EVERY = 250
 T = TypeVar("T")
 _DAY_MS = 86_400_000
 
@@ -591,6 +594,7 @@ class _Generator:
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware (UTC)")
         self.rng = random.Random(seed)
+        self.seed = seed
         self.persons = persons
         self.now_ms = int(now.timestamp() * 1000)
         self.names = _Names(seed, self.rng, pool=max(40, min(600, persons // 20)))
@@ -936,6 +940,45 @@ class _Generator:
         if linked:
             opp["Syncd_HubSpot_Id__c"] = deal_id
         self.associate("deals", deal_id, acct.hs_id or "", DEAL_TO_COMPANY)
+
+    def hubspot_only_deals(self) -> None:
+        """Deals of HubSpot-only companies (no Salesforce account): marketing-sourced pipeline that only
+        HubSpot knows, half of those companies with one or two open or recently closed deals.
+
+        A separate random stream (seeded from the org's seed), run after everything else, so adding these
+        leaves every other record of a seed as it was.
+        """
+        rng = random.Random(f"hubspot-only-deals:{self.seed}")
+        stages = (
+            *("appointmentscheduled", "qualifiedtobuy", "presentationscheduled") * 3,
+            "closedwon",
+            "closedlost",
+        )
+        for acct in self.accounts:
+            if acct.sf_id is not None or acct.hs_id is None or rng.random() >= 0.5:
+                continue
+            for _ in range(rng.randint(1, 2)):
+                deal_id = self.next_hs()
+                created = min(acct.created + rng.randint(5, 400) * _DAY_MS, self.now_ms - _DAY_MS)
+                modified = min(created + rng.randint(0, 60) * _DAY_MS, self.now_ms - 60_000)
+                stage = rng.choice(stages)
+                closed = stage in ("closedwon", "closedlost")
+                close = modified if closed else self.now_ms + rng.randint(10, 120) * _DAY_MS
+                owner = acct.owner if rng.random() < 0.7 else rng.choice(self.active_reps)
+                props = {
+                    "hs_object_id": deal_id,
+                    "createdate": hs_datetime(created),
+                    "hs_lastmodifieddate": hs_datetime(modified),
+                    "dealname": f"{acct.name} - {rng.choice(_PRODUCTS)}",
+                    "amount": str(rng.randint(4, 120) * 1000),
+                    "dealstage": stage,
+                    "pipeline": "default",
+                    "closedate": hs_datetime(close),
+                    "hubspot_owner_id": self.owner_id[owner.email],
+                    "syncd_salesforce_id": None,
+                }
+                self.hs["deals"].append(_hs_object(deal_id, props, created, modified))
+                self.associate("deals", deal_id, acct.hs_id, DEAL_TO_COMPANY)
 
     def associate(self, from_type: str, from_id: str, company_id: str, type_id: int) -> None:
         self.hs["associations"].append(
@@ -1297,21 +1340,36 @@ def _parse_sf(value: str) -> int:
     return int(datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp() * 1000)
 
 
-def generate(store_sf: Store, store_hs: Store, *, seed: int, persons: int, now: datetime) -> dict[str, Any]:
+def generate(
+    store_sf: Store,
+    store_hs: Store,
+    *,
+    seed: int,
+    persons: int,
+    now: datetime,
+    progress: Progress = NULL,
+) -> dict[str, Any]:
     """Fill two empty stores with the Northwind org and ``persons`` persons; returns counts for a summary.
 
     Deterministic: the same seed, persons and now give identical records. ``now`` (timezone-aware) is the
     moment the org is seen at: every timestamp lies in the two years before it, open opportunities close
-    after it.
+    after it. ``progress`` hears of the persons generated (stage "seed") and the write (stage "write").
     """
     if persons < 0:
         raise ValueError("persons must be >= 0")
     gen = _Generator(seed, persons, now)
     gen.org()
     gen.accounts_and_companies()
-    for _ in range(persons):
+    progress.stage("seed", total=persons)
+    for n in range(1, persons + 1):
         gen.person()
+        if n % _PROGRESS_EVERY == 0:
+            progress.advance(_PROGRESS_EVERY)
+    progress.advance(persons % _PROGRESS_EVERY)
+    gen.hubspot_only_deals()
+    progress.stage("write")
     gen.write(store_sf, store_hs)
+    progress.finish()
     for kind in _MESS_KINDS:
         gen.summary.mess.setdefault(kind, 0)
     return gen.summary.as_dict()

@@ -66,14 +66,14 @@ def once(config: Path, now: datetime) -> tuple[int, str, float, float]:
 def minimum_calls(ledger: Ledger, run_id: str) -> dict[str, int]:
     """The fewest calls a first cycle could make: pages of records pulled, batches of records written,
     and the roster (Salesforce users and queues; HubSpot owners, active and archived)."""
-    counts = ledger.record_counts()
+    counts = ledger.records.counts()
     pulls = {
         "salesforce": sum(math.ceil(n / SF_PAGE) for (s, _), n in counts.items() if s == "salesforce"),
         "hubspot": sum(math.ceil(n / HS_PAGE) for (s, _), n in counts.items() if s == "hubspot"),
     }
     written: Counter[tuple[str, str, bool]] = Counter()
     seen: set[tuple[str, str, str]] = set()
-    for intent in ledger.intents(run_id=run_id):
+    for intent in ledger.outbox.intents(run_id=run_id):
         if intent.state != "confirmed":
             continue
         target = (intent.system, intent.object, intent.record_id or f"new:{intent.create_key}")
@@ -99,7 +99,7 @@ def test_bench_first_cycle_on_100k_persons_and_an_idle_cycle(tmp_path: Path) -> 
         code, out, seconds, rss = once(config, now)
         assert code == 0, out
         with Ledger(tmp_path / "syncd.db", readonly=True) as ledger:
-            run = ledger.recent_runs(1)[0]
+            run = ledger.runs.recent(1)[0]
             floor = minimum_calls(ledger, run.id)
         c = run.counters
         calls = c["api_calls"]
@@ -117,7 +117,7 @@ def test_bench_first_cycle_on_100k_persons_and_an_idle_cycle(tmp_path: Path) -> 
         code, out, idle2, _ = once(config, now)
         assert code == 0, out
         with Ledger(tmp_path / "syncd.db", readonly=True) as ledger:
-            last = ledger.recent_runs(1)[0].counters
+            last = ledger.runs.recent(1)[0].counters
         print(f"second cycle (the first one's writes coming back): {idle:.1f} s, peak RSS {idle_rss:.0f} MB")
         print(
             f"cycle with nothing to do: {idle2:.1f} s wall, steps {last['seconds']}, API calls {last['api_calls']}"

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from syncd.ledger import Ledger, RecordRow
+from syncd.core.types import RecordRow
+from syncd.ledger import Ledger
 
 N = 100_000
 T0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
@@ -49,7 +50,7 @@ def leads(version: int) -> Iterator[RecordRow]:
 def test_bench_bulk_upsert_of_100k_records(tmp_path: Path) -> None:
     path = tmp_path / "ledger.db"
     with Ledger(path) as ledger:
-        run = ledger.start_run()
+        run = ledger.runs.start()
         figures = []
         for label, version, expected in [
             ("first sight (insert)", 1, (N, 0, 0)),
@@ -57,7 +58,7 @@ def test_bench_bulk_upsert_of_100k_records(tmp_path: Path) -> None:
             ("re-pull, all changed", 2, (0, N, 0)),
         ]:
             started = time.perf_counter()
-            result = ledger.upsert_records(leads(version), run_id=run)
+            result = ledger.records.upsert(leads(version), run_id=run)
             elapsed = time.perf_counter() - started
             assert (result.inserted, result.updated, result.unchanged) == expected
             figures.append((label, elapsed))

@@ -5,6 +5,7 @@ Every scenario checks the final state in the sandbox's store, not only what the 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -164,7 +165,12 @@ def test_batched_push_with_partial_failures(harness: Harness) -> None:
         expected = before[id_] if n in bad else active
         assert harness.value(id_, harness.owner_field) == expected
     limit = 200 if harness.system == "salesforce" else 100
-    assert sum(connector.call_counts().values()) == -(-450 // limit)
+    calls = sum(connector.call_counts().values())
+    if harness.system == "salesforce":
+        assert calls == -(-450 // limit)
+    else:
+        # HubSpot refuses a batch whole: each bad input is isolated by halving, 1 + 2*ceil(log2 100) calls at most.
+        assert -(-450 // limit) < calls <= -(-450 // limit) + len(bad) * (1 + 2 * math.ceil(math.log2(limit)))
 
 
 def test_creates_are_idempotent_when_a_response_is_lost(harness: Harness) -> None:

@@ -289,8 +289,7 @@ def crash_scenario(tmp: Path, persons: int, kills: int, rng: random.Random) -> C
         }
         with Ledger(crashed.ledger, readonly=True) as la, Ledger(reference.ledger, readonly=True) as lb:
             integrity = la.integrity_check()
-            query = "SELECT key, stage, score, owner, team FROM decisions ORDER BY key"
-            decisions_equal = la.db.execute(query).fetchall() == lb.db.execute(query).fetchall()
+            decisions_equal = la.views.decision_outcomes() == lb.views.decision_outcomes()
         per_contact = leads_per_contact(after)
     return CrashResult(
         persons=persons,

@@ -213,14 +213,14 @@ def disagreements(systems: Systems, ledger: Ledger, rules: RuleSet) -> list[str]
     """
     snap = systems.snapshot()
     users, owners = systems.users(), systems.owners()
-    held = {(q.system, q.object, q.record_id) for q in ledger.quarantined()}
+    held = {(q.system, q.object, q.record_id) for q in ledger.quarantine.held()}
     hs_stage = rules.mapping.value_maps["hubspot_lifecycle"].read
     problems: list[str] = []
     decisions = {}
     for kind in ("person", "account"):
-        keys = [k for k in _keys(ledger) if ledger.key_kind(k) == kind]
-        decisions.update(ledger.decisions(keys))
-        for key, records in ledger.records_of_keys(keys).items():
+        keys = [k for k in _keys(ledger) if ledger.identity.key_kind(k) == kind]
+        decisions.update(ledger.decisions.get_many(keys))
+        for key, records in ledger.records.of_keys(keys).items():
             d = decisions.get(key)
             if d is None:
                 problems.append(f"{key}: no decision")
@@ -256,7 +256,7 @@ def disagreements(systems: Systems, ledger: Ledger, rules: RuleSet) -> list[str]
 
 
 def _keys(ledger: Ledger) -> list[str]:
-    return [str(r[0]) for r in ledger.db.execute("SELECT key FROM entities ORDER BY key").fetchall()]
+    return ledger.views.all_keys()
 
 
 def _same_number(a: Any, b: Any) -> bool:

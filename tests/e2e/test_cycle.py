@@ -18,7 +18,10 @@ from e2e_systems import disagreements
 from syncd.commands import explain_text
 from syncd.core.link import group
 from syncd.core.rules import RuleSet
-from syncd.ledger import Backoff, Intent, Ledger
+from syncd.core.schedule import Backoff
+from syncd.core.types import Intent
+from syncd.ledger import Ledger
+from syncd.progress import Progress, Snapshot
 
 SALES_REPS = ("sam.patel", "lena.novak", "diego.ramos", "jack.miller", "emma.johnson", "noah.brown")
 
@@ -52,7 +55,7 @@ def test_plan_predicts_the_next_cycle_and_changes_nothing(org: Org) -> None:
     plan = cycle.run(org.rules, dry_run=True)
     assert org.systems.write_calls() == {}
     with Ledger(org.config.ledger.path, readonly=True) as ledger:
-        view = ledger.status()
+        view = ledger.views.status()
         assert view.keys == {"person": 0, "account": 0} and view.watermarks == []
         assert [r.kind for r in view.runs] == ["plan"]
 
@@ -61,6 +64,25 @@ def test_plan_predicts_the_next_cycle_and_changes_nothing(org: Org) -> None:
     assert plan.tally.counts() == once.tally.counts()
     assert plan.tally.total > 0
     assert {g["action"] for g in plan.tally.to_json()["groups"]} >= {"owner", "stage", "score", "create"}
+
+
+def test_each_stage_reports_its_progress_in_order(org: Org) -> None:
+    progress = Progress()
+    seen: list[Snapshot] = []
+    progress.subscribe(seen.append)
+
+    report = org.cycle().run(org.rules, progress=progress)
+
+    stages = [s.stage for s in seen]
+    assert list(dict.fromkeys(stages)) == ["replay", "pull", "link", "decide", "push"]
+    last = {s.stage: s for s in seen}
+    assert last["pull"].done == sum(report.pulled.values())
+    assert last["decide"].done == sum(report.decided.values())
+    # The push stage sends what decide left in part-full batches, and the follow-ups of creates.
+    push = last["push"]
+    assert push.total is not None
+    assert 0 < push.total <= push.done <= sum(report.pushed.values()) + sum(report.failed.values())
+    assert not seen[-1].running
 
 
 def test_handoff_creates_each_lead_once_and_both_systems_store_the_other_id(org: Org) -> None:
@@ -72,7 +94,7 @@ def test_handoff_creates_each_lead_once_and_both_systems_store_the_other_id(org:
     snap = org.systems.snapshot()
     leads = {lid: f for lid, f in snap["Lead"].items() if f["Syncd_HubSpot_Id__c"]}
     with Ledger(org.config.ledger.path, readonly=True) as ledger:
-        made = [i for i in ledger.intents() if i.create_key is not None]
+        made = [i for i in ledger.outbox.intents() if i.create_key is not None]
     assert len(made) == created
     for intent in made:
         lead_id = intent.result_id
@@ -84,7 +106,7 @@ def test_handoff_creates_each_lead_once_and_both_systems_store_the_other_id(org:
 
     # A run killed after sending a create but before confirming it leaves the intent open: replaying it
     # must find the Lead the first attempt made (an upsert on the external id), not make another.
-    cycle.ledger.add_intents(
+    cycle.ledger.outbox.add_intents(
         [
             Intent(
                 "salesforce",
@@ -102,7 +124,7 @@ def test_handoff_creates_each_lead_once_and_both_systems_store_the_other_id(org:
     assert replay.replayed == 1
     after = org.systems.snapshot()
     assert len(after["Lead"]) == len(snap["Lead"])
-    assert cycle.ledger.unfinished_intents() == []
+    assert cycle.ledger.outbox.unfinished() == []
 
 
 def test_owner_changed_by_hand_is_kept_per_policy_and_explained(org: Org) -> None:
@@ -113,10 +135,10 @@ def test_owner_changed_by_hand_is_kept_per_policy_and_explained(org: Org) -> Non
     ledger = cycle.ledger
     # A person with a Salesforce Lead and a HubSpot contact, owned by a sales rep.
     target = None
-    for key, d in ledger.decisions(_keys(ledger)).items():
+    for key, d in ledger.decisions.get_many(_keys(ledger)).items():
         if d.team != "sales" or d.owner is None or d.owner.startswith("queue:"):
             continue
-        g = group(key, "person", ledger.records_of(key))
+        g = group(key, "person", ledger.records.of_key(key))
         if g.salesforce is not None and g.salesforce.object == "Lead" and g.hubspot is not None:
             target = (key, d.owner, g.salesforce.id, g.hubspot.id)
             break
@@ -132,9 +154,9 @@ def test_owner_changed_by_hand_is_kept_per_policy_and_explained(org: Org) -> Non
     snap = systems.snapshot()
     assert snap["Lead"][lead_id]["OwnerId"] == users[human], "the human's owner stays in Salesforce"
     assert snap["contacts"][contact_id]["hubspot_owner_id"] == systems.owners()[human], "HubSpot follows it"
-    decision = ledger.decision(key)
+    decision = ledger.decisions.get(key)
     assert decision is not None and decision.owner == human
-    text = explain_text(ledger.history(key))
+    text = explain_text(ledger.views.key_history(key))
     assert "owner: manual override: yes" in text
     assert f"set by {human}" in text
     assert f"owner {decided} -> {human} by {human}" in text
@@ -143,7 +165,7 @@ def test_owner_changed_by_hand_is_kept_per_policy_and_explained(org: Org) -> Non
     # Still honoured a week later, past any other reason to move it (the default policy says 30 days).
     org.clock.advance(days=7)
     cycle.run(org.rules)
-    assert ledger.decision(key).owner == human  # type: ignore[union-attr]
+    assert ledger.decisions.get(key).owner == human  # type: ignore[union-attr]
 
 
 def test_converted_lead_is_followed_to_its_contact_as_one_person(org: Org) -> None:
@@ -152,11 +174,13 @@ def test_converted_lead_is_followed_to_its_contact_as_one_person(org: Org) -> No
     ledger = cycle.ledger
     lead = next(
         r
-        for r in ledger.iter_records("salesforce", "Lead")
-        if not r.deleted and not r.data.get("IsConverted") and ledger.key_of("salesforce", "Lead", r.id)
+        for r in ledger.records.iterate("salesforce", "Lead")
+        if not r.deleted
+        and not r.data.get("IsConverted")
+        and ledger.identity.key_of("salesforce", "Lead", r.id)
     )
-    key = ledger.key_of("salesforce", "Lead", lead.id)
-    persons_before = ledger.status().keys["person"]
+    key = ledger.identity.key_of("salesforce", "Lead", lead.id)
+    persons_before = ledger.views.status().keys["person"]
     # The sandbox's control endpoint converts a Lead as Salesforce's convertLead does.
     response = requests.post(
         f"{org.sandbox.sf_url}/__sandbox/convert-lead",
@@ -170,12 +194,12 @@ def test_converted_lead_is_followed_to_its_contact_as_one_person(org: Org) -> No
     report = cycle.run(org.rules)
 
     assert report.ok
-    converted = ledger.record("salesforce", "Lead", lead.id)
+    converted = ledger.records.get("salesforce", "Lead", lead.id)
     assert converted is not None and converted.data["IsConverted"] is True
     contact = str(converted.data["ConvertedContactId"])
-    assert ledger.key_of("salesforce", "Contact", contact) == key
-    assert ledger.status().keys["person"] == persons_before
-    g = group(key or "", "person", ledger.records_of(key or ""))
+    assert ledger.identity.key_of("salesforce", "Contact", contact) == key
+    assert ledger.views.status().keys["person"] == persons_before
+    g = group(key or "", "person", ledger.records.of_key(key or ""))
     assert g.salesforce is not None and g.salesforce.id == contact
     assert disagreements(org.systems, ledger, org.rules) == []
 
@@ -192,7 +216,7 @@ def test_bad_record_is_quarantined_retried_with_backoff_and_reported(org: Org) -
 
     first = cycle.run(org.rules)
 
-    entry = cycle.ledger.quarantine_entry("salesforce", "Lead", lead_id)
+    entry = cycle.ledger.quarantine.entry("salesforce", "Lead", lead_id)
     assert entry is not None and entry.attempts == 1 and not entry.reported
     assert "NumberOfEmployees" in entry.reason and "lots" in entry.reason
     assert first.decided["person"] == 299
@@ -201,11 +225,11 @@ def test_bad_record_is_quarantined_retried_with_backoff_and_reported(org: Org) -
     # Not due yet: left alone. Due (the backoff doubles): tried again, and reported after three tries.
     org.clock.advance(minutes=5)
     cycle.run(org.rules)
-    assert cycle.ledger.quarantine_entry("salesforce", "Lead", lead_id).attempts == 1  # type: ignore[union-attr]
+    assert cycle.ledger.quarantine.entry("salesforce", "Lead", lead_id).attempts == 1  # type: ignore[union-attr]
     for attempts, wait in ((2, 16), (3, 31)):
         org.clock.advance(minutes=wait)
         cycle.run(org.rules)
-        entry = cycle.ledger.quarantine_entry("salesforce", "Lead", lead_id)
+        entry = cycle.ledger.quarantine.entry("salesforce", "Lead", lead_id)
         assert entry is not None and entry.attempts == attempts
     assert entry.reported
 
@@ -213,7 +237,7 @@ def test_bad_record_is_quarantined_retried_with_backoff_and_reported(org: Org) -
     org.systems.salesforce().Lead.update(lead_id, {"NumberOfEmployees": 250})
     org.clock.advance(hours=2)
     cycle.run(org.rules)
-    assert cycle.ledger.quarantine_entry("salesforce", "Lead", lead_id) is None
+    assert cycle.ledger.quarantine.entry("salesforce", "Lead", lead_id) is None
     assert disagreements(org.systems, cycle.ledger, org.rules) == []
 
 
@@ -229,13 +253,13 @@ def test_record_a_system_rejects_is_quarantined_and_retried_until_it_goes_throug
         (k, g.salesforce.id, g.hubspot.id)
         for k in _keys(ledger)
         if k.startswith("p:")
-        for g in [group(k, "person", ledger.records_of(k))]
+        for g in [group(k, "person", ledger.records.of_key(k))]
         if g.salesforce is not None
         and g.salesforce.object == "Lead"
         and g.hubspot is not None
-        and (ledger.decision(k) or None) is not None
-        and ledger.decision(k).team == "sales"  # type: ignore[union-attr]
-        and ledger.decision(k).owner != leaving  # type: ignore[union-attr]
+        and (ledger.decisions.get(k) or None) is not None
+        and ledger.decisions.get(k).team == "sales"  # type: ignore[union-attr]
+        and ledger.decisions.get(k).owner != leaving  # type: ignore[union-attr]
     )
     owner = org.sandbox.hs_store.get("owners", systems.owners()[leaving])
     assert owner is not None
@@ -246,20 +270,20 @@ def test_record_a_system_rejects_is_quarantined_and_retried_until_it_goes_throug
     report = cycle.run(org.rules)
 
     assert report.failed["hubspot"] == 1 and not report.ok
-    entry = ledger.quarantine_entry("hubspot", "contacts", contact_id)
+    entry = ledger.quarantine.entry("hubspot", "contacts", contact_id)
     assert entry is not None and "INVALID_OWNER_ID" in entry.reason
-    assert ledger.quarantine_entry("salesforce", "Lead", lead_id) is None
+    assert ledger.quarantine.entry("salesforce", "Lead", lead_id) is None
 
     org.clock.advance(minutes=20)
     cycle.run(org.rules)
-    assert ledger.quarantine_entry("hubspot", "contacts", contact_id).reported  # type: ignore[union-attr]
+    assert ledger.quarantine.entry("hubspot", "contacts", contact_id).reported  # type: ignore[union-attr]
 
     # The roster catches up: the archived rep cannot keep the override, the person is routed again.
     cycle.refresh_roster()
     org.clock.advance(hours=1)
     cycle.run(org.rules)
-    assert ledger.quarantine_entry("hubspot", "contacts", contact_id) is None
-    assert ledger.decision(key).owner != leaving  # type: ignore[union-attr]
+    assert ledger.quarantine.entry("hubspot", "contacts", contact_id) is None
+    assert ledger.decisions.get(key).owner != leaving  # type: ignore[union-attr]
     assert disagreements(systems, ledger, org.rules) == []
 
 
@@ -286,13 +310,13 @@ def test_cycle_satisfies_the_daemons_runner(org: Org) -> None:
     assert summary.decided == 340
     assert summary.api_calls["salesforce"] > 0 and summary.api_calls["hubspot"] > 0
     assert set(summary.created) == {"salesforce"}
-    confirmed = Counter(i.system for i in cycle.ledger.intents() if i.state == "confirmed")
+    confirmed = Counter(i.system for i in cycle.ledger.outbox.intents() if i.state == "confirmed")
     assert summary.pushed == dict(confirmed)
     assert summary.failed == {} and summary.quarantined == 0 and not summary.interrupted
 
 
 def _keys(ledger: Ledger) -> list[str]:
-    return [str(r[0]) for r in ledger.db.execute("SELECT key FROM entities ORDER BY key").fetchall()]
+    return ledger.views.all_keys()
 
 
 def busy_day(org: Org) -> RuleSet:
@@ -363,14 +387,14 @@ def _owned_by_reps_who_left(org: Org) -> dict[str, list[tuple[str, str, str]]]:
 
 
 def _decided_owner(ledger: Ledger, system: str, obj: str, id_: str) -> str:
-    key = ledger.key_of(system, obj, id_)
-    decision = ledger.decision(key) if key else None
+    key = ledger.identity.key_of(system, obj, id_)
+    decision = ledger.decisions.get(key) if key else None
     return (decision.owner if decision is not None else None) or ""
 
 
 def _override_honoured(ledger: Ledger, system: str, obj: str, id_: str) -> bool:
-    key = ledger.key_of(system, obj, id_)
-    decision = ledger.decision(key) if key else None
+    key = ledger.identity.key_of(system, obj, id_)
+    decision = ledger.decisions.get(key) if key else None
     if decision is None:
         return False
     return any(list(step)[:3] == ["owner", "manual override", True] for step in decision.trace)

@@ -28,7 +28,8 @@ from e2e_systems import Systems, disagreements
 from hubspot.crm.contacts import SimplePublicObjectInputForCreate
 
 from syncd.core.rules import load_ruleset
-from syncd.ledger import Ledger, RunRow
+from syncd.core.types import RunRow
+from syncd.ledger import Ledger
 from syncd.metrics import METRIC_NAMES
 from syncd.sandbox.runtime import Sandbox, write_info
 
@@ -160,7 +161,7 @@ class Setup:
             return []
         try:
             with Ledger(self.ledger, readonly=True) as ledger:
-                rows = ledger.recent_runs(limit=1000)
+                rows = ledger.runs.recent(limit=1000)
         except Exception:
             return []  # the daemon is still creating it
         return sorted((r for r in rows if r.kind == "cycle"), key=lambda r: r.started_at)
@@ -298,7 +299,7 @@ def test_sigterm_mid_cycle_exits_0_and_the_next_start_loses_nothing(setup: Calla
     systems = Systems.from_file(s.info)
     with Ledger(s.ledger, readonly=True) as ledger:
         assert ledger.integrity_check() == "ok"
-        assert ledger.outbox_counts().get("pending", 0) == ledger.outbox_counts().get("sent", 0) == 0
+        assert ledger.outbox.counts().get("pending", 0) == ledger.outbox.counts().get("sent", 0) == 0
         assert disagreements(systems, ledger, load_ruleset(s.rules)) == []
     assert max(leads_per_contact(systems.snapshot()).values()) == 1, "a Lead was created twice"
     s.assert_no_secret_in_logs()
@@ -336,8 +337,8 @@ def _new_contact(box: Sandbox, email: str) -> None:
 
 def _decision(s: Setup, email: str) -> Any:
     with Ledger(s.ledger, readonly=True) as ledger:
-        keys = ledger.find_keys(email)
-        return ledger.decision(keys[0]) if keys else None
+        keys = ledger.views.find_keys(email)
+        return ledger.decisions.get(keys[0]) if keys else None
 
 
 def test_a_broken_rules_edit_is_refused_while_the_old_rules_work_and_a_good_edit_is_picked_up(

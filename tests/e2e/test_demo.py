@@ -55,7 +55,7 @@ def test_the_demo_runs_two_daemon_cycles(demo_run: tuple[DemoResult, Path]) -> N
     assert len(result.cycles) == 2 and result.daemon_ok_cycles == 2
     assert result.seeded_now
     with Ledger(work / "syncd.db", readonly=True) as ledger:
-        runs = [r for r in ledger.recent_runs() if r.kind == "cycle"]
+        runs = [r for r in ledger.runs.recent() if r.kind == "cycle"]
     assert [r.status for r in runs] == ["ok", "ok"]
 
 
@@ -67,7 +67,7 @@ def test_the_second_cycle_wrote_nothing(demo_run: tuple[DemoResult, Path]) -> No
     assert second.report.tally.total == 0
     # Independently: no record in either system changed after the second cycle began.
     with Ledger(work / "syncd.db", readonly=True) as ledger:
-        started = min(r.started_at for r in ledger.recent_runs(limit=1) if r.kind == "cycle")
+        started = min(r.started_at for r in ledger.runs.recent(limit=1) if r.kind == "cycle")
     sf, hs = stores(work / "sandbox")
     stamp = started.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
     for obj in ("Lead", "Contact", "Account", "Opportunity"):

@@ -53,6 +53,8 @@ def out_of_office(name: str) -> Edit:
     def apply(files: dict[str, str]) -> None:
         old = f'{{ email = "{name}@northwind.example", team = "sales", role = "sdr", daily_cap = 40 }}'
         new = old[:-2] + ", out_of_office = true }"
+        if old not in files["roster.toml"]:
+            return  # already changed by an earlier edit (left, or out of office)
         files["roster.toml"] = files["roster.toml"].replace(old, new)
 
     apply.__name__ = f"{name} out of office"
@@ -64,7 +66,8 @@ def deactivate(name: str) -> Edit:
         text = files["roster.toml"]
         start = text.index(f'{{ email = "{name}@northwind.example"')
         end = text.index("}", start)
-        files["roster.toml"] = text[:start] + text[start:end] + ", active = false " + text[end:]
+        if "active = false" not in text[start:end]:
+            files["roster.toml"] = text[:start] + text[start:end] + ", active = false " + text[end:]
 
     apply.__name__ = f"{name} leaves"
     return apply
@@ -78,12 +81,12 @@ EDITS = st.one_of(
 )
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(edits=st.lists(EDITS, min_size=1, max_size=3))
 def test_plan_predicts_the_next_cycle_for_random_rule_edits(
     make_org: Callable[..., Org], tmp_path_factory: object, edits: list[Edit]
 ) -> None:
-    org = make_org(persons=120)
+    org = make_org(persons=80)
     cycle = org.cycle()
     cycle.run(org.rules)
     org.clock.advance(minutes=5)

@@ -381,7 +381,7 @@ def test_lifecyclestage_moves_backward_only_after_being_cleared(hs_sandbox: HsSa
 # ----------------------------------------------------------------------------------------------- batch
 
 
-def test_batch_create_answers_201_and_207_with_per_input_errors(hs_sandbox: HsSandbox) -> None:
+def test_batch_create_answers_201_and_a_bad_input_refuses_the_whole_batch(hs_sandbox: HsSandbox) -> None:
     batch = hs_sandbox.client().crm.contacts.batch_api
     ok = batch_create(hs_sandbox, [{"email": "b1@example.com"}, {"email": "b2@example.com"}])
     assert type(ok).__name__ == "BatchResponseSimplePublicObject" and ok.status == "COMPLETE"
@@ -395,14 +395,16 @@ def test_batch_create_answers_201_and_207_with_per_input_errors(hs_sandbox: HsSa
         ),
         SimplePublicObjectBatchInputForCreate(properties={"colour": "red"}, object_write_trace_id="t2"),
     ]
-    partial = batch.create(BatchInputSimplePublicObjectBatchInputForCreate(inputs=inputs))
-    assert type(partial).__name__ == "BatchResponseSimplePublicObjectWithErrors" and partial.num_errors == 2
-    assert [r.object_write_trace_id for r in partial.results] == ["t0"]
-    conflict, invalid = partial.errors
-    assert conflict.category == "CONFLICT" and conflict.context["objectWriteTraceId"] == ["t1"]
-    assert conflict.message == f"Contact already exists. Existing ID: {ok.results[0].id}"
-    assert invalid.category == "VALIDATION_ERROR" and invalid.errors[0].code == "PROPERTY_DOESNT_EXIST"
-    assert invalid.context["index"] == ["2"]
+    with pytest.raises(hs_contacts.ApiException) as caught:
+        batch.create(BatchInputSimplePublicObjectBatchInputForCreate(inputs=inputs))
+    assert caught.value.status == 400
+    assert error_body(caught.value)["errors"][0]["code"] == "PROPERTY_DOESNT_EXIST"
+    with pytest.raises(hs_contacts.ApiException) as conflict:
+        batch.create(BatchInputSimplePublicObjectBatchInputForCreate(inputs=inputs[:2]))
+    assert conflict.value.status == 409
+    assert error_body(conflict.value)["message"] == f"Contact already exists. Existing ID: {ok.results[0].id}"
+    emails = {r.properties["email"] for r in hs_sandbox.client().crm.contacts.basic_api.get_page().results}
+    assert emails == {"b1@example.com", "b2@example.com"}
 
 
 def test_batch_read_answers_200_or_207_listing_the_missing_ids(hs_sandbox: HsSandbox) -> None:
@@ -438,22 +440,30 @@ def test_batch_read_answers_200_or_207_listing_the_missing_ids(hs_sandbox: HsSan
     assert [r.id for r in by_email.results] == [ids[1]]
 
 
-def test_batch_update_applies_the_good_inputs_and_reports_the_bad_ones(hs_sandbox: HsSandbox) -> None:
+def test_batch_update_with_a_bad_input_is_refused_and_writes_nothing(hs_sandbox: HsSandbox) -> None:
     a, b = batch_create(hs_sandbox, [{"email": "u1@example.com"}, {"email": "u2@example.com"}]).results
     batch = hs_sandbox.client().crm.contacts.batch_api
-    result = batch.update(
-        BatchInputSimplePublicObjectBatchInput(
-            inputs=[
-                SimplePublicObjectBatchInput(id=a.id, properties={"hubspot_owner_id": "102"}),
-                SimplePublicObjectBatchInput(id=b.id, properties={"hubspot_owner_id": "104"}),
-                SimplePublicObjectBatchInput(id="77777", properties={"firstname": "x"}),
-            ]
+    with pytest.raises(hs_contacts.ApiException) as caught:
+        batch.update(
+            BatchInputSimplePublicObjectBatchInput(
+                inputs=[
+                    SimplePublicObjectBatchInput(id=a.id, properties={"hubspot_owner_id": "102"}),
+                    SimplePublicObjectBatchInput(id=b.id, properties={"hubspot_owner_id": "104"}),
+                ]
+            )
         )
-    )
-    assert result.num_errors == 2 and [r.id for r in result.results] == [a.id]
-    owner_error, missing = result.errors
-    assert owner_error.context["ids"] == [b.id] and owner_error.errors[0].code == "INVALID_OWNER_ID"
-    assert missing.category == "OBJECT_NOT_FOUND" and missing.context["ids"] == ["77777"]
+    assert caught.value.status == 400 and error_body(caught.value)["errors"][0]["code"] == "INVALID_OWNER_ID"
+    assert hs_sandbox.store.get("contacts", a.id)["properties"].get("hubspot_owner_id") in (None, "")
+    with pytest.raises(hs_contacts.ApiException) as missing:
+        batch.update(
+            BatchInputSimplePublicObjectBatchInput(
+                inputs=[
+                    SimplePublicObjectBatchInput(id=a.id, properties={"hubspot_owner_id": "102"}),
+                    SimplePublicObjectBatchInput(id="77777", properties={"firstname": "x"}),
+                ]
+            )
+        )
+    assert missing.value.status == 404 and error_body(missing.value)["category"] == "OBJECT_NOT_FOUND"
     clean = batch.update(
         BatchInputSimplePublicObjectBatchInput(
             inputs=[SimplePublicObjectBatchInput(id=b.id, properties={"hubspot_owner_id": "103"})]

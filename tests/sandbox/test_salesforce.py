@@ -494,7 +494,7 @@ def test_inactive_owner_may_stay_when_other_fields_change(sf_sandbox: SfSandbox)
 # --------------------------------------------------------------------------------------------- upsert
 
 
-def test_upsert_creates_with_201_then_updates_with_204(sf_sandbox: SfSandbox) -> None:
+def test_upsert_creates_with_201_then_updates_with_200_created_false(sf_sandbox: SfSandbox) -> None:
     sf = sf_sandbox.client()
     created = sf.Lead.upsert(
         "Syncd_HubSpot_Id__c/hs-7", {"LastName": "Hopper", "Company": "Navy"}, raw_response=True
@@ -504,7 +504,8 @@ def test_upsert_creates_with_201_then_updates_with_204(sf_sandbox: SfSandbox) ->
     assert body["success"] is True and body["created"] is True and body["errors"] == []
     assert sf.Lead.get(body["id"])["Syncd_HubSpot_Id__c"] == "hs-7"
     updated = sf.Lead.upsert("Syncd_HubSpot_Id__c/HS-7", {"Title": "Rear Admiral"}, raw_response=True)
-    assert updated.status_code == 204 and updated.content == b""
+    assert updated.status_code == 200
+    assert updated.json() == {"id": body["id"], "success": True, "errors": [], "created": False}
     assert sf.Lead.get_by_custom_id("Syncd_HubSpot_Id__c", "hs-7")["Title"] == "Rear Admiral"
     assert sf.query("SELECT COUNT() FROM Lead")["totalSize"] == 1
 
@@ -512,7 +513,7 @@ def test_upsert_creates_with_201_then_updates_with_204(sf_sandbox: SfSandbox) ->
 def test_upsert_by_id_updates(sf_sandbox: SfSandbox) -> None:
     sf = sf_sandbox.client()
     lead = new_lead(sf)
-    assert sf.Lead.upsert(f"Id/{lead}", {"Title": "by id"}) == 204
+    assert sf.Lead.upsert(f"Id/{lead}", {"Title": "by id"}) == 200
     assert sf.Lead.get(lead)["Title"] == "by id"
 
 
@@ -948,8 +949,10 @@ def test_composite_refuses_more_than_25_subrequests(sf_sandbox: SfSandbox) -> No
     subs = [
         {"method": "GET", "url": "/services/data/v59.0/limits", "referenceId": f"r{i}"} for i in range(26)
     ]
-    with pytest.raises(SalesforceMalformedRequest):
-        sf_sandbox.client().restful("composite", method="POST", json={"compositeRequest": subs})
+    result = sf_sandbox.client().restful("composite", method="POST", json={"compositeRequest": subs})
+    (only,) = result["compositeResponse"]
+    assert only["httpStatusCode"] == 400 and only["referenceId"] is None
+    assert only["body"][0]["errorCode"] == "LIMIT_EXCEEDED"
 
 
 # --------------------------------------------------------------------------------------------- describe

@@ -39,7 +39,15 @@ READY_WITHIN_SECONDS = 10.0
 def test_info_has_exactly_what_clients_need(sandbox: Sandbox) -> None:
     info = sandbox.info()
     assert set(info) == {"salesforce", "hubspot", "integration_user", "pid"}
-    assert set(info["salesforce"]) == {"instance_url", "api_version", "ca_file", "tokens", "control"}
+    assert set(info["salesforce"]) == {
+        "instance_url",
+        "login_url",
+        "api_version",
+        "ca_file",
+        "tokens",
+        "oauth",
+        "control",
+    }
     assert set(info["hubspot"]) == {"host", "ca_file", "tokens", "control"}
     assert info["salesforce"]["instance_url"].startswith("https://127.0.0.1:")
     assert info["hubspot"]["host"].startswith("https://127.0.0.1:")

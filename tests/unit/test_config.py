@@ -49,6 +49,7 @@ def test_example_documents_every_option() -> None:
         "private_key",
         "password",
         "security_token",
+        "refresh_token",
         "access_token",
         "token",
     }
@@ -84,7 +85,8 @@ def test_secrets_never_appear_in_repr_or_dump() -> None:
         pytest.param(
             "[salesforce]\nauth = 'oauth'\n",
             JWT_ENV,
-            "salesforce.auth: must be one of 'jwt', 'client_credentials', 'password', 'session' (got \"oauth\")",
+            "salesforce.auth: must be one of 'jwt', 'client_credentials', 'password', 'refresh_token', 'session' "
+            '(got "oauth")',
             id="bad-auth",
         ),
         pytest.param(
@@ -160,7 +162,7 @@ def test_inline_secrets_allowed_when_the_file_says_so(tmp_path: Path) -> None:
     path = write(
         tmp_path,
         "allow_inline_secrets = true\n[salesforce]\nauth = 'password'\nusername = 'u'\npassword = 'pw'\n"
-        "[hubspot]\ntoken = 'pat'\n",
+        "consumer_key = 'ck'\nconsumer_secret = 'cs'\n[hubspot]\ntoken = 'pat'\n",
     )
     config = load_config(path, environ={})
     assert config.secret("salesforce.password").get_secret_value() == "pw"

@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from syncd.health import CONTENT_TYPE_METRICS, HealthServer, HealthState, ledger_writable
 from syncd.metrics import METRIC_NAMES, CycleSummary, Metrics
+from syncd.progress import Progress
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -176,6 +177,10 @@ def test_metrics_expose_every_documented_name(server: HealthServer, metrics: Met
     metrics.observe_cycle(summary, outcome="ok", duration=1.5, ended_at=T0.timestamp())
     metrics.observe_roster_refresh(ok=True)
     metrics.observe_reload(ok=True, loaded_at=T0.timestamp())
+    running = Progress()
+    running.stage("pull", total=10)
+    running.advance(3)
+    metrics.progress = running
     status, content_type, body = get(server.url + "/metrics")
     assert status == 200
     assert content_type == CONTENT_TYPE_METRICS
@@ -188,6 +193,8 @@ def test_metrics_expose_every_documented_name(server: HealthServer, metrics: Met
     missing = [n for n in METRIC_NAMES if n not in names and f"{n}_count" not in names]
     assert missing == []
     assert samples[("syncd_records_pulled_total", (("system", "hubspot"),))] == 20
+    assert samples[("syncd_progress_done", (("stage", "pull"),))] == 3
+    assert samples[("syncd_progress_total", (("stage", "pull"),))] == 10
     assert samples[("syncd_records_created_total", (("system", "salesforce"),))] == 2
     assert samples[("syncd_records_created_total", (("system", "hubspot"),))] == 0
     assert samples[("syncd_api_rate_limited_total", (("system", "hubspot"),))] == 2

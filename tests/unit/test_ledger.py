@@ -10,19 +10,19 @@ from typing import Any
 
 import pytest
 
-from syncd.errors import LedgerError
-from syncd.ledger import (
+from syncd.core.schedule import Backoff
+from syncd.core.types import (
     AssignmentRow,
-    Backoff,
     DecisionRow,
     Intent,
-    Ledger,
     LinkRow,
     OverrideRow,
     RecordRow,
     WriteRow,
     content_hash,
 )
+from syncd.errors import LedgerError
+from syncd.ledger import Ledger
 
 T0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -91,8 +91,8 @@ def contact(id_: str, email: str | None = None, **props: Any) -> RecordRow:
 def test_upsert_counts_new_changed_and_unchanged_records(
     ledger: Ledger, second: RecordRow, expected: tuple[int, int, int]
 ) -> None:
-    ledger.upsert_records([lead("00Q1", Email="a@x.com", Status="Open")])
-    result = ledger.upsert_records([second])
+    ledger.records.upsert([lead("00Q1", Email="a@x.com", Status="Open")])
+    result = ledger.records.upsert([second])
     assert (result.inserted, result.updated, result.unchanged) == expected
     assert result.changed == ([second.ref] if expected[2] == 0 else [])
 
@@ -102,16 +102,16 @@ def test_a_caller_hash_decides_what_counts_as_a_change_and_keeps_the_stored_data
     volatile_only = RecordRow(
         "salesforce", "Lead", "00Q1", {"Status": "Open", "SystemModstamp": "2"}, hash="h-open"
     )
-    ledger.upsert_records([first])
-    result = ledger.upsert_records([volatile_only])
-    stored = ledger.record("salesforce", "Lead", "00Q1")
+    ledger.records.upsert([first])
+    result = ledger.records.upsert([volatile_only])
+    stored = ledger.records.get("salesforce", "Lead", "00Q1")
     assert result.unchanged == 1
     assert stored is not None and stored.data["SystemModstamp"] == "1"
 
 
 def test_the_same_record_twice_in_one_batch_is_stored_once_with_the_last_value(ledger: Ledger) -> None:
-    result = ledger.upsert_records([lead("00Q1", Status="Open"), lead("00Q1", Status="Working")])
-    stored = ledger.record("salesforce", "Lead", "00Q1")
+    result = ledger.records.upsert([lead("00Q1", Status="Open"), lead("00Q1", Status="Working")])
+    stored = ledger.records.get("salesforce", "Lead", "00Q1")
     assert (result.inserted, result.updated, result.unchanged) == (1, 0, 0)
     assert stored is not None and stored.data["Status"] == "Working"
 
@@ -127,9 +127,9 @@ def test_stored_record_round_trips_with_aware_utc_times(ledger: Ledger, clock: C
         email="Ana@Example.COM ",
         domain="Example.com",
     )
-    run = ledger.start_run()
-    ledger.upsert_records([row], run_id=run)
-    stored = ledger.record("hubspot", "contacts", "501")
+    run = ledger.runs.start()
+    ledger.records.upsert([row], run_id=run)
+    stored = ledger.records.get("hubspot", "contacts", "501")
     assert stored is not None
     assert stored.data == row.data
     assert stored.modified_at == datetime(2024, 3, 1, 10, 0, tzinfo=UTC)
@@ -141,86 +141,88 @@ def test_stored_record_round_trips_with_aware_utc_times(ledger: Ledger, clock: C
 
 def test_a_naive_datetime_is_refused(ledger: Ledger) -> None:
     with pytest.raises(ValueError, match="naive datetime"):
-        ledger.upsert_records([RecordRow("salesforce", "Lead", "00Q1", {}, modified_at=datetime(2024, 1, 1))])
+        ledger.records.upsert([RecordRow("salesforce", "Lead", "00Q1", {}, modified_at=datetime(2024, 1, 1))])
 
 
 def test_an_unknown_system_is_refused(ledger: Ledger) -> None:
     with pytest.raises(ValueError, match="unknown system 'zoho'"):
-        ledger.upsert_records([RecordRow("zoho", "Lead", "1", {})])
+        ledger.records.upsert([RecordRow("zoho", "Lead", "1", {})])
 
 
 def test_unchanged_records_only_move_their_last_seen_run(ledger: Ledger, clock: Clock) -> None:
-    first_run = ledger.start_run()
-    ledger.upsert_records([lead("00Q1")], run_id=first_run)
-    ledger.finish_run(first_run, "ok")
+    first_run = ledger.runs.start()
+    ledger.records.upsert([lead("00Q1")], run_id=first_run)
+    ledger.runs.finish(first_run, "ok")
     clock.advance(hours=1)
-    second_run = ledger.start_run()
-    ledger.upsert_records([lead("00Q1")], run_id=second_run)
-    stored = ledger.record("salesforce", "Lead", "00Q1")
+    second_run = ledger.runs.start()
+    ledger.records.upsert([lead("00Q1")], run_id=second_run)
+    stored = ledger.records.get("salesforce", "Lead", "00Q1")
     assert stored is not None and (stored.seen_run, stored.seen_at) == (second_run, clock.now)
 
 
 def test_dirty_flag_survives_a_repull_until_the_key_is_marked_clean(ledger: Ledger) -> None:
-    ledger.upsert_records([lead("00Q1", Status="Open")])
-    key = ledger.new_key("person")
-    ledger.link(key, "salesforce", "Lead", "00Q1", "new")
+    ledger.records.upsert([lead("00Q1", Status="Open")])
+    key = ledger.identity.new_key("person")
+    ledger.identity.link(key, "salesforce", "Lead", "00Q1", "new")
     # A crashed cycle re-pulls the same content: the change must still be waiting to be decided.
-    ledger.upsert_records([lead("00Q1", Status="Open")])
-    assert ledger.dirty_keys() == [key]
-    assert ledger.mark_clean([key]) == 1
-    ledger.upsert_records([lead("00Q1", Status="Open")])
-    assert ledger.dirty_keys() == []
-    ledger.upsert_records([lead("00Q1", Status="Working")])
-    assert ledger.dirty_keys() == [key]
+    ledger.records.upsert([lead("00Q1", Status="Open")])
+    assert ledger.records.dirty_keys() == [key]
+    assert ledger.records.mark_clean([key]) == 1
+    ledger.records.upsert([lead("00Q1", Status="Open")])
+    assert ledger.records.dirty_keys() == []
+    ledger.records.upsert([lead("00Q1", Status="Working")])
+    assert ledger.records.dirty_keys() == [key]
 
 
 @pytest.mark.parametrize("dirty_first_max", [5000, 0], ids=["few-dirty-plan", "many-dirty-plan"])
 def test_dirty_keys_filters_by_kind_and_pages_in_key_order(
     ledger: Ledger, monkeypatch: pytest.MonkeyPatch, dirty_first_max: int
 ) -> None:
-    monkeypatch.setattr(Ledger, "DIRTY_FIRST_MAX", dirty_first_max)
-    people = ledger.new_keys("person", 5)
-    account = ledger.new_key("account")
-    ledger.upsert_records([lead(f"00Q{i}") for i in range(5)])
-    ledger.upsert_records([RecordRow("salesforce", "Account", "001A", {})])
-    ledger.add_links([LinkRow(k, "salesforce", "Lead", f"00Q{i}", "new") for i, k in enumerate(people)])
-    ledger.link(account, "salesforce", "Account", "001A", "new")
-    first = ledger.dirty_keys(kind="person", limit=3)
-    rest = ledger.dirty_keys(kind="person", after=first[-1], limit=3)
+    monkeypatch.setattr(ledger.records, "DIRTY_FIRST_MAX", dirty_first_max)
+    people = ledger.identity.new_keys("person", 5)
+    account = ledger.identity.new_key("account")
+    ledger.records.upsert([lead(f"00Q{i}") for i in range(5)])
+    ledger.records.upsert([RecordRow("salesforce", "Account", "001A", {})])
+    ledger.identity.add_links(
+        [LinkRow(k, "salesforce", "Lead", f"00Q{i}", "new") for i, k in enumerate(people)]
+    )
+    ledger.identity.link(account, "salesforce", "Account", "001A", "new")
+    first = ledger.records.dirty_keys(kind="person", limit=3)
+    rest = ledger.records.dirty_keys(kind="person", after=first[-1], limit=3)
     assert first + rest == sorted(people)
-    assert ledger.dirty_keys(kind="account") == [account]
-    assert ledger.dirty_keys() == sorted([*people, account])
-    ledger.mark_clean(people[:4])
-    assert ledger.dirty_keys(kind="person") == [people[4]]
+    assert ledger.records.dirty_keys(kind="account") == [account]
+    assert ledger.records.dirty_keys() == sorted([*people, account])
+    ledger.records.mark_clean(people[:4])
+    assert ledger.records.dirty_keys(kind="person") == [people[4]]
 
 
 def test_mark_records_clean_handles_records_without_a_key(ledger: Ledger) -> None:
-    ledger.upsert_records(
+    ledger.records.upsert(
         [RecordRow("salesforce", "User", "005A", {}), RecordRow("salesforce", "User", "005B", {})]
     )
-    assert ledger.mark_records_clean([("salesforce", "User", "005A")]) == 1
-    dirty = [r.id for r in ledger.iter_records("salesforce", "User", dirty_only=True)]
+    assert ledger.records.mark_records_clean([("salesforce", "User", "005A")]) == 1
+    dirty = [r.id for r in ledger.records.iterate("salesforce", "User", dirty_only=True)]
     assert dirty == ["005B"]
 
 
 def test_iter_records_streams_every_record_across_page_boundaries(ledger: Ledger) -> None:
-    ledger.upsert_records([lead(f"00Q{i:02d}") for i in range(10)])
-    ledger.upsert_records([RecordRow("salesforce", "Contact", "003A", {})])
-    ids = [r.id for r in ledger.iter_records("salesforce", "Lead", page=3)]
+    ledger.records.upsert([lead(f"00Q{i:02d}") for i in range(10)])
+    ledger.records.upsert([RecordRow("salesforce", "Contact", "003A", {})])
+    ids = [r.id for r in ledger.records.iterate("salesforce", "Lead", page=3)]
     assert ids == [f"00Q{i:02d}" for i in range(10)]
 
 
 def test_unlinked_records_are_the_linking_to_do_list(ledger: Ledger) -> None:
-    ledger.upsert_records([contact("1"), contact("2"), contact("3")])
-    ledger.link(ledger.new_key("person"), "hubspot", "contacts", "2", "new")
-    assert [r.id for r in ledger.unlinked_records("hubspot", "contacts")] == ["1", "3"]
+    ledger.records.upsert([contact("1"), contact("2"), contact("3")])
+    ledger.identity.link(ledger.identity.new_key("person"), "hubspot", "contacts", "2", "new")
+    assert [r.id for r in ledger.records.unlinked("hubspot", "contacts")] == ["1", "3"]
 
 
 def test_records_by_email_finds_both_systems_case_insensitively(ledger: Ledger) -> None:
-    ledger.upsert_records(
+    ledger.records.upsert(
         [lead("00Q1", Email="Ana@X.com"), contact("7", "ana@x.com"), contact("8", "bo@x.com")]
     )
-    found = ledger.records_by_email(" ANA@x.COM")
+    found = ledger.records.by_email(" ANA@x.COM")
     assert [(r.system, r.id) for r in found] == [("hubspot", "7"), ("salesforce", "00Q1")]
 
 
@@ -228,42 +230,42 @@ def test_records_by_email_finds_both_systems_case_insensitively(ledger: Ledger) 
 
 
 def test_new_keys_are_unique_and_prefixed_by_kind(ledger: Ledger) -> None:
-    people = ledger.new_keys("person", 3)
-    account = ledger.new_key("account")
+    people = ledger.identity.new_keys("person", 3)
+    account = ledger.identity.new_key("account")
     assert len(set(people)) == 3 and all(k.startswith("p:") for k in people)
-    assert account.startswith("a:") and ledger.key_kind(account) == "account"
+    assert account.startswith("a:") and ledger.identity.key_kind(account) == "account"
     with pytest.raises(ValueError, match="unknown key kind"):
-        ledger.new_key("rep")
+        ledger.identity.new_key("rep")
 
 
 def test_a_record_keeps_its_first_key_and_conflicts_are_reported(ledger: Ledger) -> None:
-    first, second = ledger.new_keys("person", 2)
-    assert ledger.link(first, "hubspot", "contacts", "7", "stored_id") == first
-    assert ledger.link(first, "hubspot", "contacts", "7", "email") == first
-    assert ledger.link(second, "hubspot", "contacts", "7", "email") == first
-    conflicts = ledger.add_links(
+    first, second = ledger.identity.new_keys("person", 2)
+    assert ledger.identity.link(first, "hubspot", "contacts", "7", "stored_id") == first
+    assert ledger.identity.link(first, "hubspot", "contacts", "7", "email") == first
+    assert ledger.identity.link(second, "hubspot", "contacts", "7", "email") == first
+    conflicts = ledger.identity.add_links(
         [
             LinkRow(second, "hubspot", "contacts", "7", "email"),
             LinkRow(second, "salesforce", "Lead", "00Q1", "email"),
         ]
     )
     assert conflicts == {("hubspot", "contacts", "7"): first}
-    assert ledger.key_of("salesforce", "Lead", "00Q1") == second
-    assert [link.how for link in ledger.links_of(first)] == ["stored_id"]
+    assert ledger.identity.key_of("salesforce", "Lead", "00Q1") == second
+    assert [link.how for link in ledger.identity.links_of(first)] == ["stored_id"]
 
 
 def test_links_are_found_by_system_and_id_and_by_key(ledger: Ledger, clock: Clock) -> None:
-    key = ledger.new_key("person")
-    ledger.add_links(
+    key = ledger.identity.new_key("person")
+    ledger.identity.add_links(
         [
             LinkRow(key, "hubspot", "contacts", "7", "new"),
             LinkRow(key, "salesforce", "Lead", "00Q1", "stored_id"),
         ]
     )
-    assert ledger.keys_of("hubspot", "contacts", ["7", "8"]) == {"7": key}
-    (by_id,) = ledger.links_by_id("salesforce", "00Q1")
+    assert ledger.identity.keys_of("hubspot", "contacts", ["7", "8"]) == {"7": key}
+    (by_id,) = ledger.identity.links_by_id("salesforce", "00Q1")
     assert (by_id.key, by_id.object, by_id.how, by_id.linked_at) == (key, "Lead", "stored_id", clock.now)
-    assert {link.ref for link in ledger.links_of(key)} == {
+    assert {link.ref for link in ledger.identity.links_of(key)} == {
         ("hubspot", "contacts", "7"),
         ("salesforce", "Lead", "00Q1"),
     }
@@ -271,19 +273,19 @@ def test_links_are_found_by_system_and_id_and_by_key(ledger: Ledger, clock: Cloc
 
 def test_a_link_to_an_unknown_key_is_refused_by_the_foreign_key(ledger: Ledger) -> None:
     with pytest.raises(LedgerError, match="FOREIGN KEY"):
-        ledger.link("p:missing", "hubspot", "contacts", "7", "new")
+        ledger.identity.link("p:missing", "hubspot", "contacts", "7", "new")
 
 
 def test_an_unknown_link_method_is_refused(ledger: Ledger) -> None:
-    key = ledger.new_key("person")
+    key = ledger.identity.new_key("person")
     with pytest.raises(ValueError, match="unknown link method"):
-        ledger.link(key, "hubspot", "contacts", "7", "guess")
+        ledger.identity.link(key, "hubspot", "contacts", "7", "guess")
 
 
 def test_keys_by_email_and_domain_see_only_linked_records_of_the_kind(ledger: Ledger) -> None:
-    person = ledger.new_key("person")
-    account = ledger.new_key("account")
-    ledger.upsert_records(
+    person = ledger.identity.new_key("person")
+    account = ledger.identity.new_key("account")
+    ledger.records.upsert(
         [
             contact("7", "Ana@Acme.com"),
             contact("8", "unlinked@acme.com"),
@@ -291,12 +293,14 @@ def test_keys_by_email_and_domain_see_only_linked_records_of_the_kind(ledger: Le
             RecordRow("salesforce", "Lead", "00Q1", {}, email="ana@acme.com", domain="acme.com"),
         ]
     )
-    ledger.link(person, "hubspot", "contacts", "7", "new")
-    ledger.link(person, "salesforce", "Lead", "00Q1", "email")
-    ledger.link(account, "hubspot", "companies", "900", "new")
-    assert ledger.keys_by_email(["ANA@acme.com", "unlinked@acme.com", ""]) == {"ana@acme.com": [person]}
-    assert ledger.keys_by_domain(["acme.com"]) == {"acme.com": [account]}
-    assert ledger.keys_by_domain(["acme.com"], kind="person") == {"acme.com": [person]}
+    ledger.identity.link(person, "hubspot", "contacts", "7", "new")
+    ledger.identity.link(person, "salesforce", "Lead", "00Q1", "email")
+    ledger.identity.link(account, "hubspot", "companies", "900", "new")
+    assert ledger.identity.keys_by_email(["ANA@acme.com", "unlinked@acme.com", ""]) == {
+        "ana@acme.com": [person]
+    }
+    assert ledger.identity.keys_by_domain(["acme.com"]) == {"acme.com": [account]}
+    assert ledger.identity.keys_by_domain(["acme.com"], kind="person") == {"acme.com": [person]}
 
 
 @pytest.mark.parametrize(
@@ -311,69 +315,69 @@ def test_keys_by_email_and_domain_see_only_linked_records_of_the_kind(ledger: Le
 def test_a_converted_lead_and_its_contact_stay_one_person(
     ledger: Ledger, lead_linked: bool, contact_linked: bool, winner: str
 ) -> None:
-    lead_key, contact_key = ledger.new_keys("person", 2)
+    lead_key, contact_key = ledger.identity.new_keys("person", 2)
     if lead_linked:
-        ledger.link(lead_key, "salesforce", "Lead", "00Q1", "new")
-        ledger.link(lead_key, "hubspot", "contacts", "7", "stored_id")
+        ledger.identity.link(lead_key, "salesforce", "Lead", "00Q1", "new")
+        ledger.identity.link(lead_key, "hubspot", "contacts", "7", "stored_id")
     if contact_linked:
-        ledger.link(contact_key, "salesforce", "Contact", "003A", "new")
-    key = ledger.link_converted("00Q1", "003A")
+        ledger.identity.link(contact_key, "salesforce", "Contact", "003A", "new")
+    key = ledger.identity.link_converted("00Q1", "003A")
     expected = {"lead": lead_key, "contact": contact_key}.get(winner)
     if expected is not None:
         assert key == expected
     else:
-        assert key not in (lead_key, contact_key) and ledger.key_kind(key) == "person"
-    assert ledger.key_of("salesforce", "Lead", "00Q1") == key
-    assert ledger.key_of("salesforce", "Contact", "003A") == key
+        assert key not in (lead_key, contact_key) and ledger.identity.key_kind(key) == "person"
+    assert ledger.identity.key_of("salesforce", "Lead", "00Q1") == key
+    assert ledger.identity.key_of("salesforce", "Contact", "003A") == key
     if lead_linked:
-        assert ledger.key_of("hubspot", "contacts", "7") == key
+        assert ledger.identity.key_of("hubspot", "contacts", "7") == key
     if lead_linked and contact_linked:
-        assert ledger.key_kind(contact_key) is None
+        assert ledger.identity.key_kind(contact_key) is None
 
 
 def test_merge_keeps_the_surviving_decision_and_moves_the_rest(ledger: Ledger) -> None:
-    into, other = ledger.new_keys("person", 2)
-    ledger.link(into, "hubspot", "contacts", "7", "new")
-    ledger.link(other, "salesforce", "Lead", "00Q1", "new")
-    ledger.record_decisions([decision(into, owner="jack.miller@northwind.example")])
-    ledger.record_decisions([decision(other, owner="emma.johnson@northwind.example")])
-    ledger.set_assignments([assignment(other, "emma.johnson@northwind.example")])
-    ledger.merge_keys(into, other)
-    assert ledger.key_of("salesforce", "Lead", "00Q1") == into
-    current = ledger.decision(into)
+    into, other = ledger.identity.new_keys("person", 2)
+    ledger.identity.link(into, "hubspot", "contacts", "7", "new")
+    ledger.identity.link(other, "salesforce", "Lead", "00Q1", "new")
+    ledger.decisions.record([decision(into, owner="jack.miller@northwind.example")])
+    ledger.decisions.record([decision(other, owner="emma.johnson@northwind.example")])
+    ledger.decisions.set_assignments([assignment(other, "emma.johnson@northwind.example")])
+    ledger.identity.merge_keys(into, other)
+    assert ledger.identity.key_of("salesforce", "Lead", "00Q1") == into
+    current = ledger.decisions.get(into)
     assert current is not None and current.owner == "jack.miller@northwind.example"
-    assert [c.owner for c in ledger.decision_history(into)] == [
+    assert [c.owner for c in ledger.decisions.history(into)] == [
         "jack.miller@northwind.example",
         "emma.johnson@northwind.example",
     ]
-    moved = ledger.assignment(into)
+    moved = ledger.decisions.assignment(into)
     assert moved is not None and moved.rep == "emma.johnson@northwind.example"
-    assert ledger.key_kind(other) is None
+    assert ledger.identity.key_kind(other) is None
     with pytest.raises(LedgerError, match="unknown key"):
-        ledger.merge_keys(into, other)
+        ledger.identity.merge_keys(into, other)
 
 
 # -- watermarks -------------------------------------------------------------------------------------------
 
 
 def test_watermarks_move_only_when_set(ledger: Ledger, clock: Clock) -> None:
-    assert ledger.watermark("hubspot", "contacts") is None
-    run = ledger.start_run()
-    ledger.upsert_records([contact("7")], run_id=run)
-    ledger.finish_run(run, "ok")
-    assert ledger.watermark("hubspot", "contacts") is None
-    ledger.set_watermark("hubspot", "contacts", "1709283600000", run_id=run)
+    assert ledger.records.watermark("hubspot", "contacts") is None
+    run = ledger.runs.start()
+    ledger.records.upsert([contact("7")], run_id=run)
+    ledger.runs.finish(run, "ok")
+    assert ledger.records.watermark("hubspot", "contacts") is None
+    ledger.records.set_watermark("hubspot", "contacts", "1709283600000", run_id=run)
     clock.advance(minutes=5)
-    ledger.set_watermark("hubspot", "contacts", "1709283900000", run_id=run)
-    ledger.set_watermark("salesforce", "Lead", "2024-03-01T09:00:00.000+0000")
-    assert ledger.watermark("hubspot", "contacts") == "1709283900000"
-    listed = [(w.system, w.object, w.value, w.updated_at) for w in ledger.watermarks()]
+    ledger.records.set_watermark("hubspot", "contacts", "1709283900000", run_id=run)
+    ledger.records.set_watermark("salesforce", "Lead", "2024-03-01T09:00:00.000+0000")
+    assert ledger.records.watermark("hubspot", "contacts") == "1709283900000"
+    listed = [(w.system, w.object, w.value, w.updated_at) for w in ledger.records.watermarks()]
     assert listed == [
         ("hubspot", "contacts", "1709283900000", clock.now),
         ("salesforce", "Lead", "2024-03-01T09:00:00.000+0000", clock.now),
     ]
-    ledger.clear_watermark("hubspot", "contacts")
-    assert ledger.watermark("hubspot", "contacts") is None
+    ledger.records.clear_watermark("hubspot", "contacts")
+    assert ledger.records.watermark("hubspot", "contacts") is None
 
 
 # -- decisions --------------------------------------------------------------------------------------------
@@ -396,11 +400,11 @@ def decision(
 
 
 def test_decisions_keep_the_latest_and_a_history_of_outcome_changes(ledger: Ledger) -> None:
-    key = ledger.new_key("person")
-    assert ledger.record_decisions([decision(key, owner="nora.lindqvist@northwind.example")]) == [key]
+    key = ledger.identity.new_key("person")
+    assert ledger.decisions.record([decision(key, owner="nora.lindqvist@northwind.example")]) == [key]
     # Same outcome, new trace and rules: refreshed, but not a change.
     assert (
-        ledger.record_decisions([decision(key, owner="nora.lindqvist@northwind.example", digest="rules-2")])
+        ledger.decisions.record([decision(key, owner="nora.lindqvist@northwind.example", digest="rules-2")])
         == []
     )
     later = T0 + timedelta(hours=1)
@@ -414,24 +418,33 @@ def test_decisions_keep_the_latest_and_a_history_of_outcome_changes(ledger: Ledg
         decided_at=later,
         data={"handoff": True},
     )
-    assert ledger.record_decisions([changed]) == [key]
-    current = ledger.decision(key)
+    assert ledger.decisions.record([changed]) == [key]
+    current = ledger.decisions.get(key)
     assert current == changed
-    history = ledger.decision_history(key)
+    history = ledger.decisions.history(key)
     assert [(h.prev_owner, h.owner) for h in history] == [
         (None, "nora.lindqvist@northwind.example"),
         ("nora.lindqvist@northwind.example", "sam.patel@northwind.example"),
     ]
     assert (history[1].prev_stage, history[1].prev_score, history[1].prev_team) == ("lead", 10.0, "marketing")
     assert (history[1].at, history[1].trace) == (later, [{"rule": "score >= 70"}])
-    assert [h.owner for h in ledger.decision_history(key, limit=1)] == ["sam.patel@northwind.example"]
+    assert [h.owner for h in ledger.decisions.history(key, limit=1)] == ["sam.patel@northwind.example"]
 
 
 def test_decisions_are_read_in_bulk(ledger: Ledger) -> None:
-    keys = ledger.new_keys("person", 3)
-    ledger.record_decisions([decision(k, score=float(i)) for i, k in enumerate(keys[:2])])
-    found = ledger.decisions(keys)
+    keys = ledger.identity.new_keys("person", 3)
+    ledger.decisions.record([decision(k, score=float(i)) for i, k in enumerate(keys[:2])])
+    found = ledger.decisions.get_many(keys)
     assert {k: d.score for k, d in found.items()} == {keys[0]: 0.0, keys[1]: 1.0}
+
+
+def test_owner_counts_count_current_decisions_per_owner(ledger: Ledger) -> None:
+    a, b, c = ledger.identity.new_keys("person", 3)
+    ledger.decisions.record(
+        [decision(a, owner="sam@x.example"), decision(b, owner="sam@x.example"), decision(c, owner=None)]
+    )
+    ledger.decisions.record([decision(b, owner="queue:Unassigned")])
+    assert ledger.decisions.owner_counts() == {"sam@x.example": 1, "queue:Unassigned": 1}
 
 
 # -- assignments, round robin, daily counts ---------------------------------------------------------------
@@ -442,36 +455,36 @@ def assignment(key: str, rep: str, team: str = "sales") -> AssignmentRow:
 
 
 def test_sticky_assignments_are_stored_replaced_counted_and_cleared(ledger: Ledger) -> None:
-    a, b = ledger.new_keys("person", 2)
-    ledger.set_assignments(
+    a, b = ledger.identity.new_keys("person", 2)
+    ledger.decisions.set_assignments(
         [assignment(a, "jack.miller@northwind.example"), assignment(b, "jack.miller@northwind.example")]
     )
-    ledger.set_assignments([assignment(b, "emma.johnson@northwind.example")])
-    assert ledger.assignment(a) == assignment(a, "jack.miller@northwind.example")
-    assert ledger.assignment_counts() == {
+    ledger.decisions.set_assignments([assignment(b, "emma.johnson@northwind.example")])
+    assert ledger.decisions.assignment(a) == assignment(a, "jack.miller@northwind.example")
+    assert ledger.decisions.assignment_counts() == {
         "jack.miller@northwind.example": 1,
         "emma.johnson@northwind.example": 1,
     }
-    ledger.clear_assignment(a)
-    assert ledger.assignment(a) is None
-    assert set(ledger.assignments([a, b])) == {b}
+    ledger.decisions.clear_assignment(a)
+    assert ledger.decisions.assignment(a) is None
+    assert set(ledger.decisions.assignments([a, b])) == {b}
 
 
 def test_round_robin_state_round_trips_per_pool(ledger: Ledger) -> None:
-    assert ledger.round_robin_state("NA") is None
-    ledger.set_round_robin_state("NA", {"next": 2, "credits": {"jack": 1.5}})
-    ledger.set_round_robin_state("EMEA", {"next": 0})
-    assert ledger.round_robin_state("NA") == {"next": 2, "credits": {"jack": 1.5}}
+    assert ledger.decisions.round_robin_state("NA") is None
+    ledger.decisions.set_round_robin_state("NA", {"next": 2, "credits": {"jack": 1.5}})
+    ledger.decisions.set_round_robin_state("EMEA", {"next": 0})
+    assert ledger.decisions.round_robin_state("NA") == {"next": 2, "credits": {"jack": 1.5}}
 
 
 def test_daily_counts_add_up_per_rep_and_day(ledger: Ledger) -> None:
     day, next_day = date(2024, 3, 1), date(2024, 3, 2)
-    assert ledger.add_daily_count("sam", day) == 1
-    assert ledger.add_daily_count("sam", day, 2) == 3
-    ledger.add_daily_count("lena", day)
-    ledger.add_daily_count("sam", next_day)
-    assert ledger.daily_counts(day) == {"sam": 3, "lena": 1}
-    assert ledger.daily_counts(next_day) == {"sam": 1}
+    assert ledger.decisions.add_daily_count("sam", day) == 1
+    assert ledger.decisions.add_daily_count("sam", day, 2) == 3
+    ledger.decisions.add_daily_count("lena", day)
+    ledger.decisions.add_daily_count("sam", next_day)
+    assert ledger.decisions.daily_counts(day) == {"sam": 3, "lena": 1}
+    assert ledger.decisions.daily_counts(next_day) == {"sam": 1}
 
 
 # -- outbox and writes ------------------------------------------------------------------------------------
@@ -501,38 +514,41 @@ def create_intent(key: str) -> Intent:
 def test_an_intent_names_exactly_one_target(
     ledger: Ledger, record_id: str | None, create_key: str | None
 ) -> None:
-    run = ledger.start_run()
+    run = ledger.runs.start()
     bad = Intent("salesforce", "Lead", {}, "x", record_id=record_id, create_key=create_key)
     with pytest.raises(ValueError, match="exactly one of record_id and create_key"):
-        ledger.add_intents([bad], run_id=run)
-    assert ledger.outbox_counts()["pending"] == 0
+        ledger.outbox.add_intents([bad], run_id=run)
+    assert ledger.outbox.counts()["pending"] == 0
 
 
 def test_intent_lifecycle_pending_sent_confirmed_records_the_write(ledger: Ledger, clock: Clock) -> None:
-    run = ledger.start_run()
-    (stored,) = ledger.add_intents([owner_intent()], run_id=run)
+    run = ledger.runs.start()
+    (stored,) = ledger.outbox.add_intents([owner_intent()], run_id=run)
     assert (stored.state, stored.run_id, stored.created_at) == ("pending", run, clock.now)
-    assert ledger.mark_sent([stored.id]) == 1
-    assert ledger.mark_sent([stored.id]) == 1  # a retry of an in-doubt push
+    assert ledger.outbox.mark_sent([stored.id]) == 1
+    assert ledger.outbox.mark_sent([stored.id]) == 1  # a retry of an in-doubt push
     clock.advance(seconds=3)
-    assert ledger.confirm({stored.id: None}) == 1
-    assert ledger.confirm({stored.id: None}) == 0
-    (done,) = ledger.intents(run_id=run)
+    assert ledger.outbox.confirm({stored.id: None}) == 1
+    assert ledger.outbox.confirm({stored.id: None}) == 0
+    (done,) = ledger.outbox.intents(run_id=run)
     assert (done.state, done.attempts, done.result_id, done.updated_at) == ("confirmed", 2, "00Q1", clock.now)
-    write = ledger.last_write("salesforce", "Lead", "00Q1", "OwnerId")
+    write = ledger.outbox.last_write("salesforce", "Lead", "00Q1", "OwnerId")
     assert write == WriteRow("salesforce", "Lead", "00Q1", "OwnerId", "005JACK", clock.now, run, stored.id)
 
 
 def test_confirming_a_create_links_the_new_record_to_the_person(ledger: Ledger) -> None:
-    key = ledger.new_key("person")
-    run = ledger.start_run()
-    (stored,) = ledger.add_intents([create_intent(key)], run_id=run)
+    key = ledger.identity.new_key("person")
+    run = ledger.runs.start()
+    (stored,) = ledger.outbox.add_intents([create_intent(key)], run_id=run)
     with pytest.raises(LedgerError, match="confirm it with the new id"):
-        ledger.confirm({stored.id: None})
-    ledger.confirm({stored.id: "00Q9"})
-    (link,) = ledger.links_by_id("salesforce", "00Q9")
+        ledger.outbox.confirm({stored.id: None})
+    ledger.outbox.confirm({stored.id: "00Q9"})
+    (link,) = ledger.identity.links_by_id("salesforce", "00Q9")
     assert (link.key, link.how) == (key, "created")
-    assert ledger.last_writes("salesforce", "Lead", ["00Q9"])[("00Q9", "Syncd_HubSpot_Id__c")].value == "7"
+    assert (
+        ledger.outbox.last_writes("salesforce", "Lead", ["00Q9"])[("00Q9", "Syncd_HubSpot_Id__c")].value
+        == "7"
+    )
 
 
 @pytest.mark.parametrize(
@@ -547,18 +563,18 @@ def test_confirming_a_create_links_the_new_record_to_the_person(ledger: Ledger) 
     ],
 )
 def test_intent_state_transitions(ledger: Ledger, steps: list[str], state: str) -> None:
-    run = ledger.start_run()
-    (stored,) = ledger.add_intents([owner_intent()], run_id=run)
+    run = ledger.runs.start()
+    (stored,) = ledger.outbox.add_intents([owner_intent()], run_id=run)
     for step in steps:
         if step == "sent":
-            ledger.mark_sent([stored.id])
+            ledger.outbox.mark_sent([stored.id])
         elif step == "failed":
-            ledger.fail({stored.id: "INACTIVE_OWNER_OR_USER: owner is inactive"})
+            ledger.outbox.fail({stored.id: "INACTIVE_OWNER_OR_USER: owner is inactive"})
         else:
-            ledger.confirm({stored.id: None})
-    (now,) = ledger.intents(run_id=run)
+            ledger.outbox.confirm({stored.id: None})
+    (now,) = ledger.outbox.intents(run_id=run)
     assert now.state == state
-    assert ledger.outbox_counts()[state] == 1
+    assert ledger.outbox.counts()[state] == 1
 
 
 def test_unfinished_intents_of_a_killed_run_are_found_in_order_after_reopening(
@@ -566,32 +582,34 @@ def test_unfinished_intents_of_a_killed_run_are_found_in_order_after_reopening(
 ) -> None:
     path = tmp_path / "ledger.db"
     with Ledger(path, clock=clock) as first:
-        run = first.start_run()
-        a, b, c, d = first.add_intents(
+        run = first.runs.start()
+        a, b, c, d = first.outbox.add_intents(
             [
                 owner_intent("00Q1"),
                 owner_intent("00Q2"),
-                create_intent(first.new_key("person")),
+                create_intent(first.identity.new_key("person")),
                 owner_intent("00Q3"),
             ],
             run_id=run,
         )
-        first.mark_sent([b.id, c.id, d.id])
-        first.confirm({d.id: None})
+        first.outbox.mark_sent([b.id, c.id, d.id])
+        first.outbox.confirm({d.id: None})
     with Ledger(path, clock=clock) as second:
         assert second.interrupted_runs == [run]
-        unfinished = second.unfinished_intents()
+        unfinished = second.outbox.unfinished()
         assert [(i.id, i.state) for i in unfinished] == [(a.id, "pending"), (b.id, "sent"), (c.id, "sent")]
         assert unfinished[2].create_key == "hs-7" and unfinished[2].fields["LastName"] == "Ng"
-        assert second.unfinished_intents(system="hubspot") == []
+        assert second.outbox.unfinished(system="hubspot") == []
 
 
 def test_record_writes_keeps_the_latest_value_per_field(ledger: Ledger) -> None:
-    ledger.record_writes([WriteRow("hubspot", "contacts", "7", "hubspot_owner_id", "101", T0)])
-    ledger.record_writes([WriteRow("hubspot", "contacts", "7", "hubspot_owner_id", "102", T0 + timedelta(1))])
-    latest = ledger.last_write("hubspot", "contacts", "7", "hubspot_owner_id")
+    ledger.outbox.record_writes([WriteRow("hubspot", "contacts", "7", "hubspot_owner_id", "101", T0)])
+    ledger.outbox.record_writes(
+        [WriteRow("hubspot", "contacts", "7", "hubspot_owner_id", "102", T0 + timedelta(1))]
+    )
+    latest = ledger.outbox.last_write("hubspot", "contacts", "7", "hubspot_owner_id")
     assert latest is not None and (latest.value, latest.at) == ("102", T0 + timedelta(1))
-    assert ledger.last_write("hubspot", "companies", "7", "hubspot_owner_id") is None
+    assert ledger.outbox.last_write("hubspot", "companies", "7", "hubspot_owner_id") is None
 
 
 # -- manual overrides -------------------------------------------------------------------------------------
@@ -606,27 +624,27 @@ def override(key: str, rep: str, seen_at: datetime = T0, days: int = 30) -> Over
 def test_an_override_is_honoured_until_it_expires_and_not_recorded_twice(
     ledger: Ledger, clock: Clock
 ) -> None:
-    key = ledger.new_key("person")
-    first = ledger.record_override(override(key, "emma.johnson@northwind.example"))
-    again = ledger.record_override(
+    key = ledger.identity.new_key("person")
+    first = ledger.overrides.record(override(key, "emma.johnson@northwind.example"))
+    again = ledger.overrides.record(
         override(key, "emma.johnson@northwind.example", seen_at=T0 + timedelta(hours=1))
     )
     assert first.seq is not None and again.seq == first.seq
-    assert ledger.active_override(key) == first
+    assert ledger.overrides.active_one(key) == first
     clock.advance(days=31)
-    assert ledger.active_override(key) is None
-    assert ledger.active_override(key, now=T0 + timedelta(days=29)) == first
-    assert len(ledger.overrides_of(key)) == 1
+    assert ledger.overrides.active_one(key) is None
+    assert ledger.overrides.active_one(key, now=T0 + timedelta(days=29)) == first
+    assert len(ledger.overrides.of_key(key)) == 1
 
 
 def test_the_latest_active_override_wins(ledger: Ledger) -> None:
-    key = ledger.new_key("person")
-    ledger.record_override(override(key, "emma.johnson@northwind.example"))
-    latest = ledger.record_override(
+    key = ledger.identity.new_key("person")
+    ledger.overrides.record(override(key, "emma.johnson@northwind.example"))
+    latest = ledger.overrides.record(
         override(key, "noah.brown@northwind.example", seen_at=T0 + timedelta(hours=2))
     )
-    assert ledger.active_overrides([key], now=T0 + timedelta(hours=3)) == {key: latest}
-    assert ledger.active_overrides([key], field="stage", now=T0) == {}
+    assert ledger.overrides.active([key], now=T0 + timedelta(hours=3)) == {key: latest}
+    assert ledger.overrides.active([key], field="stage", now=T0) == {}
 
 
 # -- quarantine -------------------------------------------------------------------------------------------
@@ -646,45 +664,45 @@ def test_quarantine_backs_off_exponentially_and_reports_after_n_tries(
     ledger: Ledger, clock: Clock, attempts: int, delay: timedelta, reported: bool
 ) -> None:
     for _ in range(attempts):
-        entry = ledger.quarantine("salesforce", "Lead", "00Q1", "REQUIRED_FIELD_MISSING: LastName")
+        entry = ledger.quarantine.hold("salesforce", "Lead", "00Q1", "REQUIRED_FIELD_MISSING: LastName")
     assert entry.attempts == attempts
     assert entry.next_attempt_at - clock.now == delay
     assert entry.reported is reported
-    assert ledger.quarantine_entry("salesforce", "Lead", "00Q1") == entry
+    assert ledger.quarantine.entry("salesforce", "Lead", "00Q1") == entry
 
 
 def test_quarantine_keeps_first_seen_and_is_only_released_explicitly(ledger: Ledger, clock: Clock) -> None:
     policy = Backoff(base=timedelta(minutes=1), report_after=2)
-    ledger.quarantine("hubspot", "contacts", "7", "bad email", key=None, backoff=policy)
+    ledger.quarantine.hold("hubspot", "contacts", "7", "bad email", key=None, backoff=policy)
     clock.advance(minutes=1)
-    assert [q.record_id for q in ledger.quarantined(due_only=True)] == ["7"]
-    second = ledger.quarantine("hubspot", "contacts", "7", "bad email again", backoff=policy)
+    assert [q.record_id for q in ledger.quarantine.held(due_only=True)] == ["7"]
+    second = ledger.quarantine.hold("hubspot", "contacts", "7", "bad email again", backoff=policy)
     assert (second.first_seen_at, second.last_attempt_at, second.reason) == (T0, clock.now, "bad email again")
-    assert ledger.quarantined(due_only=True) == []
-    summary = ledger.quarantine_summary()
+    assert ledger.quarantine.held(due_only=True) == []
+    summary = ledger.quarantine.summary()
     assert (summary.total, summary.reported, summary.due, summary.by_object) == (
         1,
         1,
         0,
         {("hubspot", "contacts"): 1},
     )
-    assert ledger.release("hubspot", "contacts", "7") is True
-    assert ledger.release("hubspot", "contacts", "7") is False
-    assert ledger.quarantined() == []
+    assert ledger.quarantine.release("hubspot", "contacts", "7") is True
+    assert ledger.quarantine.release("hubspot", "contacts", "7") is False
+    assert ledger.quarantine.held() == []
 
 
 # -- runs -------------------------------------------------------------------------------------------------
 
 
 def test_runs_start_finish_and_list_newest_first(ledger: Ledger, clock: Clock) -> None:
-    first = ledger.start_run()
-    ledger.update_run(first, {"pulled": 10})
+    first = ledger.runs.start()
+    ledger.runs.update(first, {"pulled": 10})
     clock.advance(seconds=30)
-    ledger.finish_run(first, "ok", counters={"pulled": 12, "pushed": 3})
+    ledger.runs.finish(first, "ok", counters={"pulled": 12, "pushed": 3})
     clock.advance(minutes=5)
-    second = ledger.start_run("plan")
-    ledger.finish_run(second, "failed", error="hubspot: 401 token expired")
-    runs = ledger.recent_runs()
+    second = ledger.runs.start("plan")
+    ledger.runs.finish(second, "failed", error="hubspot: 401 token expired")
+    runs = ledger.runs.recent()
     assert [r.id for r in runs] == [second, first]
     assert (runs[1].status, runs[1].counters, runs[1].finished_at) == (
         "ok",
@@ -692,21 +710,21 @@ def test_runs_start_finish_and_list_newest_first(ledger: Ledger, clock: Clock) -
         T0 + timedelta(seconds=30),
     )
     assert (runs[0].kind, runs[0].status, runs[0].error) == ("plan", "failed", "hubspot: 401 token expired")
-    assert ledger.recent_runs(limit=1) == [runs[0]]
+    assert ledger.runs.recent(limit=1) == [runs[0]]
 
 
 @pytest.mark.parametrize(
     ("action", "error"),
     [
-        pytest.param(lambda lg, run: lg.finish_run(run, "ok"), LedgerError, id="finish-twice"),
-        pytest.param(lambda lg, run: lg.update_run(run, {}), LedgerError, id="update-finished"),
-        pytest.param(lambda lg, run: lg.finish_run("nope", "ok"), LedgerError, id="finish-unknown"),
-        pytest.param(lambda lg, run: lg.finish_run(run, "interrupted"), ValueError, id="bad-status"),
+        pytest.param(lambda lg, run: lg.runs.finish(run, "ok"), LedgerError, id="finish-twice"),
+        pytest.param(lambda lg, run: lg.runs.update(run, {}), LedgerError, id="update-finished"),
+        pytest.param(lambda lg, run: lg.runs.finish("nope", "ok"), LedgerError, id="finish-unknown"),
+        pytest.param(lambda lg, run: lg.runs.finish(run, "interrupted"), ValueError, id="bad-status"),
     ],
 )
 def test_run_misuse_is_refused(ledger: Ledger, action: Any, error: type[Exception]) -> None:
-    run = ledger.start_run()
-    ledger.finish_run(run, "ok")
+    run = ledger.runs.start()
+    ledger.runs.finish(run, "ok")
     with pytest.raises(error):
         action(ledger, run)
 
@@ -715,38 +733,38 @@ def test_run_misuse_is_refused(ledger: Ledger, action: Any, error: type[Exceptio
 
 
 def test_a_failing_transaction_leaves_nothing_behind(ledger: Ledger) -> None:
-    run = ledger.start_run()
+    run = ledger.runs.start()
     with pytest.raises(RuntimeError), ledger.transaction():
-        ledger.upsert_records([lead("00Q1")], run_id=run)
-        ledger.add_intents([owner_intent()], run_id=run)
-        ledger.set_watermark("salesforce", "Lead", "x")
+        ledger.records.upsert([lead("00Q1")], run_id=run)
+        ledger.outbox.add_intents([owner_intent()], run_id=run)
+        ledger.records.set_watermark("salesforce", "Lead", "x")
         raise RuntimeError("push failed half-way")
-    assert ledger.record("salesforce", "Lead", "00Q1") is None
-    assert ledger.unfinished_intents() == []
-    assert ledger.watermark("salesforce", "Lead") is None
+    assert ledger.records.get("salesforce", "Lead", "00Q1") is None
+    assert ledger.outbox.unfinished() == []
+    assert ledger.records.watermark("salesforce", "Lead") is None
 
 
 def test_a_nested_block_rolls_back_alone(ledger: Ledger) -> None:
     with ledger.transaction():
-        ledger.set_watermark("salesforce", "Lead", "outer")
+        ledger.records.set_watermark("salesforce", "Lead", "outer")
         with pytest.raises(RuntimeError), ledger.transaction():
-            ledger.set_watermark("salesforce", "Contact", "inner")
+            ledger.records.set_watermark("salesforce", "Contact", "inner")
             raise RuntimeError
-    assert ledger.watermark("salesforce", "Lead") == "outer"
-    assert ledger.watermark("salesforce", "Contact") is None
+    assert ledger.records.watermark("salesforce", "Lead") == "outer"
+    assert ledger.records.watermark("salesforce", "Contact") is None
 
 
 # -- status and explain -----------------------------------------------------------------------------------
 
 
 def test_status_summarises_runs_watermarks_quarantine_outbox_and_counts(ledger: Ledger) -> None:
-    run = ledger.start_run()
-    ledger.upsert_records([lead("00Q1"), lead("00Q2"), contact("7")], run_id=run)
-    ledger.new_keys("person", 2)
-    ledger.set_watermark("salesforce", "Lead", "w1", run_id=run)
-    ledger.add_intents([owner_intent()], run_id=run)
-    ledger.quarantine("hubspot", "contacts", "7", "bad")
-    view = ledger.status(runs=5)
+    run = ledger.runs.start()
+    ledger.records.upsert([lead("00Q1"), lead("00Q2"), contact("7")], run_id=run)
+    ledger.identity.new_keys("person", 2)
+    ledger.records.set_watermark("salesforce", "Lead", "w1", run_id=run)
+    ledger.outbox.add_intents([owner_intent()], run_id=run)
+    ledger.quarantine.hold("hubspot", "contacts", "7", "bad")
+    view = ledger.views.status(runs=5)
     assert [r.id for r in view.runs] == [run]
     assert [w.value for w in view.watermarks] == ["w1"]
     assert (view.quarantine.total, view.outbox["pending"]) == (1, 1)
@@ -756,21 +774,21 @@ def test_status_summarises_runs_watermarks_quarantine_outbox_and_counts(ledger: 
 
 
 def test_explain_finds_a_person_by_email_id_or_key_and_gathers_its_history(ledger: Ledger) -> None:
-    key = ledger.new_key("person")
-    run = ledger.start_run()
-    ledger.upsert_records([contact("7", "ana@acme.com"), lead("00Q1", Email="ana@acme.com")], run_id=run)
-    ledger.link(key, "hubspot", "contacts", "7", "new")
-    ledger.link(key, "salesforce", "Lead", "00Q1", "email")
-    ledger.record_decisions([decision(key, owner="sam.patel@northwind.example")])
-    ledger.set_assignments([assignment(key, "sam.patel@northwind.example")])
-    ledger.record_override(override(key, "lena.novak@northwind.example"))
-    ledger.add_intents([owner_intent("00Q1", key=key)], run_id=run)
-    ledger.quarantine("hubspot", "contacts", "7", "bad phone", key=key)
-    assert ledger.find_keys("Ana@Acme.com") == [key]
-    assert ledger.find_keys("00Q1") == [key]
-    assert ledger.find_keys(key) == [key]
-    assert ledger.find_keys("nobody@acme.com") == []
-    story = ledger.history(key)
+    key = ledger.identity.new_key("person")
+    run = ledger.runs.start()
+    ledger.records.upsert([contact("7", "ana@acme.com"), lead("00Q1", Email="ana@acme.com")], run_id=run)
+    ledger.identity.link(key, "hubspot", "contacts", "7", "new")
+    ledger.identity.link(key, "salesforce", "Lead", "00Q1", "email")
+    ledger.decisions.record([decision(key, owner="sam.patel@northwind.example")])
+    ledger.decisions.set_assignments([assignment(key, "sam.patel@northwind.example")])
+    ledger.overrides.record(override(key, "lena.novak@northwind.example"))
+    ledger.outbox.add_intents([owner_intent("00Q1", key=key)], run_id=run)
+    ledger.quarantine.hold("hubspot", "contacts", "7", "bad phone", key=key)
+    assert ledger.views.find_keys("Ana@Acme.com") == [key]
+    assert ledger.views.find_keys("00Q1") == [key]
+    assert ledger.views.find_keys(key) == [key]
+    assert ledger.views.find_keys("nobody@acme.com") == []
+    story = ledger.views.key_history(key)
     assert story.kind == "person"
     assert {r.id for r in story.records} == {"7", "00Q1"}
     assert story.decision is not None and story.decision.owner == "sam.patel@northwind.example"
@@ -779,4 +797,4 @@ def test_explain_finds_a_person_by_email_id_or_key_and_gathers_its_history(ledge
     assert [i.record_id for i in story.intents] == ["00Q1"]
     assert [q.reason for q in story.quarantine] == ["bad phone"]
     with pytest.raises(LedgerError, match="no person or account"):
-        ledger.history("p:unknown")
+        ledger.views.key_history("p:unknown")

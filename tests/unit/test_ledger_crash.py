@@ -20,11 +20,12 @@ BATCH = 200
 # records it in the run's counters: four tables that must move together.
 CHILD = """
 import os, sys
-from syncd.ledger import Intent, Ledger, RecordRow
+from syncd.core.types import Intent, RecordRow
+from syncd.ledger import Ledger
 
 path, pause_at, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 ledger = Ledger(path)
-run = ledger.start_run()
+run = ledger.runs.start()
 print("run", run, flush=True)
 wal = path + "-wal"
 k = 0
@@ -35,16 +36,16 @@ while True:
             # A tiny page cache forces SQLite to spill uncommitted pages into the WAL before COMMIT.
             ledger.db.execute("PRAGMA cache_size = 8")
             before = os.path.getsize(wal)
-        ledger.upsert_records(
+        ledger.records.upsert(
             (RecordRow("hubspot", "contacts", f"{k}-{i}", {"batch": k, "i": i, "pad": "x" * 300})
              for i in range(size)),
             run_id=run,
         )
-        ledger.add_intents(
+        ledger.outbox.add_intents(
             [Intent("hubspot", "contacts", {"batch": k}, "crash test", record_id=f"{k}-0")], run_id=run
         )
-        ledger.set_watermark("hubspot", "contacts", str(k), run_id=run)
-        ledger.update_run(run, {"batch": k})
+        ledger.records.set_watermark("hubspot", "contacts", str(k), run_id=run)
+        ledger.runs.update(run, {"batch": k})
         if k == pause_at:
             print("inside", before, os.path.getsize(wal), flush=True)
             sys.stdin.readline()
@@ -95,11 +96,11 @@ def assert_whole_transactions(path: Path, run: str, at_least: int) -> int:
         last = max(sizes)
         assert last >= at_least
         assert sizes == dict.fromkeys(range(last + 1), BATCH)
-        intents = sorted(intent.fields["batch"] for intent in ledger.unfinished_intents())
+        intents = sorted(intent.fields["batch"] for intent in ledger.outbox.unfinished())
         assert intents == list(range(last + 1))
-        assert ledger.watermark("hubspot", "contacts") == str(last)
+        assert ledger.records.watermark("hubspot", "contacts") == str(last)
         assert ledger.interrupted_runs == [run]
-        killed = ledger.run(run)
+        killed = ledger.runs.get(run)
         assert killed is not None and killed.status == "interrupted" and killed.counters == {"batch": last}
         return last
 

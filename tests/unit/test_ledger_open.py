@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 from sqlite_utils import Database
 
+from syncd.core.types import DecisionRow, RecordRow
 from syncd.errors import LedgerError, LockedError
-from syncd.ledger import SCHEMA_VERSION, DecisionRow, Ledger, RecordRow
-from syncd.ledger_schema import MIGRATIONS
+from syncd.ledger import SCHEMA_VERSION, Ledger
+from syncd.ledger.schema import MIGRATIONS
 from syncd.lock import LedgerLock, holder_pid
 
 T0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
@@ -40,7 +41,7 @@ def open_umask() -> Iterator[None]:
 def test_a_new_ledger_and_its_side_files_are_private(tmp_path: Path) -> None:
     path = tmp_path / "state" / "ledger.db"
     with Ledger(path) as ledger:
-        ledger.upsert_records([RecordRow("hubspot", "contacts", "1", {"email": "a@x.com"})])
+        ledger.records.upsert([RecordRow("hubspot", "contacts", "1", {"email": "a@x.com"})])
         assert {p.name: mode_of(p) for p in path.parent.iterdir()} == {
             "ledger.db": 0o600,
             "ledger.db-wal": 0o600,
@@ -121,15 +122,15 @@ def test_an_older_ledger_is_upgraded_in_place_and_keeps_its_data(tmp_path: Path,
         assert ledger.schema_version == SCHEMA_VERSION
         assert ledger.integrity_check() == "ok"
         if version >= 1:
-            assert ledger.key_of("hubspot", "contacts", "7") == "p:old"
-            assert ledger.watermark("hubspot", "contacts") == "w"
-            assert ledger.find_keys("ana@x.com") == ["p:old"]
+            assert ledger.identity.key_of("hubspot", "contacts", "7") == "p:old"
+            assert ledger.records.watermark("hubspot", "contacts") == "w"
+            assert ledger.views.find_keys("ana@x.com") == ["p:old"]
             key = "p:old"
         else:
-            key = ledger.new_key("person")
+            key = ledger.identity.new_key("person")
         # Tables of later versions work on the upgraded file.
-        ledger.record_decisions([DecisionRow(key, "rules-1", [], T0, owner="sam.patel@northwind.example")])
-        assert [c.owner for c in ledger.decision_history(key)] == ["sam.patel@northwind.example"]
+        ledger.decisions.record([DecisionRow(key, "rules-1", [], T0, owner="sam.patel@northwind.example")])
+        assert [c.owner for c in ledger.decisions.history(key)] == ["sam.patel@northwind.example"]
 
 
 def test_a_failing_migration_leaves_the_file_at_the_last_whole_version(
@@ -142,7 +143,7 @@ def test_a_failing_migration_leaves_the_file_at_the_last_whole_version(
         db.execute("CREATE TABLE half_done (x)")
         raise sqlite3.OperationalError("disk I/O error")
 
-    monkeypatch.setattr("syncd.ledger.MIGRATIONS", [MIGRATIONS[0], broken])
+    monkeypatch.setattr("syncd.ledger.connection.MIGRATIONS", [MIGRATIONS[0], broken])
     with pytest.raises(LedgerError, match="disk I/O error"):
         Ledger(path)
     db = Database(path)
@@ -194,10 +195,10 @@ HOLDER = """
 import sys
 from syncd.ledger import Ledger
 ledger = Ledger(sys.argv[1])
-run = ledger.start_run()
+run = ledger.runs.start()
 print(run, flush=True)
 sys.stdin.readline()
-ledger.finish_run(run, "ok")
+ledger.runs.finish(run, "ok")
 ledger.close()
 """
 
@@ -232,11 +233,11 @@ def test_a_reader_sees_a_live_writer_without_touching_its_run(
 ) -> None:
     path, _, run = writer
     with Ledger(path, readonly=True) as reader:
-        (seen,) = reader.recent_runs()
+        (seen,) = reader.runs.recent()
         assert (seen.id, seen.status) == (run, "running")
         assert reader.interrupted_runs == []
         with pytest.raises(LedgerError, match="read-only"):
-            reader.set_watermark("hubspot", "contacts", "x")
+            reader.records.set_watermark("hubspot", "contacts", "x")
 
 
 def test_a_run_left_running_by_a_dead_process_is_marked_interrupted(
@@ -247,7 +248,7 @@ def test_a_run_left_running_by_a_dead_process_is_marked_interrupted(
     proc.wait(timeout=30)
     with Ledger(path) as ledger:
         assert ledger.interrupted_runs == [run]
-        current = ledger.run(run)
+        current = ledger.runs.get(run)
         assert current is not None and current.status == "interrupted" and current.finished_at is not None
 
 
@@ -257,7 +258,7 @@ def test_the_daemon_holding_the_lock_may_open_its_ledger_once(tmp_path: Path) ->
         with Ledger(path) as ledger:
             with pytest.raises(LockedError, match="already open for writing in this process"):
                 Ledger(path)
-            run = ledger.start_run()
+            run = ledger.runs.start()
         # Closing the ledger leaves the daemon's lock alone.
         assert holder_pid(path) == os.getpid()
         with Ledger(path) as again:
@@ -271,12 +272,12 @@ def test_a_writer_is_told_when_the_ledger_stays_busy(tmp_path: Path) -> None:
         other.execute("BEGIN IMMEDIATE")
         try:
             with pytest.raises(LedgerError, match="is busy"):
-                ledger.set_watermark("hubspot", "contacts", "x")
+                ledger.records.set_watermark("hubspot", "contacts", "x")
         finally:
             other.execute("ROLLBACK")
             other.close()
-        ledger.set_watermark("hubspot", "contacts", "x")
-        assert ledger.watermark("hubspot", "contacts") == "x"
+        ledger.records.set_watermark("hubspot", "contacts", "x")
+        assert ledger.records.watermark("hubspot", "contacts") == "x"
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,7 @@ import pytest
 from syncd.core.link import Group, group
 from syncd.core.plan import Action, FieldChange, Tally, followup, plan_key
 from syncd.core.rules import load_ruleset
-from syncd.core.types import Decision, Queue, Rep, RepDirectory
-from syncd.ledger import Intent, RecordRow, WriteRow
+from syncd.core.types import Decision, Intent, Queue, RecordRow, Rep, RepDirectory, WriteRow
 
 RULES = load_ruleset(Path(__file__).resolve().parents[2] / "mappings")
 MAPPING = RULES.mapping

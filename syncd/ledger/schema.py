@@ -232,5 +232,28 @@ def _v2_engine_state(db: Database) -> None:
     db.executescript(_V2)
 
 
-MIGRATIONS: list[Callable[[Database], None]] = [_v1_storage, _v2_engine_state]
+_V3 = """
+-- The systems' roster as last listed: what plan decides with, and what a roster change is measured against.
+CREATE TABLE reps (
+    system         TEXT NOT NULL,
+    kind           TEXT NOT NULL,
+    id             TEXT NOT NULL,
+    email          TEXT,
+    name           TEXT NOT NULL,
+    active         INTEGER NOT NULL,
+    user_id        TEXT,
+    developer_name TEXT,
+    seen_at        TEXT NOT NULL,
+    PRIMARY KEY (system, id)
+);
+CREATE INDEX decisions_by_owner ON decisions (owner);
+"""
+
+
+def _v3_roster(db: Database) -> None:
+    """The systems' roster, and decisions by owner (a rep who leaves makes their decisions due)."""
+    db.executescript(_V3)
+
+
+MIGRATIONS: list[Callable[[Database], None]] = [_v1_storage, _v2_engine_state, _v3_roster]
 SCHEMA_VERSION = len(MIGRATIONS)

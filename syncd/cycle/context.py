@@ -1,0 +1,68 @@
+"""The state the stages of one run share: the ledger, the connectors, the rules, the roster, the report,
+the pusher, and the run's clock reading."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from syncd.connectors import Connector
+from syncd.core.rules import RuleSet
+from syncd.core.schedule import Backoff
+from syncd.cycle.report import CycleReport
+from syncd.cycle.roster import Roster
+from syncd.ledger import Ledger
+from syncd.progress import Progress
+
+if TYPE_CHECKING:
+    from syncd.core.mapping import Mapping as FieldMapping
+    from syncd.core.types import RepDirectory
+    from syncd.cycle.push import Pusher
+
+RecordRef = tuple[str, str, str]
+
+
+@dataclass
+class RunContext:
+    """One run's shared state. ``log_decision`` logs a changed decision (a dry run's is quiet)."""
+
+    ledger: Ledger
+    connectors: Mapping[str, Connector]
+    rules: RuleSet
+    roster: Roster
+    report: CycleReport
+    run_id: str
+    stop: threading.Event
+    now: datetime
+    chunk: int
+    backoff: Backoff
+    progress: Progress
+    log_decision: Callable[..., None]
+    pusher: Pusher = field(init=False)
+    # Every record in quarantine when the run started: only these need releasing after a good push.
+    quarantine_refs: set[RecordRef] = field(default_factory=set)
+
+    @property
+    def mapping(self) -> FieldMapping:
+        return self.rules.mapping
+
+    @property
+    def directory(self) -> RepDirectory:
+        return self.roster.directory
+
+    def stopped(self) -> bool:
+        return self.stop.is_set()
+
+    def quarantine(self, system: str, obj: str, record_id: str, reason: str, key: str | None) -> None:
+        """Hold a record that failed (again), counted in the report."""
+        self.ledger.quarantine.hold(
+            system, obj, record_id, reason, key=key, run_id=self.run_id, backoff=self.backoff
+        )
+        self.report.quarantined_now[system] += 1
+
+
+def quiet(*args: Any, **kwargs: Any) -> None:
+    """A dry run's decision log: nothing was decided for real."""

@@ -1,0 +1,503 @@
+"""Decide: accounts, then persons, in chunks of keys (memory stays bounded), with the engine
+(``syncd.core.engine.decide``) and the planner (``syncd.core.plan.plan_key``).
+
+The keys decided: keys with dirty records, keys whose decision is *due* (``syncd.core.schedule``), quarantined
+records due for a retry, and the persons of accounts whose decision changed. Each chunk's decisions, sticky
+owners, round-robin state, day counts and actions (handed to the pusher, which writes them to the outbox as
+intents) are stored in one transaction that also marks the keys clean.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from syncd.core.engine import decide
+from syncd.core.impact import Move
+from syncd.core.link import Group, first, group
+from syncd.core.plan import Action, plan_key
+from syncd.core.schedule import due_at, iso, kept_hold
+from syncd.core.types import (
+    AccountView,
+    Assignment,
+    AssignmentRow,
+    Decision,
+    DecisionRow,
+    LedgerView,
+    Override,
+    PersonView,
+    RecordRow,
+    RoundRobinState,
+    WriteRow,
+)
+from syncd.cycle.context import RecordRef, RunContext
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def decide_all(run: RunContext) -> bool:
+    """Decide every key that needs it; False when the run was stopped."""
+    run.progress.stage("decide")
+    return _Decide(run).decide()
+
+
+class _Decide:
+    """The decide stage of one run: its quarantine view and the opportunity counts it reads once."""
+
+    def __init__(self, run: RunContext) -> None:
+        self.run = run
+        self.ledger = run.ledger
+        self.rules = run.rules
+        self.mapping = run.mapping
+        self.directory = run.directory
+        self.report = run.report
+        self.run_id = run.run_id
+        self.now = run.now
+        self.opportunities: dict[str, tuple[int, int]] | None = None
+        self.held: set[RecordRef] = set()
+        self.due_refs: set[RecordRef] = set()
+
+    def decide(self) -> bool:
+        self.held = {
+            (q.system, q.object, q.record_id)
+            for q in self.ledger.quarantine.held()
+            if q.next_attempt_at > self.now
+        }
+        due_quarantine = [q for q in self.ledger.quarantine.held(due_only=True)]
+        self.due_refs = {(q.system, q.object, q.record_id) for q in due_quarantine}
+        retry_keys = {q.key for q in due_quarantine if q.key}
+        opportunity_refs = [
+            r.ref for r in self.ledger.records.iterate("salesforce", "Opportunity", dirty_only=True)
+        ]
+        account_ids = {
+            str(r.data.get("AccountId"))
+            for r in self.ledger.records.by_ids(
+                "salesforce", "Opportunity", [ref[2] for ref in opportunity_refs]
+            ).values()
+            if r.data.get("AccountId")
+        }
+        extra_accounts = set(self.ledger.identity.keys_of("salesforce", "Account", account_ids).values())
+        extra_accounts |= {k for k in retry_keys if k.startswith("a:")}
+        # Accounts and opportunities stay dirty until the persons they affect are decided too: a stop or a
+        # crash in between then decides those persons again on the next run.
+        accounts: list[str] = []
+        if not self._decide_kind("account", sorted(extra_accounts), accounts, clean=False):
+            return False
+        extra_persons = {k for k in retry_keys if k.startswith("p:")}
+        extra_persons |= self._persons_of_accounts(accounts)
+        if not self._decide_kind("person", sorted(extra_persons), [], clean=True):
+            return False
+        with self.ledger.transaction():
+            self.ledger.records.mark_clean(accounts)
+            if opportunity_refs:
+                self.ledger.records.mark_records_clean(opportunity_refs)
+        return True
+
+    def _persons_of_accounts(self, accounts: Sequence[str]) -> set[str]:
+        if not accounts:
+            return set()
+        domains: set[str] = set()
+        for records in self.ledger.records.of_keys(sorted(accounts)).values():
+            domains.update(r.domain for r in records if r.domain)
+        found = self.ledger.identity.keys_by_domain(domains, kind="person")
+        return {k for keys in found.values() for k in keys}
+
+    def _keys(self, kind: str, extra: list[str]) -> Iterator[str]:
+        """Every key of ``kind`` to decide, in key order, each once."""
+
+        def pages(fetch: Callable[[str], list[str]]) -> Iterator[str]:
+            after = ""
+            while True:
+                batch = fetch(after)
+                yield from batch
+                if len(batch) < self.run.chunk:
+                    return
+                after = batch[-1]
+
+        dirty = pages(
+            lambda after: self.ledger.records.dirty_keys(kind=kind, after=after, limit=self.run.chunk)
+        )
+        due = pages(
+            lambda after: self.ledger.decisions.due_keys(
+                self.now, kind=kind, after=after, limit=self.run.chunk
+            )
+        )
+        # Decisions made under other rules: a change of rules (a file edit, a reload) makes them due.
+        stale = pages(
+            lambda after: self.ledger.decisions.stale_keys(
+                self.rules.digest, kind=kind, after=after, limit=self.run.chunk
+            )
+        )
+        last = None
+        for key in heapq.merge(dirty, due, stale, iter(extra)):
+            if key != last:
+                last = key
+                yield key
+
+    def _decide_kind(self, kind: str, extra: list[str], decided: list[str], *, clean: bool) -> bool:
+        chunk: list[str] = []
+        for key in self._keys(kind, extra):
+            chunk.append(key)
+            if len(chunk) >= self.run.chunk:
+                self._decide_chunk(kind, chunk, clean=clean)
+                decided.extend(chunk)
+                self.run.progress.advance(len(chunk))
+                chunk = []
+                if self.run.stopped() or not self.run.pusher.flush_full():
+                    return False
+        if chunk:
+            self._decide_chunk(kind, chunk, clean=clean)
+            decided.extend(chunk)
+            self.run.progress.advance(len(chunk))
+        return not self.run.stopped() and self.run.pusher.flush_full()
+
+    def _decide_chunk(self, kind: str, keys: list[str], *, clean: bool) -> None:
+        records = self.ledger.records.of_keys(keys)
+        groups: dict[str, Group] = {}
+        merged: dict[str, dict[str, Any]] = {}
+        bad: list[tuple[RecordRow, str, str]] = []
+        for key in keys:
+            g = group(key, kind, records.get(key, ()))
+            if g.empty and not g.readonly:
+                continue
+            try:
+                merged[key] = self._logical(g)
+            except _BadRecord as exc:
+                bad.append((exc.record, key, exc.reason))
+                continue
+            groups[key] = g
+        persons: list[PersonView] = []
+        accounts: list[AccountView] = []
+        account_keys: set[str] = set()
+        if kind == "person":
+            account_of = self._accounts_of(groups)
+            account_keys = {a for a in account_of.values() if a}
+            for key, g in groups.items():
+                persons.append(self._person_view(g, merged[key], account_of.get(key)))
+            account_records = self.ledger.records.of_keys(sorted(account_keys)) if account_keys else {}
+            for akey in sorted(account_keys):
+                ag = group(akey, "account", account_records.get(akey, ()))
+                try:
+                    accounts.append(self._account_view(ag, self._logical(ag)))
+                except _BadRecord:
+                    continue
+        else:
+            for key, g in groups.items():
+                accounts.append(self._account_view(g, merged[key]))
+        previous = self.ledger.decisions.get_many(list(groups) + sorted(account_keys))
+        view = self._ledger_view(list(groups), sorted(account_keys), previous)
+        result = decide(persons, accounts, self.rules, view, self.now, directory=self.directory)
+        decisions = [d for d in result.decisions if d.kind == kind and d.key in groups]
+        writes = self._last_writes(groups.values())
+        actions: list[Action] = []
+        for d in decisions:
+            self._count_move(d, previous.get(d.key), merged[d.key])
+            g = groups[d.key]
+            planned = plan_key(
+                d, g, self.mapping, self.directory, merged=merged[d.key], last_writes=writes, held=self.held
+            )
+            actions.extend(planned)
+            self.report.decided[kind] += 1
+            for r in (*g.writable, *g.readonly):
+                self.report.decided_records[r.system] += 1
+        acted = {(a.system, a.object, a.record_id) for a in actions if a.record_id}
+        acted |= {("hubspot", "contacts", a.create_key) for a in actions if a.create_key}
+        with self.ledger.transaction():
+            changed = set(self.ledger.decisions.record(self._decision_rows(decisions, previous)))
+            self.report.handoffs += sum(1 for d in decisions if d.handoff is not None and d.key in changed)
+            for d in decisions:
+                if d.key in changed:
+                    self.run.log_decision(
+                        d.key,
+                        f"stage {d.stage}, score {d.score}, owner {d.owner} (team {d.team}, by {d.rule})",
+                        stage=d.stage,
+                        score=d.score,
+                        owner=d.owner,
+                        team=d.team,
+                        rule=d.rule,
+                    )
+            self.ledger.decisions.set_assignments(
+                AssignmentRow(d.key, d.owner, d.team, d.assigned_at, d.rule, self.run_id)
+                for d in decisions
+                if d.owner is not None and d.team is not None and d.assigned_at is not None
+            )
+            for pool, state in result.round_robin.items():
+                self.ledger.decisions.set_round_robin_state(
+                    pool, {"credits": dict(state.credits), "assigned": dict(state.assigned)}
+                )
+            for rep, n in result.assigned_today.items():
+                self.ledger.decisions.add_daily_count(rep, self.now.date(), n)
+            for record, key, reason in bad:
+                self.run.quarantine(record.system, record.object, record.id, reason, key)
+            mine = {(r.system, r.object, r.id) for g in groups.values() for r in g.writable}
+            for ref in self.due_refs & mine - acted:
+                # Due for a retry and nothing left to write: whatever held it is resolved.
+                self.ledger.quarantine.release(*ref)
+            self.run.pusher.accept(actions)
+            if clean:
+                self.ledger.records.mark_clean(keys)
+
+    def _count_move(self, d: Decision, prev: DecisionRow | None, fields: Mapping[str, Any]) -> None:
+        """Count the decision's ownership move, from the previous decision (else the systems' current
+        owner) to the new one, in the report's impact."""
+        if prev is not None:
+            before = (prev.owner, prev.team, prev.stage)
+        else:
+            current = fields.get("owner")
+            before = (current if isinstance(current, str) else None, None, fields.get("stage"))
+        owner = d.owner if d.owner is not None else before[0]
+        self.report.impact.add(
+            Move(
+                d.key,
+                d.kind,
+                _name(d.kind, fields),
+                before[0],
+                owner,
+                before[1],
+                d.team,
+                before[2],
+                d.stage,
+                d.rule,
+            )
+        )
+
+    def _logical(self, g: Group) -> dict[str, Any]:
+        by_system: dict[str, dict[str, Any]] = {}
+        sf = g.salesforce or (g.readonly[0] if g.readonly else None)
+        for record in (g.hubspot, sf):
+            if record is None:
+                continue
+            try:
+                by_system[record.system] = self.mapping.to_logical(
+                    record.system,  # type: ignore[arg-type]
+                    record.object,
+                    record.data,
+                    directory=self.directory,
+                )
+            except ValueError as exc:
+                raise _BadRecord(record, str(exc)) from None
+        return self.mapping.merge(by_system)
+
+    def _accounts_of(self, groups: Mapping[str, Group]) -> dict[str, str | None]:
+        """Person key -> account key: a Contact's Account, else the account of the email's domain."""
+        account_ids: dict[str, str] = {}
+        domains: dict[str, str] = {}
+        for key, g in groups.items():
+            sf = g.salesforce
+            if sf is not None and sf.object == "Contact" and sf.data.get("AccountId"):
+                account_ids[key] = str(sf.data["AccountId"])
+                continue
+            domain = next((r.domain for r in (g.hubspot, sf) if r is not None and r.domain), None)
+            if domain:
+                domains[key] = domain
+        by_id = self.ledger.identity.keys_of("salesforce", "Account", set(account_ids.values()))
+        by_domain = self.ledger.identity.keys_by_domain(set(domains.values()), kind="account")
+        out: dict[str, str | None] = {}
+        for key in groups:
+            if key in account_ids:
+                out[key] = by_id.get(account_ids[key])
+            elif key in domains:
+                out[key] = first(by_domain.get(domains[key]))
+            else:
+                out[key] = None
+        return out
+
+    def _person_view(self, g: Group, fields: Mapping[str, Any], account: str | None) -> PersonView:
+        sf = g.salesforce or (g.readonly[0] if g.readonly else None)
+        return PersonView(
+            key=g.key,
+            fields=fields,
+            account_key=account,
+            hubspot_id=g.hubspot.id if g.hubspot else None,
+            salesforce_id=sf.id if sf else None,
+            salesforce_object=sf.object if sf else None,  # type: ignore[arg-type]
+        )
+
+    def _account_view(self, g: Group, fields: Mapping[str, Any]) -> AccountView:
+        open_, won = (0, 0)
+        if g.salesforce is not None:
+            open_, won = self._opportunity_counts().get(g.salesforce.id, (0, 0))
+        return AccountView(
+            key=g.key,
+            fields=fields,
+            hubspot_id=g.hubspot.id if g.hubspot else None,
+            salesforce_id=g.salesforce.id if g.salesforce else None,
+            open_opportunities=open_,
+            won_opportunities=won,
+        )
+
+    def _opportunity_counts(self) -> dict[str, tuple[int, int]]:
+        """Salesforce Account id -> (open, won) opportunities, read once per run from the ledger."""
+        if self.opportunities is None:
+            counts: dict[str, tuple[int, int]] = {}
+            for r in self.ledger.records.iterate("salesforce", "Opportunity"):
+                account = r.data.get("AccountId")
+                if r.deleted or not account:
+                    continue
+                open_, won = counts.get(str(account), (0, 0))
+                counts[str(account)] = (
+                    open_ + (0 if r.data.get("IsClosed") else 1),
+                    won + (1 if r.data.get("IsWon") else 0),
+                )
+            self.opportunities = counts
+        return self.opportunities
+
+    def _ledger_view(
+        self, keys: list[str], account_keys: list[str], previous: Mapping[str, DecisionRow]
+    ) -> LedgerView:
+        everyone = keys + account_keys
+        assignments = {}
+        for key, a in self.ledger.decisions.assignments(everyone).items():
+            prev = previous.get(key)
+            influencers = tuple(prev.data.get("influencers", ())) if prev is not None else ()
+            assignments[key] = Assignment(key, a.rep, a.team, a.reason, a.assigned_at, influencers)
+        overrides = {
+            key: Override(key, o.rep or "", o.seen_at, o.changed_by or "", o.system)
+            for key, o in self.ledger.overrides.active(keys, now=self.now).items()
+            if o.rep
+        }
+        pools = {}
+        for name in self.rules.routing.pools:
+            state = self.ledger.decisions.round_robin_state(name)
+            if state is not None:
+                pools[name] = RoundRobinState(
+                    name, dict(state.get("credits", {})), dict(state.get("assigned", {}))
+                )
+        holds = {}
+        for key in keys:
+            prev = previous.get(key)
+            until = prev.data.get("hold_until") if prev is not None else None
+            if until:
+                holds[key] = datetime.fromisoformat(until)
+        return LedgerView(
+            assignments=assignments,
+            overrides=overrides,
+            round_robin=pools,
+            daily_counts=self.ledger.decisions.daily_counts(self.now.date()),
+            holds=holds,
+        )
+
+    def _decision_rows(
+        self, decisions: Sequence[Decision], previous: Mapping[str, DecisionRow]
+    ) -> list[DecisionRow]:
+        rows = []
+        overrides = self.ledger.overrides.active([d.key for d in decisions], now=self.now)
+        for d in decisions:
+            prev = previous.get(d.key)
+            hold = kept_hold(d.hold_until, prev.data if prev is not None else None, self.now)
+            policy = self.rules.policy
+            sla = None
+            if d.kind == "person" and d.stage in policy.sla_stages and d.assigned_at is not None:
+                sla = d.assigned_at + timedelta(hours=policy.sla_hours)
+            override = overrides.get(d.key)
+            due = due_at(
+                self.now,
+                sla_deadline=sla,
+                override_until=override.honoured_until if override is not None else None,
+                hold=hold,
+            )
+            data = {
+                "kind": d.kind,
+                "rule": d.rule,
+                # Which rules moved this record when a change of rules did (explain shows it).
+                "rules_change": _rules_change(d, prev, self.rules.digest),
+                "influencers": list(d.influencers),
+                "handoff": list(d.handoff) if d.handoff else None,
+                "create_salesforce_lead": d.create_salesforce_lead,
+                "hold_until": iso(hold),
+                "due_at": iso(due),
+            }
+            rows.append(
+                DecisionRow(
+                    key=d.key,
+                    digest=self.rules.digest,
+                    trace=trace_rows(d.trace),
+                    decided_at=self.now,
+                    stage=d.stage,
+                    score=float(d.score) if d.score is not None else None,
+                    owner=d.owner,
+                    team=d.team,
+                    data=data,
+                    run_id=self.run_id,
+                )
+            )
+        return rows
+
+    def _last_writes(self, groups: Iterable[Group]) -> dict[tuple[str, str, str, str], WriteRow]:
+        ids: dict[tuple[str, str], list[str]] = {}
+        for g in groups:
+            for r in g.writable:
+                ids.setdefault((r.system, r.object), []).append(r.id)
+        out: dict[tuple[str, str, str, str], WriteRow] = {}
+        for (system, obj), obj_ids in ids.items():
+            for (rid, fname), w in self.ledger.outbox.last_writes(system, obj, obj_ids).items():
+                out[(system, obj, rid, fname)] = w
+        return out
+
+
+def _name(kind: str, fields: Mapping[str, Any]) -> str:
+    """How a person or account is called in a plan: a name, else an email or domain."""
+    if kind == "person":
+        name = " ".join(str(fields[f]) for f in ("first_name", "last_name") if fields.get(f))
+        return name or str(fields.get("email") or "")
+    return str(fields.get("name") or fields.get("domain") or "")
+
+
+def _rules_change(d: Decision, prev: DecisionRow | None, digest: str) -> dict[str, Any] | None:
+    """The last change of rules that moved this record: the digests, the rule that decided, the owner and
+    stage before and after. Kept from the previous decision until another change of rules moves it again."""
+    if prev is None:
+        return None
+    kept = prev.data.get("rules_change") or None
+    if prev.digest == digest:
+        return kept
+    owner = d.owner if d.owner is not None else prev.owner
+    if (prev.stage, prev.owner, prev.team) == (d.stage, owner, d.team):
+        return kept
+    return {
+        "from": prev.digest,
+        "to": digest,
+        "rule": d.rule,
+        "owner": [prev.owner, owner],
+        "stage": [prev.stage, d.stage],
+    }
+
+
+class _BadRecord(Exception):
+    """A record whose values cannot be read (held in quarantine while the rest of the cycle goes on)."""
+
+    def __init__(self, record: RecordRow, reason: str) -> None:
+        super().__init__(reason)
+        self.record = record
+        self.reason = reason
+
+
+def trace_rows(trace: Iterable[Any]) -> list[list[Any]]:
+    """A decision's trace as the ledger keeps it: one ``[phase, rule, matched, test, [[name, value], ...]]``
+    per rule tried (lists, not dicts: tens of thousands are written per cycle)."""
+    # A Trace builds its steps once; iterating it as a Sequence would look each one up by index.
+    steps = trace.steps() if hasattr(trace, "steps") else trace
+    return [
+        [step.phase, step.rule, step.matched, step.test, [[k, _plain(v)] for k, v in step.values]]
+        for step in steps
+    ]
+
+
+def _plain(value: Any) -> Any:
+    if type(value) in _PLAIN:
+        return value
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return str(value)
+
+
+def trace_step(row: Any) -> dict[str, Any]:
+    """One stored trace row as a dict (rows stored as dicts by earlier versions pass through)."""
+    if isinstance(row, Mapping):
+        return dict(row)
+    phase, rule, matched, test, values = row
+    return {"phase": phase, "rule": rule, "matched": matched, "test": test, "values": values}

@@ -1,0 +1,106 @@
+"""Link: records to persons and accounts. A converted Lead to its Contact, then unlinked records by the
+stored cross-id, then normalised email (persons) or domain (accounts), else a new key
+(``syncd.core.link.assign_keys`` chooses; this stage reads and writes ``ledger.identity``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from syncd.core.link import assign_keys, first, named_records, salesforce_object_of
+from syncd.core.systems import ACCOUNT_OBJECTS, PERSON_OBJECTS, SYSTEMS
+from syncd.core.types import RecordRow
+from syncd.cycle.context import RunContext
+
+PAGE = 1000
+
+
+def link(run: RunContext) -> bool:
+    """Link every unlinked record; False when the run was stopped."""
+    run.progress.stage("link")
+    _follow_conversions(run)
+    for kind, objects in (("account", ACCOUNT_OBJECTS), ("person", PERSON_OBJECTS)):
+        for system in SYSTEMS:
+            for obj in objects[system]:
+                while True:
+                    page = run.ledger.records.unlinked(system, obj, limit=PAGE)
+                    if not page:
+                        break
+                    _link_page(run, kind, system, obj, page)
+                    run.progress.advance(len(page))
+                    if run.stopped():
+                        return False
+    return True
+
+
+def _follow_conversions(run: RunContext) -> None:
+    """A linked Lead converted since: its Contact joins the Lead's person (unlinked Leads are linked to their
+    Contact's person by ``_link_page``)."""
+    ledger = run.ledger
+    pairs = {
+        r.id: str(r.data["ConvertedContactId"])
+        for r in ledger.records.iterate("salesforce", "Lead", dirty_only=True)
+        if r.data.get("IsConverted") and r.data.get("ConvertedContactId")
+    }
+    if not pairs:
+        return
+    leads = ledger.identity.keys_of("salesforce", "Lead", pairs)
+    contacts = ledger.identity.keys_of("salesforce", "Contact", pairs.values())
+    todo = [
+        (lead, contact)
+        for lead, contact in pairs.items()
+        if lead in leads and contacts.get(contact) != leads[lead]
+    ]
+    if todo:
+        with ledger.transaction():
+            for lead, contact in todo:
+                ledger.identity.link_converted(lead, contact, run_id=run.run_id)
+
+
+def _link_page(run: RunContext, kind: str, system: str, obj: str, page: Sequence[RecordRow]) -> None:
+    """Link one page of unlinked records (the same records always get the same keys)."""
+    identity = run.ledger.identity
+    named = named_records(run.mapping, system, obj, page)
+    targets: dict[str, dict[str, tuple[str | None, str | None]]] = {
+        sys_: _cross_targets(
+            run, kind, sys_, [t for refs in named.values() for s_, t, _ in refs if s_ == sys_]
+        )
+        for sys_ in SYSTEMS
+    }
+    if kind == "person":
+        found = identity.keys_by_email([r.email for r in page if r.email], kind="person")
+        match = {r.id: first(found.get(r.email)) if r.email else None for r in page}
+    else:
+        found = identity.keys_by_domain([r.domain for r in page if r.domain], kind="account")
+        match = {r.id: first(found.get(r.domain)) if r.domain else None for r in page}
+    keys = assign_keys(kind, system, obj, page, named, targets, match)
+    with run.ledger.transaction():
+        fresh = identity.new_keys(kind, len(keys.seeds), seeds=keys.seeds) if keys.seeds else []
+        identity.add_links(keys.links(fresh, system, obj, named, targets, run.run_id))
+
+
+def _cross_targets(
+    run: RunContext, kind: str, system: str, ids: list[str]
+) -> dict[str, tuple[str | None, str | None]]:
+    """Cross-id -> (its key when linked, its object when staged) in ``system``."""
+    if not ids:
+        return {}
+    by_object: dict[str, list[str]] = {}
+    for id_ in ids:
+        if system == "salesforce":
+            obj = salesforce_object_of(id_)
+            allowed = PERSON_OBJECTS if kind == "person" else ACCOUNT_OBJECTS
+            if obj is None or obj not in allowed["salesforce"]:
+                continue
+        else:
+            obj = "contacts" if kind == "person" else "companies"
+        by_object.setdefault(obj, []).append(id_)
+    out: dict[str, tuple[str | None, str | None]] = {}
+    for obj, obj_ids in by_object.items():
+        keys = run.ledger.identity.keys_of(system, obj, obj_ids)
+        staged = run.ledger.records.by_ids(system, obj, [i for i in obj_ids if i not in keys])
+        for id_ in obj_ids:
+            if id_ in keys:
+                out[id_] = (keys[id_], obj)
+            elif id_ in staged:
+                out[id_] = (None, obj)
+    return out

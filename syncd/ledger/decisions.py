@@ -1,0 +1,265 @@
+"""Decisions: the latest decision per key and its history, sticky assignments, round robin and daily caps."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
+from typing import Any
+
+from syncd.core.types import (
+    AssignmentRow,
+    DecisionChange,
+    DecisionRow,
+)
+from syncd.ledger.rows import (
+    _BATCH,
+    _batched,
+    _change,
+    _decision,
+    _dt,
+    _dumps,
+    _ts,
+)
+from syncd.ledger.store import Store, _guarded
+
+log = logging.getLogger(__name__)
+
+
+class Decisions(Store):
+    """Decisions: the latest decision per key and its history, sticky assignments, round robin and daily caps."""
+
+    @_guarded
+    def record(self, rows: Iterable[DecisionRow]) -> list[str]:
+        """Store the latest decision per key; a change of stage, score, owner or team is added to the history.
+
+        Returns the keys whose outcome changed (new keys included). A decision equal in outcome to the
+        stored one refreshes its trace and digest without adding history, so re-running a cycle is quiet.
+        """
+        changed: list[str] = []
+        with self.transaction():
+            for chunk in _batched(rows):
+                by_key = {row.key: row for row in chunk}
+                current = self._decisions(by_key)
+                history = []
+                for key, row in by_key.items():
+                    before = current.get(key)
+                    if before is not None and before.outcome() == row.outcome():
+                        continue
+                    changed.append(key)
+                    prev = before.outcome() if before else (None, None, None, None)
+                    history.append(
+                        {
+                            "key": key,
+                            "at": _ts(row.decided_at),
+                            "run_id": row.run_id,
+                            "stage": row.stage,
+                            "score": row.score,
+                            "owner": row.owner,
+                            "team": row.team,
+                            "prev_stage": prev[0],
+                            "prev_score": prev[1],
+                            "prev_owner": prev[2],
+                            "prev_team": prev[3],
+                            "digest": row.digest,
+                            "trace": _dumps(row.trace),
+                        }
+                    )
+                self.db.table("decisions").upsert_all(
+                    (
+                        {
+                            "key": row.key,
+                            "stage": row.stage,
+                            "score": row.score,
+                            "owner": row.owner,
+                            "team": row.team,
+                            "digest": row.digest,
+                            "trace": _dumps(row.trace),
+                            "data": _dumps(dict(row.data)),
+                            "decided_at": _ts(row.decided_at),
+                            "run_id": row.run_id,
+                        }
+                        for row in by_key.values()
+                    ),
+                    pk="key",
+                    batch_size=_BATCH,
+                )
+                if history:
+                    self.db.table("decision_history").insert_all(history, batch_size=_BATCH)
+        return changed
+
+    def _decisions(self, keys: Iterable[str]) -> dict[str, DecisionRow]:
+        found: dict[str, DecisionRow] = {}
+        for chunk in _batched(keys):
+            marks = ",".join("?" * len(chunk))
+            for r in self.db.query(f"SELECT * FROM decisions WHERE key IN ({marks})", chunk):
+                found[r["key"]] = _decision(r)
+        return found
+
+    @_guarded
+    def get_many(self, keys: Iterable[str]) -> dict[str, DecisionRow]:
+        """Bulk read of current decisions: key -> decision, for the keys that have one."""
+        return self._decisions(keys)
+
+    @_guarded
+    def due_keys(
+        self, at: datetime, *, kind: str | None = None, after: str = "", limit: int = 1000
+    ) -> list[str]:
+        """Keys whose decision says it is due again by ``at`` (``data["due_at"]``, an ISO time the cycle
+        stores: an SLA deadline, an override's end, a score to decay), in key order after ``after``."""
+        kind_filter = "" if kind is None else " AND e.kind = ?"
+        sql = (
+            "SELECT d.key FROM decisions d JOIN entities e ON e.key = d.key "
+            "WHERE d.key > ? AND json_extract(d.data, '$.due_at') <= ?"
+            f"{kind_filter} ORDER BY d.key LIMIT ?"
+        )
+        params: list[Any] = [after, _ts(at), *([] if kind is None else [kind]), limit]
+        return [str(row[0]) for row in self._conn.execute(sql, params)]
+
+    @_guarded
+    def stale_keys(
+        self, digest: str, *, kind: str | None = None, after: str = "", limit: int = 1000
+    ) -> list[str]:
+        """Keys whose decision was made under other rules than ``digest`` (the rules in force), in key
+        order after ``after``: a change of rules makes every such decision due."""
+        kind_filter = "" if kind is None else " AND e.kind = ?"
+        sql = (
+            "SELECT d.key FROM decisions d JOIN entities e ON e.key = d.key "
+            f"WHERE d.key > ? AND d.digest != ?{kind_filter} ORDER BY d.key LIMIT ?"
+        )
+        params: list[Any] = [after, digest, *([] if kind is None else [kind]), limit]
+        return [str(row[0]) for row in self._conn.execute(sql, params)]
+
+    @_guarded
+    def make_due(self, reps: Iterable[str], at: datetime) -> int:
+        """Make due at ``at`` every decision ``reps`` (emails) own, are sticky owners of, or influence: what a
+        change of those reps' roster facts affects. Returns the number of decisions made due."""
+        wanted = sorted(set(reps))
+        if not wanted:
+            return 0
+        when = _ts(at)
+        total = 0
+        with self.transaction():
+            for chunk in _batched(wanted):
+                marks = ",".join("?" * len(chunk))
+                sql = (
+                    "UPDATE decisions SET data = json_set(data, '$.due_at', ?) "
+                    f"WHERE (owner IN ({marks}) "
+                    f"OR key IN (SELECT key FROM assignments WHERE rep IN ({marks})) "
+                    f"OR EXISTS (SELECT 1 FROM json_each(decisions.data, '$.influencers') WHERE value IN ({marks}))) "
+                    "AND (json_extract(data, '$.due_at') IS NULL OR json_extract(data, '$.due_at') > ?)"
+                )
+                total += self._conn.execute(sql, [when, *chunk, *chunk, *chunk, when]).rowcount
+        return total
+
+    def get(self, key: str) -> DecisionRow | None:
+        return self.get_many([key]).get(key)
+
+    @_guarded
+    def history(self, key: str, *, limit: int | None = None) -> list[DecisionChange]:
+        """The changes of one key's decision, oldest first (the latest ``limit`` of them when given)."""
+        sql = "SELECT * FROM decision_history WHERE key = ? ORDER BY seq DESC"
+        params: list[Any] = [key]
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        rows = [_change(r) for r in self.db.query(sql, params)]
+        rows.reverse()
+        return rows
+
+    @_guarded
+    def set_assignments(self, rows: Iterable[AssignmentRow]) -> None:
+        """Store sticky owners (replacing a key's previous one)."""
+        with self.transaction():
+            self.db.table("assignments").upsert_all(
+                (
+                    {
+                        "key": r.key,
+                        "rep": r.rep,
+                        "team": r.team,
+                        "assigned_at": _ts(r.assigned_at),
+                        "reason": r.reason,
+                        "run_id": r.run_id,
+                    }
+                    for r in rows
+                ),
+                pk="key",
+                batch_size=_BATCH,
+            )
+
+    @_guarded
+    def clear_assignment(self, key: str) -> None:
+        with self.transaction():
+            self._conn.execute("DELETE FROM assignments WHERE key = ?", (key,))
+
+    @_guarded
+    def assignments(self, keys: Iterable[str]) -> dict[str, AssignmentRow]:
+        found: dict[str, AssignmentRow] = {}
+        for chunk in _batched(keys):
+            marks = ",".join("?" * len(chunk))
+            for r in self.db.query(f"SELECT * FROM assignments WHERE key IN ({marks})", chunk):
+                found[r["key"]] = AssignmentRow(
+                    r["key"], r["rep"], r["team"], _dt(r["assigned_at"]), r["reason"], r["run_id"]
+                )
+        return found
+
+    def assignment(self, key: str) -> AssignmentRow | None:
+        return self.assignments([key]).get(key)
+
+    @_guarded
+    def assignment_counts(self) -> dict[str, int]:
+        """Rep -> number of keys assigned to them (for capacity rules)."""
+        return {
+            r["rep"]: r["n"] for r in self.db.query("SELECT rep, count(*) AS n FROM assignments GROUP BY rep")
+        }
+
+    @_guarded
+    def assignments_since(self, since: datetime, *, limit: int = 100) -> tuple[int, list[AssignmentRow]]:
+        """How many sticky owners were assigned at or after ``since``, and the latest ``limit`` of them
+        (the status page's assignments of the last day)."""
+        where = "FROM assignments WHERE assigned_at >= ?"
+        total = self._conn.execute(f"SELECT count(*) {where}", (_ts(since),)).fetchone()[0]
+        rows = self.db.query(f"SELECT * {where} ORDER BY assigned_at DESC, key LIMIT ?", [_ts(since), limit])
+        return int(total), [
+            AssignmentRow(r["key"], r["rep"], r["team"], _dt(r["assigned_at"]), r["reason"], r["run_id"])
+            for r in rows
+        ]
+
+    @_guarded
+    def owner_counts(self) -> dict[str, int]:
+        """Decided owner (rep or queue) -> number of persons and accounts whose current decision names them."""
+        sql = "SELECT owner, count(*) FROM decisions WHERE owner IS NOT NULL GROUP BY owner"
+        return {str(owner): int(n) for owner, n in self._conn.execute(sql)}
+
+    @_guarded
+    def round_robin_state(self, pool: str) -> dict[str, Any] | None:
+        row = self._conn.execute("SELECT state FROM round_robin WHERE pool = ?", (pool,)).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    @_guarded
+    def set_round_robin_state(self, pool: str, state: Mapping[str, Any]) -> None:
+        with self.transaction():
+            self.db.table("round_robin").upsert(
+                {"pool": pool, "state": _dumps(dict(state)), "updated_at": self._now()}, pk="pool"
+            )
+
+    @_guarded
+    def add_daily_count(self, rep: str, day: date, n: int = 1) -> int:
+        """Count ``n`` more assignments for a rep on a (UTC) day; returns the day's new total."""
+        with self.transaction():
+            self._conn.execute(
+                "INSERT INTO rep_daily (rep, day, count) VALUES (?, ?, ?) "
+                "ON CONFLICT (rep, day) DO UPDATE SET count = count + excluded.count",
+                (rep, day.isoformat(), n),
+            )
+            row = self._conn.execute(
+                "SELECT count FROM rep_daily WHERE rep = ? AND day = ?", (rep, day.isoformat())
+            ).fetchone()
+        return int(row[0])
+
+    @_guarded
+    def daily_counts(self, day: date) -> dict[str, int]:
+        """Rep -> assignments counted on that day."""
+        sql = "SELECT rep, count FROM rep_daily WHERE day = ?"
+        return {r["rep"]: r["count"] for r in self.db.query(sql, [day.isoformat()])}

@@ -1,0 +1,260 @@
+"""The outbox: intents written before each push and confirmed after, and the writes syncd made (echoes)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from typing import Any
+
+from syncd.core.types import (
+    Intent,
+    LinkRow,
+    WriteRow,
+)
+from syncd.errors import LedgerError
+from syncd.ledger.connection import Connection
+from syncd.ledger.identity import Identity
+from syncd.ledger.rows import (
+    _BATCH,
+    _batched,
+    _check_system,
+    _dt,
+    _dumps,
+    _intent,
+    _ts,
+)
+from syncd.ledger.schema import INTENT_STATES
+from syncd.ledger.store import Store, _guarded
+
+log = logging.getLogger(__name__)
+
+
+class Outbox(Store):
+    """The outbox: intents written before each push and confirmed after, and the writes syncd made (echoes)."""
+
+    def __init__(self, connection: Connection, *, identity: Identity) -> None:
+        super().__init__(connection)
+        # Confirming a create links the new record to its key, in the same transaction.
+        self._identity = identity
+
+    @_guarded
+    def add_intents(self, intents: Iterable[Intent], *, run_id: str) -> list[Intent]:
+        """Write intents (state pending) before pushing them; returns them as stored."""
+        now = self._now()
+        stored: list[Intent] = []
+        with self.transaction():
+            for chunk in _batched(intents):
+                rows = []
+                for intent in chunk:
+                    _check_system(intent.system)
+                    if (intent.record_id is None) == (intent.create_key is None):
+                        raise ValueError(f"intent {intent.id}: give exactly one of record_id and create_key")
+                    at = _dt(now)
+                    stored.append(
+                        replace(
+                            intent,
+                            run_id=run_id,
+                            state="pending",
+                            attempts=0,
+                            error=None,
+                            result_id=None,
+                            created_at=at,
+                            updated_at=at,
+                        )
+                    )
+                    rows.append(
+                        {
+                            "id": intent.id,
+                            "run_id": run_id,
+                            "key": intent.key,
+                            "system": intent.system,
+                            "object": intent.object,
+                            "record_id": intent.record_id,
+                            "create_key": intent.create_key,
+                            "fields": _dumps(dict(intent.fields)),
+                            "reason": intent.reason,
+                            "state": "pending",
+                            "attempts": 0,
+                            "created_at": now,
+                            "updated_at": now,
+                        }
+                    )
+                self.db.table("outbox").insert_all(rows, batch_size=_BATCH)
+        return stored
+
+    @_guarded
+    def mark_sent(self, ids: Iterable[str]) -> int:
+        """Mark intents as being pushed now (one more attempt each); returns how many were open."""
+        now = self._now()
+        count = 0
+        with self.transaction():
+            for chunk in _batched(ids):
+                cursor = self._conn.executemany(
+                    "UPDATE outbox SET state = 'sent', attempts = attempts + 1, updated_at = ? "
+                    "WHERE id = ? AND state IN ('pending', 'sent')",
+                    [(now, i) for i in chunk],
+                )
+                count += cursor.rowcount
+        return count
+
+    @_guarded
+    def confirm(self, results: Mapping[str, str | None]) -> int:
+        """Mark intents as applied: intent id -> id of the record written (``None``: the intent's own id).
+
+        In the same transaction, records each written field in ``writes`` (for echo suppression) and links
+        a created record to the intent's key. Confirming twice is harmless; returns how many changed state.
+        """
+        now = self._now()
+        count = 0
+        with self.transaction():
+            for chunk in _batched(results.items()):
+                ids = [i for i, _ in chunk]
+                marks = ",".join("?" * len(ids))
+                open_rows = {
+                    r["id"]: r
+                    for r in self.db.query(
+                        f"SELECT * FROM outbox WHERE id IN ({marks}) AND state IN ('pending', 'sent')", ids
+                    )
+                }
+                writes = []
+                links = []
+                for intent_id, result_id in chunk:
+                    row = open_rows.get(intent_id)
+                    if row is None:
+                        continue
+                    record_id = result_id or row["record_id"]
+                    if record_id is None:
+                        raise LedgerError(f"intent {intent_id} creates a record: confirm it with the new id")
+                    self._conn.execute(
+                        "UPDATE outbox SET state = 'confirmed', result_id = ?, error = NULL, updated_at = ? "
+                        "WHERE id = ?",
+                        (record_id, now, intent_id),
+                    )
+                    count += 1
+                    for name, value in json.loads(row["fields"]).items():
+                        writes.append(
+                            {
+                                "system": row["system"],
+                                "object": row["object"],
+                                "record_id": record_id,
+                                "field": name,
+                                "value": _dumps(value),
+                                "at": now,
+                                "run_id": row["run_id"],
+                                "intent_id": intent_id,
+                            }
+                        )
+                    if row["create_key"] is not None and row["key"] is not None:
+                        links.append(
+                            LinkRow(
+                                row["key"],
+                                row["system"],
+                                row["object"],
+                                record_id,
+                                "created",
+                                run_id=row["run_id"],
+                            )
+                        )
+                if writes:
+                    self.db.table("writes").upsert_all(
+                        writes, pk=("system", "object", "record_id", "field"), batch_size=_BATCH
+                    )
+                if links:
+                    self._identity.add_links(links)
+        return count
+
+    @_guarded
+    def fail(self, errors: Mapping[str, str]) -> int:
+        """Mark intents as rejected for good: intent id -> the error; returns how many changed state."""
+        now = self._now()
+        with self.transaction():
+            cursor = self._conn.executemany(
+                "UPDATE outbox SET state = 'failed', error = ?, updated_at = ? "
+                "WHERE id = ? AND state IN ('pending', 'sent')",
+                [(error, now, intent_id) for intent_id, error in errors.items()],
+            )
+        return cursor.rowcount
+
+    @_guarded
+    def unfinished(self, *, system: str | None = None) -> list[Intent]:
+        """Intents pending or sent but not confirmed (a killed run's), in the order they were written."""
+        sql = "SELECT * FROM outbox WHERE state IN ('pending', 'sent')"
+        params: list[Any] = []
+        if system is not None:
+            sql += " AND system = ?"
+            params.append(system)
+        return [_intent(r) for r in self.db.query(sql + " ORDER BY rowid", params)]
+
+    @_guarded
+    def intents(
+        self, *, key: str | None = None, run_id: str | None = None, limit: int | None = None
+    ) -> list[Intent]:
+        """Intents of one key and/or one run, newest first."""
+        clauses, params = [], []
+        if key is not None:
+            clauses.append("key = ?")
+            params.append(key)
+        if run_id is not None:
+            clauses.append("run_id = ?")
+            params.append(run_id)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = f"SELECT * FROM outbox{where} ORDER BY rowid DESC"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [_intent(r) for r in self.db.query(sql, params)]
+
+    @_guarded
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(INTENT_STATES, 0)
+        for r in self.db.query("SELECT state, count(*) AS n FROM outbox GROUP BY state"):
+            counts[r["state"]] = r["n"]
+        return counts
+
+    @_guarded
+    def record_writes(self, rows: Iterable[WriteRow]) -> None:
+        """Remember values syncd wrote outside the outbox (``confirm`` records its own)."""
+        with self.transaction():
+            self.db.table("writes").upsert_all(
+                (
+                    {
+                        "system": w.system,
+                        "object": w.object,
+                        "record_id": w.record_id,
+                        "field": w.field,
+                        "value": _dumps(w.value),
+                        "at": _ts(w.at),
+                        "run_id": w.run_id,
+                        "intent_id": w.intent_id,
+                    }
+                    for w in rows
+                ),
+                pk=("system", "object", "record_id", "field"),
+                batch_size=_BATCH,
+            )
+
+    @_guarded
+    def last_writes(
+        self, system: str, object: str, record_ids: Iterable[str]
+    ) -> dict[tuple[str, str], WriteRow]:
+        """(record id, field) -> what syncd last wrote there, for the given records."""
+        found: dict[tuple[str, str], WriteRow] = {}
+        for chunk in _batched(record_ids):
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT * FROM writes WHERE system = ? AND object = ? AND record_id IN ({marks})"
+            for r in self.db.query(sql, [system, object, *chunk]):
+                found[(r["record_id"], r["field"])] = WriteRow(
+                    r["system"],
+                    r["object"],
+                    r["record_id"],
+                    r["field"],
+                    json.loads(r["value"]),
+                    _dt(r["at"]),
+                    r["run_id"],
+                    r["intent_id"],
+                )
+        return found
+
+    def last_write(self, system: str, object: str, record_id: str, field: str) -> WriteRow | None:
+        return self.last_writes(system, object, [record_id]).get((record_id, field))

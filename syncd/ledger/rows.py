@@ -1,0 +1,199 @@
+"""The ledger's edge between values and rows: time and JSON encodings, batching, and row -> value conversions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from itertools import islice
+from typing import Any, TypeVar
+
+from syncd.core.types import (
+    DecisionChange,
+    DecisionRow,
+    Intent,
+    LinkRow,
+    OverrideRow,
+    QuarantineRow,
+    RecordRow,
+    RunRow,
+)
+from syncd.ledger.schema import SYSTEMS
+
+T = TypeVar("T")
+
+_RECORD_PK = ("system", "object", "id")
+# Rows per statement batch: well under SQLite's 32,766 bound variables for the widest table.
+_BATCH = 500
+_KEY_PREFIX = {"person": "p:", "account": "a:"}
+
+
+def utc_now() -> datetime:
+    """The current time, aware UTC: the ledger's default clock."""
+    return datetime.now(UTC)
+
+
+def _ts(value: datetime) -> str:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value.isoformat()} given to the ledger; use an aware UTC datetime")
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _ts_opt(value: datetime | None) -> str | None:
+    return None if value is None else _ts(value)
+
+
+def _dt(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _dt_opt(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _hash_text(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def _norm(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip().lower()
+    return value or None
+
+
+def _batched(items: Iterable[T], size: int = _BATCH) -> Iterator[list[T]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _check_system(system: str) -> None:
+    if system not in SYSTEMS:
+        raise ValueError(f"unknown system {system!r}; expected one of {', '.join(SYSTEMS)}")
+
+
+def _record(r: Mapping[str, Any]) -> RecordRow:
+    return RecordRow(
+        system=r["system"],
+        object=r["object"],
+        id=r["id"],
+        data=json.loads(r["data"]),
+        modified_at=_dt_opt(r["modified_at"]),
+        deleted=bool(r["deleted"]),
+        email=r["email"],
+        domain=r["domain"],
+        hash=r["hash"],
+        dirty=bool(r["dirty"]),
+        seen_run=r["seen_run"],
+        seen_at=_dt(r["seen_at"]),
+    )
+
+
+def _link(r: Mapping[str, Any]) -> LinkRow:
+    return LinkRow(r["key"], r["system"], r["object"], r["id"], r["how"], _dt(r["linked_at"]), r["run_id"])
+
+
+def _run(r: Mapping[str, Any]) -> RunRow:
+    return RunRow(
+        id=r["id"],
+        kind=r["kind"],
+        started_at=_dt(r["started_at"]),
+        finished_at=_dt_opt(r["finished_at"]),
+        status=r["status"],
+        counters=json.loads(r["counters"]),
+        error=r["error"],
+        pid=r["pid"],
+    )
+
+
+def _decision(r: Mapping[str, Any]) -> DecisionRow:
+    return DecisionRow(
+        key=r["key"],
+        digest=r["digest"],
+        trace=json.loads(r["trace"]),
+        decided_at=_dt(r["decided_at"]),
+        stage=r["stage"],
+        score=r["score"],
+        owner=r["owner"],
+        team=r["team"],
+        data=json.loads(r["data"]),
+        run_id=r["run_id"],
+    )
+
+
+def _change(r: Mapping[str, Any]) -> DecisionChange:
+    return DecisionChange(
+        seq=r["seq"],
+        key=r["key"],
+        at=_dt(r["at"]),
+        run_id=r["run_id"],
+        stage=r["stage"],
+        score=r["score"],
+        owner=r["owner"],
+        team=r["team"],
+        prev_stage=r["prev_stage"],
+        prev_score=r["prev_score"],
+        prev_owner=r["prev_owner"],
+        prev_team=r["prev_team"],
+        digest=r["digest"],
+        trace=json.loads(r["trace"]),
+    )
+
+
+def _intent(r: Mapping[str, Any]) -> Intent:
+    return Intent(
+        system=r["system"],
+        object=r["object"],
+        fields=json.loads(r["fields"]),
+        reason=r["reason"],
+        record_id=r["record_id"],
+        create_key=r["create_key"],
+        key=r["key"],
+        id=r["id"],
+        run_id=r["run_id"],
+        state=r["state"],
+        attempts=r["attempts"],
+        error=r["error"],
+        result_id=r["result_id"],
+        created_at=_dt(r["created_at"]),
+        updated_at=_dt(r["updated_at"]),
+    )
+
+
+def _override(r: Mapping[str, Any]) -> OverrideRow:
+    return OverrideRow(
+        key=r["key"],
+        system=r["system"],
+        object=r["object"],
+        record_id=r["record_id"],
+        rep=r["rep"],
+        seen_at=_dt(r["seen_at"]),
+        honoured_until=_dt(r["honoured_until"]),
+        field=r["field"],
+        previous=r["previous"],
+        changed_by=r["changed_by"],
+        run_id=r["run_id"],
+        seq=r["seq"],
+    )
+
+
+def _quarantine(r: Mapping[str, Any]) -> QuarantineRow:
+    return QuarantineRow(
+        system=r["system"],
+        object=r["object"],
+        record_id=r["record_id"],
+        reason=r["reason"],
+        attempts=r["attempts"],
+        first_seen_at=_dt(r["first_seen_at"]),
+        last_attempt_at=_dt(r["last_attempt_at"]),
+        next_attempt_at=_dt(r["next_attempt_at"]),
+        reported=bool(r["reported"]),
+        key=r["key"],
+        run_id=r["run_id"],
+    )
