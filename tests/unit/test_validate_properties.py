@@ -23,10 +23,10 @@ from engine_helpers import NOW, RULES, account, person
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from syncd import cycle as cycle_module
 from syncd.core.engine import decide
 from syncd.core.rules import check_directory
 from syncd.core.types import Assignment, LedgerView, Override, PersonView
+from syncd.cycle.decide import _Decide
 
 SHIPPED = Path(__file__).resolve().parents[2] / "mappings"
 
@@ -200,15 +200,15 @@ ACCOUNTS = [
 
 def cycle_due_times(ruleset: Any, decisions: Any, overrides: set[str]) -> None:
     """The cycle's own arithmetic on the rules' durations: a detected override's honoured window
-    (``now + respect_days``) and each decision's due time (``_decision_rows``: SLA deadline, hold, override)."""
+    (``now + respect_days``, syncd.cycle.pull) and each decision's due time (SLA deadline, hold, override:
+    ``_decision_rows`` of syncd.cycle.decide, called on a stand-in for the run)."""
     honoured_until = NOW + timedelta(days=ruleset.policy.override_days)
+    active = {k: SimpleNamespace(honoured_until=honoured_until) for k in overrides}
     ledger = SimpleNamespace(
-        active_overrides=lambda keys, now=None: {
-            k: SimpleNamespace(honoured_until=honoured_until) for k in keys if k in overrides
-        }
+        overrides=SimpleNamespace(active=lambda keys, now=None: {k: active[k] for k in keys if k in active})
     )
     run = SimpleNamespace(ledger=ledger, now=NOW, rules=ruleset, run_id="r1")
-    rows = cycle_module._Run._decision_rows(run, decisions, {})  # type: ignore[arg-type]
+    rows = _Decide._decision_rows(run, decisions, {})  # type: ignore[arg-type]
     assert len(rows) == len(decisions)
 
 
