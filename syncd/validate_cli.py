@@ -38,11 +38,11 @@ def rules_directory_of(config_path: Path) -> Path:
 
 
 @click.command("validate")
-@click.argument("directory", required=False, type=click.Path(path_type=Path, file_okay=False))
+@click.argument("directory", required=False, type=click.Path(path_type=Path))
 @click.option(
     "--config",
     "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     default=None,
     envvar="SYNCD_CONFIG",
     help="Validate the rules directory this configuration file names ([rules] directory).",

@@ -642,7 +642,9 @@ def test_missing_file_is_named(rules_dir: Path) -> None:
 
 
 def test_not_a_directory(tmp_path: Path) -> None:
-    assert errors_of(tmp_path / "nope") == [f"{tmp_path / 'nope'}: not a directory"]
+    assert errors_of(tmp_path / "nope") == [f"{tmp_path / 'nope'}: no such directory"]
+    (tmp_path / "file").write_text("")
+    assert errors_of(tmp_path / "file") == [f"{tmp_path / 'file'}: not a directory"]
 
 
 # ------------------------------------------------------------------------------------------------- warnings

@@ -1107,3 +1107,24 @@ def test_a_line_stays_short_when_every_part_of_it_is_long(rules_dir: Path) -> No
     errors = [line for line in lines if line.startswith("error: ")]
     assert len(errors) == 1
     assert len(errors[0]) - len(str(rules_dir)) <= 300, errors[0]
+
+
+@pytest.mark.parametrize(
+    ("directory", "message"),
+    [
+        pytest.param("nope", "no such directory", id="missing"),
+        pytest.param("config.toml", "not a directory", id="a-file"),
+        pytest.param("d" * 5000, "no such directory", id="name-too-long"),
+    ],
+)
+def test_validate_config_naming_a_bad_directory_is_one_line(
+    tmp_path: Path, directory: str, message: str
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'[rules]\ndirectory = "{directory}"\n')
+    result = CliRunner().invoke(cli, ["validate", "--config", str(config)])
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.exit_code == 2
+    lines = result.output.splitlines()
+    assert lines[0].startswith("error: ") and lines[0].endswith(f": {message}")
+    assert all(len(line) <= MAX_LINE_CHARS for line in lines)

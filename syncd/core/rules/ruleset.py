@@ -103,10 +103,11 @@ def check_directory(directory: Path) -> tuple[RuleSet | None, Problems]:
     base = str(directory)
     try:
         is_dir = directory.is_dir()
-    except OSError:
-        is_dir = False
+        exists = is_dir or os.path.lexists(directory)
+    except (OSError, ValueError):
+        is_dir = exists = False
     if not is_dir:
-        problems.error(base, "", "", "not a directory")
+        problems.error(base, "", "", "not a directory" if exists else "no such directory")
         return None, problems
     models: dict[str, Any] = {}
     texts: dict[str, set[str]] = {}
