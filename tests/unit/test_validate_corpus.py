@@ -181,6 +181,30 @@ CASES: list[Case] = [
         "roster.toml",
         replace("roster.toml", '"owen.price@northwind.example"', '"' + "o" * 9_000 + '@northwind.example"'),
     ),
+    Case("integer-of-5000-digits", "policy.toml", append("policy.toml", "[x]\nbig = " + "9" * 5000)),
+    Case("float-overflowing-to-inf", "policy.toml", replace("policy.toml", "hours = 72", "hours = 1e999")),
+    Case(
+        "time-zone-name-too-long",
+        "roster.toml",
+        replace(
+            "roster.toml",
+            REP_NORA,
+            REP_NORA[:-2]
+            + ', working_hours = { timezone = "'
+            + "A" * 9000
+            + '", start = "09:00", end = "17:00" } }',
+        ),
+    ),
+    Case(
+        "time-zone-path",
+        "roster.toml",
+        replace(
+            "roster.toml",
+            REP_NORA,
+            REP_NORA[:-2]
+            + ', working_hours = { timezone = "../../etc/passwd", start = "09:00", end = "17:00" } }',
+        ),
+    ),
     Case("deep-arrays-3000", "policy.toml", append("policy.toml", nested_arrays(3000))),
     Case(
         "deep-inline-tables-3000",

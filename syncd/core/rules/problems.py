@@ -248,6 +248,10 @@ def read_toml(path: Path, display: str, problems: Problems) -> tuple[dict[str, A
     except RecursionError:
         problems.error(display, "", "", f"nested too deeply (at most {MAX_DEPTH} levels of tables and lists)")
         return None, raw
+    except (ValueError, OverflowError) as exc:
+        # tomllib lets Python's own limits through, e.g. an integer of more than 4,300 digits.
+        problems.error(display, "", "", f"invalid TOML: {clip(str(exc), 120)}")
+        return None, raw
     bad = _first_unusable(data)
     if bad is not None:
         loc, message = bad

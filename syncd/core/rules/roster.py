@@ -187,7 +187,7 @@ def build_roster(model: RosterFileModel, display: str, problems: Problems) -> Ro
             wh = rm.working_hours
             try:
                 zone = ZoneInfo(wh.timezone)
-            except (ZoneInfoNotFoundError, ValueError):
+            except (ZoneInfoNotFoundError, ValueError, OSError):
                 problems.error(
                     display,
                     where,
