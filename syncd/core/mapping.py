@@ -708,6 +708,7 @@ def build_mapping(
         elif lf.source != "engine":
             problems.error(display, named("field", name), "source", 'must be "engine": the engine decides it')
 
+    unmapped_warned: set[tuple[str, tuple[str, ...]]] = set()
     for map_name, vm in value_maps.items():
         where = named("value map", map_name)
         users = used_maps.get(map_name, [])
@@ -725,15 +726,19 @@ def build_mapping(
                         f'unknown stage "{clip(logical)}"' + did_you_mean(logical, stages) + STAGES_HINT,
                         ref=("stage", logical),
                     )
-            for stage in stages:
-                if stage not in vm.write:
-                    problems.error(
-                        display,
-                        where,
-                        "write",
-                        f'no value for stage "{clip(stage)}"',
-                        ref=("stage without value", stage),
-                    )
+            unmapped = [stage for stage in stages if stage not in vm.write]
+            if len(unmapped) == 1:
+                problems.error(
+                    display,
+                    where,
+                    "write",
+                    f'no value for stage "{clip(unmapped[0])}"',
+                    ref=("stage without value", unmapped[0]),
+                )
+            elif unmapped:
+                listed = ", ".join(f'"{clip(stage, 40)}"' for stage in unmapped[:6])
+                more = ", …" if len(unmapped) > 6 else ""
+                problems.error(display, where, "write", f"no value for stages {listed}{more}")
             for system_value, logical in model.value_maps[map_name].read.items():
                 if logical not in stages:
                     problems.error(
@@ -754,6 +759,7 @@ def build_mapping(
                         f"write.{logical}",
                         f'"{clip(system_value)}" is not a value of '
                         f"{binding.object}.{binding.field}" + did_you_mean(system_value, used_spec.picklist),
+                        ref=("picklist value", f"{map_name}\0{system_value}"),
                     )
             for system_value in model.value_maps[map_name].read:
                 if system_value not in used_spec.picklist:
@@ -763,6 +769,7 @@ def build_mapping(
                         f"read.{system_value}",
                         f'"{clip(system_value)}" is not a value of '
                         f"{binding.object}.{binding.field}" + did_you_mean(system_value, used_spec.picklist),
+                        ref=("picklist value", f"{map_name}\0{system_value}"),
                     )
             ignored = set(model.value_maps[map_name].ignore)
             for system_value in sorted(ignored):
@@ -773,9 +780,12 @@ def build_mapping(
                         "ignore",
                         f'"{clip(system_value)}" is not a value of '
                         f"{binding.object}.{binding.field}" + did_you_mean(system_value, used_spec.picklist),
+                        ref=("picklist value", f"{map_name}\0{system_value}"),
                     )
             missing = [v for v in used_spec.picklist if v not in vm.read and v not in ignored]
-            if missing:
+            # A map used by several objects with the same picklist (contacts and companies) warns once.
+            if missing and (map_name, tuple(missing)) not in unmapped_warned:
+                unmapped_warned.add((map_name, tuple(missing)))
                 problems.warning(
                     display,
                     where,

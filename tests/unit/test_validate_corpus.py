@@ -205,6 +205,47 @@ CASES: list[Case] = [
             + ', working_hours = { timezone = "../../etc/passwd", start = "09:00", end = "17:00" } }',
         ),
     ),
+    # ----------------------------------------------------------------------------- found by fuzzing the shipped set
+    Case(
+        "pool-team-unknown",
+        "routing.toml",
+        replace("routing.toml", 'name = "sdr"\nteam = "sales"', 'name = "sdr"\nteam = "customer"'),
+    ),
+    Case(
+        "value-map-of-two-objects-wrong-value",
+        "fields.toml",
+        replace(
+            "fields.toml", 'marketing_qualified = "marketingqualifiedlead"', 'marketing_qualified = "mql"'
+        ),
+    ),
+    Case(
+        "stages-header-inside-backward-move",
+        "lifecycle.toml",
+        replace(
+            "lifecycle.toml",
+            'name = "Recycle disqualified leads"\n',
+            'name = "Recycle disqualified leads"\n[[stages]]\n',
+        ),
+    ),
+    Case(
+        "backward-header-inside-stage",
+        "lifecycle.toml",
+        replace("lifecycle.toml", 'name = "opportunity"\n', 'name = "opportunity"\n[[backward]]\n'),
+    ),
+    Case(
+        "pools-header-inside-rule",
+        "routing.toml",
+        replace("routing.toml", 'name = "AE North America"\n', 'name = "AE North America"\n[[pools]]\n'),
+    ),
+    Case(
+        "value-map-write-emptied",
+        "fields.toml",
+        replace(
+            "fields.toml",
+            'write = { lead = "Nurturing", marketing_qualified = "Open - Not Contacted", sales_qualified = "Working - Contacted", opportunity = "Working - Contacted", customer = "Working - Contacted" }',
+            "write = {}",
+        ),
+    ),
     Case("deep-arrays-3000", "policy.toml", append("policy.toml", nested_arrays(3000))),
     Case(
         "deep-inline-tables-3000",

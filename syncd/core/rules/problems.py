@@ -50,6 +50,7 @@ MAX_TEXT = 10_000  # characters in one text value or key
 ECHO_CHARS = 80
 PART_CHARS = 200
 NAME_CHARS = 100
+MAX_SCHEMA_LINES = 3
 
 # Control characters (and the bidirectional overrides) would break a line or hide text: shown escaped.
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
@@ -291,9 +292,20 @@ def parse_model(model: type[M], data: dict[str, Any], display: str, problems: Pr
     try:
         return model.model_validate(data)
     except ValidationError as exc:
+        # At most MAX_SCHEMA_LINES lines per file: one misplaced [[header]] breaks two items at once, with
+        # every key of both wrong, and is still one mistake. The rest is counted on the last line.
+        found = []
         for err in exc.errors():
             where, key = locate(data, err["loc"])
-            problems.error(display, where, key, describe(err, model_fields_at(model, err["loc"])))
+            found.append((where, key, describe(err, model_fields_at(model, err["loc"]))))
+        shown = found if len(found) <= MAX_SCHEMA_LINES else found[: MAX_SCHEMA_LINES - 1]
+        for where, key, message in shown:
+            problems.error(display, where, key, message)
+        if len(shown) < len(found):
+            rest = len(found) - len(shown)
+            missing = sum(1 for _, _, m in found if m == "is required")
+            hint = ": is a [[table]] header misplaced?" if missing >= 2 else ""
+            problems.error(display, "", "", f"and {rest} more problems in this file{hint}")
         return None
 
 

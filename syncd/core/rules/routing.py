@@ -194,7 +194,8 @@ def build_routing(
         if pm.name in pools:
             problems.error(display, where, "name", "declared twice")
             continue
-        if roster is not None and pm.team not in teams:
+        team_known = roster is None or pm.team in teams
+        if not team_known:
             problems.error(
                 display,
                 where,
@@ -216,7 +217,7 @@ def build_routing(
                         f'"{clip(m)}" is not on the roster' + did_you_mean(m, roster.reps),
                         ref=("rep", m),
                     )
-                elif rep.team != pm.team:
+                elif rep.team != pm.team and team_known:
                     problems.error(
                         display,
                         where,
