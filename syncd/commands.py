@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.console import Console
 
 from syncd.config import Config, LedgerConfig, load_config
 from syncd.core.plan import KINDS
@@ -34,6 +35,7 @@ from syncd.errors import ConfigError, LedgerError, LockedError, MappingError
 from syncd.ledger import Ledger, utc_now
 from syncd.progress import Progress
 from syncd.reports.fmt import duration, num, render, table
+from syncd.reports.plan import PlanReport
 from syncd.reports.progress_render import ProgressBar
 
 __all__ = ["explain", "once", "plan", "status"]
@@ -155,58 +157,70 @@ def once(ctx: click.Context, config_path: Path) -> None:
 # ------------------------------------------------------------------------------------------------ plan
 
 
-def plan_json(report: CycleReport) -> dict[str, Any]:
-    body = report.tally.to_json()
-    body.update(
-        {
-            "run_id": report.run_id,
-            "decided": dict(report.decided),
-            "pulled": dict(report.pulled),
-            "replayed": report.replayed,
-        }
+def plan_report(
+    report: CycleReport,
+    rules: RuleSet,
+    live: RuleSet,
+    loads: Mapping[str, int],
+    *,
+    rules_dir: str,
+    on_copy: bool,
+) -> PlanReport:
+    """The plan's content: the dry run's writes and ownership moves, with each owner's load and cap."""
+    reps = rules.roster.reps
+    return PlanReport(
+        tally=report.tally,
+        impact=report.impact,
+        loads=loads,
+        caps={key: rep.daily_cap for key, rep in reps.items()},
+        teams={key: rep.team for key, rep in reps.items()},
+        rules_dir=rules_dir,
+        digest=rules.digest,
+        live_digest=live.digest,
+        decided=dict(report.decided),
+        pulled=dict(report.pulled),
+        api_calls=dict(report.api_calls),
+        replayed=report.replayed,
+        on_copy=on_copy,
+        run_id=report.run_id or "",
     )
-    return body
-
-
-def plan_text(report: CycleReport, *, reps: int = 5) -> str:
-    data = report.tally.to_json()
-    lines = [
-        f"Plan {report.run_id}: what the next cycle would change. Nothing was written to either system.",
-        f"Decided {num(report.decided.get('person', 0))} persons and "
-        f"{num(report.decided.get('account', 0))} accounts from {num(report.pulled.get('salesforce', 0))} "
-        f"Salesforce and {num(report.pulled.get('hubspot', 0))} HubSpot records pulled.",
-    ]
-    if report.replayed:
-        lines.append(f"Includes {num(report.replayed)} writes an earlier run left unconfirmed.")
-    if not data["groups"]:
-        lines += ["", "Nothing to change: both systems already agree with the rules."]
-        return "\n".join(lines)
-    for system in SYSTEMS:
-        groups = [g for g in data["groups"] if g["system"] == system]
-        if not groups:
-            continue
-        lines += ["", f"{_LABEL[system]}:"]
-        for g in sorted(groups, key=lambda g: _CHANGE_ROWS.index(g["action"])):
-            by_rep = list(g["by_rep"].items())
-            shown = ", ".join(f"{rep} {num(n)}" for rep, n in by_rep[:reps])
-            more = f", {num(len(by_rep) - reps)} more reps" if len(by_rep) > reps else ""
-            lines.append(f"  {g['action']:<7} {num(g['count']):>7} records   by owner: {shown}{more}")
-            lines += [f"            e.g. {s}" for s in g["samples"]]
-    return "\n".join(lines)
 
 
 @click.command()
 @config_option
+@click.option(
+    "--rules",
+    "rules_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Plan the rules in this directory (a candidate) instead of the config's; validated first.",
+)
+@click.option(
+    "--pull",
+    is_flag=True,
+    help="Pull both systems first, as `syncd once` would. Without it the plan uses the last synced state "
+    "in the ledger and makes no API call.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (for tools and CI).")
-@click.option("--reps", default=5, show_default=True, help="Reps to list per group.")
+@click.option("--reps", default=15, show_default=True, help="Owners to list in the table.")
 @click.pass_context
-def plan(ctx: click.Context, config_path: Path, as_json: bool, reps: int) -> None:
-    """Show what a cycle would change now, grouped by system, action and rep; writes nothing.
+def plan(
+    ctx: click.Context, config_path: Path, rules_dir: Path | None, pull: bool, as_json: bool, reps: int
+) -> None:
+    """Show what the next cycle would change under the rules on disk (or a candidate, --rules DIR).
 
-    Pulls and decides exactly as `syncd once` would, then undoes everything in the ledger (only the
-    run is recorded) and pushes nothing, so the next `syncd once` changes what this plan shows.
+    Decides from the ledger's last synced state, with no API call (--pull refreshes first), then undoes
+    everything in the ledger (only the run is recorded) and pushes nothing: per system and action, per owner
+    (gained, lost, net, resulting load against the daily cap), per rule and team, with sample records.
+    Exits 3 when the next cycle would write something, 0 when nothing would change: CI can gate a rules
+    change on it.
     """
-    config, rules = _setup(config_path)
+    config, live = _setup(config_path)
+    rules = live
+    if rules_dir is not None:
+        if not rules_dir.is_dir():
+            raise CommandError(f"--rules {rules_dir}: no such directory")
+        rules = load_ruleset(rules_dir)
     with tempfile.TemporaryDirectory(prefix="syncd-plan-") as tmp:
         try:
             cycle = SyncCycle.from_config(config, clock=_clock(ctx))
@@ -220,15 +234,19 @@ def plan(ctx: click.Context, config_path: Path, as_json: bool, reps: int) -> Non
             )
             on_copy = True
         with cycle, _progress_bar() as progress:
-            report = cycle.run(rules, dry_run=True, progress=progress)
+            synced = bool(cycle.ledger.records.counts())
+            if not pull and not synced:
+                click.echo("The ledger holds no synced state yet: pulling both systems first.", err=True)
+            loads = cycle.ledger.decisions.owner_counts()
+            report = cycle.run(rules, dry_run=True, pull=pull or not synced, progress=progress)
+    body = plan_report(
+        report, rules, live, loads, rules_dir=str(rules_dir or config.rules.directory), on_copy=on_copy
+    )
     if as_json:
-        body = plan_json(report)
-        body["on_ledger_copy"] = on_copy
-        click.echo(json.dumps(body, indent=2, sort_keys=True))
-        return
-    click.echo(plan_text(report, reps=reps))
-    if on_copy:
-        click.echo("\n(Another syncd process holds the ledger: this plan was worked out on a copy of it.)")
+        click.echo(json.dumps(body.to_json(), indent=2, sort_keys=True))
+    else:
+        body.render(Console(highlight=False, soft_wrap=False), reps=reps)
+    ctx.exit(3 if body.pending else 0)
 
 
 def snapshot_ledger(source: Path, target: Path) -> None:
@@ -275,6 +293,17 @@ def explain_text(found: KeyHistory) -> str:
             f"decision ({_when(d.decided_at)}, rules {d.digest[:12]}): stage {d.stage or '-'}{score}, "
             f"owner {d.owner or '(unchanged)'} (team {d.team or '-'}, by {data.get('rule', '-')})"
         )
+        change = data.get("rules_change")
+        if change:
+            owners = change.get("owner") or [None, None]
+            stages = change.get("stage") or [None, None]
+            lines.append(
+                f"  moved by a change of rules ({str(change.get('from', ''))[:12]} -> "
+                f"{str(change.get('to', ''))[:12]}): rule {change.get('rule', '-')!r} decided it; "
+                f"owner {owners[0] or '-'} -> {owners[1] or '-'}, stage {stages[0] or '-'} -> {stages[1] or '-'}"
+            )
+        if data.get("owner_facts"):
+            lines.append(f"  owner's roster facts then: {data['owner_facts']}")
         if data.get("influencers"):
             lines.append(f"  influencers: {', '.join(data['influencers'])}")
         if found.assignment is not None:
@@ -289,6 +318,7 @@ def explain_text(found: KeyHistory) -> str:
             lines.append(
                 f"  {_when(h.at)}  stage {h.prev_stage or '-'} -> {h.stage or '-'}, "
                 f"owner {h.prev_owner or '-'} -> {h.owner or '-'}, score {_num(h.prev_score)} -> {_num(h.score)}"
+                f"  (rules {h.digest[:12]})"
             )
     lines.append("changes syncd made:" if found.intents else "changes syncd made: none")
     for i in found.intents:

@@ -114,6 +114,19 @@ class DemoResult:
     leads_before: int = 0
     leads_after: int = 0
     example_email: str | None = None
+    what_if: WhatIf | None = None
+
+
+@dataclass
+class WhatIf:
+    """A rules change planned from the ledger after the cycles: the admin's loop, shown once."""
+
+    change: str
+    rules_dir: Path
+    owner_changes: int
+    writes: int
+    api_calls: int
+    reps: list[tuple[str, int, int]]  # owner, gained, lost
 
 
 # ------------------------------------------------------------------------------------------------ sandbox facts
@@ -427,6 +440,8 @@ def run_demo(
         result.leads_after = box.sf_store.count("Lead")
         rules = load_ruleset(cfg.rules.directory)
         result.owners_by_team = _owners_by_team(result.cycles, rules)
+        if result.cycles:
+            result.what_if = _what_if(cfg, rules_dir, work_dir)
     finally:
         box.stop()
         info_file.unlink(missing_ok=True)
@@ -434,6 +449,44 @@ def run_demo(
         result.example_email = _example_email(cfg.ledger.path)
         result.departed_kept = why_kept(cfg.ledger.path, kept)
     return result
+
+
+# The rules change the demo plans: Germany moves from the EMEA territory to North America.
+_WHAT_IF = (
+    'when = { country = ["GB", "DE", "FR", "NL", "SE", "ES", "IT", "IE", "CH"] }',
+    'when = { country = ["GB", "FR", "NL", "SE", "ES", "IT", "IE", "CH"] }',
+    'when = { country = ["US", "CA", "MX"] }',
+    'when = { country = ["US", "CA", "MX", "DE"] }',
+)
+
+
+def _what_if(cfg: Any, rules_dir: Path, work_dir: Path) -> WhatIf | None:
+    """Plan a territory change from the ledger, as an admin would with `syncd plan --rules DIR`: the
+    candidate goes in ``work_dir/candidate-rules``; None when the rules are not the shipped ones."""
+    from syncd.core.rules import load_ruleset
+    from syncd.cycle import SyncCycle
+
+    target = work_dir / "candidate-rules"
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(rules_dir, target)
+    routing = target / "routing.toml"
+    text = routing.read_text(encoding="utf-8")
+    emea_old, emea_new, na_old, na_new = _WHAT_IF
+    if emea_old not in text or na_old not in text:
+        return None
+    routing.write_text(text.replace(emea_old, emea_new).replace(na_old, na_new), encoding="utf-8")
+    candidate = load_ruleset(target)
+    with SyncCycle.from_config(cfg) as cycle:
+        report = cycle.run(candidate, dry_run=True, pull=False)
+    reps = [(r.owner, r.gained, r.lost) for r in report.impact.reps({}, {})]
+    return WhatIf(
+        change="Germany moves from the EMEA territory to North America (routing.toml)",
+        rules_dir=target,
+        owner_changes=report.impact.owner_changes,
+        writes=sum(report.pushed.values()),
+        api_calls=sum(report.api_calls.values()),
+        reps=reps,
+    )
 
 
 def _owners_by_team(outcomes: list[CycleOutcome], rules: Any) -> dict[str, Counter[str]]:
@@ -490,6 +543,9 @@ def format_report(result: DemoResult, *, syncd: str = "syncd") -> str:
     for number, outcome in enumerate(result.cycles, start=1):
         lines.append("")
         lines += _cycle_lines(number, outcome, result)
+    if result.what_if is not None:
+        lines.append("")
+        lines += _what_if_lines(result.what_if, syncd, result.config_path)
     lines.append("")
     lines += _try_lines(result, syncd)
     return "\n".join(lines)
@@ -538,6 +594,11 @@ def _cycle_lines(number: int, outcome: CycleOutcome, result: DemoResult) -> list
         f"  hand-offs between teams: {num(r.handoffs)}; manual owner changes honoured: {num(r.overrides)}; "
         f"quarantine holds {num(r.quarantined)} records"
     )
+    mql = r.impact.stages.get(("lead", "marketing_qualified"), 0)
+    if mql:
+        lines.append(
+            f"  leads whose score reached the threshold, handed from marketing to sales as MQLs: {num(mql)}"
+        )
     if number == 1:
         before, after = result.departed_before, result.departed_after
         lines.append(
@@ -556,6 +617,21 @@ def _cycle_lines(number: int, outcome: CycleOutcome, result: DemoResult) -> list
     return lines
 
 
+def _what_if_lines(w: WhatIf, syncd: str, config: Path) -> list[str]:
+    lines = [
+        f"What if: {w.change}? Planned from the ledger with {num(w.api_calls)} API calls "
+        f"(`{syncd} plan --config {_shown(config)} --rules {_shown(w.rules_dir)}`):",
+        f"  {num(w.owner_changes)} records would change owner ({num(w.writes)} writes); per rep:",
+    ]
+    shown = w.reps[:6]
+    lines += [
+        f"    {owner:<38} gains {num(gained):>5}, loses {num(lost):>5}" for owner, gained, lost in shown
+    ]
+    if len(w.reps) > len(shown):
+        lines.append(f"    and {num(len(w.reps) - len(shown))} more reps")
+    return lines
+
+
 def _try_lines(result: DemoResult, syncd: str) -> list[str]:
     work = _shown(result.work_dir)
     config = f"--config {work}/config.toml"
@@ -567,10 +643,10 @@ def _try_lines(result: DemoResult, syncd: str) -> list[str]:
         lines.append(f"  {syncd} explain {result.example_email} {config}")
         lines.append("      # why this person has their owner, stage and score, and what syncd changed")
     lines += [
-        "  # plan needs the sandbox running; keep this one in its own terminal (Ctrl+C stops it):",
+        "  # plan and once read the sandbox's info file; keep it serving in its own terminal (Ctrl+C stops it):",
         f"  {syncd} sandbox serve --data {work}/sandbox --info {work}/info.json --rate-limits off",
-        f"  {syncd} plan {config}                  # what a cycle would change now: nothing",
-        "  # then edit mappings/routing.toml (say, move a country to another territory) and plan again",
+        f"  {syncd} plan {config}                  # what a cycle would change now: nothing (0 API calls)",
+        f"  {syncd} plan {config} --rules {work}/candidate-rules   # the what-if above, per rep and rule",
     ]
     return lines
 

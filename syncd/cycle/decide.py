@@ -58,6 +58,7 @@ class _Decide:
         self.opportunities: dict[str, tuple[int, int]] | None = None
         self.held: set[RecordRef] = set()
         self.due_refs: set[RecordRef] = set()
+        self.facts: dict[str, str] = {}
 
     def decide(self) -> bool:
         self.held = {
@@ -407,6 +408,8 @@ class _Decide:
                 "handoff": list(d.handoff) if d.handoff else None,
                 "create_salesforce_lead": d.create_salesforce_lead,
                 "hold_until": iso(hold),
+                # The roster facts the owner was decided with (the systems' and the files').
+                "owner_facts": self._owner_facts(d.owner),
                 "due_at": iso(due),
             }
             rows.append(
@@ -424,6 +427,30 @@ class _Decide:
                 )
             )
         return rows
+
+    def _owner_facts(self, owner: str | None) -> str | None:
+        """What the roster said of a rep owner when deciding: active in the systems and the files,
+        available, pools, daily cap (None for a queue or no owner)."""
+        if owner is None or owner.startswith("queue:"):
+            return None
+        found = self.facts.get(owner)
+        if found is None:
+            rep = self.rules.roster.reps.get(owner)
+            parts = ["active" if self.directory.is_active(owner) else "inactive in a system"]
+            if rep is None:
+                parts.append("not on the roster")
+            else:
+                if not rep.active:
+                    parts.append("inactive (roster)")
+                ok, why = rep.available(self.now)
+                parts.append("available" if ok else why)
+                pools = [p.name for p in self.rules.routing.pools.values() if owner in p.members]
+                parts.append("pools " + "+".join(pools) if pools else "no pool")
+                if rep.daily_cap is not None:
+                    parts.append(f"cap {rep.daily_cap}/day")
+            found = ", ".join(parts)
+            self.facts[owner] = found
+        return found
 
     def _last_writes(self, groups: Iterable[Group]) -> dict[tuple[str, str, str, str], WriteRow]:
         ids: dict[tuple[str, str], list[str]] = {}

@@ -42,6 +42,7 @@ class PlanReport:
     api_calls: Mapping[str, int] = field(default_factory=dict)
     replayed: int = 0
     on_copy: bool = False
+    run_id: str = ""
 
     @property
     def pending(self) -> bool:
@@ -53,6 +54,7 @@ class PlanReport:
         body.update(
             {
                 "pending": self.pending,
+                "run_id": self.run_id,
                 "rules": {
                     "directory": self.rules_dir,
                     "digest": self.digest,
@@ -74,16 +76,19 @@ class PlanReport:
         if self.digest and self.live_digest and self.digest != self.live_digest:
             source += f" (digest {self.digest[:12]}; the last cycle ran under {self.live_digest[:12]})"
         console.print(
-            f"Plan: what the next cycle would change under {source}. Nothing was written to either system."
+            f"Plan: what the next cycle would change under {source}. Nothing was written to either system.",
+            soft_wrap=True,
         )
         decided = ", ".join(f"{n:,} {kind}s" for kind, n in sorted(self.decided.items()) if n) or "nothing"
         pulled = sum(self.pulled.values())
         where = f"from {pulled:,} records pulled" if pulled else "from the ledger's last synced state"
-        console.print(f"Re-decided {decided} {where}; {calls:,} API calls.")
+        console.print(f"Re-decided {decided} {where}; {calls:,} API calls.", soft_wrap=True)
         if self.replayed:
-            console.print(f"Includes {self.replayed:,} writes an earlier run left unconfirmed.")
+            console.print(
+                f"Includes {self.replayed:,} writes an earlier run left unconfirmed.", soft_wrap=True
+            )
         if not self.pending and self.impact.empty:
-            console.print("\nNothing to change: both systems already agree with the rules.")
+            console.print("\nNothing to change: both systems already agree with the rules.", soft_wrap=True)
             return
         console.print(self._writes_table())
         rep_rows = self.impact.reps(self.loads, self.caps)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -44,9 +45,10 @@ def test_once_prints_what_it_did_per_system_and_a_second_once_does_nothing(org: 
 
 def test_plan_json_predicts_exactly_what_the_next_once_changes(org: Org) -> None:
     planned = invoke(org, "plan", "--json")
-    assert planned.exit_code == 0, planned.output
-    plan = json.loads(planned.output)
+    assert planned.exit_code == 3, planned.output  # changes pending: CI can gate on it
+    plan = json.loads(planned.output[planned.output.index("{") :])
     assert org.systems.write_calls() == {}
+    assert plan["pending"] is True
 
     assert invoke(org, "once").exit_code == 0
     status = json.loads(invoke(org, "status", "--json").output)
@@ -56,18 +58,52 @@ def test_plan_json_predicts_exactly_what_the_next_once_changes(org: Org) -> None
     group = next(g for g in plan["groups"] if g["system"] == "salesforce" and g["action"] == "owner")
     assert sum(group["by_rep"].values()) == group["count"] == plan["counts"]["salesforce"]["owner"]
     assert 0 < len(group["samples"]) <= 3
+    reps = plan["impact"]["reps"]
+    assert sum(r["gained"] for r in reps) == plan["impact"]["owner_changes"] > 0
+    assert all(r["load_after"] == r["load_before"] + r["net"] for r in reps)
 
 
-def test_plan_text_is_grouped_by_system_action_and_rep(org: Org) -> None:
-    result = invoke(org, "plan", "--reps", "2")
-    assert result.exit_code == 0, result.output
+def test_plan_after_a_sync_makes_no_api_call_and_exits_0_when_nothing_would_change(org: Org) -> None:
+    assert invoke(org, "once").exit_code == 0
+    org.clock.advance(minutes=5)
+    assert invoke(org, "once").exit_code == 0  # the echoes of the first cycle's writes
+    org.systems.reset_counts()
+
+    planned = invoke(org, "plan", "--json")
+
+    assert planned.exit_code == 0, planned.output
+    assert json.loads(planned.output)["pending"] is False
+    assert sum(sum(kinds.values()) for kinds in org.systems.kinds().values()) == 0
+    assert "Nothing to change" in invoke(org, "plan").output
+
+
+def test_plan_of_a_candidate_lists_moves_per_owner_and_rule(
+    org: Org, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert invoke(org, "once").exit_code == 0
+    candidate = tmp_path / "candidate"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "mappings", candidate)
+    routing = candidate / "routing.toml"
+    routing.write_text(
+        routing.read_text().replace(
+            'when = { country = ["US", "CA", "MX"] }', 'when = { country = ["US", "CA", "MX", "DE", "GB"] }'
+        )
+    )
+    result = invoke(org, "plan", "--rules", str(candidate), "--reps", "2")
+    assert result.exit_code == 3, result.output
     out = result.output
     assert "Nothing was written to either system." in out
-    assert out.index("Salesforce:") < out.index("HubSpot:")
-    create = next(line for line in out.splitlines() if line.strip().startswith("create"))
-    assert "by owner:" in create and "@northwind.example" in create
-    assert "e.g. Lead new" in out
-    assert "more reps" in out
+    assert "Owners: records gained and lost" in out
+    assert "AE North America" in out
+    assert "more owners" in out
+    bad = tmp_path / "bad"
+    shutil.copytree(candidate, bad)
+    (bad / "scoring.toml").write_text('threshold = "high"\n')
+    with pytest.raises(SystemExit) as refused:
+        main(["plan", "--rules", str(bad), "--config", str(org.config_path)])
+    assert refused.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "scoring.toml" in err and "Traceback" not in err and len(err.splitlines()) == 1
 
 
 def test_explain_shows_records_decision_trace_and_changes(org: Org) -> None:
@@ -170,9 +206,9 @@ def test_plan_beside_a_running_syncd_works_on_a_copy_of_the_ledger(org: Org) -> 
     org.systems.salesforce().Lead.update(lead["Id"], {"Syncd_Score__c": 1})
     org.clock.advance(minutes=10)
 
-    planned = invoke(org, "plan", "--json")
+    planned = invoke(org, "plan", "--pull", "--json")
 
-    assert planned.exit_code == 0, planned.output
+    assert planned.exit_code == 3, planned.output
     plan = json.loads(planned.output)
     assert plan["on_ledger_copy"] is True
     assert plan["counts"]["salesforce"]["score"] == 1

@@ -67,7 +67,8 @@ def test_the_second_cycle_wrote_nothing(demo_run: tuple[DemoResult, Path]) -> No
     assert second.report.tally.total == 0
     # Independently: no record in either system changed after the second cycle began.
     with Ledger(work / "syncd.db", readonly=True) as ledger:
-        started = min(r.started_at for r in ledger.runs.recent(limit=1) if r.kind == "cycle")
+        # The newest cycle (the demo's what-if plan ran after it, as a "plan" run that writes nothing).
+        started = max(r.started_at for r in ledger.runs.recent(limit=5) if r.kind == "cycle")
     sf, hs = stores(work / "sandbox")
     stamp = started.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
     for obj in ("Lead", "Contact", "Account", "Opportunity"):
@@ -161,3 +162,14 @@ def test_the_demo_refuses_a_directory_it_did_not_make(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="holds files syncd demo did not write"):
         run_demo(tmp_path, rules_dir=ROOT / "mappings", persons=PERSONS, fresh=True)
     assert (tmp_path / "config.toml").read_text() == "[ledger]\npath = 'mine.db'\n"
+
+
+def test_the_what_if_is_planned_from_the_ledger_with_no_api_call(demo_run: tuple[DemoResult, Path]) -> None:
+    result, _ = demo_run
+    w = result.what_if
+    assert w is not None
+    assert w.api_calls == 0
+    assert w.owner_changes > 0 and w.writes > 0
+    assert sum(g for _, g, _ in w.reps) == w.owner_changes
+    text = format_report(result)
+    assert "What if: Germany moves" in text and "with 0 API calls" in text

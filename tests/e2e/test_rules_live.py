@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from conftest import ROOT, Org
 
+from syncd.commands import explain_text
 from syncd.core.rules import RuleSet, load_ruleset
 from syncd.ledger import Ledger
 
@@ -71,6 +72,11 @@ def test_a_territory_change_is_planned_per_rep_with_no_api_call_and_the_next_cyc
 
     assert once.tally.counts() == plan.tally.counts()
     assert per_rep(once) == moved
+    sample = plan.impact.samples["AE North America"][0]
+    with Ledger(org.config.ledger.path, readonly=True) as ledger:
+        text = explain_text(ledger.views.key_history(sample.key))
+    assert f"moved by a change of rules ({org.rules.digest[:12]} -> {candidate.digest[:12]})" in text
+    assert "rule 'AE North America' decided it" in text
     assert org.cycle().run(candidate, dry_run=True, pull=False).tally.total == 0
 
 
