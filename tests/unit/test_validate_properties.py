@@ -207,8 +207,18 @@ def cycle_due_times(ruleset: Any, decisions: Any, overrides: set[str]) -> None:
     ledger = SimpleNamespace(
         overrides=SimpleNamespace(active=lambda keys, now=None: {k: active[k] for k in keys if k in active})
     )
-    run = SimpleNamespace(ledger=ledger, now=NOW, rules=ruleset, run_id="r1")
-    rows = _Decide._decision_rows(run, decisions, {})  # type: ignore[arg-type]
+    # The decide stage built on a stand-in for its run: only the ledger's overrides are read here.
+    context = SimpleNamespace(
+        ledger=ledger,
+        rules=ruleset,
+        mapping=ruleset.mapping,
+        directory=SimpleNamespace(is_active=lambda key: True),
+        report=None,
+        run_id="r1",
+        now=NOW,
+    )
+    stage = _Decide(context)  # type: ignore[arg-type]
+    rows = stage._decision_rows(decisions, {})
     assert len(rows) == len(decisions)
 
 
