@@ -44,6 +44,8 @@ TEAM_ORDER = ("marketing", "sales", "account_management", "customer_success")
 # Requests that change nothing although they are not GETs: searches, batch reads, query jobs.
 _READ_KINDS = frozenset(
     {
+        # syncd's /composite requests hold only its pulls' delta queries (its writes use sObject Collections).
+        "composite",
         "search",
         "batch_read",
         "assoc_batch_read",

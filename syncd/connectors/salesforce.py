@@ -26,10 +26,11 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 import requests
@@ -54,7 +55,7 @@ from syncd.connectors.policy import CallPolicy, Clock, DailyBudget, Now, Sleep
 from syncd.core.systems import SALESFORCE_EMAIL, SALESFORCE_OBJECTS, WRITE_BATCH_LIMIT
 from syncd.errors import ConnectorError, FatalConnectorError, RetriableError
 
-__all__ = ["COLLECTION_LIMIT", "SalesforceConnector", "SalesforceSession"]
+__all__ = ["COLLECTION_LIMIT", "TEAM_OBJECT", "SalesforceConnector", "SalesforceSession", "TeamWrite"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -67,6 +68,20 @@ DEFAULT_EXTERNAL_ID = "Syncd_HubSpot_Id__c"
 _USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
 _VERSION_PATH = re.compile(r"^/services/data/v[\d.]+/")
 _LOCATOR = re.compile(r"/[0-9A-Za-z]{15,18}(-\d+)?$")
+TEAM_OBJECT = "AccountTeamMember"
+# A delete of a member that is already gone (an Account owner change erased the team, a human removed it)
+# reached the wanted end state.
+_GONE = frozenset({"NOT_FOUND", "ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY"})
+
+
+@dataclass(frozen=True, slots=True)
+class TeamWrite:
+    """One write to an account team: ``add`` (fields: AccountId, UserId, TeamMemberRole, access levels),
+    ``change`` of member ``id`` (role, access levels), or ``remove`` of member ``id``."""
+
+    op: Literal["add", "change", "remove"]
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    id: str | None = None
 
 
 def default_fields(object: str) -> list[str]:
@@ -280,6 +295,9 @@ class SalesforceConnector(Connector):
 
     def budget_state(self) -> BudgetState:
         return self.budget.state(self.policy.limiter.limit)
+
+    def rate_limited(self) -> int:
+        return self.policy.rate_limited
 
     def close(self) -> None:
         self.session.close()
@@ -583,9 +601,88 @@ class SalesforceConnector(Connector):
             )
         return result
 
+    # ------------------------------------------------------------------------------------ account teams
+    # AccountTeamMember (Object Reference): a removed member is erased, not soft-deleted, so neither queryAll
+    # nor getDeleted shows it, and an Account owner change through the API erases the whole team
+    # (KeepAccountTeam defaults to false; REST cannot set it). The incremental pull therefore sees additions
+    # and changes only; read_account_teams gives the whole current team of the accounts that need it.
+
+    def pull_account_team_members(self, since: str | None = None) -> Iterator[Page]:
+        """AccountTeamMember rows created or changed since the watermark, like ``pull``; never removals."""
+        return self.pull(TEAM_OBJECT, since)
+
+    def read_account_teams(self, account_ids: Iterable[str]) -> Iterator[list[RawRecord]]:
+        """The current members of the given accounts' teams, one list per batch of accounts."""
+        names = self._fields(TEAM_OBJECT, None)
+        for batch in batched(account_ids, READ_BATCH):
+            soql = (
+                f"SELECT {', '.join(names)} FROM {TEAM_OBJECT} "
+                f"WHERE AccountId IN ({', '.join(_quote(i) for i in batch)}) ORDER BY AccountId, Id"
+            )
+            yield [self._record(TEAM_OBJECT, row) for row in self._query_rows(soql)]
+
+    def push_account_team(self, writes: Iterable[TeamWrite]) -> Iterator[list[PushResult]]:
+        """Team writes through sObject Collections, at most 200 records a call, results in input order.
+
+        Adds are creates: a create for a user already on the team updates that member, so a replayed add makes
+        no second member. A remove of a member already gone counts as done.
+        """
+        for batch in batched(writes, COLLECTION_LIMIT):
+            results: list[PushResult | None] = [None] * len(batch)
+            removes = [(i, w) for i, w in enumerate(batch) if w.op == "remove"]
+            changes = [(i, w) for i, w in enumerate(batch) if w.op == "change"]
+            adds = [(i, w) for i, w in enumerate(batch) if w.op == "add"]
+            if removes:
+                ids = [str(w.id) for _, w in removes]
+                for (i, w), saved in zip(removes, self._collection_delete(ids), strict=True):
+                    result = _save_result(saved, Change.update(str(w.id), {}), created=False)
+                    results[i] = PushResult(ok=True, id=w.id) if result.code in _GONE else result
+            if changes:
+                records = [
+                    {"attributes": {"type": TEAM_OBJECT}, **dict(w.fields), "Id": w.id} for _, w in changes
+                ]
+                for (i, w), saved in zip(
+                    changes, self._collection("composite/sobjects", records), strict=True
+                ):
+                    results[i] = _save_result(saved, Change.update(str(w.id), w.fields), created=False)
+            if adds:
+                records = [{"attributes": {"type": TEAM_OBJECT}, **dict(w.fields)} for _, w in adds]
+                for (i, w), saved in zip(adds, self._collection_post(records), strict=True):
+                    results[i] = _save_result(saved, Change.create(None, w.fields), created=True)
+            yield [r for r in results if r is not None]
+
+    def _collection_post(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        body = {"allOrNone": False, "records": records}
+        result = self._call(
+            "composite/sobjects", lambda: self.sf.restful("composite/sobjects", method="POST", json=body)
+        )
+        return self._results(result, len(records), "POST composite/sobjects")
+
+    def _collection_delete(self, ids: list[str]) -> list[dict[str, Any]]:
+        params = {"ids": ",".join(ids), "allOrNone": "false"}
+        result = self._call(
+            "composite/sobjects",
+            lambda: self.sf.restful("composite/sobjects", method="DELETE", params=params),
+        )
+        return self._results(result, len(ids), "DELETE composite/sobjects")
+
+    @staticmethod
+    def _results(result: Any, count: int, what: str) -> list[dict[str, Any]]:
+        if not isinstance(result, list) or len(result) != count:
+            raise FatalConnectorError(
+                f"Salesforce: {what} answered {len(result) if isinstance(result, list) else 'no'} results "
+                f"for {count} records",
+                system="salesforce",
+            )
+        return result
+
     # --------------------------------------------------------------------------------------------- reps
 
-    def list_reps(self) -> list[RepRecord]:
+    def list_reps(self, *, full: bool = True) -> list[RepRecord]:
+        if not full:
+            # A cycle's cheap look at the roster: the Users changed since the last one come with the pull,
+            # as one more delta query in the same /composite request (see syncd.cycle.pull).
+            return []
         reps: list[RepRecord] = []
         users = "SELECT Id, Email, Name, IsActive FROM User ORDER BY Id"
         for row in self._query_rows(users):

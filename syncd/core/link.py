@@ -128,7 +128,9 @@ class Group:
 
     ``hubspot`` and ``salesforce`` are the records whose values the engine reads and whose cross-ids link
     the pair; ``others`` are further live records that syncd also keeps right (a duplicate Lead typed in
-    again); ``readonly`` are live records syncd cannot write (converted Leads).
+    again); ``readonly`` are live records syncd cannot write (converted Leads); ``gone`` are the key's deleted
+    (Salesforce) or archived and merged-away (HubSpot) records, which syncd never writes or re-creates on its
+    own (see ``syncd.core.plan``); ``deals`` are an account's live HubSpot deals (linked by their company).
     """
 
     key: str
@@ -137,6 +139,8 @@ class Group:
     salesforce: RecordRow | None = None
     others: tuple[RecordRow, ...] = ()
     readonly: tuple[RecordRow, ...] = ()
+    gone: tuple[RecordRow, ...] = ()
+    deals: tuple[RecordRow, ...] = ()
 
     @property
     def writable(self) -> tuple[RecordRow, ...]:
@@ -163,8 +167,17 @@ def group(key: str, kind: str, records: Iterable[RecordRow]) -> Group:
     hs: list[RecordRow] = []
     sf: list[RecordRow] = []
     readonly: list[RecordRow] = []
+    gone: list[RecordRow] = []
+    deals: list[RecordRow] = []
     for r in records:
-        if r.deleted or r.object not in objects.get(r.system, ()):
+        if kind == "account" and (r.system, r.object) == ("hubspot", "deals"):
+            if not r.deleted:
+                deals.append(r)
+            continue
+        if r.object not in objects.get(r.system, ()):
+            continue
+        if r.deleted:
+            gone.append(r)
             continue
         if is_converted(r):
             readonly.append(r)
@@ -183,7 +196,64 @@ def group(key: str, kind: str, records: Iterable[RecordRow]) -> Group:
     sf.sort(key=sf_rank)
     primary_sf = sf[0] if sf else None
     others = tuple(hs[1:]) + tuple(sf[1:])
-    return Group(key, kind, primary_hs, primary_sf, others, tuple(readonly))
+    return Group(key, kind, primary_hs, primary_sf, others, tuple(readonly), tuple(gone), tuple(deals))
+
+
+# The field a HubSpot survivor lists the ids merged into it in (";"-separated), and the field a Salesforce
+# record deleted by a merge names the record it was merged into (SOAP API Developer Guide, merge()).
+HUBSPOT_MERGED_IDS = "hs_merged_object_ids"
+SALESFORCE_MASTER = "MasterRecordId"
+MERGEABLE: dict[str, tuple[str, ...]] = {
+    "hubspot": ("contacts", "companies"),
+    "salesforce": ("Lead", "Contact", "Account"),
+}
+
+
+def merges_of(
+    system: str, object: str, id: str, data: Mapping[str, Any], deleted: bool
+) -> list[tuple[str, str]]:
+    """The merges one pulled record reveals, as (merged-away id, survivor id) pairs: a HubSpot survivor's
+    ``hs_merged_object_ids``, or a Salesforce Lead/Contact/Account deleted with ``MasterRecordId`` set."""
+    if object not in MERGEABLE.get(system, ()):
+        return []
+    if system == "hubspot":
+        raw = data.get(HUBSPOT_MERGED_IDS)
+        if raw in (None, ""):
+            return []
+        return [(m, id) for m in (p.strip() for p in str(raw).split(";")) if m and m != id]
+    master = data.get(SALESFORCE_MASTER)
+    if deleted and master not in (None, ""):
+        return [(id, str(master))]
+    return []
+
+
+def is_merged_away(record: RecordRow) -> bool:
+    """A record deleted by a merge (a person chose another record to keep), not deleted by itself."""
+    if record.system == "salesforce":
+        return record.deleted and record.data.get(SALESFORCE_MASTER) not in (None, "")
+    return record.deleted and record.data.get(MERGED_INTO) not in (None, "")
+
+
+# Set by syncd on the ledger's copy of a HubSpot record merged away (HubSpot stops listing it).
+MERGED_INTO = "_syncd_merged_into"
+
+
+def _truthy(value: Any) -> bool:
+    return str(value).strip().lower() in ("true", "1", "yes")
+
+
+def deal_counts(deals: Iterable[RecordRow]) -> tuple[int, int]:
+    """(open, won) of an account's live HubSpot deals, counted like Salesforce opportunities: open while not
+    closed (``hs_is_closed``), won when closed won (``hs_is_closed_won``)."""
+    open_ = won = 0
+    for d in deals:
+        if d.deleted:
+            continue
+        if not _truthy(d.data.get("hs_is_closed")):
+            open_ += 1
+        if _truthy(d.data.get("hs_is_closed_won")):
+            won += 1
+    return open_, won
 
 
 def _int_id(value: str) -> int:

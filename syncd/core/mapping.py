@@ -95,6 +95,8 @@ class BindingModel(BaseModel):
     values: str | None = None
     write: WritePolicy | None = None
     read: StrictBool = True
+    # What to do with a value the system's field limits refuse (syncd.core.limits); None: the default.
+    on_limit: Literal["truncate", "clamp", "drop", "quarantine"] | None = None
 
 
 Bindings = Annotated[list[BindingModel], BeforeValidator(_listify)]
@@ -164,6 +166,7 @@ class Binding:
     value_map: str | None
     write: WritePolicy
     read: bool
+    on_limit: str | None = None
 
 
 @dataclass(frozen=True)
@@ -666,7 +669,9 @@ def build_mapping(
                             ref=("value map", b.values),
                         )
                         continue
-                    binding = Binding(system, obj, spec.name, tuple(b.transform), b.values, write, b.read)
+                    binding = Binding(
+                        system, obj, spec.name, tuple(b.transform), b.values, write, b.read, b.on_limit
+                    )
                     if write != "never":
                         target = (system, objects[obj].name, spec.name)
                         other = writers.get(target)

@@ -19,7 +19,13 @@ so the planner finds the record where the human put it already right and only th
 
 A HubSpot-only person the engine hands to sales gets a Salesforce Lead *create*, keyed by the HubSpot id (the
 connector upserts on the external-id field, so a replayed create updates instead of duplicating); once the
-Lead exists, :func:`followup` stores its id on the HubSpot contact.
+Lead exists, :func:`followup` stores its id on the HubSpot contact. A person whose Salesforce Lead or Contact
+a person deleted gets no Lead again unless the policy's ``[handoffs] recreate_deleted`` allows it
+(:func:`deleted_by_person`, :func:`recreate_allowed`); a record merged away is not a deletion (its person
+lives on in the survivor).
+
+An account's HubSpot deals get its decided owner when the policy says so (``[accounts] deal_owner =
+"account"``, the default): a deal's owner follows its company, written in batches like every other write.
 """
 
 from __future__ import annotations
@@ -27,14 +33,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from syncd.core.link import Group, cross_id_field, entity_of, same_value
+from syncd.core.link import Group, cross_id_field, entity_of, is_merged_away, same_value
+from syncd.core.systems import OWNER_FIELD
 from syncd.core.types import Decision, Intent, RecordRow, RepDirectory, WriteRow
 
 if TYPE_CHECKING:
     from syncd.core.mapping import Mapping as FieldMapping
+    from syncd.core.rules.policy import Policy
 
 __all__ = [
     "ENGINE_FIELDS",
@@ -141,12 +149,16 @@ def plan_key(
     merged: Mapping[str, Any],
     last_writes: Mapping[WriteKey, WriteRow] | None = None,
     held: Container[tuple[str, str, str]] = (),
+    policy: Policy | None = None,
+    now: datetime | None = None,
 ) -> list[Action]:
     """The actions that make one person's or account's records show its decision.
 
     ``merged`` holds the key's logical values (after the mapping's precedence): the source of the blanks to
     fill and of a created Lead's fields. ``last_writes`` are syncd's latest writes to these records;
-    ``held`` the (system, object, id) of records in quarantine and not yet due for a retry.
+    ``held`` the (system, object, id) of records in quarantine and not yet due for a retry. ``policy`` (with
+    ``now``) says whether a Lead a person deleted may be created again and whether deals follow their
+    account's owner; without it deleted Leads are never re-created and deals are left alone.
     """
     writes = last_writes or {}
     wanted: dict[str, Any] = {"owner": decision.owner, "stage": decision.stage, "score": decision.score}
@@ -202,10 +214,79 @@ def plan_key(
                 label=label,
             )
         )
-    create = _create_lead(decision, group, mapping, directory, merged, held)
+    create = _create_lead(decision, group, mapping, directory, merged, held, policy, now)
     if create is not None:
         actions.append(create)
+    if policy is not None and policy.deal_owner == "account":
+        actions.extend(_deal_owners(decision, group, mapping, directory, held))
     return actions
+
+
+def deleted_by_person(group: Group) -> tuple[RecordRow, ...]:
+    """The key's Salesforce Leads and Contacts that were deleted, not merged away (a merge keeps the person
+    in the survivor; a deletion is a person's decision that this record should not exist)."""
+    return tuple(
+        r
+        for r in group.gone
+        if r.system == "salesforce" and r.object in ("Lead", "Contact") and not is_merged_away(r)
+    )
+
+
+def recreate_allowed(
+    decision: Decision, deleted: Iterable[RecordRow], policy: Policy | None, now: datetime | None
+) -> bool:
+    """Whether a Lead may be created for a person whose Salesforce record a person deleted, per the policy's
+    ``[handoffs] recreate_deleted``: "never" (the default), "after_days N" since the last deletion,
+    "on_handoff" (a hand-off decided after the deletion)."""
+    deleted = tuple(deleted)
+    if not deleted:
+        return True
+    mode, days = policy.recreate_deleted if policy is not None else ("never", 0.0)
+    if mode == "on_handoff":
+        return decision.handoff is not None
+    if mode == "after_days" and now is not None:
+        last = max((r.modified_at for r in deleted if r.modified_at is not None), default=None)
+        return last is not None and now - last >= timedelta(days=days)
+    return False
+
+
+def _deal_owners(
+    decision: Decision,
+    group: Group,
+    mapping: FieldMapping,
+    directory: RepDirectory,
+    held: Container[tuple[str, str, str]],
+) -> list[Action]:
+    """An account's HubSpot deals get the account's decided owner (the owner HubSpot companies take)."""
+    if group.kind != "account" or not group.deals or decision.owner is None or "owner" not in mapping.fields:
+        return []
+    name = OWNER_FIELD["hubspot"]
+    wire = mapping.writes("owner", "hubspot", "companies", decision.owner, {}, directory=directory)
+    owner_id = wire.get(name)
+    if owner_id in (None, ""):
+        # The owner is not a HubSpot owner (a Salesforce queue): deals keep theirs.
+        return []
+    out = []
+    for deal in group.deals:
+        current = deal.data.get(name)
+        if (deal.system, deal.object, deal.id) in held or same_value(current, owner_id):
+            continue
+        change = FieldChange(
+            name, "owner", current, owner_id, _owner_label(directory, "hubspot", current), decision.owner
+        )
+        out.append(
+            Action(
+                "hubspot",
+                "deals",
+                group.key,
+                (change,),
+                f"deal owner follows its account: {decision.owner} ({decision.rule})",
+                decision.owner,
+                record_id=deal.id,
+                label=str(deal.data.get("dealname") or deal.id),
+            )
+        )
+    return out
 
 
 def _changes(
@@ -314,6 +395,8 @@ def _create_lead(
     directory: RepDirectory,
     merged: Mapping[str, Any],
     held: Container[tuple[str, str, str]],
+    policy: Policy | None = None,
+    now: datetime | None = None,
 ) -> Action | None:
     contact = group.hubspot
     if (
@@ -323,6 +406,7 @@ def _create_lead(
         or group.readonly
         or contact is None
         or (contact.system, contact.object, contact.id) in held
+        or not recreate_allowed(decision, deleted_by_person(group), policy, now)
     ):
         return None
     values = dict(merged)

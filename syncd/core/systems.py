@@ -19,11 +19,12 @@ SYSTEMS: tuple[System, ...] = ("salesforce", "hubspot")
 # The most records one write request takes: sObject Collections 200, HubSpot batch endpoints 100.
 WRITE_BATCH_LIMIT: dict[str, int] = {"salesforce": 200, "hubspot": 100}
 
-# Objects syncd pulls, per system, in the order a cycle pulls them. HubSpot deals are left out on purpose:
-# nothing is decided from them (Salesforce opportunities give an account's open and won counts).
+# Objects syncd pulls, per system, in the order a cycle pulls them. Deals and opportunities are linked to
+# their account: a HubSpot-only company counts its open and won deals like Salesforce opportunities, and a
+# deal's owner follows its account's (policy.toml [accounts] deal_owner).
 PULLED: dict[str, tuple[str, ...]] = {
     "salesforce": ("Account", "Contact", "Lead", "Opportunity"),
-    "hubspot": ("companies", "contacts"),
+    "hubspot": ("companies", "contacts", "deals"),
 }
 PERSON_OBJECTS: dict[str, tuple[str, ...]] = {"salesforce": ("Contact", "Lead"), "hubspot": ("contacts",)}
 ACCOUNT_OBJECTS: dict[str, tuple[str, ...]] = {"salesforce": ("Account",), "hubspot": ("companies",)}
@@ -70,6 +71,7 @@ class FieldSpec:
     unique: bool = False  # HubSpot: a duplicate value is a 409 (contacts' email)
     references: tuple[str, ...] = ()  # Salesforce reference targets, e.g. ("User", "Group") for Lead.OwnerId
     picklist: tuple[str, ...] = ()  # allowed values, when restricted
+    createonly: bool = False  # Salesforce: set on create, never updated (AccountTeamMember.AccountId, UserId)
     # Salesforce field limits, as describe reports them (0: none): characters of a text field, digits of an
     # int, precision (all digits) and scale (after the point) of a double or currency.
     length: int = 0
@@ -145,6 +147,48 @@ SYNCD_SF_CUSTOM = (
     _f("Syncd_Stage__c", "string", length=255),
 )
 
+# The account's tier (segment) as syncd's teams.toml decides it: text, so an admin's own tier names fit.
+SYNCD_SF_ACCOUNT_CUSTOM = (_f("Syncd_Tier__c", "string", length=255),)
+
+# AccountTeamMember (Salesforce Object Reference, "AccountTeamMember", API 67.0): one User on one Account's
+# team. AccountId and UserId are Create/Filter only (never updated); Title and PhotoUrl are read only (the
+# user's own); the access levels are picklists. TeamMemberRole's values are defined per org ("Team Roles" in
+# Setup): the Salesforce defaults plus the roles syncd's default teams.toml uses, as an admin adds them.
+TEAM_MEMBER_ROLES = (
+    "Account Manager",
+    "Channel Manager",
+    "Executive Sponsor",
+    "Lead Qualifier",
+    "Pre-Sales Consultant",
+    "Sales Manager",
+    "Sales Rep",
+    "Account Executive",
+    "Customer Success Manager",
+    "Sales Development Rep",
+)
+ACCOUNT_ACCESS_LEVELS = ("Read", "Edit", "All")
+RELATED_ACCESS_LEVELS = ("None", "Read", "Edit")
+ACCOUNT_TEAM_MEMBER = ObjectSpec(
+    "AccountTeamMember",
+    key_prefix="01M",
+    fields=(
+        *SF_SYSTEM_FIELDS,
+        _f("AccountId", "reference", required=True, createonly=True, references=("Account",)),
+        _f("UserId", "reference", required=True, createonly=True, references=("User",)),
+        _f("TeamMemberRole", "picklist", picklist=TEAM_MEMBER_ROLES, length=40),
+        _f("AccountAccessLevel", "picklist", picklist=ACCOUNT_ACCESS_LEVELS, length=40),
+        _f("OpportunityAccessLevel", "picklist", picklist=RELATED_ACCESS_LEVELS, length=40),
+        _f("CaseAccessLevel", "picklist", picklist=RELATED_ACCESS_LEVELS, length=40),
+        _f(
+            "ContactAccessLevel",
+            "picklist",
+            picklist=(*RELATED_ACCESS_LEVELS, "ControlledByParent"),
+            length=40,
+        ),
+        _f("Title", "string", readonly=True, length=80),
+    ),
+)
+
 # Field limits of the standard fields (length, digits, precision/scale) as describe reports them in an
 # Enterprise/Developer Edition org: Salesforce Object Reference, the field tables of Lead, Contact, Account,
 # Opportunity, User and Group ("Type: string ... Length"), and SOAP API Developer Guide, "Field Types"
@@ -199,6 +243,7 @@ SALESFORCE_OBJECTS: dict[str, ObjectSpec] = {
                 _f("OwnerId", "reference", references=("User",)),
                 _f("MasterRecordId", "reference", readonly=True, references=("Account",)),
                 *SYNCD_SF_CUSTOM,
+                *SYNCD_SF_ACCOUNT_CUSTOM,
             ),
         ),
         ObjectSpec(
@@ -271,6 +316,7 @@ SALESFORCE_OBJECTS: dict[str, ObjectSpec] = {
                 _f("Syncd_HubSpot_Id__c", "string", external_id=True, length=255),
             ),
         ),
+        ACCOUNT_TEAM_MEMBER,
     )
 }
 
@@ -306,6 +352,27 @@ SYNCD_HS_CUSTOM = (
     # The Salesforce id of the linked record (Lead or Contact; Account on companies).
     _f("syncd_salesforce_id", "string"),
     _f("syncd_score", "double"),
+)
+
+# Account-team roles on HubSpot records: custom owner properties (type enumeration, fieldType select,
+# referencedObjectType OWNER), one per role, since HubSpot companies have one owner (hubspot_owner_id) and no
+# account team. Their values are owner ids, checked like hubspot_owner_id's. "OWNER" in ``references`` marks
+# them. The tier is plain text, like Salesforce's Syncd_Tier__c.
+HS_OWNER_REFERENCE = "OWNER"
+SYNCD_HS_TEAM_ROLES = (
+    "syncd_account_executive",
+    "syncd_account_manager",
+    "syncd_csm",
+    "syncd_sdr",
+    "syncd_executive_sponsor",
+)
+SYNCD_HS_CONTACT_TEAM_ROLES = ("syncd_account_manager", "syncd_csm")
+SYNCD_HS_COMPANY_CUSTOM = (
+    _f("syncd_tier", "string"),
+    *(_f(name, "reference", references=(HS_OWNER_REFERENCE,)) for name in SYNCD_HS_TEAM_ROLES),
+)
+SYNCD_HS_CONTACT_CUSTOM = tuple(
+    _f(name, "reference", references=(HS_OWNER_REFERENCE,)) for name in SYNCD_HS_CONTACT_TEAM_ROLES
 )
 
 HUBSPOT_OBJECTS: dict[str, ObjectSpec] = {
@@ -346,6 +413,7 @@ HUBSPOT_OBJECTS: dict[str, ObjectSpec] = {
                 _f("hs_last_sales_activity_timestamp", "datetime", readonly=True),  # "Last Engagement Date"
                 _f("hs_analytics_source", "picklist"),
                 *SYNCD_HS_CUSTOM,
+                *SYNCD_HS_CONTACT_CUSTOM,
             ),
         ),
         ObjectSpec(
@@ -366,6 +434,7 @@ HUBSPOT_OBJECTS: dict[str, ObjectSpec] = {
                 _f("lifecyclestage", "picklist", picklist=LIFECYCLE_STAGES),
                 _f("hubspot_owner_id", "string"),
                 *SYNCD_HS_CUSTOM,
+                *SYNCD_HS_COMPANY_CUSTOM,
             ),
         ),
         ObjectSpec(

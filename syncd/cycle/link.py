@@ -1,9 +1,15 @@
 """Link: records to persons and accounts. A converted Lead to its Contact, then unlinked records by the
 stored cross-id, then normalised email (persons) or domain (accounts), else a new key
-(``syncd.core.link.assign_keys`` chooses; this stage reads and writes ``ledger.identity``)."""
+(``syncd.core.link.assign_keys`` chooses; this stage reads and writes ``ledger.identity``).
+
+Then merges are followed: a record merged away in its system (an alias the pull kept) has its key merged into
+the survivor's key, so the loser's links, decisions and history move to the survivor's person or account.
+Last, each HubSpot deal is linked to its company's account (``associatedcompanyid``): a changed deal makes
+its account due, and the account counts its open and won deals."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from syncd.core.link import assign_keys, first, named_records, salesforce_object_of
@@ -11,7 +17,11 @@ from syncd.core.systems import ACCOUNT_OBJECTS, PERSON_OBJECTS, SYSTEMS
 from syncd.core.types import RecordRow
 from syncd.cycle.context import RunContext
 
+log = logging.getLogger(__name__)
+
 PAGE = 1000
+# The field a pulled HubSpot deal carries its company's id in (set by the connector from the associations).
+DEAL_COMPANY = "associatedcompanyid"
 
 
 def link(run: RunContext) -> bool:
@@ -29,7 +39,54 @@ def link(run: RunContext) -> bool:
                     run.progress.advance(len(page))
                     if run.stopped():
                         return False
+    _follow_merges(run)
+    _link_deals(run)
     return True
+
+
+def _follow_merges(run: RunContext) -> None:
+    """Move each merged-away record's key into its survivor's key (the survivor's person or account wins)."""
+    identity = run.ledger.identity
+    pending = identity.pending_aliases()
+    if not pending:
+        return
+    done = []
+    with run.ledger.transaction():
+        for alias in pending:
+            loser = identity.key_of(alias.system, alias.object, alias.id)
+            survivor = identity.key_of(alias.system, alias.object, alias.survivor)
+            if survivor is None and loser is not None:
+                # The survivor is not staged yet (it comes with a later page): try again next cycle.
+                continue
+            if loser is not None and survivor is not None and loser != survivor:
+                identity.merge_keys(survivor, loser)
+                log.info(
+                    "%s %s %s was merged into %s: %s joins %s",
+                    alias.system,
+                    alias.object,
+                    alias.id,
+                    alias.survivor,
+                    loser,
+                    survivor,
+                )
+            done.append((alias.system, alias.object, alias.id))
+        identity.mark_aliases_applied(done)
+
+
+def _link_deals(run: RunContext) -> None:
+    """Link each changed HubSpot deal to its company's account key (a deal moved to another company moves)."""
+    ledger = run.ledger
+    deals = [r for r in ledger.records.iterate("hubspot", "deals", dirty_only=True) if not r.deleted]
+    if not deals:
+        return
+    company_of = {r.id: str(r.data.get(DEAL_COMPANY)) for r in deals if r.data.get(DEAL_COMPANY)}
+    accounts = ledger.identity.keys_of("hubspot", "companies", set(company_of.values()))
+    linked = ledger.identity.keys_of("hubspot", "deals", company_of)
+    with ledger.transaction():
+        for deal_id, company in company_of.items():
+            key = accounts.get(company)
+            if key is not None and linked.get(deal_id) != key:
+                ledger.identity.relink(key, "hubspot", "deals", deal_id, "stored_id", run_id=run.run_id)
 
 
 def _follow_conversions(run: RunContext) -> None:

@@ -1,21 +1,31 @@
 """Pull and stage: each object's changes since its watermark, a page at a time, staged with the watermark.
 
-Staging recognises syncd's own writes coming back (an echo: the record is left clean) and a rep's manual
-owner change (recorded as an override the engine honours per the policy).
+Each system's objects are pulled together (``Connector.pull_many``: Salesforce sends the delta queries of all
+its objects in one ``/composite`` call). Staging recognises syncd's own writes coming back (an echo: the
+record is left clean), a rep's manual owner change (recorded as an override the engine honours per the
+policy), and merges: a HubSpot survivor's ``hs_merged_object_ids`` or a Salesforce record deleted with
+``MasterRecordId`` is kept as an alias in the ledger (the link stage moves the loser's links to the
+survivor's key), and a merged-away HubSpot record, which HubSpot stops listing, is marked deleted.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
 from syncd.connectors import Page
-from syncd.core.link import entity_of, identity, is_echo, owner_change, record_hash
+from syncd.core.link import MERGED_INTO, entity_of, identity, is_echo, merges_of, owner_change, record_hash
 from syncd.core.systems import OWNER_FIELD, PULLED, SYSTEMS
 from syncd.core.types import OverrideRow, RecordRow, WriteRow
+from syncd.cycle import limits
 from syncd.cycle.context import RunContext
+from syncd.cycle.roster import Roster, reps_of
+
+# The Salesforce object whose changes are the roster's (pulled with the records, kept in the roster store).
+ROSTER_OBJECT = "User"
 
 log = logging.getLogger(__name__)
 
@@ -23,20 +33,54 @@ log = logging.getLogger(__name__)
 def pull(run: RunContext) -> bool:
     """Pull and stage every pulled object; False when the run was stopped."""
     run.progress.stage("pull")
+    limits.refresh(run)
     # Reps whose changes count as a human's: the roster's reps, by each system's user id.
     rep_ids = {
         (system, uid): key for (system, uid), key in run.roster.users.items() if key in run.rules.roster.reps
     }
     for system in SYSTEMS:
         connector = run.connectors[system]
-        for obj in PULLED[system]:
-            since = run.ledger.records.watermark(system, obj)
-            for page in connector.pull(obj, since=since):
-                stage(run, system, obj, page, rep_ids)
-                run.progress.advance(len(page.records))
-                if run.stopped():
-                    return False
+        since = {obj: run.ledger.records.watermark(system, obj) for obj in PULLED[system]}
+        if system == "salesforce":
+            # The roster's cheap look: Users changed since the last cycle, one more delta query in the same
+            # /composite request (a departure reaches both systems within the cycle).
+            since[ROSTER_OBJECT] = run.ledger.records.watermark(system, ROSTER_OBJECT)
+        for obj, page in connector.pull_many(since):
+            if obj == ROSTER_OBJECT:
+                stage_users(run, page)
+                continue
+            stage(run, system, obj, page, rep_ids)
+            run.progress.advance(len(page.records))
+            if run.stopped():
+                return False
     return True
+
+
+def stage_users(run: RunContext, page: Page) -> set[str]:
+    """Keep the Salesforce Users of one page in the ledger's roster, with the page's watermark; the emails
+    whose facts changed (their decisions are due now, and the run's roster is read again)."""
+    rows = [
+        {
+            "system": "salesforce",
+            "kind": "user",
+            "id": raw.id,
+            "email": raw.fields.get("Email"),
+            "name": raw.fields.get("Name") or "",
+            "active": bool(raw.fields.get("IsActive")) and not raw.deleted,
+            "user_id": None,
+            "developer_name": None,
+        }
+        for raw in page.records
+    ]
+    with run.ledger.transaction():
+        changed = run.ledger.roster.update(rows) if rows else set()
+        if changed:
+            run.ledger.decisions.make_due(changed, run.now)
+        run.ledger.records.set_watermark("salesforce", ROSTER_OBJECT, page.watermark, run_id=run.run_id)
+    if changed:
+        log.info("roster: %d Salesforce users changed; their decisions are due", len(changed))
+        run.roster = Roster.from_reps(reps_of(run.ledger.roster.load()))
+    return changed
 
 
 def stage(run: RunContext, system: str, obj: str, page: Page, rep_ids: Mapping[tuple[str, str], str]) -> None:
@@ -64,6 +108,8 @@ def stage(run: RunContext, system: str, obj: str, page: Page, rep_ids: Mapping[t
         old = ledger.records.by_ids(system, obj, ids) if rows else {}
         result = ledger.records.upsert(rows, run_id=run.run_id)
         if result.changed:
+            changed = set(result.changed)
+            ledger.records.keep_versions([r for r in rows if r.ref in changed], run_id=run.run_id)
             changed_ids = [ref[2] for ref in result.changed]
             writes = _writes_by_record(ledger.outbox.last_writes(system, obj, changed_ids))
             keys = ledger.identity.keys_of(system, obj, changed_ids)
@@ -83,7 +129,35 @@ def stage(run: RunContext, system: str, obj: str, page: Page, rep_ids: Mapping[t
             if echoes:
                 ledger.records.mark_records_clean(echoes)
                 run.report.echoes[system] += len(echoes)
+        _stage_merges(run, system, obj, rows)
         ledger.records.set_watermark(system, obj, page.watermark, run_id=run.run_id)
+
+
+def _stage_merges(run: RunContext, system: str, obj: str, rows: list[RecordRow]) -> None:
+    """Keep the merges a page reveals as aliases; mark merged-away HubSpot records deleted (in the page's
+    transaction). A merged-away HubSpot id answers reads and writes with its survivor, so syncd must stop
+    writing to it: only the survivor's ``hs_merged_object_ids`` says it is gone."""
+    pairs = [m for r in rows for m in merges_of(system, obj, r.id, r.data, r.deleted)]
+    if not pairs:
+        return
+    fresh = run.ledger.identity.add_aliases(
+        [(system, obj, loser, survivor) for loser, survivor in pairs], run_id=run.run_id
+    )
+    if fresh:
+        log.info("%s %s: %d merged-away records followed to their survivors", system, obj, fresh)
+    if system != "hubspot":
+        return
+    survivors = dict(pairs)
+    gone = []
+    for old in run.ledger.records.by_ids(system, obj, list(survivors)).values():
+        if old.deleted:
+            continue
+        data = {**old.data, MERGED_INTO: survivors[old.id]}
+        gone.append(
+            dataclasses.replace(old, data=data, deleted=True, hash=record_hash(system, data), seen_at=None)
+        )
+    if gone:
+        run.ledger.records.upsert(gone, run_id=run.run_id)
 
 
 def _detect_override(

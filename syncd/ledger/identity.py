@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from syncd.core.types import (
     LinkRow,
@@ -16,6 +19,7 @@ from syncd.ledger.rows import (
     _KEY_PREFIX,
     _batched,
     _check_system,
+    _dt,
     _hash_text,
     _link,
     _norm,
@@ -221,3 +225,108 @@ class Identity(Store):
                 else:
                     self._conn.execute(f"UPDATE {table} SET key = ? WHERE key = ?", (into, other))
             self._conn.execute("DELETE FROM entities WHERE key = ?", (other,))
+
+    # ------------------------------------------------------------------------------------------- aliases
+
+    @_guarded
+    def add_aliases(self, aliases: Iterable[tuple[str, str, str, str]], *, run_id: str | None = None) -> int:
+        """Remember merged-away records: (system, object, id, survivor id) each. An alias already known keeps
+        its first survivor (a merge is final); returns how many are new."""
+        now = self._now()
+        rows = [
+            (system, obj, id_, survivor, now, run_id)
+            for system, obj, id_, survivor in aliases
+            if id_ and survivor and id_ != survivor
+        ]
+        if not rows:
+            return 0
+        with self.transaction():
+            cursor = self._conn.executemany(
+                "INSERT OR IGNORE INTO aliases (system, object, id, survivor, merged_at, run_id) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        return max(cursor.rowcount, 0)
+
+    @_guarded
+    def pending_aliases(self) -> list[Alias]:
+        """Merges whose links have not moved to the survivor yet, oldest first."""
+        sql = "SELECT * FROM aliases WHERE applied = 0 ORDER BY merged_at, system, object, id"
+        return [_alias(r) for r in self.db.query(sql)]
+
+    @_guarded
+    def mark_aliases_applied(self, refs: Iterable[RecordKey]) -> None:
+        with self.transaction():
+            self._conn.executemany(
+                "UPDATE aliases SET applied = 1 WHERE system = ? AND object = ? AND id = ?", list(refs)
+            )
+
+    @_guarded
+    def aliases_of(self, system: str, ids: Iterable[str]) -> dict[str, Alias]:
+        """Id -> its alias row, for the ids of ``system`` that were merged away."""
+        out: dict[str, Alias] = {}
+        for chunk in _batched(list(ids)):
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT * FROM aliases WHERE system = ? AND id IN ({marks})"
+            for r in self.db.query(sql, [system, *chunk]):
+                out[str(r["id"])] = _alias(r)
+        return out
+
+    @_guarded
+    def merged_into(self, system: str, survivor: str) -> list[Alias]:
+        """The records merged into ``survivor``."""
+        sql = "SELECT * FROM aliases WHERE system = ? AND survivor = ? ORDER BY merged_at, id"
+        return [_alias(r) for r in self.db.query(sql, [system, survivor])]
+
+    @_guarded
+    def survivor_of(self, id: str) -> Alias | None:
+        """The alias row of a merged-away id in either system (the merge chain followed to its end)."""
+        rows = list(self.db.query("SELECT * FROM aliases WHERE id = ? ORDER BY system LIMIT 1", [id]))
+        if not rows:
+            return None
+        alias = _alias(rows[0])
+        seen = {alias.id}
+        while alias.survivor not in seen:
+            nxt = self.aliases_of(alias.system, [alias.survivor]).get(alias.survivor)
+            if nxt is None:
+                break
+            seen.add(alias.survivor)
+            alias = Alias(alias.system, alias.object, alias.id, nxt.survivor, alias.merged_at, alias.applied)
+        return alias
+
+    @_guarded
+    def relink(
+        self, key: str, system: str, object: str, id: str, how: str, *, run_id: str | None = None
+    ) -> None:
+        """Point one record's link at ``key`` (a deal whose company changed); links it when it has none."""
+        if how not in LINK_METHODS:
+            raise ValueError(f"unknown link method {how!r}")
+        with self.transaction():
+            self._conn.execute(
+                "DELETE FROM links WHERE system = ? AND object = ? AND id = ?", (system, object, id)
+            )
+            self.add_links([LinkRow(key, system, object, id, how, run_id=run_id)])
+
+
+@dataclass(frozen=True, slots=True)
+class Alias:
+    """A record merged away in its system: its id, the id of the record it was merged into, and when syncd
+    saw the merge."""
+
+    system: str
+    object: str
+    id: str
+    survivor: str
+    merged_at: datetime
+    applied: bool
+
+
+def _alias(row: Mapping[str, Any]) -> Alias:
+    return Alias(
+        str(row["system"]),
+        str(row["object"]),
+        str(row["id"]),
+        str(row["survivor"]),
+        _dt(str(row["merged_at"])),
+        bool(row["applied"]),
+    )

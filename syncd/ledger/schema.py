@@ -255,5 +255,65 @@ def _v3_roster(db: Database) -> None:
     db.executescript(_V3)
 
 
-MIGRATIONS: list[Callable[[Database], None]] = [_v1_storage, _v2_engine_state, _v3_roster]
+_V4 = """
+-- Merges in the systems: a merged-away record (HubSpot hs_merged_object_ids, Salesforce MasterRecordId) stays
+-- known by its id as an alias of the record it was merged into; ``applied`` once its links moved there.
+CREATE TABLE aliases (
+    system    TEXT NOT NULL,
+    object    TEXT NOT NULL,
+    id        TEXT NOT NULL,
+    survivor  TEXT NOT NULL,
+    merged_at TEXT NOT NULL,
+    applied   INTEGER NOT NULL DEFAULT 0,
+    run_id    TEXT,
+    PRIMARY KEY (system, object, id)
+);
+CREATE INDEX aliases_pending ON aliases (system, object) WHERE applied = 0;
+CREATE INDEX aliases_by_survivor ON aliases (system, survivor);
+"""
+
+
+def _v4_aliases(db: Database) -> None:
+    """Aliases: the ids of records merged away in either system, and the record each was merged into."""
+    db.executescript(_V4)
+
+
+_V5 = """
+-- Every content version of every pulled record, within retention: what `syncd backtest` replays. A version is
+-- dated by the system's modification time (else when syncd saw it); a ledger upgraded to this version starts
+-- with one version per record, dated by the record's own modification time.
+CREATE TABLE record_versions (
+    seq         INTEGER PRIMARY KEY,
+    system      TEXT NOT NULL,
+    object      TEXT NOT NULL,
+    id          TEXT NOT NULL,
+    modified_at TEXT NOT NULL,
+    deleted     INTEGER NOT NULL DEFAULT 0,
+    email       TEXT,
+    domain      TEXT,
+    hash        TEXT NOT NULL,
+    data        TEXT NOT NULL,
+    seen_at     TEXT NOT NULL,
+    run_id      TEXT
+);
+CREATE INDEX record_versions_by_time ON record_versions (modified_at);
+CREATE INDEX record_versions_by_record ON record_versions (system, object, id, modified_at);
+INSERT INTO record_versions (system, object, id, modified_at, deleted, email, domain, hash, data, seen_at, run_id)
+    SELECT system, object, id, COALESCE(modified_at, seen_at), deleted, email, domain, hash, data, seen_at, seen_run
+    FROM records ORDER BY COALESCE(modified_at, seen_at);
+"""
+
+
+def _v5_record_versions(db: Database) -> None:
+    """Record versions (the history `syncd backtest` replays), started from the records already staged."""
+    db.executescript(_V5)
+
+
+MIGRATIONS: list[Callable[[Database], None]] = [
+    _v1_storage,
+    _v2_engine_state,
+    _v3_roster,
+    _v4_aliases,
+    _v5_record_versions,
+]
 SCHEMA_VERSION = len(MIGRATIONS)

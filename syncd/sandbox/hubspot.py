@@ -79,11 +79,14 @@ from werkzeug.wrappers import Request, Response
 from syncd.core.systems import (
     HUBSPOT_LAST_MODIFIED,
     HUBSPOT_OBJECTS,
+    SYNCD_HS_COMPANY_CUSTOM,
+    SYNCD_HS_CONTACT_CUSTOM,
     SYNCD_HS_CUSTOM,
     FieldSpec,
     ObjectSpec,
     OrgSchema,
 )
+from syncd.sandbox import account_teams
 from syncd.sandbox.base import Faults, SandboxApp, json_response
 from syncd.sandbox.store import Record, Store
 
@@ -1032,7 +1035,7 @@ class HubSpotApp(SandboxApp):
                 "INVALID_OPTION",
                 f"{value} was not one of the allowed options: [{', '.join(spec.picklist)}]",
             ), value
-        if name == "hubspot_owner_id":
+        if name == "hubspot_owner_id" or account_teams.is_owner_property(spec):
             owners = self._owner_ids() if owners is None else owners
             if owners.get(value, True):
                 return Problem(name, "INVALID_OWNER_ID", f"{value} is not a valid owner id"), value
@@ -1865,7 +1868,8 @@ class HubSpotApp(SandboxApp):
     # -------------------------------------------------------------------------------------- properties
 
     def _custom_names(self, otype: str) -> set[str]:
-        standard = {f.name for f in HUBSPOT_OBJECTS[otype].fields} - {f.name for f in SYNCD_HS_CUSTOM}
+        syncd = (*SYNCD_HS_CUSTOM, *SYNCD_HS_COMPANY_CUSTOM, *SYNCD_HS_CONTACT_CUSTOM)
+        standard = {f.name for f in HUBSPOT_OBJECTS[otype].fields} - {f.name for f in syncd}
         return {f.name for f in self._spec(otype).fields if f.name not in standard}
 
     def _property_json(self, otype: str, spec: FieldSpec, custom: bool) -> dict[str, Any]:
@@ -1890,7 +1894,7 @@ class HubSpotApp(SandboxApp):
             }
             for i, v in enumerate(spec.picklist)
         ]
-        return {
+        body = {
             "name": spec.name,
             "label": spec.name.replace("_", " ").capitalize(),
             "type": type_,
@@ -1914,6 +1918,7 @@ class HubSpotApp(SandboxApp):
             "updatedAt": "2020-01-01T00:00:00.000Z",
             "archived": False,
         }
+        return account_teams.owner_property_json(spec, body)
 
     @_guarded
     def on_properties(self, request: Request, *, user: str, objtype: str) -> Response:

@@ -56,6 +56,7 @@ from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request, Response
 
 from syncd.core.systems import SALESFORCE_EMAIL, FieldSpec, ObjectSpec, OrgSchema
+from syncd.sandbox import account_teams
 from syncd.sandbox.base import CONTROL_PREFIX, Faults, SandboxApp, json_response
 from syncd.sandbox.ids import sf_id
 from syncd.sandbox.salesforce_oauth import DEFAULT_SESSION_SECONDS, TOKEN_PATH, SalesforceOAuth
@@ -920,6 +921,7 @@ class SalesforceApp(SandboxApp):
         """Create (record_id None) or update one record as the API does; returns its id, raises SfError."""
         spec = self._spec(sobject)
         values = {k: v for k, v in values.items() if k != "attributes"}
+        record_id, values = account_teams.before_save(self, spec, values, record_id)
         existing: Record | None = None
         if record_id is not None:
             existing = self._record_for(spec, record_id)
@@ -995,7 +997,9 @@ class SalesforceApp(SandboxApp):
             record.update(fields)
         record.update({"LastModifiedDate": stamp, "LastModifiedById": user_id, "SystemModstamp": stamp})
         self._derive(spec, record)
+        account_teams.derive(self, spec, record)
         self._put(spec.name, record)
+        account_teams.after_save(self, spec, existing, record, user)
         return str(record["Id"])
 
     @staticmethod
@@ -1014,7 +1018,7 @@ class SalesforceApp(SandboxApp):
         """Delete one record: soft (IsDeleted, still visible to queryAll) or, for Bulk hardDelete, for good."""
         spec = self._spec(sobject)
         record = self._record_for(spec, record_id)
-        if hard:
+        if hard or account_teams.hard_delete(spec):
             for log in self._undo:
                 log.setdefault((spec.name, record["Id"]), record)
             self.store.remove(spec.name, record["Id"])
@@ -1342,7 +1346,7 @@ class SalesforceApp(SandboxApp):
             "custom": f.name.endswith("__c"),
             "nillable": not f.required and f.type != "boolean",
             "createable": writable,
-            "updateable": writable,
+            "updateable": writable and not f.createonly,
             "externalId": f.external_id,
             "unique": f.external_id,
             "idLookup": f.name == "Id" or f.external_id,

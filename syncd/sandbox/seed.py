@@ -23,7 +23,7 @@ from typing import Any, Generic, TypeVar
 
 from faker import Faker
 
-from syncd.core.systems import SALESFORCE_OBJECTS
+from syncd.core.systems import RELATED_ACCESS_LEVELS, SALESFORCE_OBJECTS, TEAM_MEMBER_ROLES
 from syncd.progress import NULL, Progress
 from syncd.sandbox.ids import sf_id
 from syncd.sandbox.store import Record, Store
@@ -586,6 +586,10 @@ _MESS_KINDS = (
     "hubspot_owner_archived",
     "account_owned_by_inactive_rep",
     "hubspot_import_same_timestamp",
+    "account_team_member_added_by_human",
+    "account_team_member_who_left",
+    "tier_set_by_hand",
+    "single_threaded_key_account",
 )
 
 
@@ -1340,6 +1344,123 @@ def _parse_sf(value: str) -> int:
     return int(datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp() * 1000)
 
 
+# ------------------------------------------------------------------------------------------- account teams
+
+# Roles syncd's default teams.toml uses, and what an integration that managed teams before would have left.
+_SYNCD_TEAM_ROLES = (
+    "Account Executive",
+    "Account Manager",
+    "Customer Success Manager",
+    "Sales Development Rep",
+)
+_TIERS = ("Strategic", "Enterprise", "Mid-Market", "SMB")
+KEY_ACCOUNTS = 5  # the largest customers by revenue, left single-threaded: one rep for everything
+
+
+def _key_accounts(gen: _Generator) -> list[_Account]:
+    customers = [a for a in gen.accounts if a.customer and a.sf_id is not None]
+    return sorted(customers, key=lambda a: (-a.revenue, a.index))[:KEY_ACCOUNTS]
+
+
+def _seed_single_threaded(gen: _Generator, keys: list[_Account]) -> None:
+    """The key accounts hang on one rep: their owner owns every contact and opportunity, in both systems."""
+    by_account = {a.sf_id: a for a in keys}
+    owner_of = {a.sf_id: gen.user_id[a.owner.email] for a in keys}
+    moved: set[str] = set()
+    for contact in gen.sf["Contact"]:
+        owner = owner_of.get(contact["AccountId"])
+        if owner is not None and contact["OwnerId"] != owner:
+            contact["OwnerId"] = owner
+            moved.add(contact["Id"])
+            gen.summary.mess["customer_contact_random_owner"] -= 1
+    for opportunity in gen.sf["Opportunity"]:
+        owner = owner_of.get(opportunity["AccountId"])
+        if owner is not None:
+            opportunity["OwnerId"] = owner
+    contact_account = {c["Id"]: c["AccountId"] for c in gen.sf["Contact"]}
+    hs_owner = {a.sf_id: gen.owner_id[a.owner.email] for a in keys}
+    company_ids = {a.hs_id: a.sf_id for a in keys if a.hs_id}
+    for company in gen.hs["companies"]:
+        account_id = company_ids.get(company["id"])
+        if account_id is not None:
+            company["properties"]["hubspot_owner_id"] = hs_owner[account_id]
+    for contact in gen.hs["contacts"]:
+        account_id = contact_account.get(contact["properties"].get("syncd_salesforce_id") or "")
+        if account_id in hs_owner:
+            contact["properties"]["hubspot_owner_id"] = hs_owner[account_id]
+    gen.summary.mess["single_threaded_key_account"] = len(by_account)
+
+
+def _seed_account_teams(gen: _Generator, rng: random.Random, keys: list[_Account]) -> None:
+    """Teams on some other accounts, as an org has them: members an earlier integration added (with syncd's
+    roles), members the owner added by hand (any role), and now and then a member who has since left."""
+    skip = {a.sf_id for a in keys}
+    spec = SALESFORCE_OBJECTS["AccountTeamMember"]
+    titles = {u["Id"]: u.get("Title") for u in gen.sf["User"]}
+    for acct in gen.accounts:
+        if acct.sf_id is None or acct.sf_id in skip or rng.random() > 0.4:
+            continue
+        owner = gen.user_id[acct.owner.email]
+        chosen: set[str] = {owner}
+        for _ in range(rng.randint(1, 3)):
+            left = rng.random() < 0.1
+            rep = rng.choice(gen.inactive_reps if left else gen.active_reps)
+            user = gen.user_id[rep.email]
+            if user in chosen:
+                continue
+            chosen.add(user)
+            human = rng.random() < 0.5
+            by = owner if human else gen.integration_id
+            stamp = sf_datetime(rng.randint(acct.created, gen.now_ms - _DAY_MS))
+            member = dict(_SF_TEMPLATES["AccountTeamMember"])
+            member.update(
+                Id=gen.next_sf(spec.key_prefix),
+                IsDeleted=False,
+                AccountId=acct.sf_id,
+                UserId=user,
+                TeamMemberRole=rng.choice(TEAM_MEMBER_ROLES if human else _SYNCD_TEAM_ROLES),
+                AccountAccessLevel=rng.choice(("Read", "Edit")),
+                OpportunityAccessLevel=rng.choice(RELATED_ACCESS_LEVELS),
+                CaseAccessLevel=rng.choice(RELATED_ACCESS_LEVELS),
+                ContactAccessLevel="Read",
+                Title=titles.get(user),
+                CreatedDate=stamp,
+                CreatedById=by,
+                LastModifiedDate=stamp,
+                LastModifiedById=by,
+                SystemModstamp=stamp,
+            )
+            gen.sf["AccountTeamMember"].append(member)
+            gen.summary.mess["account_team_member_added_by_human"] += human
+            gen.summary.mess["account_team_member_who_left"] += left
+
+
+def _seed_tiers(gen: _Generator, rng: random.Random) -> None:
+    """Tiers set by hand some time ago: on some accounts and companies, often not what the rules would say,
+    and not always the same in both systems."""
+    accounts = {a["Id"]: a for a in gen.sf["Account"]}
+    companies = {c["id"]: c for c in gen.hs["companies"]}
+    for acct in gen.accounts:
+        tier = rng.choice(_TIERS)
+        record = accounts.get(acct.sf_id or "")
+        if record is not None and rng.random() < 0.4:
+            record["Syncd_Tier__c"] = tier
+            gen.summary.mess["tier_set_by_hand"] += 1
+        if acct.hs_id is not None and rng.random() < 0.3:
+            companies[acct.hs_id]["properties"]["syncd_tier"] = (
+                tier if rng.random() < 0.7 else rng.choice(_TIERS)
+            )
+
+
+def _seed_teams_and_tiers(gen: _Generator, seed: int) -> None:
+    # An rng of their own: the rest of the org is the same with or without them.
+    rng = random.Random(f"account-teams-{seed}")
+    keys = _key_accounts(gen)
+    _seed_single_threaded(gen, keys)
+    _seed_account_teams(gen, rng, keys)
+    _seed_tiers(gen, rng)
+
+
 def generate(
     store_sf: Store,
     store_hs: Store,
@@ -1367,6 +1488,7 @@ def generate(
             progress.advance(_PROGRESS_EVERY)
     progress.advance(persons % _PROGRESS_EVERY)
     gen.hubspot_only_deals()
+    _seed_teams_and_tiers(gen, seed)
     progress.stage("write")
     gen.write(store_sf, store_hs)
     progress.finish()

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import requests
 from hubspot import HubSpot
 from simple_salesforce import Salesforce
 
@@ -23,6 +22,7 @@ from syncd.core.rules import RuleSet
 from syncd.ledger import Ledger
 from syncd.sandbox import hubspot as hs_module
 from syncd.sandbox import salesforce as sf_module
+from syncd.sandbox.runtime import control_request
 
 SF_OBJECTS = {
     "Lead": "Id, Email, OwnerId, Status, IsConverted, IsDeleted, Syncd_HubSpot_Id__c, Syncd_Stage__c, "
@@ -50,7 +50,6 @@ WRITE_ENDPOINTS = frozenset(
         "upsert",
         "delete",
         "delete_by_external_id",
-        "composite",
         "collection_create",
         "collection_update",
         "collection_upsert",
@@ -77,6 +76,9 @@ READ_ENDPOINTS = frozenset(
         "query_all",
         "query_more",
         "query_all_more",
+        # syncd sends only queries in /composite (its pulls' delta queries, one call for all objects); its
+        # writes go through sObject Collections (collection_*), counted as writes above.
+        "composite",
         "retrieve",
         "retrieve_by_external_id",
         "describe",
@@ -141,10 +143,7 @@ class Systems:
     # -- request counts
 
     def _control(self, system: str, method: str, path: str) -> Any:
-        base = self.info[system]["control"].rstrip("/")
-        response = requests.request(method, f"{base}/{path}", verify=self.ca, timeout=30)
-        response.raise_for_status()
-        return response.json() if response.content else None
+        return control_request(self.info, system, method, path)
 
     def kinds(self) -> dict[str, dict[str, int]]:
         """Requests served so far, per system and "METHOD endpoint"."""

@@ -28,7 +28,7 @@ def test_once_prints_what_it_did_per_system_and_a_second_once_does_nothing(org: 
     first = invoke(org, "once")
     assert first.exit_code == 0, first.output
     assert "Salesforce" in first.output and "HubSpot" in first.output
-    assert table_row(first.output, "pulled") == [383, 304]
+    assert table_row(first.output, "pulled") == [383, 324]  # HubSpot: 304 contacts and companies, 20 deals
     assert table_row(first.output, "created")[0] > 0
     assert sum(table_row(first.output, "changed: owner")) > 0
     assert all(n > 0 for n in table_row(first.output, "API calls"))
@@ -142,8 +142,10 @@ def test_status_shows_runs_watermarks_quarantine_and_api_usage(org: Org) -> None
         "Contact",
         "Lead",
         "Opportunity",
+        "User",  # the roster's Users, pulled with the records in the same /composite request
         "companies",
         "contacts",
+        "deals",
     }
     assert data["runs"][0]["counters"]["api_calls"]["salesforce"] > 0
 

@@ -968,6 +968,7 @@ def test_describe_global_and_object(sf_sandbox: SfSandbox) -> None:
         "Lead": "00Q",
         "Contact": "003",
         "Opportunity": "006",
+        "AccountTeamMember": "01M",
     }
     fields = {f["name"]: f for f in sf.Lead.describe()["fields"]}
     assert (

@@ -191,6 +191,7 @@ def test_an_empty_org_has_only_reps_and_queues() -> None:
         "Lead": 0,
         "Contact": 0,
         "Opportunity": 0,
+        "AccountTeamMember": 0,
     }
     assert {t: empty.hs.count(t) for t in HS_TYPES} == {
         "contacts": 0,

@@ -1066,7 +1066,11 @@ VALID: list[Case] = [
     Case(
         "test-domain-rep",
         "",
-        replace("roster.toml", '"isaac.moreau@northwind.example"', '"isaac.moreau@northwind.test"'),
+        replace(
+            "roster.toml",
+            "    # customer success\n",
+            '    # customer success\n    { email = "trainee@northwind.test", team = "customer_success" },\n',
+        ),
     ),
     Case(
         "ten-nested-nots",

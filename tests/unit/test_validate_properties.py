@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -25,8 +24,8 @@ from hypothesis import strategies as st
 
 from syncd.core.engine import decide
 from syncd.core.rules import check_directory
+from syncd.core.schedule import due_at
 from syncd.core.types import Assignment, LedgerView, Override, PersonView
-from syncd.cycle.decide import _Decide
 
 SHIPPED = Path(__file__).resolve().parents[2] / "mappings"
 
@@ -48,6 +47,7 @@ NUMERIC_SLOTS = [
     ("scoring.toml", "employees = { gte = 5000 }", "employees = { gte = @ }"),
     ("roster.toml", "weight = 2", "weight = @"),
     ("roster.toml", "daily_cap = 30", "daily_cap = @"),
+    ("policy.toml", 'recreate_deleted = "never"', 'recreate_deleted = "after_days @"'),
 ]
 TEXT_SLOTS = [
     ("routing.toml", 'name = "Marketing nurture"', "name = @"),
@@ -199,27 +199,22 @@ ACCOUNTS = [
 
 
 def cycle_due_times(ruleset: Any, decisions: Any, overrides: set[str]) -> None:
-    """The cycle's own arithmetic on the rules' durations: a detected override's honoured window
-    (``now + respect_days``, syncd.cycle.pull) and each decision's due time (SLA deadline, hold, override:
-    ``_decision_rows`` of syncd.cycle.decide, called on a stand-in for the run)."""
-    honoured_until = NOW + timedelta(days=ruleset.policy.override_days)
-    active = {k: SimpleNamespace(honoured_until=honoured_until) for k in overrides}
-    ledger = SimpleNamespace(
-        overrides=SimpleNamespace(active=lambda keys, now=None: {k: active[k] for k in keys if k in active})
-    )
-    # The decide stage built on a stand-in for its run: only the ledger's overrides are read here.
-    context = SimpleNamespace(
-        ledger=ledger,
-        rules=ruleset,
-        mapping=ruleset.mapping,
-        directory=SimpleNamespace(is_active=lambda key: True),
-        report=None,
-        run_id="r1",
-        now=NOW,
-    )
-    stage = _Decide(context)  # type: ignore[arg-type]
-    rows = stage._decision_rows(decisions, {})
-    assert len(rows) == len(decisions)
+    """The cycle's arithmetic on the rules' durations, as syncd.cycle does it: a detected override's
+    honoured window (``now + respect_days``, cycle.pull), each decision's due time from its SLA deadline
+    (``assigned_at + hours``), override and hold (cycle.decide, through core.schedule.due_at), and the
+    window after which a deleted Lead may be created again (core.plan, ``after_days N``)."""
+    policy = ruleset.policy
+    honoured_until = NOW + timedelta(days=policy.override_days)
+    for d in decisions:
+        sla = None
+        if d.kind == "person" and d.stage in policy.sla_stages and d.assigned_at is not None:
+            sla = d.assigned_at + timedelta(hours=policy.sla_hours)
+        override = honoured_until if d.key in overrides else None
+        due = due_at(NOW, sla_deadline=sla, override_until=override, hold=d.hold_until)
+        assert due.tzinfo is not None
+    mode, days = policy.recreate_deleted
+    if mode == "after_days":
+        assert NOW - (NOW - timedelta(days=days)) >= timedelta(days=days)
 
 
 def check_accepted_set_runs(

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -20,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from syncd.core.rules.conditions import ALWAYS, Condition, FieldSet, compile_condition
 from syncd.core.rules.limits import MAX_DAYS, MAX_HOURS
-from syncd.core.rules.problems import STAGES_HINT, Problems, clip, did_you_mean
+from syncd.core.rules.problems import STAGES_HINT, Problems, clip, did_you_mean, show
 
 
 class StickinessModel(BaseModel):
@@ -44,6 +45,9 @@ class HandoffModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     create_salesforce_lead_for: list[str] = Field(default_factory=list)
     keep_previous_owner_for: list[str] = Field(default_factory=list)
+    # A Salesforce Lead or Contact a person deleted: "never" created again for the same person (the
+    # default), "after_days N" once N days have passed since the deletion, "on_handoff" at the next hand-off.
+    recreate_deleted: str = "never"
 
 
 class AccountsModel(BaseModel):
@@ -51,6 +55,8 @@ class AccountsModel(BaseModel):
     customer_when: dict[str, Any] | None = None
     customer_stage: str | None = None
     prospect_team: str | None = None
+    # A HubSpot deal's owner: "account" follows its company's decided owner; "keep" leaves deals alone.
+    deal_owner: Literal["account", "keep"] = "account"
 
 
 class CapsModel(BaseModel):
@@ -87,6 +93,24 @@ class Policy:
     customer_stage: str | None
     prospect_team: str | None
     backlog_exempt: bool = True
+    # [handoffs] recreate_deleted, parsed: ("never" | "after_days" | "on_handoff", days).
+    recreate_deleted: tuple[str, float] = ("never", 0.0)
+    deal_owner: str = "account"
+
+
+def parse_recreate(text: str) -> tuple[str, float] | None:
+    """``"never"``, ``"on_handoff"`` or ``"after_days N"`` as (mode, days); None when it is neither."""
+    words = text.split()
+    if words in (["never"], ["on_handoff"]):
+        return words[0], 0.0
+    if len(words) == 2 and words[0] == "after_days":
+        try:
+            days = float(words[1])
+        except ValueError:
+            return None
+        # Bounded like every duration: the plan adds it to a datetime.
+        return ("after_days", days) if math.isfinite(days) and 0 <= days <= MAX_DAYS else None
+    return None
 
 
 def build_policy(
@@ -159,6 +183,15 @@ def build_policy(
             f'unknown stage "{clip(cs)}"' + did_you_mean(cs, stages) + STAGES_HINT,
             ref=("stage", cs),
         )
+    recreate = parse_recreate(model.handoffs.recreate_deleted)
+    if recreate is None:
+        problems.error(
+            display,
+            "handoffs",
+            "recreate_deleted",
+            f'{show(model.handoffs.recreate_deleted)} is not one of "never", "on_handoff", '
+            f'"after_days N" (N from 0 to {MAX_DAYS} days)',
+        )
     customer_when: Condition | None = ALWAYS
     if model.accounts.customer_when is not None:
         customer_when = compile_condition(
@@ -166,7 +199,7 @@ def build_policy(
         )
     elif cs is not None:
         problems.error(display, "accounts", "customer_when", "needed to tell which accounts are customers")
-    if problems.error_count != before or customer_when is None:
+    if problems.error_count != before or customer_when is None or recreate is None:
         return None
     return Policy(
         sticky=model.stickiness.enabled,
@@ -180,4 +213,6 @@ def build_policy(
         customer_stage=cs,
         prospect_team=model.accounts.prospect_team,
         backlog_exempt=model.caps.backlog == "exempt",
+        recreate_deleted=recreate,
+        deal_owner=model.accounts.deal_owner,
     )

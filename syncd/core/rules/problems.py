@@ -35,6 +35,9 @@ ITEM_LABELS: dict[str, tuple[str, str]] = {
     "reps": ("rep", "email"),
     "queues": ("queue", "name"),
     "custom_fields": ("custom field", "name"),
+    "tiers": ("tier", "name"),
+    "roles": ("role", "name"),
+    "requirements": ("requirement", "name"),
 }
 # Said after an unknown stage outside lifecycle.toml: a renamed stage is often the mistake.
 STAGES_HINT = " (stages are declared in lifecycle.toml)"
@@ -317,8 +320,9 @@ def locate(data: Any, loc: Sequence[int | str]) -> tuple[str, str]:
     parent_key: str | None = None
     for part in loc:
         item = node[part] if isinstance(part, int) and isinstance(node, list) and part < len(node) else None
-        if isinstance(part, int) and parent_key in ITEM_LABELS and isinstance(item, dict):
-            # A named item (a rule, a stage, a rep): a table in a list; a list of plain values is not.
+        # A named item (a rule, a stage, a rep) is a table in a top-level list; a list of plain values, or a
+        # list inside an item (a requirement's stages), is only a key.
+        if isinstance(part, int) and parent_key in ITEM_LABELS and isinstance(item, dict) and not where:
             label, id_key = ITEM_LABELS[parent_key]
             ident = item.get(id_key) if isinstance(item, dict) else None
             where = named(label, str(ident)) if isinstance(ident, str) and ident else f"{label} #{part + 1}"

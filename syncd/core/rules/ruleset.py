@@ -25,6 +25,7 @@ from syncd.core.rules.problems import Problems, clip, did_you_mean, named, parse
 from syncd.core.rules.roster import Roster, RosterFileModel, build_roster
 from syncd.core.rules.routing import Routing, RoutingFileModel, build_routing
 from syncd.core.rules.scoring import Scoring, ScoringFileModel, build_scoring
+from syncd.core.rules.teams import Teams, TeamsFileModel, build_teams
 from syncd.errors import MappingError
 
 FILES: dict[str, type[BaseModel]] = {
@@ -35,6 +36,8 @@ FILES: dict[str, type[BaseModel]] = {
     "routing.toml": RoutingFileModel,
     "policy.toml": PolicyFileModel,
 }
+# Files a rules directory may have: without teams.toml, syncd manages no account team.
+OPTIONAL_FILES: dict[str, type[BaseModel]] = {"teams.toml": TeamsFileModel}
 
 # Values the engine computes for a person, usable in conditions next to the mapping's logical fields.
 PERSON_COMPUTED: dict[str, FieldKind] = {
@@ -71,6 +74,7 @@ class RuleSet:
     person_fields: FieldSet
     account_fields: FieldSet
     warnings: tuple[str, ...] = ()
+    teams: Teams | None = None
 
 
 def field_sets(mapping: Mapping, stages: tuple[str, ...]) -> tuple[FieldSet, FieldSet, FieldSet]:
@@ -123,12 +127,20 @@ def check_directory(directory: Path) -> tuple[RuleSet | None, Problems]:
         if data is not None:
             texts[name] = _words(data)
             models[name] = parse_model(model_type, data, display, problems)
+    for name, model_type in OPTIONAL_FILES.items():
+        path = directory / name
+        if os.path.lexists(path):
+            data, raw = read_toml(path, str(path), problems)
+            digest.update(name.encode() + b"\0" + raw + b"\0")
+            if data is not None:
+                texts[name] = _words(data)
+                models[name] = parse_model(model_type, data, str(path), problems)
     try:
         extras = sorted(directory.glob("*.toml"))
     except OSError:
         extras = []
     for extra in extras:
-        if extra.name not in FILES:
+        if extra.name not in FILES and extra.name not in OPTIONAL_FILES:
             problems.warning(
                 str(extra), "", "", "not a syncd rules file; ignored" + did_you_mean(extra.name, FILES)
             )
@@ -189,6 +201,17 @@ def check_directory(directory: Path) -> tuple[RuleSet | None, Problems]:
                     "entry",
                     "no entry condition: contacts of customer accounts will not move here",
                 )
+    account_teams = None
+    # Only over a valid roster and routing: otherwise every pool a role names would be one more error.
+    if (
+        sets is not None
+        and roster is not None
+        and routing is not None
+        and models.get("teams.toml") is not None
+    ):
+        account_teams = build_teams(
+            models["teams.toml"], disp("teams.toml"), problems, sets[2], roster, routing
+        )
     declared = {
         "stage": ("lifecycle.toml", "stage", stages),
         "field": ("fields.toml", "field", tuple(mapping.fields) if mapping else ()),
@@ -219,6 +242,7 @@ def check_directory(directory: Path) -> tuple[RuleSet | None, Problems]:
         person_fields=sets[1],
         account_fields=sets[2],
         warnings=tuple(str(w) for w in problems.warnings),
+        teams=account_teams,
     )
     return ruleset, problems
 

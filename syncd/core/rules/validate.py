@@ -34,7 +34,9 @@ class Report:
         return (
             f"{rs.directory}: valid ({len(rs.mapping.fields)} fields, {len(rs.lifecycle.stages)} stages, "
             f"{len(rs.scoring.fit) + len(rs.scoring.engagement)} scoring rules, {len(rs.roster.reps)} reps, "
-            f"{len(rs.routing.pools)} pools, {len(rs.routing.rules)} routing rules; digest {rs.digest[:12]})"
+            f"{len(rs.routing.pools)} pools, {len(rs.routing.rules)} routing rules"
+            + (f", {len(rs.teams.tiers)} tiers, {len(rs.teams.roles)} team roles" if rs.teams else "")
+            + f"; digest {rs.digest[:12]})"
             f"{warned}"
         )
 
