@@ -276,6 +276,17 @@ CASES: list[Case] = [
     Case(
         "respect-days-3651", "policy.toml", replace("policy.toml", "respect_days = 30", "respect_days = 3651")
     ),
+    Case(
+        "recreate-after-1e10-days",
+        "policy.toml",
+        replace("policy.toml", 'recreate_deleted = "never"', 'recreate_deleted = "after_days 1e10"'),
+    ),
+    Case(
+        "recreate-after-inf-days",
+        "policy.toml",
+        replace("policy.toml", 'recreate_deleted = "never"', 'recreate_deleted = "after_days inf"'),
+    ),
+    Case("team-keep-days-1e10", "teams.toml", replace("teams.toml", "keep_days = 180", "keep_days = 1e10")),
     Case("sla-hours-inf", "policy.toml", replace("policy.toml", "hours = 72", "hours = inf")),
     Case("sla-hours-1e308", "policy.toml", replace("policy.toml", "hours = 72", "hours = 1e308")),
     Case("sla-hours-87601", "policy.toml", replace("policy.toml", "hours = 72", "hours = 87601")),
