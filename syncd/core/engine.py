@@ -642,6 +642,9 @@ class _Run:
                 points = per
             if cap is not None and points > cap:
                 points = cap
+            if not math.isfinite(points):
+                # A count too large for a float (a CRM can send one) with no cap: as much as a score holds.
+                points = 0.0 if math.isnan(points) else math.copysign(float(self.scoring.max), points)
             if decay_rate is not None:
                 if date_field != age_field:
                     # Rules usually share one date field: its age is computed once per person.
