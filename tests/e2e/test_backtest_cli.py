@@ -3,10 +3,8 @@ live ones, through the real click command, with the report directory it writes."
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -14,7 +12,7 @@ from click.testing import CliRunner, Result
 from conftest import ROOT, Org
 
 from syncd.cli import cli, main
-from syncd.ledger import SCHEMA_VERSION, Ledger
+from syncd.ledger import Ledger
 
 MAPPINGS = ROOT / "mappings"
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -111,25 +109,3 @@ def test_an_invalid_candidate_is_one_line_with_exit_code_2_and_writes_nothing(
     assert exit_.value.code == 2
     assert len(err.splitlines()) == 1 and message in err and "Traceback" not in err, err
     assert not out.exists()
-
-
-def test_a_ledger_from_before_record_versions_is_replayed_from_an_upgraded_copy_and_left_as_it_was(
-    org: Org, tmp_path: Path
-) -> None:
-    assert invoke(org, "once").exit_code == 0
-    same = candidate(tmp_path, MARKETING, MARKETING)
-    current = invoke(org, "backtest", "--rules", str(same), "--out", str(tmp_path / "now"), "--json")
-    assert current.exit_code == 0, current.output
-    # The ledger as syncd left it before it kept record versions (the schema version before them).
-    path = org.config.ledger.path
-    with contextlib.closing(sqlite3.connect(path)) as db:
-        db.execute("DROP TABLE record_versions")
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
-        db.commit()
-
-    older = invoke(org, "backtest", "--rules", str(same), "--out", str(tmp_path / "old"), "--json")
-
-    assert older.exit_code == 0, older.output
-    assert json.loads(older.output)["start"] == json.loads(current.output)["start"]
-    with contextlib.closing(sqlite3.connect(path)) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION - 1
