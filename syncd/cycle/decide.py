@@ -35,6 +35,7 @@ from syncd.core.types import (
 )
 from syncd.cycle import limits
 from syncd.cycle.context import RecordRef, RunContext
+from syncd.cycle.teams import TeamStage
 
 _PLAIN = (str, int, float, bool, type(None))
 
@@ -63,6 +64,7 @@ class _Decide:
         self.facts: dict[str, str] = {}
         self.limits = limits.current(run)
         self.limit_rules = limit_rules(run.mapping)
+        self.teams = TeamStage(run)
 
     def decide(self) -> bool:
         self.held = {
@@ -193,6 +195,7 @@ class _Decide:
                 accounts.append(self._account_view(g, merged[key]))
         previous = self.ledger.decisions.get_many(list(groups) + sorted(account_keys))
         view = self._ledger_view(list(groups), sorted(account_keys), previous)
+        accounts = self.teams.prepare(kind, accounts)
         result = decide(persons, accounts, self.rules, view, self.now, directory=self.directory)
         decisions = [d for d in result.decisions if d.kind == kind and d.key in groups]
         writes = self._last_writes(groups.values())
@@ -220,6 +223,9 @@ class _Decide:
             self.report.decided[kind] += 1
             for r in (*g.writable, *g.readonly):
                 self.report.decided_records[r.system] += 1
+        teams = self.teams.chunk(decisions, groups, merged, actions) if kind == "account" else None
+        if teams is not None:
+            actions.extend(teams.actions)
         acted = {(a.system, a.object, a.record_id) for a in actions if a.record_id}
         acted |= {r.ref for r, _, _ in bad}
         acted |= {("hubspot", "contacts", a.create_key) for a in actions if a.create_key}
@@ -255,6 +261,9 @@ class _Decide:
                 # Due for a retry and nothing left to write: whatever held it is resolved.
                 self.ledger.quarantine.release(*ref)
             self.run.pusher.accept(actions)
+            if teams is not None:
+                # The restore of a team after an owner change commits with the owner change's intent.
+                teams.commit()
             if clean:
                 self.ledger.records.mark_clean(keys)
 

@@ -22,6 +22,7 @@ from syncd.core.systems import OWNER_FIELD, PULLED, SYSTEMS
 from syncd.core.types import OverrideRow, RecordRow, WriteRow
 from syncd.cycle import limits
 from syncd.cycle.context import RunContext
+from syncd.cycle.teams import pull_teams
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def pull(run: RunContext) -> bool:
             run.progress.advance(len(page.records))
             if run.stopped():
                 return False
-    return True
+    return pull_teams(run)
 
 
 def stage(run: RunContext, system: str, obj: str, page: Page, rep_ids: Mapping[tuple[str, str], str]) -> None:

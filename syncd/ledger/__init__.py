@@ -16,6 +16,7 @@ The ledger is a package of stores, one per concept, over one connection (``syncd
     ledger.overrides   manual owner changes honoured for a while                (overrides.py)
     ledger.quarantine  records that failed, held with backoff                   (quarantine.py)
     ledger.roster      the systems' reps and queues as last listed              (roster.py)
+    ledger.teams       account team members (managed flag), team decisions      (teams.py)
     ledger.views       read views across stores: status, explain, plan, demo    (views.py)
 
 Every multi-row change runs in one transaction; callers group several changes, across stores, with
@@ -55,6 +56,7 @@ from syncd.ledger.roster import Roster
 from syncd.ledger.rows import utc_now
 from syncd.ledger.runs import Runs
 from syncd.ledger.schema import SCHEMA_VERSION
+from syncd.ledger.teams import Teams
 from syncd.ledger.views import Views
 
 __all__ = ["SCHEMA_VERSION", "Ledger", "utc_now"]
@@ -88,6 +90,7 @@ class Ledger:
         self.overrides = Overrides(connection)
         self.quarantine = Quarantine(connection)
         self.roster = Roster(connection)
+        self.teams = Teams(connection)
         self.views = Views(
             connection,
             runs=self.runs,
