@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "plan": "syncd.commands:plan",
     "explain": "syncd.commands:explain",
     "status": "syncd.commands:status",
+    "report": "syncd.commands:report",
     "run": "syncd.service:run",
     "config": "syncd.service:config",
     "demo": "syncd.demo:demo",

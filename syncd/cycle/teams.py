@@ -53,6 +53,7 @@ HS_TIER = "syncd_tier"
 OP = "_op"
 MANAGED = "_managed"
 TEAM_BATCH = 200  # sObject Collections: at most 200 records a call
+TEAM_TURN = "team:"  # the round-robin state of a pool's seats is kept under this prefix
 
 
 # ------------------------------------------------------------------------------------------------ pull
@@ -87,6 +88,7 @@ def pull_teams(run: RunContext) -> bool:
                 if not row.managed or (before is not None and not before.managed):
                     changed.add(row.account_id)
         run.report.pulled["salesforce"] += len(page.records)
+        run.progress.advance(len(page.records))
         with ledger.transaction():
             if rows:
                 ledger.teams.save(rows, run_id=run.run_id)
@@ -146,7 +148,7 @@ class TeamChunk:
             ledger.teams.record_decisions(self.decisions, run_id=run.run_id)
         for pool, state in self.round_robin.items():
             ledger.decisions.set_round_robin_state(
-                pool, {"credits": dict(state.credits), "assigned": dict(state.assigned)}
+                TEAM_TURN + pool, {"credits": dict(state.credits), "assigned": dict(state.assigned)}
             )
         run.report.teams.update(self.counts)
 
@@ -198,9 +200,7 @@ class TeamStage:
             return list(accounts)
         ids = [a.salesforce_id for a in accounts if a.salesforce_id]
         if kind == "account" and self.live and ids:
-            self._read(
-                [a.salesforce_id for a in accounts if a.salesforce_id and a.key not in self.pending]  # type: ignore[misc]
-            )
+            self._read([a.salesforce_id for a in accounts if a.salesforce_id and a.key not in self.pending])
         missing = [i for i in ids if i not in self.members]
         if missing:
             stored = self.ledger.teams.members(missing)
@@ -301,7 +301,9 @@ class TeamStage:
         pools = {**self.rules.routing.pools, **(self.teams.pools if self.teams else {})}
         state = {}
         for name in pools:
-            saved = self.ledger.decisions.round_robin_state(name)
+            # The seats' own round robin (a pool routing uses too keeps a separate turn for seats), so that
+            # who gets a seat never changes who the pool's next lead goes to.
+            saved = self.ledger.decisions.round_robin_state(TEAM_TURN + name)
             if saved is not None:
                 state[name] = RoundRobinState(
                     name, dict(saved.get("credits", {})), dict(saved.get("assigned", {}))
@@ -609,7 +611,8 @@ def _confirm(run: RunContext, batch: Sequence[Intent], results: Sequence[Any]) -
 def pending_team_intents(intents: Iterable[Intent]) -> tuple[list[Intent], list[Intent]]:
     """(the other intents, the team writes): replay hands the first to the pusher; the push stage sends the
     second after the Account batches."""
-    others, team = [], []
+    others: list[Intent] = []
+    team: list[Intent] = []
     for i in intents:
         (team if i.system == "salesforce" and i.object == TEAM_OBJECT else others).append(i)
     return others, team

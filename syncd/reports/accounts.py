@@ -266,7 +266,9 @@ def build_report(
             rank, level = seniority(c.get("Title"))
             name = " ".join(str(c[f]) for f in ("FirstName", "LastName") if c.get(f))
             last = activity.get(str(c["Id"])) or c.get("LastModifiedDate")
-            key_contacts.append(KeyContact(name, str(c.get("Title") or ""), rank, level, rep(c.get("OwnerId")), last))
+            key_contacts.append(
+                KeyContact(name, str(c.get("Title") or ""), rank, level, rep(c.get("OwnerId")), last)
+            )
         key_contacts.sort(key=lambda k: (-k.seniority, _neg_time(k.last_activity), k.name))
         rows.append(
             AccountRisk(
@@ -329,9 +331,7 @@ def from_ledger(ledger: Any, rules: RuleSet, *, now: datetime) -> AccountsReport
     directory = Roster.from_reps(reps_of(ledger.roster.load())).directory
 
     def rows(obj: str) -> list[Mapping[str, Any]]:
-        return [
-            {**r.data, "Id": r.id} for r in ledger.records.iterate("salesforce", obj) if not r.deleted
-        ]
+        return [{**r.data, "Id": r.id} for r in ledger.records.iterate("salesforce", obj) if not r.deleted]
 
     accounts = rows("Account")
     team = [
@@ -371,7 +371,10 @@ def from_systems(config: Any, rules: RuleSet, *, now: datetime, ledger: Any | No
 
         def rows(connector: Any, obj: str) -> list[dict[str, Any]]:
             return [
-                {**r.fields, "Id": r.id} for page in connector.pull(obj) for r in page.records if not r.deleted
+                {**r.fields, "Id": r.id}
+                for page in connector.pull(obj)
+                for r in page.records
+                if not r.deleted
             ]
 
         accounts = rows(sf, "Account")
@@ -380,7 +383,7 @@ def from_systems(config: Any, rules: RuleSet, *, now: datetime, ledger: Any | No
             last = c.get("hs_last_sales_activity_timestamp") or c.get("notes_last_updated")
             if c.get("syncd_salesforce_id") and last:
                 activity[str(c["syncd_salesforce_id"])] = str(last)
-        team = [r.fields for page in sf.pull_account_team_members(None) for r in page.records]  # type: ignore[attr-defined]
+        team = [r.fields for page in sf.pull_account_team_members(None) for r in page.records]
         since: dict[str, datetime] = {}
         if ledger is not None:
             since = from_ledger_owner_since(ledger, [a["Id"] for a in accounts])

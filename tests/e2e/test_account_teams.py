@@ -9,15 +9,17 @@ humans added), runs cycles with a clock moved by hand, and reads both systems th
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 from collections import defaultdict
 from typing import Any
 
+from click.testing import CliRunner
 from conftest import Org
 
+from syncd.cli import cli
 from syncd.core.rules import RuleSet
 from syncd.core.teams import team_heirs
-from syncd.cycle import SyncCycle
 from syncd.ledger import Ledger
 from syncd.reports.accounts import from_systems
 
@@ -33,7 +35,9 @@ def _teams(org: Org) -> dict[str, dict[str, str]]:
 
 def _accounts(org: Org) -> dict[str, dict[str, Any]]:
     sf = org.systems.salesforce()
-    rows = sf.query_all("SELECT Id, Name, OwnerId, Syncd_Tier__c, Syncd_HubSpot_Id__c FROM Account")["records"]
+    rows = sf.query_all("SELECT Id, Name, OwnerId, Syncd_Tier__c, Syncd_HubSpot_Id__c FROM Account")[
+        "records"
+    ]
     return {r["Id"]: r for r in rows}
 
 
@@ -237,3 +241,64 @@ def test_report_lists_the_single_threaded_key_accounts_and_the_cycle_reduces_the
     assert [a.account_id for a in after.accounts] == [a.account_id for a in before.accounts]
     assert after.summary["single_threaded_top_tier"] == 0
     assert after.summary["single_threaded"] <= after.summary["single_threaded_allowed"]
+
+
+def _report(org: Org, *args: str) -> dict[str, Any]:
+    result = CliRunner().invoke(
+        cli, ["report", "accounts", *args, "--config", str(org.config_path)], obj={"clock": org.clock}
+    )
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def test_report_accounts_json_through_the_cli_before_and_after_a_cycle(org: Org, tmp_path: Any) -> None:
+    before = _report(org, "--json", "--source", "live")
+    seeded = before["summary"]["single_threaded_top_tier"]
+    assert seeded > 0
+    assert all(a["single_threaded"] for a in before["accounts"])
+    assert all(
+        {"tier", "owner", "team", "reps", "contacts", "relationship_since"} <= set(a)
+        for a in before["accounts"]
+    )
+
+    org.cycle().run(org.rules)
+    chart = tmp_path / "risk.svg"
+    after = _report(org, "--json", "--chart", str(chart))
+
+    assert after["source"] == "ledger"
+    assert after["summary"]["single_threaded_top_tier"] == 0
+    assert {a["account_id"] for a in after["accounts"]} == {a["account_id"] for a in before["accounts"]}
+    assert chart.read_text().startswith("<?xml") or "<svg" in chart.read_text()
+
+
+def test_explain_shows_the_team_each_seat_and_how_it_was_filled(org: Org) -> None:
+    org.cycle().run(org.rules)
+    decisions, _ = _ledger_teams(org)
+    _, label = _top_tier(org.rules)
+    top = next(d for d in sorted(decisions.values(), key=lambda d: d.key) if d.tier == label and d.account_id)
+    result = CliRunner().invoke(
+        cli, ["explain", str(top.account_id), "--config", str(org.config_path)], obj={"clock": org.clock}
+    )
+
+    assert result.exit_code == 0, result.output
+    assert f"tier {label}" in result.output
+    for seat in top.data["seats"]:
+        assert f"seat {seat['label']}: {seat['rep']} ({seat['how']})" in result.output
+
+
+def test_contacts_carry_the_roles_the_rules_put_on_contacts(org: Org) -> None:
+    org.cycle().run(org.rules)
+    hs = org.systems.hubspot()
+    companies = {
+        c.id: c.properties
+        for c in hs.crm.companies.get_all(properties=["syncd_account_manager", "domain"])
+        if c.properties.get("syncd_account_manager")
+    }
+    assert companies, "customers' companies show their account manager"
+    contacts = hs.crm.contacts.get_all(properties=["syncd_account_manager", "email"])
+    by_domain = {p["domain"]: p["syncd_account_manager"] for p in companies.values() if p.get("domain")}
+    matched = [c for c in contacts if (c.properties.get("email") or "").rpartition("@")[2] in by_domain]
+    assert matched
+    for c in matched:
+        domain = c.properties["email"].rpartition("@")[2]
+        assert c.properties.get("syncd_account_manager") == by_domain[domain], c.properties
