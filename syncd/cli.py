@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "validate": "syncd.validate_cli:validate",
     "once": "syncd.commands:once",
     "plan": "syncd.commands:plan",
+    "backtest": "syncd.commands:backtest",
     "explain": "syncd.commands:explain",
     "status": "syncd.commands:status",
     "report": "syncd.commands:report",

@@ -1,4 +1,4 @@
-"""The cycle's commands: ``syncd once``, ``syncd plan``, ``syncd explain`` and ``syncd status``.
+"""The cycle's commands: ``syncd once``, ``syncd plan``, ``syncd backtest``, ``syncd explain`` and ``syncd status``.
 
 A thin click layer over ``syncd.cycle`` and ``syncd.ledger``: each command loads ``--config`` (default
 ``config.toml``, or ``$SYNCD_CONFIG``), does one thing, and prints a table (or JSON with ``--json``).
@@ -38,7 +38,7 @@ from syncd.reports.fmt import duration, num, render, table
 from syncd.reports.plan import PlanReport
 from syncd.reports.progress_render import ProgressBar
 
-__all__ = ["explain", "once", "plan", "report", "status"]
+__all__ = ["backtest", "explain", "once", "plan", "report", "status"]
 
 _LABEL = {"salesforce": "Salesforce", "hubspot": "HubSpot"}
 _CHANGE_ROWS = (*KINDS, "create")
@@ -713,6 +713,201 @@ def _progress_bar() -> Iterator[Progress]:
             yield progress
         finally:
             progress.finish()
+
+
+# ------------------------------------------------------------------------------------------------ backtest
+
+
+def _days(text: str) -> int:
+    value = text.strip().lower()
+    digits = value[:-1] if value.endswith("d") else value
+    if not digits.isdigit() or not 1 <= int(digits) <= 3660:
+        raise CommandError(f"--since {text}: expected a number of days such as 90d")
+    return int(digits)
+
+
+@contextlib.contextmanager
+def _read_ledger(path: Path) -> Iterator[Ledger]:
+    """The ledger opened read-only (beside a running daemon); a ledger that needs an upgrade first is read
+    from an upgraded copy, leaving the file itself to the process that owns it."""
+    try:
+        ledger = Ledger(path, readonly=True)
+    except LedgerError as exc:
+        if "needs an upgrade" not in str(exc):
+            raise
+        with tempfile.TemporaryDirectory(prefix="syncd-backtest-") as tmp:
+            copy = Path(tmp) / "ledger.db"
+            snapshot_ledger(path, copy)
+            with Ledger(copy) as upgraded:
+                yield upgraded
+        return
+    with ledger:
+        yield ledger
+
+
+def backtest_text(body: Mapping[str, Any], *, owners: int = 10) -> str:
+    """The comparison as tables: totals side by side, fairness per pool, the owners who differ most."""
+    live, cand = body["live"], body["candidate"]
+    window, start = body["window"], body["start"]
+    lines = [
+        f"Backtest over {num(window['days'])} days ({window['since'][:10]} to {window['until'][:10]}): "
+        f"{num(start['versions'])} record versions; {num(start['persons'])} persons and "
+        f"{num(start['accounts'])} accounts stood before the window (decided once at its start), "
+        f"{num(start['changes'])} changes replayed day by day.",
+        "",
+    ]
+    totals = [
+        [label, live[key], cand[key], _signed(cand[key] - live[key])]
+        for label, key in (
+            ("new assignments", "assigned"),
+            ("hand-offs", "handoffs"),
+            ("SLA breaches", "sla_breaches"),
+            ("in queues at the end", "in_queues_at_end"),
+            ("unrouted at the end", "unrouted_at_end"),
+        )
+    ]
+    lines.append(render(table(["", "live", "candidate", "difference"], totals, title="Totals")))
+    pools = sorted(set(live["fairness"]) | set(cand["fairness"]))
+    if pools:
+        rows = []
+        for p in pools:
+            a, b = live["fairness"].get(p, {}), cand["fairness"].get(p, {})
+            rows.append(
+                [
+                    p,
+                    a.get("spread", 0),
+                    b.get("spread", 0),
+                    f"{a.get('gini', 0.0):.3f}",
+                    f"{b.get('gini', 0.0):.3f}",
+                ]
+            )
+        header = ["pool", "spread live", "spread candidate", "Gini live", "Gini candidate"]
+        lines += ["", render(table(header, rows, title="Fairness per pool (new records among members)"))]
+    moved = sorted(
+        (r for r in body["owners"] if r["difference"]), key=lambda r: (-abs(r["difference"]), r["owner"])
+    )
+    if moved:
+        rows = [[r["owner"], r["live"], r["candidate"], _signed(r["difference"])] for r in moved[:owners]]
+        lines += [
+            "",
+            render(table(["owner", "live", "candidate", "difference"], rows, title="Owners who differ most")),
+        ]
+        if len(moved) > owners:
+            lines.append(f"  and {num(len(moved) - owners)} more owners (see report.json)")
+    else:
+        lines += ["", "Every owner gets the same number of new records under both rule sets."]
+    return "\n".join(lines)
+
+
+@click.command()
+@config_option
+@click.option(
+    "--rules",
+    "rules_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The candidate rules directory (a copy of the rules with your edits).",
+)
+@click.option("--since", default="90d", show_default=True, help="How much history to replay, in days.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The report directory [default: backtest-<date>].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+@click.pass_context
+def backtest(
+    ctx: click.Context, config_path: Path, rules_dir: Path, since: str, out: Path | None, as_json: bool
+) -> None:
+    """Replay the org's recorded history through candidate rules and the live ones, and compare them.
+
+    Reads the ledger only (it can run beside the daemon) and makes no API call. Writes a report directory
+    (report.json, load.png, assigned.png, index.html) and prints the totals side by side, fairness per pool
+    and the owners whose new records differ most.
+    """
+    from syncd.core.backtest import settle, simulate
+    from syncd.cycle.roster import Roster, reps_of
+    from syncd.reports.backtest import write_report
+    from syncd.reports.history import build_history
+
+    if not rules_dir.is_dir():
+        raise CommandError(f"--rules {rules_dir}: no such directory")
+    candidate = load_ruleset(rules_dir)
+    days = _days(since)
+    live_dir = _config_file_path(config_path, "rules", "directory", "mappings")
+    live = load_ruleset(live_dir)
+    now = _clock(ctx)()
+    target = out if out is not None else Path(f"backtest-{now.date().isoformat()}")
+    with _progress_bar() as progress:
+        with _read_ledger(_ledger_path(config_path)) as ledger:
+            rows = ledger.roster.load()
+            directory = Roster.from_reps(reps_of(rows)).directory if rows else None
+            mappings = [live]
+            if (live_dir / "fields.toml").read_bytes() != (rules_dir / "fields.toml").read_bytes():
+                mappings.append(candidate)  # another mapping reads the records differently
+            histories = []
+            for rules in mappings:
+                progress.stage("history", total=ledger.records.count_versions(until=now))
+                histories.append(
+                    build_history(
+                        ledger, rules.mapping, directory, until=now, days=days, advance=progress.advance
+                    )
+                )
+        outcomes = []
+        for rules, label in ((live, "live"), (candidate, "candidate")):
+            history = histories[-1] if rules is candidate else histories[0]
+            progress.stage(f"start ({label})", total=len(history.start_accounts) + len(history.start_persons))
+            start = settle(
+                history.start_accounts,
+                history.start_persons,
+                rules,
+                history.since,
+                directory=directory,
+                advance=progress.advance,
+            )
+            progress.stage(f"replay ({label})", total=len(history.days))
+            outcomes.append(
+                simulate(_advancing(history.days, progress), rules, start=start, directory=directory)
+            )
+    history = histories[0]
+    start_info = {
+        "how": "start state: the persons and accounts that stood before the window were decided once at its "
+        "start (not counted as new assignments); each day then replays what changed that day",
+        "persons": len(history.start_persons),
+        "accounts": len(history.start_accounts),
+        "versions": history.versions,
+        "changes": history.changes,
+        "unreadable": history.unreadable,
+    }
+    try:
+        body = write_report(
+            target,
+            outcomes[0],
+            outcomes[1],
+            since=history.since,
+            until=history.until,
+            candidate_dir=str(rules_dir),
+            live_dir=str(live_dir),
+            start=start_info,
+        )
+    except OSError as exc:
+        raise CommandError(f"cannot write the report to {target}: {exc.strerror or exc}") from None
+    if as_json:
+        click.echo(json.dumps({k: v for k, v in body.items() if k != "days"}, indent=2, sort_keys=True))
+        return
+    click.echo(backtest_text(body))
+    click.echo(f"\nReport: {target / 'index.html'} (charts load.png, assigned.png; data report.json)")
+
+
+def _signed(value: int) -> str:
+    """``4`` -> ``+4``, ``-1200`` -> ``-1,200``, ``0`` -> ``0``."""
+    return f"{value:+,}" if value else "0"
+
+
+def _advancing(days: Sequence[Any], progress: Progress) -> Iterator[Any]:
+    for day in days:
+        yield day
+        progress.advance(1)
 
 
 @click.group()

@@ -44,6 +44,7 @@ from pydantic import (
 )
 
 from syncd.errors import ConfigError
+from syncd.notify import NotifyConfig
 
 if TYPE_CHECKING:
     from syncd.daemon import DaemonSettings
@@ -254,6 +255,7 @@ class Config(_Section):
     rules: RulesConfig = RulesConfig()
     daemon: DaemonConfig = DaemonConfig()
     sandbox: SandboxConfig = SandboxConfig()
+    notify: NotifyConfig = NotifyConfig()
     # Filled by load_config from the environment (or the file, when inline secrets are allowed).
     secrets: dict[str, SecretStr] = Field(default_factory=dict, exclude=True)
     sandbox_info: SandboxInfo | None = Field(default=None, exclude=True)

@@ -16,6 +16,9 @@ files, and hands a ``Daemon`` the work:
   ``/`` (``syncd.reports.web``; a token is required off loopback);
 - a long cycle's progress (``syncd.progress``) is logged every ``progress_log_seconds`` and shown by
   ``/healthz``, ``/metrics`` and the status page.
+- a warning is logged when the health address is not loopback (/healthz and /metrics are unauthenticated);
+- with a ``Notifier`` (``syncd.notify``), webhooks hear of new assignments, quarantine growth, refused
+  reloads, a spent budget and refused credentials; delivery happens in its own thread.
 
 The cycle itself is anything that satisfies ``CycleRunner``; the rule set is whatever the loader returns.
 """
@@ -40,10 +43,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from syncd.errors import ConfigError, ConnectorError, MappingError, SyncdError
-from syncd.health import HealthServer, HealthState, ledger_writable, utcnow
+from syncd.health import HealthServer, HealthState, lasting_failure, ledger_writable, utcnow
 from syncd.lock import LedgerLock
 from syncd.logs import redact
 from syncd.metrics import CycleSummary, Metrics
+from syncd.notify import Notifier
 from syncd.progress import Progress
 from syncd.reports.progress_render import LogRenderer, call_with_progress
 from syncd.reports.status import Links
@@ -183,9 +187,11 @@ class Daemon(Generic[RulesT]):
         stop_event: threading.Event | None = None,
         clock: Callable[[], datetime] = utcnow,
         monotonic: Callable[[], float] = time.monotonic,
+        notifier: Notifier | None = None,
         status_links: Links | None = None,
     ) -> None:
         self.settings = settings
+        self.notifier = notifier
         self.metrics = metrics if metrics is not None else Metrics()
         self.stop_event = stop_event if stop_event is not None else threading.Event()
         # The running cycle reports here; the log, /healthz, /metrics and the status page read it.
@@ -269,12 +275,16 @@ class Daemon(Generic[RulesT]):
                 self._log_refusal(f"rules reload ({reason}) refused, the running rules stay live", exc)
                 self.metrics.observe_reload(ok=False)
                 self.health.rules_loaded(error=redact(str(exc)))
+                if self.notifier is not None:
+                    self.notifier.rules_refused(reason, str(exc), list(exc.problems))
                 return False
             except Exception as exc:
                 self._rules_digest = digest
                 log.exception("rules reload (%s) failed, the running rules stay live: %s", reason, exc)
                 self.metrics.observe_reload(ok=False)
                 self.health.rules_loaded(error=redact(f"{type(exc).__name__}: {exc}"))
+                if self.notifier is not None:
+                    self.notifier.rules_refused(reason, f"{type(exc).__name__}: {exc}", [])
                 return False
             self._install_rules(rules, digest, reload=True)
             log.info("rules reloaded (%s); the next cycle uses them", reason, extra={"event": "rules_reload"})
@@ -319,6 +329,8 @@ class Daemon(Generic[RulesT]):
             self.load_rules()
         if self.runner is None:
             self.runner = self._runner_factory()
+        if self.notifier is not None:
+            self.notifier.start()
         s = self.settings
         if s.health_port is not None and self.health_server is None:
             page = self.status_page()
@@ -337,6 +349,14 @@ class Daemon(Generic[RulesT]):
                 self.health_server.url,
                 extra={"event": "health_endpoint", "url": self.health_server.url},
             )
+            if not is_loopback(s.health_host):
+                log.warning(
+                    "the health endpoint listens on %s, which is not loopback: /healthz and /metrics are "
+                    "unauthenticated, so anyone who can reach that address can read them; keep it behind a "
+                    'firewall or set daemon.health_host = "127.0.0.1"',
+                    s.health_host,
+                    extra={"event": "health_not_loopback", "host": s.health_host},
+                )
             if page.require_token and not page.token:
                 log.warning(
                     "the status page at %s/ answers 403 until $%s holds its token (%s is not loopback)",
@@ -464,6 +484,9 @@ class Daemon(Generic[RulesT]):
         if self.health_server is not None:
             self.health_server.stop()
             self.health_server = None
+        if self.notifier is not None:
+            # Queued notifications get a short, bounded chance; backoff waits are cut short.
+            self.notifier.close(timeout=min(5.0, timeout))
         started, self._scheduler = self._scheduler is not None, None
         if not self._idle.is_set():
             self.stuck = True
@@ -595,6 +618,8 @@ class Daemon(Generic[RulesT]):
                 "summary": summary.log_fields(),
             },
         )
+        if self.notifier is not None:
+            self.notifier.cycle_succeeded(number, summary)
         return summary
 
     def _cycle_failed(self, number: int, duration: float, exc: Exception) -> None:
@@ -603,12 +628,14 @@ class Daemon(Generic[RulesT]):
             # No HTTP answer at all (refused, reset, timed out): the system is unreachable from here.
             reachable[exc.system] = False
         message = str(exc) if isinstance(exc, SyncdError) else f"{type(exc).__name__}: {exc}"
+        lasting = lasting_failure(exc)
         fields = {
             "event": "cycle",
             "cycle": number,
             "outcome": "failed",
             "duration_seconds": round(duration, 3),
             "error_type": type(exc).__name__,
+            "lasting": lasting,
         }
         if isinstance(exc, SyncdError):
             log.error("cycle %d failed after %.1fs: %s", number, duration, message, extra=fields)
@@ -620,7 +647,9 @@ class Daemon(Generic[RulesT]):
         self.metrics.observe_cycle(
             None, outcome="failed", duration=duration, ended_at=self._clock().timestamp()
         )
-        self.health.cycle_ended(outcome="failed", reachable=reachable, error=redact(message))
+        self.health.cycle_ended(outcome="failed", reachable=reachable, error=redact(message), lasting=lasting)
+        if self.notifier is not None:
+            self.notifier.cycle_failed(number, exc)
 
 
 def run_daemon(
@@ -631,6 +660,7 @@ def run_daemon(
     stop_event: threading.Event | None = None,
     install_signals: bool = True,
     metrics: Metrics | None = None,
+    notifier: Notifier | None = None,
     status_links: Links | None = None,
 ) -> int:
     """Run the daemon until SIGTERM/SIGINT (or ``stop_event``); return the process exit code.

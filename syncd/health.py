@@ -3,6 +3,11 @@
 ``HealthState`` is what the daemon tells it (cycles, reachability); ``HealthServer`` serves it over plain
 HTTP, bound to 127.0.0.1 unless configured otherwise. A health check never calls Salesforce or HubSpot: a
 probe every few seconds would spend API budget, so reachability is what the last cycle saw.
+
+A cycle that fails for a reason that will not pass by itself (``lasting_failure``: credentials refused,
+permissions missing, TLS or configuration wrong, the daily API budget spent) makes /healthz answer 503 at
+once, until a cycle succeeds again; a passing failure (429, 5xx, a timeout) only counts against the age of
+the last good cycle.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from syncd.errors import AuthError, BudgetExhausted, ConfigError, FatalConnectorError, RetriableError
 from syncd.metrics import SYSTEMS, Metrics
 from syncd.progress import Progress
 from syncd.reports.progress_render import snapshot_json
@@ -52,6 +58,31 @@ def ledger_writable(ledger_path: Path) -> Callable[[], bool]:
     return check
 
 
+def lasting_failure(exc: BaseException) -> str | None:
+    """Why a cycle's failure will not pass by itself ("authentication", "permissions", "budget", ...), or None.
+
+    Classified by syncd's exception tree: a FatalConnectorError (an AuthError, a 403, a TLS failure, a bad
+    request) needs someone to act, and so does a spent budget (it returns only at 00:00 UTC) or a config
+    error. A RetriableError (429, 5xx, timeout, reset) is expected to pass on its own.
+    """
+    if isinstance(exc, BudgetExhausted) or (
+        isinstance(exc, RetriableError) and exc.code == "REQUEST_LIMIT_EXCEEDED"
+    ):
+        # syncd's daily share, or the whole org's 24-hour allowance: back only when the day turns.
+        return "budget"
+    if isinstance(exc, FatalConnectorError):
+        if isinstance(exc, AuthError) or exc.status == 401:
+            return "authentication"
+        if exc.code == "TLS":
+            return "tls"
+        if exc.status == 403:
+            return "permissions"
+        return "refused request"
+    if isinstance(exc, ConfigError):
+        return "configuration"
+    return None
+
+
 @dataclass(frozen=True)
 class HealthReport:
     """The answer of /healthz: an HTTP status and a JSON body."""
@@ -64,7 +95,8 @@ class HealthState:
     """What the daemon knows about its own health; thread-safe, read by the HTTP server.
 
     Healthy means: a cycle succeeded within ``max_age_seconds`` (counted from start until the first one
-    does), the ledger is writable, and no system was found unreachable by the last cycle that tried it.
+    does), the ledger is writable, no system was found unreachable by the last cycle that tried it, and the
+    last cycle did not fail for a lasting reason (see ``lasting_failure``).
     """
 
     def __init__(
@@ -85,6 +117,7 @@ class HealthState:
         self._last_cycle_at: datetime | None = None
         self._last_outcome: str | None = None
         self._last_error: str | None = None
+        self._lasting: str | None = None
         self._cycle_started_at: datetime | None = None
         self._reachable: dict[str, bool | None] = dict.fromkeys(SYSTEMS)
         self._rules_loaded_at: datetime | None = None
@@ -96,15 +129,27 @@ class HealthState:
             self._cycle_started_at = self._clock()
 
     def cycle_ended(
-        self, *, outcome: str, reachable: dict[str, bool] | None = None, error: str | None = None
+        self,
+        *,
+        outcome: str,
+        reachable: dict[str, bool] | None = None,
+        error: str | None = None,
+        lasting: str | None = None,
     ) -> None:
-        """Record how a cycle ended; "ok" makes it the last good cycle."""
+        """Record how a cycle ended; "ok" makes it the last good cycle.
+
+        ``lasting`` names why a failure will not pass by itself (``lasting_failure``): unhealthy at once.
+        """
         with self._lock:
             now = self._clock()
             self._cycle_started_at = None
             self._last_cycle_at = now
             self._last_outcome = outcome
             self._last_error = error
+            if outcome == "failed":
+                self._lasting = lasting
+            else:
+                self._lasting = None
             if outcome == "ok":
                 self._last_good_at = now
             for system, ok in (reachable or {}).items():
@@ -131,8 +176,13 @@ class HealthState:
             age = max((now - reference).total_seconds(), 0.0)
             fresh = age <= self.max_age_seconds
             reachable_ok = all(v is not False for v in self._reachable.values())
-            healthy = fresh and ledger_ok and reachable_ok
+            healthy = fresh and ledger_ok and reachable_ok and self._lasting is None
             problems = []
+            if self._lasting is not None:
+                problems.append(
+                    f"the last cycle failed for a reason that will not pass by itself ({self._lasting}): "
+                    f"{self._last_error}"
+                )
             if not fresh:
                 problems.append(
                     f"no good cycle for {age:.0f}s (limit {self.max_age_seconds:.0f}s)"
@@ -156,6 +206,7 @@ class HealthState:
                     "at": _iso(self._last_cycle_at),
                     "outcome": self._last_outcome,
                     "error": self._last_error,
+                    "lasting": self._lasting,
                 },
                 "cycle_running_seconds": (
                     round((now - self._cycle_started_at).total_seconds(), 3)

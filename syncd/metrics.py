@@ -56,6 +56,8 @@ class CycleSummary:
     cycle stopped early because the daemon was asked to stop (the work done so far is committed).
     ``reachable`` holds, per system, whether its API answered at all during the cycle (absent: not tried).
     ``quarantined`` is the size of the quarantine after the cycle, not the number added by it.
+    ``rate_limited`` counts responses that refused a call for a rate limit (429s, retried ones included);
+    ``assigned`` the new assignments (owner changed or first set) per owner, for notifications.
     """
 
     pulled: dict[str, int] = field(default_factory=dict)
@@ -70,6 +72,7 @@ class CycleSummary:
     handoffs: int = 0
     overrides: int = 0
     reachable: dict[str, bool] = field(default_factory=dict)
+    assigned: dict[str, int] = field(default_factory=dict)
     interrupted: bool = False
 
     def log_fields(self) -> dict[str, object]:

@@ -136,17 +136,21 @@ def run(ctx: click.Context, config_path: Path, log_level: str, log_format: LogFo
     refuses to start.
     """
     from syncd.daemon import run_daemon
+    from syncd.notify import Notifier
     from syncd.reports.web import links_from_config
 
     cfg = load_config(config_path)
     setup_logging(log_level.upper(), fmt=log_format, secrets=secret_values(cfg))
     settings = cfg.daemon_settings()
+    # After setup_logging: resolving the webhooks registers their URLs and secrets with the redactor.
+    notifier = Notifier.from_config(cfg.notify) if cfg.notify.webhook else None
     ctx.exit(
         run_daemon(
             settings,
             cycle_factory(cfg),
             rules_loader(cfg.rules.directory),
             status_links=links_from_config(cfg),
+            notifier=notifier,
         )
     )
 
@@ -251,11 +255,17 @@ def _describe_systems(cfg: Config, report: CheckReport) -> None:
     report.notes.append(f"hubspot: {hs.host}; token from {hs.token_env}")
 
 
-def check_config(path: Path, *, environ: Mapping[str, str] | None = None) -> CheckReport:
-    """Check a config file and what it names, as ``syncd run`` would need them; never raises SyncdError."""
+def check_config(
+    path: Path, *, environ: Mapping[str, str] | None = None, connect: bool = False
+) -> CheckReport:
+    """Check a config file and what it names, as ``syncd run`` would need them; never raises SyncdError.
+
+    ``connect`` also logs in to both systems and checks the mapped objects and fields there (``check_connect``).
+    """
     from syncd.core.rules import check_directory
 
     report = CheckReport()
+    rules = None
     cfg = _load_collecting_unset(path, os.environ if environ is None else environ, report)
     if cfg is None:
         return report
@@ -285,7 +295,40 @@ def check_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Che
             f"daemon: a cycle every {settings.interval_seconds:g}s, roster every "
             f"{settings.roster_interval_seconds:g}s, {health}"
         )
+    _check_notify(cfg, report, environ)
+    if connect:
+        check_connect(cfg, rules, report)
     return report
+
+
+def _check_notify(cfg: Config, report: CheckReport, environ: Mapping[str, str] | None) -> None:
+    from syncd.notify import resolve_webhooks
+
+    if not cfg.notify.webhook:
+        return
+    try:
+        hooks = resolve_webhooks(cfg.notify, environ)
+    except ConfigError as exc:
+        report.errors.append(f"{cfg.path}: {exc}")
+        return
+    for hook in hooks:
+        report.notes.append(
+            f"notify: {hook.format} webhook to {hook.origin} for {', '.join(sorted(hook.events))}"
+        )
+
+
+def check_connect(cfg: Config, rules: Any, report: CheckReport) -> None:
+    """``--connect``: log in to both systems, read a record of each mapped object, and check every mapped
+    field exists and, where syncd writes it, is writable (``syncd.preflight``). Skipped while the rules are
+    invalid: their fields are what it checks."""
+    from syncd.preflight import check_connections
+
+    if rules is None:
+        report.warnings.append("--connect skipped: fix the rules first (their fields are what it checks)")
+        return
+    found = check_connections(cfg, rules.mapping)
+    report.errors.extend(found.problems)
+    report.notes.extend(found.notes)
 
 
 @click.group("config")
@@ -295,14 +338,20 @@ def config() -> None:
 
 @config.command("check")
 @config_option
+@click.option(
+    "--connect",
+    is_flag=True,
+    help="Also log in to Salesforce and HubSpot, read a record of each mapped object and check that every "
+    "mapped field exists and, where syncd writes it, is writable.",
+)
 @click.pass_context
-def check(ctx: click.Context, config_path: Path) -> None:
+def check(ctx: click.Context, config_path: Path, connect: bool) -> None:
     """Check the config, its secrets (set, never shown), its rules files and its ledger's place on disk.
 
     Prints one line per problem and exits 2 if there is any error; warnings leave the exit code 0.
     Run it before starting or upgrading the daemon.
     """
-    report = check_config(config_path)
+    report = check_config(config_path, connect=connect)
     for line in report.errors:
         click.echo(f"error: {line}", err=True)
     for line in report.warnings:

@@ -288,8 +288,10 @@ class Connector(ABC):
         return [result for batch in self.push_batches(object, changes) for result in batch]
 
     @abstractmethod
-    def list_reps(self) -> list[RepRecord]:
-        """Everyone who can own records, inactive and archived ones included (flagged)."""
+    def list_reps(self, *, full: bool = True) -> list[RepRecord]:
+        """Everyone who can own records, inactive and archived ones included (flagged). ``full=False`` is
+        the cheap listing a cycle makes every time: only what a connector can list in one call without
+        the rest (HubSpot: the active owners; Salesforce: nothing, its Users come with the pull)."""
 
     @abstractmethod
     def call_counts(self) -> dict[str, int]:
@@ -298,6 +300,10 @@ class Connector(ABC):
     @abstractmethod
     def budget_state(self) -> BudgetState:
         """Today's spend against the daily budget."""
+
+    def rate_limited(self) -> int:
+        """Responses so far that refused a call for a rate or request limit (429s, retries included)."""
+        return 0
 
     def close(self) -> None:  # noqa: B027 - optional hook: most connectors hold nothing to release
         """Release connections."""

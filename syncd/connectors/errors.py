@@ -9,13 +9,19 @@ controls and never a secret.
 
 from __future__ import annotations
 
+import http.client
 import json
+import socket
+import ssl
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
+import urllib3.connection
+import urllib3.connectionpool
 import urllib3.exceptions
 from simple_salesforce import exceptions as sf_exc
 
@@ -55,34 +61,118 @@ def _short(text: str) -> str:
     return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 1] + "…"
 
 
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and what caused it, outermost first (requests wraps urllib3 wraps socket errors)."""
+    seen: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        item = todo.pop(0)
+        if item is None or any(item is s for s in seen) or len(seen) > 20:
+            continue
+        seen.append(item)
+        linked = [item.__cause__, item.__context__, getattr(item, "reason", None), *item.args]
+        todo.extend(e for e in linked if isinstance(e, BaseException))
+    return seen
+
+
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def _endpoint(chain: list[BaseException]) -> str | None:
+    """``host:port`` of the connection that failed, from whichever layer of the chain knows it."""
+    for item in chain:
+        request = getattr(item, "request", None)
+        url = getattr(request, "url", None)
+        if isinstance(url, str) and url:
+            parts = urlsplit(url)
+            if parts.hostname:
+                return f"{parts.hostname}:{parts.port or _DEFAULT_PORTS.get(parts.scheme, 443)}"
+        # urllib3: NewConnectionError carries the connection, the pool errors (timeouts, retries) the pool.
+        for holder in (item.__dict__.get("conn"), item.__dict__.get("pool")):
+            host, port = getattr(holder, "host", None), getattr(holder, "port", None)
+            if host:
+                return f"{host}:{port}" if port else str(host)
+    # A client that drops urllib3's wrapper (hubspot-api-client on a TLS failure) leaves only the frames
+    # of the connection that failed.
+    for item in chain:
+        tb = item.__traceback__
+        while tb is not None:
+            holder = tb.tb_frame.f_locals.get("self")
+            if isinstance(
+                holder, urllib3.connection.HTTPConnection | urllib3.connectionpool.HTTPConnectionPool
+            ):
+                return f"{holder.host}:{holder.port}"
+            tb = tb.tb_next
+    return None
+
+
+def _what_failed(chain: list[BaseException]) -> str | None:
+    """In words: refused, reset, or the name not found; None when nothing says which."""
+    for item in chain:
+        if isinstance(item, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(item, urllib3.exceptions.NameResolutionError | socket.gaierror):
+            return "host name not found"
+        if isinstance(item, ConnectionResetError | ConnectionAbortedError | http.client.RemoteDisconnected):
+            return "connection reset"
+    text = " ".join(str(item) for item in chain).lower()
+    if "refused" in text:
+        return "connection refused"
+    if "reset" in text or "aborted" in text or "disconnected" in text:
+        return "connection reset"
+    return None
+
+
 def transport_error(exc: BaseException, system: str, *, ca_file: object = None) -> ConnectorError | None:
-    """A timeout, reset or TLS failure from requests or urllib3; None for anything else."""
+    """A refused, reset or timed-out connection, or a TLS failure, from requests or urllib3 (possibly
+    wrapped by a client library); None for anything else. The message names the host and port."""
+    status = getattr(exc, "status", None)
+    if isinstance(exc, sf_exc.SalesforceError) or (isinstance(status, int) and status > 0):
+        return None  # an HTTP answer: whatever it was raised beside is not what failed
     label = _label(system)
-    if isinstance(exc, (requests.exceptions.SSLError, urllib3.exceptions.SSLError)):
+    chain = _chain(exc)
+    where = _endpoint(chain)
+    at = f" {where}" if where else ""
+    if any(
+        isinstance(e, requests.exceptions.SSLError | urllib3.exceptions.SSLError | ssl.SSLError)
+        for e in chain
+    ):
         hint = (
             f"check {system}.ca_file ({ca_file})"
             if ca_file
             else f"set {system}.ca_file if it uses a private CA"
         )
-        return FatalConnectorError(f"{label}: TLS verification failed: {hint}", system=system)
-    if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
-        inner = transport_error(exc.reason, system, ca_file=ca_file)
-        if inner is not None:
-            return inner
-    if isinstance(exc, (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError)):
-        return RetriableError(f"{label}: request timed out", system=system, code="TIMEOUT")
-    if isinstance(
-        exc,
-        (
-            requests.exceptions.ConnectionError,
-            requests.exceptions.ChunkedEncodingError,
-            urllib3.exceptions.ProtocolError,
-            urllib3.exceptions.NewConnectionError,
-            urllib3.exceptions.MaxRetryError,
-            ConnectionError,
-        ),
+        return FatalConnectorError(
+            f"{label}: TLS handshake with{at or ' the server'} failed (certificate not trusted, or not a TLS "
+            f"server): {hint}",
+            system=system,
+            code="TLS",
+        )
+    what = _what_failed(chain)
+    # urllib3's NewConnectionError is a kind of ConnectTimeoutError: a refused connection is no timeout.
+    if what is None and any(
+        isinstance(e, requests.exceptions.Timeout | urllib3.exceptions.TimeoutError | TimeoutError)
+        for e in chain
     ):
-        return RetriableError(f"{label}: connection failed or was reset", system=system, code="CONNECTION")
+        return RetriableError(
+            f"{label}: request to{at or ' the server'} timed out", system=system, code="TIMEOUT"
+        )
+    transport = (
+        requests.exceptions.ConnectionError,
+        requests.exceptions.ChunkedEncodingError,
+        urllib3.exceptions.ProtocolError,
+        urllib3.exceptions.NewConnectionError,
+        urllib3.exceptions.MaxRetryError,
+        http.client.RemoteDisconnected,
+        ConnectionError,
+        socket.gaierror,
+    )
+    if any(isinstance(e, transport) for e in chain):
+        return RetriableError(
+            f"{label}: cannot reach{at or ' the server'}: {what or 'connection failed'}",
+            system=system,
+            code="CONNECTION",
+        )
     return None
 
 

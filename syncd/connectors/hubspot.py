@@ -300,6 +300,9 @@ class HubSpotConnector(Connector):
     def budget_state(self) -> BudgetState:
         return self.budget.state(self.policy.limiter.limit)
 
+    def rate_limited(self) -> int:
+        return self.policy.rate_limited
+
     def _properties(self, object: str, fields: Sequence[str] | None) -> list[str]:
         names = list(fields) if fields is not None else self.fields.get(object) or default_properties(object)
         spec = HUBSPOT_OBJECTS.get(object)
@@ -770,10 +773,10 @@ class HubSpotConnector(Connector):
 
     # --------------------------------------------------------------------------------------------- reps
 
-    def list_reps(self) -> list[RepRecord]:
+    def list_reps(self, *, full: bool = True) -> list[RepRecord]:
         api = self._api("owners", "owners_api")
         reps: list[RepRecord] = []
-        for archived in (False, True):
+        for archived in (False, True) if full else (False,):
             after: str | None = None
             while True:
                 kwargs: dict[str, Any] = {"limit": OWNERS_PAGE, "archived": archived, **self._opts()}

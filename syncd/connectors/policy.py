@@ -232,11 +232,20 @@ class CallPolicy:
         self.max_backoff = max_backoff
         self.sleep = sleep
         self.counts: Counter[str] = Counter()
+        # Every HTTP status the connector saw, per attempt (the connectors fill it as responses arrive).
         self.statuses: Counter[str] = Counter()
+        # Refusals for the org's request limit that come with another status (Salesforce: 403).
+        self.limit_refusals = 0
         self.retries = 0
         self.delays: list[float] = []
         self.initial_backoff = initial_backoff
         self._random = random.Random()
+
+    @property
+    def rate_limited(self) -> int:
+        """Responses that refused a call for a rate or request limit: every 429 (retries included), plus
+        Salesforce's REQUEST_LIMIT_EXCEEDED, which comes as a 403."""
+        return self.statuses["429"] + self.limit_refusals
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome is not None else None
@@ -279,6 +288,10 @@ class CallPolicy:
                 self.budget.spend()
             try:
                 return fn()
+            except RetriableError as exc:
+                if exc.code == "REQUEST_LIMIT_EXCEEDED" and exc.status != 429:
+                    self.limit_refusals += 1
+                raise
             finally:
                 self.limiter.release()
                 if search:

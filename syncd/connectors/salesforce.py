@@ -296,6 +296,9 @@ class SalesforceConnector(Connector):
     def budget_state(self) -> BudgetState:
         return self.budget.state(self.policy.limiter.limit)
 
+    def rate_limited(self) -> int:
+        return self.policy.rate_limited
+
     def close(self) -> None:
         self.session.close()
 
@@ -675,7 +678,11 @@ class SalesforceConnector(Connector):
 
     # --------------------------------------------------------------------------------------------- reps
 
-    def list_reps(self) -> list[RepRecord]:
+    def list_reps(self, *, full: bool = True) -> list[RepRecord]:
+        if not full:
+            # A cycle's cheap look at the roster: the Users changed since the last one come with the pull,
+            # as one more delta query in the same /composite request (see syncd.cycle.pull).
+            return []
         reps: list[RepRecord] = []
         users = "SELECT Id, Email, Name, IsActive FROM User ORDER BY Id"
         for row in self._query_rows(users):

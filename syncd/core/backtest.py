@@ -19,7 +19,7 @@ breaches, hand-offs, records left in queues or unrouted.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -37,7 +37,7 @@ from syncd.core.types import (
     is_queue,
 )
 
-__all__ = ["Day", "DayStats", "Outcome", "compare", "gini", "owners_over_time", "simulate"]
+__all__ = ["Day", "DayStats", "Outcome", "Start", "compare", "gini", "owners_over_time", "settle", "simulate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,16 +148,73 @@ def gini(values: Sequence[float]) -> float:
     return (2 * weighted) / (n * total) - (n + 1) / n
 
 
+@dataclass(frozen=True)
+class Start:
+    """Where a replay starts: the population that stood before the window, decided once at its start."""
+
+    view: LedgerView
+    owners: Mapping[str, str | None]
+    decided: int = 0
+    assigned: Counter[str] = field(default_factory=Counter)
+
+
+def settle(
+    accounts: Sequence[AccountView],
+    persons: Sequence[PersonView],
+    rules: RuleSet,
+    at: datetime,
+    *,
+    directory: RepDirectory | None = None,
+    chunk: int = 5000,
+    advance: Callable[[int], None] | None = None,
+) -> Start:
+    """Decides the starting population (accounts, then persons, ``chunk`` at a time) once at ``at``, as a
+    first sync would: what existed before ``at`` is the backlog, routed whatever the daily caps (unless the
+    policy says the backlog counts). The result starts :func:`simulate`."""
+    state = _State.from_view(LedgerView(backlog_before=at))
+    decided = 0
+    assigned: Counter[str] = Counter()
+    batches: list[tuple[Sequence[PersonView], Sequence[AccountView]]] = [
+        ((), accounts[i : i + chunk]) for i in range(0, len(accounts), chunk)
+    ]
+    batches += [(persons[i : i + chunk], ()) for i in range(0, len(persons), chunk)]
+    for batch_persons, batch_accounts in batches:
+        result = decide(
+            list(batch_persons), list(batch_accounts), rules, state.view(at.date()), at, directory=directory
+        )
+        for d in result.decisions:
+            decided += 1
+            state.apply(d)
+            if d.owner is not None and not is_queue(d.owner):
+                assigned[d.owner] += 1
+        state.round_robin.update(result.round_robin)
+        for rep, n in result.assigned_today.items():
+            state.counts[rep] = state.counts.get(rep, 0) + n
+        if advance is not None:
+            advance(len(batch_persons) + len(batch_accounts))
+    view = LedgerView(
+        assignments=state.assignments,
+        round_robin=state.round_robin,
+        holds=state.holds,
+        backlog_before=at,
+    )
+    return Start(view, dict(state.owner), decided, assigned)
+
+
 def simulate(
     history: Iterable[Day],
     rules: RuleSet,
     *,
-    start: LedgerView | None = None,
+    start: LedgerView | Start | None = None,
     directory: RepDirectory | None = None,
 ) -> Outcome:
     """Replays ``history`` (days in order) through ``rules`` from the state ``start`` (see the module
     docstring). Deterministic: the same history and rules give the same outcome."""
-    state = _State.from_view(start or LedgerView())
+    if isinstance(start, Start):
+        state = _State.from_view(start.view)
+        state.owner.update(start.owners)
+    else:
+        state = _State.from_view(start or LedgerView())
     outcome = Outcome(rules.digest)
     # Fairness is measured among the members who could take records: active and not out of office.
     reps = rules.roster.reps
@@ -215,6 +272,7 @@ class _State:
     sla: dict[str, datetime] = field(default_factory=dict)
     activity: dict[str, Any] = field(default_factory=dict)
     breached: set[str] = field(default_factory=set)
+    backlog_before: datetime | None = None
 
     @classmethod
     def from_view(cls, view: LedgerView) -> _State:
@@ -223,6 +281,7 @@ class _State:
             owner={k: a.owner for k, a in view.assignments.items()},
             round_robin=dict(view.round_robin),
             holds=dict(view.holds),
+            backlog_before=view.backlog_before,
         )
 
     def view(self, day: date) -> LedgerView:
@@ -233,6 +292,7 @@ class _State:
             round_robin=self.round_robin,
             daily_counts=dict(self.counts),
             holds=self.holds,
+            backlog_before=self.backlog_before,
         )
 
     def apply(self, d: Decision) -> None:

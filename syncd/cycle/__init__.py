@@ -3,11 +3,13 @@ and one function of the pure core (``syncd.core``).
 
     cycle = SyncCycle.from_config(config)
     report = cycle.run(load_ruleset(config.rules.directory))     # `syncd once`
-    report = cycle.run(rules, dry_run=True)                      # `syncd plan`: writes nothing anywhere
+    report = cycle.run(rules, dry_run=True)                      # `syncd plan --pull`: writes nothing anywhere
+    report = cycle.run(rules, dry_run=True, pull=False)          # `syncd plan`: from the ledger, 0 API calls
 
 ``SyncCycle`` satisfies the daemon's ``CycleRunner`` (``run_cycle(rules, stop=...)``, ``refresh_roster()``,
 ``close()``). The stages, in order:
 
+    (roster)    the systems' reps, a cheap look every cycle, whole hourly      ledger.roster, .decisions
     replay.py   intents a killed run left unconfirmed go out again            ledger.outbox
     pull.py     changes since each watermark, staged a page at a time         ledger.records, .overrides
     link.py     records to persons and accounts (core.link.assign_keys)       ledger.identity
@@ -34,7 +36,9 @@ These rules hold in every stage; a change to the cycle must keep them true.
    record (the same records always get the same keys).
 4. **Decisions, intents and the clean mark commit together.** Accounts, then persons, are decided in chunks
    of keys: keys with dirty records, keys whose decision is *due* (an SLA deadline, an override's end, a
-   recycling hold, the daily re-score as engagement points decay), quarantined records due for a retry, and
+   recycling hold, the daily re-score as engagement points decay, a change in the roster facts of a rep who
+   owns, holds or influences them), keys decided under other rules than those in force (a change of rules
+   re-decides them, and only what differs is written), quarantined records due for a retry, and
    the persons of accounts whose decision changed. Each chunk's decisions, sticky owners, round-robin state,
    day counts and **intents** are stored in one transaction that also marks the keys clean. Accounts and
    opportunities stay dirty until the persons they affect are decided too.
@@ -53,7 +57,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from syncd.config import Config
@@ -81,6 +85,9 @@ log = logging.getLogger(__name__)
 
 # Keys decided per engine call: large enough to amortise the queries, small enough to bound memory.
 CHUNK = 2000
+# Every cycle looks at the roster cheaply (HubSpot's active owners; Salesforce's changed Users ride in the
+# pull's /composite request); the whole roster (queues, archived owners) is listed again this often.
+FULL_ROSTER_EVERY = timedelta(hours=1)
 
 
 class SyncCycle:
@@ -106,7 +113,9 @@ class SyncCycle:
         self.chunk = chunk
         self.backoff = backoff or Backoff()
         self.roster: Roster | None = None
+        self._limited_reported: dict[str, int] = {}
         self._listed: list[dict[str, Any]] | None = None
+        self._full_roster_at: datetime | None = None
 
     @classmethod
     def from_config(
@@ -148,6 +157,7 @@ class SyncCycle:
         reps = [*self.connectors["salesforce"].list_reps(), *self.connectors["hubspot"].list_reps()]
         self.roster = Roster.from_reps(reps)
         self._listed = rows_of(reps)
+        self._full_roster_at = self.clock()
 
     def _roster_from_ledger(self) -> Roster:
         """The roster as the last cycle listed it (a plan from the ledger makes no API call)."""
@@ -182,10 +192,16 @@ class SyncCycle:
         run_id = self.ledger.runs.start("plan" if dry_run else "cycle")
         report.run_id = run_id
         try:
+            light: list[dict[str, Any]] | None = None
             if pull:
-                if self._listed is None:
+                last = self._full_roster_at
+                if self._listed is None and (last is None or self.clock() - last >= FULL_ROSTER_EVERY):
                     self.refresh_roster()
-                roster = self.roster
+                elif self._listed is None:
+                    # The cheap look of every cycle: HubSpot's active owners here, Salesforce's changed
+                    # Users with the pull (one more delta query in the same /composite request).
+                    light = rows_of(self.connectors["hubspot"].list_reps(full=False))
+                roster = self.roster if light is None else self._roster_from_ledger()
             else:
                 roster = self._roster_from_ledger()
             if roster is None:
@@ -204,12 +220,18 @@ class SyncCycle:
                 progress=progress,
                 log_decision=quiet if dry_run else log_decision,
                 quarantine_refs={(q.system, q.object, q.record_id) for q in self.ledger.quarantine.held()},
+                assume_writes=not pull,
             )
             run.pusher = DryPusher(run) if dry_run else LivePusher(run)
             with run.pusher.session():
                 if pull and self._listed is not None:
                     _save_roster(run, self._listed)
                     self._listed = None
+                elif light is not None:
+                    changed = run.ledger.roster.update(light, listed=("hubspot", "owner"))
+                    if changed:
+                        _make_due(run, changed)
+                        run.roster = self.roster = self._roster_from_ledger()
                 _execute(run, pull=pull)
         except BaseException as exc:
             self._finish(report, calls_before)
@@ -226,6 +248,10 @@ class SyncCycle:
 
     def _finish(self, report: CycleReport, calls_before: Mapping[str, int]) -> None:
         report.api_calls = {s: self._calls(s) - calls_before[s] for s in SYSTEMS}
+        # Since the last report, so that 429s met by a roster refresh between cycles are counted too.
+        limited: dict[str, int] = {s: self.connectors[s].rate_limited() for s in SYSTEMS}
+        report.rate_limited = {s: n - self._limited_reported.get(s, 0) for s, n in limited.items()}
+        self._limited_reported = limited
         for system in SYSTEMS:
             state = self.connectors[system].budget_state()
             report.budget[system] = {
@@ -260,9 +286,13 @@ def _save_roster(run: RunContext, listed: list[dict[str, Any]]) -> None:
     """Keep the roster the systems listed; the decisions of reps whose facts changed are due now."""
     changed = run.ledger.roster.save(listed)
     if changed:
-        due = run.ledger.decisions.make_due(changed, run.now)
-        if due:
-            log.info("roster: %d reps changed in the systems; %d decisions due again", len(changed), due)
+        _make_due(run, changed)
+
+
+def _make_due(run: RunContext, changed: set[str]) -> None:
+    due = run.ledger.decisions.make_due(changed, run.now)
+    if due:
+        log.info("roster: %d reps changed in the systems; %d decisions due again", len(changed), due)
 
 
 def _execute(run: RunContext, *, pull: bool = True) -> None:

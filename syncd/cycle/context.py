@@ -42,6 +42,9 @@ class RunContext:
     progress: Progress
     log_decision: Callable[..., None]
     pusher: Pusher = field(init=False)
+    # A plan from the ledger (no pull): the records are taken as syncd's confirmed writes left them, since
+    # the systems' echoes of those writes have not been pulled yet.
+    assume_writes: bool = False
     # Every record in quarantine when the run started: only these need releasing after a good push.
     quarantine_refs: set[RecordRef] = field(default_factory=set)
 

@@ -9,6 +9,7 @@ intents) are stored in one transaction that also marks the keys clean.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -17,7 +18,7 @@ from typing import Any
 from syncd.core.engine import decide
 from syncd.core.impact import Move
 from syncd.core.limits import apply_limits, limit_rules, refused_record
-from syncd.core.link import Group, deal_counts, first, group
+from syncd.core.link import Group, first, group
 from syncd.core.plan import Action, plan_key
 from syncd.core.schedule import due_at, iso, kept_hold
 from syncd.core.types import (
@@ -32,6 +33,14 @@ from syncd.core.types import (
     RecordRow,
     RoundRobinState,
     WriteRow,
+)
+from syncd.core.views import (
+    BadRecord,
+    account_reference,
+    account_view,
+    logical_fields,
+    opportunity_counts,
+    person_view,
 )
 from syncd.cycle import limits
 from syncd.cycle.context import RecordRef, RunContext
@@ -161,7 +170,7 @@ class _Decide:
         return not self.run.stopped() and self.run.pusher.flush_full()
 
     def _decide_chunk(self, kind: str, keys: list[str], *, clean: bool) -> None:
-        records = self.ledger.records.of_keys(keys)
+        records = self._records_of(keys)
         groups: dict[str, Group] = {}
         merged: dict[str, dict[str, Any]] = {}
         bad: list[tuple[RecordRow, str, str]] = []
@@ -183,7 +192,7 @@ class _Decide:
             account_keys = {a for a in account_of.values() if a}
             for key, g in groups.items():
                 persons.append(self._person_view(g, merged[key], account_of.get(key)))
-            account_records = self.ledger.records.of_keys(sorted(account_keys)) if account_keys else {}
+            account_records = self._records_of(sorted(account_keys)) if account_keys else {}
             for akey in sorted(account_keys):
                 ag = group(akey, "account", account_records.get(akey, ()))
                 try:
@@ -267,6 +276,13 @@ class _Decide:
             if clean:
                 self.ledger.records.mark_clean(keys)
 
+    def _records_of(self, keys: Sequence[str]) -> dict[str, list[RecordRow]]:
+        """The keys' records as staged; in a plan from the ledger, as syncd's confirmed writes left them."""
+        records = self.ledger.records.of_keys(keys)
+        if not self.run.assume_writes:
+            return records
+        return _as_written(self.ledger, keys, records)
+
     def _count_move(self, d: Decision, prev: DecisionRow | None, fields: Mapping[str, Any]) -> None:
         """Count the decision's ownership move, from the previous decision (else the systems' current
         owner) to the new one, in the report's impact."""
@@ -292,34 +308,16 @@ class _Decide:
         )
 
     def _logical(self, g: Group) -> dict[str, Any]:
-        by_system: dict[str, dict[str, Any]] = {}
-        sf = g.salesforce or (g.readonly[0] if g.readonly else None)
-        for record in (g.hubspot, sf):
-            if record is None:
-                continue
-            try:
-                by_system[record.system] = self.mapping.to_logical(
-                    record.system,  # type: ignore[arg-type]
-                    record.object,
-                    record.data,
-                    directory=self.directory,
-                )
-            except ValueError as exc:
-                raise _BadRecord(record, str(exc)) from None
-        return self.mapping.merge(by_system)
+        return logical_fields(g, self.mapping, self.directory)
 
     def _accounts_of(self, groups: Mapping[str, Group]) -> dict[str, str | None]:
         """Person key -> account key: a Contact's Account, else the account of the email's domain."""
         account_ids: dict[str, str] = {}
         domains: dict[str, str] = {}
         for key, g in groups.items():
-            sf = g.salesforce
-            if sf is not None and sf.object == "Contact" and sf.data.get("AccountId"):
-                account_ids[key] = str(sf.data["AccountId"])
-                continue
-            domain = next((r.domain for r in (g.hubspot, sf) if r is not None and r.domain), None)
-            if domain:
-                domains[key] = domain
+            ref = account_reference(g)
+            if ref is not None:
+                (account_ids if ref[0] == "id" else domains)[key] = ref[1]
         by_id = self.ledger.identity.keys_of("salesforce", "Account", set(account_ids.values()))
         by_domain = self.ledger.identity.keys_by_domain(set(domains.values()), kind="account")
         out: dict[str, str | None] = {}
@@ -333,46 +331,15 @@ class _Decide:
         return out
 
     def _person_view(self, g: Group, fields: Mapping[str, Any], account: str | None) -> PersonView:
-        sf = g.salesforce or (g.readonly[0] if g.readonly else None)
-        return PersonView(
-            key=g.key,
-            fields=fields,
-            account_key=account,
-            hubspot_id=g.hubspot.id if g.hubspot else None,
-            salesforce_id=sf.id if sf else None,
-            salesforce_object=sf.object if sf else None,  # type: ignore[arg-type]
-        )
+        return person_view(g, fields, account)
 
     def _account_view(self, g: Group, fields: Mapping[str, Any]) -> AccountView:
-        open_, won = (0, 0)
-        if g.salesforce is not None:
-            open_, won = self._opportunity_counts().get(g.salesforce.id, (0, 0))
-        elif g.deals:
-            # A HubSpot-only company: its deals count like Salesforce opportunities.
-            open_, won = deal_counts(g.deals)
-        return AccountView(
-            key=g.key,
-            fields=fields,
-            hubspot_id=g.hubspot.id if g.hubspot else None,
-            salesforce_id=g.salesforce.id if g.salesforce else None,
-            open_opportunities=open_,
-            won_opportunities=won,
-        )
+        return account_view(g, fields, self._opportunity_counts())
 
     def _opportunity_counts(self) -> dict[str, tuple[int, int]]:
         """Salesforce Account id -> (open, won) opportunities, read once per run from the ledger."""
         if self.opportunities is None:
-            counts: dict[str, tuple[int, int]] = {}
-            for r in self.ledger.records.iterate("salesforce", "Opportunity"):
-                account = r.data.get("AccountId")
-                if r.deleted or not account:
-                    continue
-                open_, won = counts.get(str(account), (0, 0))
-                counts[str(account)] = (
-                    open_ + (0 if r.data.get("IsClosed") else 1),
-                    won + (1 if r.data.get("IsWon") else 0),
-                )
-            self.opportunities = counts
+            self.opportunities = opportunity_counts(self.ledger.records.iterate("salesforce", "Opportunity"))
         return self.opportunities
 
     def _ledger_view(
@@ -494,6 +461,39 @@ class _Decide:
         return out
 
 
+def _as_written(
+    ledger: Any, keys: Sequence[str], records: dict[str, list[RecordRow]]
+) -> dict[str, list[RecordRow]]:
+    """The records as the systems hold them once syncd's confirmed writes landed: each field syncd wrote
+    after the record was staged takes the written value, and a record syncd created but has not pulled yet
+    is there with what syncd wrote into it. (A live cycle pulls first, and the echoes say the same.)"""
+    out = {key: list(rows) for key, rows in records.items()}
+    for key in keys:
+        staged = {r.ref for r in out.get(key, ())}
+        for link in ledger.identity.links_of(key):
+            if link.how == "created" and link.ref not in staged:
+                out.setdefault(key, []).append(
+                    RecordRow(link.system, link.object, link.id, data={"Id": link.id}, seen_at=link.linked_at)
+                )
+    ids: dict[tuple[str, str], list[str]] = {}
+    for rows in out.values():
+        for r in rows:
+            ids.setdefault((r.system, r.object), []).append(r.id)
+    written: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for (system, obj), obj_ids in ids.items():
+        for (rid, name), w in ledger.outbox.last_writes(system, obj, obj_ids).items():
+            written.setdefault((system, obj, rid), {})[name] = w
+    for rows in out.values():
+        for i, r in enumerate(rows):
+            found = written.get(r.ref)
+            if not found:
+                continue
+            newer = {name: w.value for name, w in found.items() if r.seen_at is None or w.at >= r.seen_at}
+            if newer:
+                rows[i] = dataclasses.replace(r, data={**r.data, **newer})
+    return out
+
+
 def _name(kind: str, fields: Mapping[str, Any]) -> str:
     """How a person or account is called in a plan: a name, else an email or domain."""
     if kind == "person":
@@ -522,13 +522,7 @@ def _rules_change(d: Decision, prev: DecisionRow | None, digest: str) -> dict[st
     }
 
 
-class _BadRecord(Exception):
-    """A record whose values cannot be read (held in quarantine while the rest of the cycle goes on)."""
-
-    def __init__(self, record: RecordRow, reason: str) -> None:
-        super().__init__(reason)
-        self.record = record
-        self.reason = reason
+_BadRecord = BadRecord
 
 
 def trace_rows(trace: Iterable[Any]) -> list[list[Any]]:

@@ -22,7 +22,11 @@ from syncd.core.systems import OWNER_FIELD, PULLED, SYSTEMS
 from syncd.core.types import OverrideRow, RecordRow, WriteRow
 from syncd.cycle import limits
 from syncd.cycle.context import RunContext
+from syncd.cycle.roster import Roster, reps_of
 from syncd.cycle.teams import pull_teams
+
+# The Salesforce object whose changes are the roster's (pulled with the records, kept in the roster store).
+ROSTER_OBJECT = "User"
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +42,46 @@ def pull(run: RunContext) -> bool:
     for system in SYSTEMS:
         connector = run.connectors[system]
         since = {obj: run.ledger.records.watermark(system, obj) for obj in PULLED[system]}
+        if system == "salesforce":
+            # The roster's cheap look: Users changed since the last cycle, one more delta query in the same
+            # /composite request (a departure reaches both systems within the cycle).
+            since[ROSTER_OBJECT] = run.ledger.records.watermark(system, ROSTER_OBJECT)
         for obj, page in connector.pull_many(since):
+            if obj == ROSTER_OBJECT:
+                stage_users(run, page)
+                continue
             stage(run, system, obj, page, rep_ids)
             run.progress.advance(len(page.records))
             if run.stopped():
                 return False
     return pull_teams(run)
+
+
+def stage_users(run: RunContext, page: Page) -> set[str]:
+    """Keep the Salesforce Users of one page in the ledger's roster, with the page's watermark; the emails
+    whose facts changed (their decisions are due now, and the run's roster is read again)."""
+    rows = [
+        {
+            "system": "salesforce",
+            "kind": "user",
+            "id": raw.id,
+            "email": raw.fields.get("Email"),
+            "name": raw.fields.get("Name") or "",
+            "active": bool(raw.fields.get("IsActive")) and not raw.deleted,
+            "user_id": None,
+            "developer_name": None,
+        }
+        for raw in page.records
+    ]
+    with run.ledger.transaction():
+        changed = run.ledger.roster.update(rows) if rows else set()
+        if changed:
+            run.ledger.decisions.make_due(changed, run.now)
+        run.ledger.records.set_watermark("salesforce", ROSTER_OBJECT, page.watermark, run_id=run.run_id)
+    if changed:
+        log.info("roster: %d Salesforce users changed; their decisions are due", len(changed))
+        run.roster = Roster.from_reps(reps_of(run.ledger.roster.load()))
+    return changed
 
 
 def stage(run: RunContext, system: str, obj: str, page: Page, rep_ids: Mapping[tuple[str, str], str]) -> None:
@@ -71,6 +109,8 @@ def stage(run: RunContext, system: str, obj: str, page: Page, rep_ids: Mapping[t
         old = ledger.records.by_ids(system, obj, ids) if rows else {}
         result = ledger.records.upsert(rows, run_id=run.run_id)
         if result.changed:
+            changed = set(result.changed)
+            ledger.records.keep_versions([r for r in rows if r.ref in changed], run_id=run.run_id)
             changed_ids = [ref[2] for ref in result.changed]
             writes = _writes_by_record(ledger.outbox.last_writes(system, obj, changed_ids))
             keys = ledger.identity.keys_of(system, obj, changed_ids)

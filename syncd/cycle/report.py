@@ -39,6 +39,8 @@ class CycleReport:
     overrides: int = 0
     handoffs: int = 0
     api_calls: dict[str, int] = field(default_factory=dict)
+    # Responses that refused a call for a rate limit (429s, retried ones included), since the last report.
+    rate_limited: dict[str, int] = field(default_factory=dict)
     budget: dict[str, dict[str, Any]] = field(default_factory=dict)
     interrupted: bool = False
     # Account teams: members added/changed/removed/put back after an owner change, tiers written.
@@ -61,6 +63,8 @@ class CycleReport:
             created={s: n for s, n in self.tally.created.items() if n},
             failed={s: n for s, n in self.failed.items() if n},
             api_calls=dict(self.api_calls),
+            rate_limited={s: n for s, n in self.rate_limited.items() if n},
+            assigned=dict(self.impact.gained),
             budget_used=budget_used,
             quarantined=self.quarantined,
             handoffs=self.handoffs,

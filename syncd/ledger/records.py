@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from syncd.core.types import (
@@ -22,11 +25,22 @@ from syncd.ledger.rows import (
     _hash_text,
     _norm,
     _record,
+    _ts,
     _ts_opt,
 )
 from syncd.ledger.store import Store, _guarded
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRow:
+    """One kept version of a record, with the person or account it is linked to (if any)."""
+
+    seq: int
+    key: str | None
+    kind: str | None
+    record: RecordRow
 
 
 class Records(Store):
@@ -106,6 +120,102 @@ class Records(Store):
                 for id_, hash_, deleted in cursor:
                     found[(system, obj, id_)] = (hash_, deleted)
         return found
+
+    @_guarded
+    def keep_versions(self, rows: Iterable[RecordRow], *, run_id: str | None = None) -> int:
+        """Keep a version of each of these records (call it with the rows whose content changed): its data,
+        dated by the system's modification time (else now). ``syncd backtest`` replays them."""
+        now = self._now()
+        values = [
+            (
+                row.system,
+                row.object,
+                row.id,
+                _ts(row.modified_at) if row.modified_at is not None else now,
+                int(row.deleted),
+                _norm(row.email),
+                _norm(row.domain),
+                row.hash or _hash_text(text),
+                text,
+                now,
+                run_id,
+            )
+            for row in rows
+            for text in (_dumps(row.data),)
+        ]
+        if values:
+            with self.transaction():
+                self._conn.executemany(
+                    "INSERT INTO record_versions (system, object, id, modified_at, deleted, email, domain, "
+                    "hash, data, seen_at, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    values,
+                )
+        return len(values)
+
+    def versions(self, *, until: datetime | None = None, page: int = 5000) -> Iterator[VersionRow]:
+        """Every kept record version modified up to ``until``, oldest first, with the key the record is
+        linked to and that key's kind (None for records linked to no person or account, such as deals).
+        Streamed a page at a time."""
+        bound = _ts(until) if until is not None else None
+        last = ("", 0)
+        while True:
+            rows = self._versions_page(last, bound, page)
+            yield from rows
+            if len(rows) < page:
+                return
+            stamp = rows[-1].record.modified_at
+            assert stamp is not None
+            last = (_ts(stamp), rows[-1].seq)
+
+    @_guarded
+    def prune_versions(self, before: datetime) -> int:
+        """Forget the record versions older than ``before`` except each record's latest one before it (the
+        record as it stood then, where a replay from ``before`` starts); returns how many went."""
+        sql = (
+            "DELETE FROM record_versions WHERE seq IN (SELECT seq FROM (SELECT seq, row_number() OVER "
+            "(PARTITION BY system, object, id ORDER BY modified_at DESC, seq DESC) AS n FROM record_versions "
+            "WHERE modified_at < ?) WHERE n > 1)"
+        )
+        with self.transaction():
+            return int(self._conn.execute(sql, (_ts(before),)).rowcount)
+
+    @_guarded
+    def count_versions(self, *, until: datetime | None = None) -> int:
+        """How many record versions are kept (modified up to ``until``)."""
+        if until is None:
+            return int(self._conn.execute("SELECT count(*) FROM record_versions").fetchone()[0])
+        sql = "SELECT count(*) FROM record_versions WHERE modified_at <= ?"
+        return int(self._conn.execute(sql, (_ts(until),)).fetchone()[0])
+
+    @_guarded
+    def _versions_page(self, last: tuple[str, int], until: str | None, page: int) -> list[VersionRow]:
+        bound = " AND v.modified_at <= ?" if until is not None else ""
+        sql = (
+            "SELECT v.*, l.key AS link_key, e.kind AS kind FROM record_versions v "
+            "LEFT JOIN links l ON l.system = v.system AND l.object = v.object AND l.id = v.id "
+            "LEFT JOIN entities e ON e.key = l.key "
+            f"WHERE (v.modified_at, v.seq) > (?, ?){bound} ORDER BY v.modified_at, v.seq LIMIT ?"
+        )
+        params: list[Any] = [*last, *([until] if until is not None else []), page]
+        return [
+            VersionRow(
+                seq=r["seq"],
+                key=r["link_key"],
+                kind=r["kind"],
+                record=RecordRow(
+                    system=r["system"],
+                    object=r["object"],
+                    id=r["id"],
+                    data=json.loads(r["data"]),
+                    modified_at=_dt(r["modified_at"]),
+                    deleted=bool(r["deleted"]),
+                    email=r["email"],
+                    domain=r["domain"],
+                    hash=r["hash"],
+                ),
+            )
+            for r in self.db.query(sql, params)
+        ]
 
     @_guarded
     def get(self, system: str, object: str, id: str) -> RecordRow | None:

@@ -46,6 +46,35 @@ class Roster(Store):
         return changed
 
     @_guarded
+    def update(self, reps: Iterable[Mapping[str, Any]], *, listed: tuple[str, str] | None = None) -> set[str]:
+        """Store ``reps`` (a partial listing: the users changed since the last look, or one system's active
+        owners) over what is kept; with ``listed = (system, kind)`` the listing is that kind's complete
+        *active* set, and a kept active row missing from it is now inactive (an owner archived since).
+        Returns the emails whose facts changed."""
+        new = {(str(r["system"]), str(r["id"])): _row(r) for r in reps}
+        cols = ", ".join(COLUMNS)
+        old = {(row[0], row[2]): tuple(row) for row in self._conn.execute(f"SELECT {cols} FROM reps")}
+        if listed is not None:
+            system, kind = listed
+            for ref, row in old.items():
+                if row[0] == system and row[1] == kind and row[5] and ref not in new:
+                    new[ref] = (*row[:5], 0, *row[6:])
+        changes = {ref: row for ref, row in new.items() if old.get(ref) != row}
+        if not changes:
+            return set()
+        with self.transaction():
+            self._conn.executemany(
+                f"INSERT OR REPLACE INTO reps ({cols}, seen_at) VALUES ({', '.join('?' * len(COLUMNS))}, ?)",
+                [(*row, self._now()) for row in changes.values()],
+            )
+        emails: set[str] = set()
+        for ref, row in changes.items():
+            for facts in (row, old.get(ref)):
+                if facts is not None and facts[3]:
+                    emails.add(str(facts[3]))
+        return emails
+
+    @_guarded
     def load(self) -> list[dict[str, Any]]:
         """The stored roster, one dict per rep or queue (``COLUMNS``), in a stable order."""
         rows = self._conn.execute(f"SELECT {', '.join(COLUMNS)} FROM reps ORDER BY system, kind, id")

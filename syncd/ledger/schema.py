@@ -278,7 +278,38 @@ def _v4_aliases(db: Database) -> None:
     db.executescript(_V4)
 
 
-_V_TEAMS = """
+_V5 = """
+-- Every content version of every pulled record, within retention: what `syncd backtest` replays. A version is
+-- dated by the system's modification time (else when syncd saw it); a ledger upgraded to this version starts
+-- with one version per record, dated by the record's own modification time.
+CREATE TABLE record_versions (
+    seq         INTEGER PRIMARY KEY,
+    system      TEXT NOT NULL,
+    object      TEXT NOT NULL,
+    id          TEXT NOT NULL,
+    modified_at TEXT NOT NULL,
+    deleted     INTEGER NOT NULL DEFAULT 0,
+    email       TEXT,
+    domain      TEXT,
+    hash        TEXT NOT NULL,
+    data        TEXT NOT NULL,
+    seen_at     TEXT NOT NULL,
+    run_id      TEXT
+);
+CREATE INDEX record_versions_by_time ON record_versions (modified_at);
+CREATE INDEX record_versions_by_record ON record_versions (system, object, id, modified_at);
+INSERT INTO record_versions (system, object, id, modified_at, deleted, email, domain, hash, data, seen_at, run_id)
+    SELECT system, object, id, COALESCE(modified_at, seen_at), deleted, email, domain, hash, data, seen_at, seen_run
+    FROM records ORDER BY COALESCE(modified_at, seen_at);
+"""
+
+
+def _v5_record_versions(db: Database) -> None:
+    """Record versions (the history `syncd backtest` replays), started from the records already staged."""
+    db.executescript(_V5)
+
+
+_V6 = """
 -- Account teams (Salesforce AccountTeamMember) as last read, one row per account and user. ``managed`` is
 -- syncd's own knowledge: 1 for a member syncd added (or re-added after an owner change erased the team),
 -- 0 for one a human added; CreatedById cannot tell a re-created member from a human's.
@@ -311,9 +342,9 @@ CREATE TABLE team_decisions (
 """
 
 
-def _v_teams(db: Database) -> None:
+def _v6_teams(db: Database) -> None:
     """Account teams: members with syncd's managed flag, and each account's last team decision."""
-    db.executescript(_V_TEAMS)
+    db.executescript(_V6)
 
 
 MIGRATIONS: list[Callable[[Database], None]] = [
@@ -321,6 +352,7 @@ MIGRATIONS: list[Callable[[Database], None]] = [
     _v2_engine_state,
     _v3_roster,
     _v4_aliases,
-    _v_teams,
+    _v5_record_versions,
+    _v6_teams,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

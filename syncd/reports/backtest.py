@@ -33,6 +33,7 @@ def write_report(
     until: datetime,
     candidate_dir: str,
     live_dir: str,
+    start: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Writes the report files into ``directory`` (created, mode 0700) and returns the JSON content."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -40,6 +41,8 @@ def write_report(
     body = compare(live, candidate)
     body["window"] = {"since": since.isoformat(), "until": until.isoformat(), "days": len(live.days)}
     body["rules"] = {"live": live_dir, "candidate": candidate_dir}
+    # How the replay started (what stood before the window and how it was decided).
+    body["start"] = dict(start) if start is not None else None
     body["days"] = {
         "live": [d.to_json() for d in live.days],
         "candidate": [d.to_json() for d in candidate.days],
@@ -53,17 +56,17 @@ def write_report(
 
 
 def _busiest_changes(live: Outcome, candidate: Outcome) -> list[str]:
-    a, b = live.final_load, candidate.final_load
-    owners = set(a) | set(b) | set(live.assigned) | set(candidate.assigned)
-    ranked = sorted(
-        owners,
-        key=lambda o: (
-            -abs(candidate.assigned.get(o, 0) - live.assigned.get(o, 0)),
-            -abs(b.get(o, 0) - a.get(o, 0)),
-            o,
-        ),
-    )
-    return ranked[:CHART_OWNERS]
+    """The owners drawn in the load chart: those whose load differs most between the two rule sets at any
+    day; when nobody's does, the busiest ones (both lines then lie on each other)."""
+    owners = set(live.final_load) | set(candidate.final_load) | set(live.assigned) | set(candidate.assigned)
+    a = owners_over_time(live, owners)
+    b = owners_over_time(candidate, owners)
+    gap = {o: max((abs(x - y) for x, y in zip(a[o], b[o], strict=True)), default=0) for o in owners}
+    differing = sorted((o for o in owners if gap[o] > 0), key=lambda o: (-gap[o], o))
+    if differing:
+        return differing[:CHART_OWNERS]
+    busiest = sorted(owners, key=lambda o: (-live.final_load.get(o, 0), o))
+    return busiest[:CHART_OWNERS]
 
 
 def _pyplot() -> Any:
@@ -75,24 +78,42 @@ def _pyplot() -> Any:
     return plt
 
 
+def _thousands() -> Any:
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(lambda value, _pos: f"{value:,.0f}")
+
+
 def _load_chart(path: Path, live: Outcome, candidate: Outcome, owners: Sequence[str]) -> None:
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(10, 5), dpi=100)
+    from matplotlib.lines import Line2D
+
+    fig, ax = plt.subplots(figsize=(11, 5.5), dpi=100)
     days = [d.day for d in live.days]
     live_series = owners_over_time(live, owners)
     cand_series = owners_over_time(candidate, owners)
+    handles = []
     for i, owner in enumerate(owners):
         color = f"C{i % 10}"
-        label = owner.split("@")[0]
-        ax.plot(days, live_series[owner], color=color, linewidth=1.5, label=f"{label} (live)")
-        ax.plot(
-            days, cand_series[owner], color=color, linewidth=1.5, linestyle="--", label=f"{label} (candidate)"
-        )
-    ax.set_title("Records held per owner: live rules (solid) and candidate (dashed)")
-    ax.set_ylabel("records held")
+        ax.plot(days, live_series[owner], color=color, linewidth=2, alpha=0.85)
+        ax.plot(days, cand_series[owner], color=color, linewidth=2, linestyle=(0, (4, 2)))
+        handles.append(Line2D([], [], color=color, linewidth=3, label=owner.split("@")[0]))
+    handles += [
+        Line2D([], [], color="0.3", linewidth=2, label="live rules"),
+        Line2D([], [], color="0.3", linewidth=2, linestyle=(0, (4, 2)), label="candidate"),
+    ]
+    differs = any(live_series[o] != cand_series[o] for o in owners)
+    ax.set_title(
+        "Records held per owner, day by day"
+        + ("" if differs else " (the same under both rule sets)")
+        + (f"\nthe {len(owners)} owners whose load differs most" if differs else "")
+    )
+    ax.set_ylabel("records held at the day's end")
+    ax.set_ylim(bottom=0)
+    ax.yaxis.set_major_formatter(_thousands())
     ax.grid(True, alpha=0.3)
     if owners:
-        ax.legend(fontsize=7, ncol=2, loc="upper left")
+        ax.legend(handles=handles, fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.autofmt_xdate()
     fig.tight_layout()
     fig.savefig(path)
@@ -101,16 +122,32 @@ def _load_chart(path: Path, live: Outcome, candidate: Outcome, owners: Sequence[
 
 def _assigned_chart(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
     plt = _pyplot()
-    shown = sorted(rows, key=lambda r: -(r["live"] + r["candidate"]))[:20]
-    fig, ax = plt.subplots(figsize=(10, 5), dpi=100)
+    shown = sorted(rows, key=lambda r: (-(r["live"] + r["candidate"]), r["owner"]))[:20]
+    fig, ax = plt.subplots(figsize=(11, 5.5), dpi=100)
     xs = range(len(shown))
-    ax.bar([x - 0.2 for x in xs], [r["live"] for r in shown], width=0.4, label="live")
-    ax.bar([x + 0.2 for x in xs], [r["candidate"] for r in shown], width=0.4, label="candidate")
+    ax.bar([x - 0.2 for x in xs], [r["live"] for r in shown], width=0.4, label="live rules", color="C0")
+    ax.bar([x + 0.2 for x in xs], [r["candidate"] for r in shown], width=0.4, label="candidate", color="C1")
+    for x, r in zip(xs, shown, strict=True):
+        if r["difference"]:
+            top = max(r["live"], r["candidate"])
+            ax.annotate(
+                f"{r['difference']:+,}",
+                (x, top),
+                xytext=(0, 3),
+                textcoords="offset points",
+                ha="center",
+                fontsize=9,
+                fontweight="bold",
+                color="C3",
+            )
     ax.set_xticks(list(xs))
-    ax.set_xticklabels([r["owner"].split("@")[0] for r in shown], rotation=45, ha="right", fontsize=8)
-    ax.set_title("New records per owner over the window")
-    ax.set_ylabel("records")
-    ax.legend()
+    ax.set_xticklabels([r["owner"].split("@")[0] for r in shown], rotation=40, ha="right", fontsize=9)
+    more = f" (the {len(shown)} busiest of {len(rows)})" if len(rows) > len(shown) else ""
+    ax.set_title(f"New records per owner over the window{more}; red: candidate minus live")
+    ax.set_ylabel("new records")
+    ax.yaxis.set_major_formatter(_thousands())
+    ax.margins(y=0.1)
+    ax.legend(frameon=False)
     ax.grid(True, axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
@@ -156,6 +193,15 @@ def _page(body: Mapping[str, Any]) -> str:
     ]
     owners = [(r["owner"], r["live"], r["candidate"], r["difference"]) for r in body["owners"]]
     window = body["window"]
+    start = body.get("start") or {}
+    start_html = ""
+    if start:
+        start_html = (
+            f"<p>Start state: {_n(start['persons'])} persons and {_n(start['accounts'])} accounts stood before "
+            "the window; each rule set decided them once at its start (they do not count as new assignments). "
+            f"Then {_n(start['changes'])} changes were replayed day by day, from {_n(start['versions'])} "
+            "record versions the ledger keeps.</p>"
+        )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>syncd backtest</title>
 <style>
@@ -171,6 +217,7 @@ img {{ max-width: 100%; border: 1px solid #d9e2ec; margin-bottom: 1rem; }}
 ({_n(window["days"])} days). Live rules: <code>{html.escape(body["rules"]["live"])}</code>
 (digest {html.escape(live["digest"][:12])}); candidate: <code>{html.escape(body["rules"]["candidate"])}</code>
 (digest {html.escape(cand["digest"][:12])}).</p>
+{start_html}
 <h2>Totals</h2>
 {_table(["", "live", "candidate", "difference"], totals)}
 <h2>Fairness per pool</h2>

@@ -5,23 +5,28 @@ HTTP/1.1 connections (every response has a Content-Length and a ``Date`` from th
 A server subclasses ``SandboxApp``: it lists its routes (each endpoint named ``kind`` for counting), says
 how it rejects a bad token, enforces its own rate limits and decorates responses with its usage headers.
 
-Control endpoint (no auth, never counted, loopback only):
+Control endpoint (never counted, loopback only). It hands out every token and can break the servers, so
+each request must carry the control token (a random one per start, in the info file as ``control_token``)
+in the ``X-Sandbox-Control-Token`` header: without it the answer is 401, with a wrong one 403.
 
     GET  /__sandbox/counts          {"total", "by_kind": {"GET query": n}, "by_status": {"200": n}}
     POST /__sandbox/counts/reset
     GET  /__sandbox/faults          PUT it with any subset of Faults' fields
     GET  /__sandbox/limits          PUT it with the server's limit settings (see limits_state())
     GET  /__sandbox/tokens          {"<user key>": "<token>"}
+    POST /__sandbox/tokens/revoke   {"user": "<user key>"}: the token stops working at once
 """
 
 from __future__ import annotations
 
 import abc
 import contextlib
+import hmac
 import io
 import json
 import logging
 import random
+import secrets
 import socket
 import threading
 import time
@@ -41,6 +46,12 @@ from syncd.sandbox.store import Store
 
 log = logging.getLogger(__name__)
 CONTROL_PREFIX = "/__sandbox/"
+CONTROL_HEADER = "X-Sandbox-Control-Token"
+
+
+def new_control_token() -> str:
+    """A fresh random control token (256 bits)."""
+    return secrets.token_urlsafe(32)
 
 
 @dataclass
@@ -94,6 +105,10 @@ class Counters:
 class DropConnection(Exception):
     """Raised inside a handler to close the connection without a response (reset and timeout faults)."""
 
+    def __init__(self, fault: str = "reset") -> None:
+        super().__init__(fault)
+        self.fault = fault
+
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(
@@ -119,8 +134,10 @@ class SandboxApp(abc.ABC):
         seed: int = 0,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        control_token: str | None = None,
     ) -> None:
         self.store = store
+        self.control_token = control_token or new_control_token()
         self.schema = schema or OrgSchema()
         self.rate_limits = rate_limits
         self.faults = faults or Faults()
@@ -193,17 +210,26 @@ class SandboxApp(abc.ABC):
             # The server's clock, as every HTTP origin server with a clock sends it (RFC 9110 section 6.6.1,
             # "Date"): the injected clock, so clients that anchor watermarks to it see the sandbox's time.
             response.headers["Date"] = http_date(self.clock())
-        except DropConnection:
+        except DropConnection as drop:
+            # One line, no traceback; logged before the drop, so a client that sees it finds it logged.
+            log.info(
+                "%s: injected fault %s: dropped %s %s without a response",
+                self.system,
+                drop.fault,
+                request.method,
+                request.path,
+            )
             sock = environ.get("werkzeug.socket")
             if isinstance(sock, socket.socket):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
-            return []
+            return []  # nothing started: the handler closes the connection without a response
         return response(environ, start_response)
 
     def handle(self, request: Request) -> Response:
         if request.path.startswith(CONTROL_PREFIX):
-            return self.control(request)
+            refused = self.control_refused(request)
+            return refused if refused is not None else self.control(request)
         adapter = self.url_map.bind_to_environ(request.environ)
         try:
             kind, values = adapter.match()
@@ -255,15 +281,38 @@ class SandboxApp(abc.ABC):
 
     def fault_response(self, name: str) -> Response:
         if name == "reset":
-            raise DropConnection
+            raise DropConnection("reset")
         if name == "timeout":
             self.sleep(self.faults.hang_seconds)
-            raise DropConnection
+            raise DropConnection("timeout")
         status = 429 if name == "status_429" else 503
         response = self.error(status, "Injected fault: try again later", "SERVER_UNAVAILABLE")
         if self.faults.retry_after is not None:
             response.headers["Retry-After"] = f"{self.faults.retry_after:g}"
         return response
+
+    def control_refused(self, request: Request) -> Response | None:
+        """401 without the control token, 403 with a wrong one; None when the request may proceed."""
+        given = request.headers.get(CONTROL_HEADER, "")
+        if not given:
+            return json_response(
+                {
+                    "error": f"the control endpoint needs the {CONTROL_HEADER} header (control_token in the info file)"
+                },
+                status=401,
+            )
+        if not hmac.compare_digest(given.encode(), self.control_token.encode()):
+            return json_response({"error": "wrong control token"}, status=403)
+        return None
+
+    def revoke_token(self, user: str) -> None:
+        """Revoke a user's token: every later request with it is refused as a real revoked token is."""
+        tokens = self.tokens
+        if user not in tokens:
+            raise ValueError(f"no token for user {user!r}")
+        del tokens[user]
+        self.store.set_meta("tokens", tokens)
+        self._by_token = {t: u for u, t in tokens.items()}
 
     def control(self, request: Request) -> Response:
         path = request.path[len(CONTROL_PREFIX) :].strip("/")
@@ -284,6 +333,13 @@ class SandboxApp(abc.ABC):
                 return json_response(self.limits_state())
             if path == "tokens" and request.method == "GET":
                 return json_response(self.tokens)
+            if path == "tokens/revoke" and request.method == "POST":
+                # Salesforce: an admin revokes a session (Setup > Session Management, or POST
+                # /services/oauth2/revoke, "Revoke OAuth Tokens" in the Salesforce Help); HubSpot: a private
+                # app's token is rotated or the app deleted ("Private apps", Rotate access token). Either
+                # way every later call with the old token is refused with a 401.
+                self.revoke_token(str(body.get("user", "")))
+                return json_response({"revoked": body.get("user")})
         except (ValueError, TypeError) as exc:
             return json_response({"error": str(exc)}, status=400)
         return json_response(

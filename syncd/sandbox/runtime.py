@@ -7,7 +7,11 @@
         hs = sandbox.hubspot_client("sam.patel@northwind.example")
 
 With ``data_dir`` the stores live in ``data_dir/salesforce.sqlite`` and ``data_dir/hubspot.sqlite``: a restart
-keeps every record and token and does not seed again. Without it everything lives in memory.
+keeps every record and token and does not seed again. Without it everything lives in memory. The files hold
+every token: they are written mode 0600, and a directory the sandbox creates for them is mode 0700.
+
+The ``/__sandbox/`` control endpoint of both servers takes one control token, new at every start, published
+as ``control_token`` in ``info()`` (and so in the info file); ``control_request`` sends it.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from syncd.errors import SandboxError
 from syncd.progress import NULL, Progress
 from syncd.sandbox import hubspot as hs_module
 from syncd.sandbox import salesforce as sf_module
-from syncd.sandbox.base import CONTROL_PREFIX, Faults, ServerThread
+from syncd.sandbox.base import CONTROL_HEADER, CONTROL_PREFIX, Faults, ServerThread, new_control_token
 from syncd.sandbox.salesforce_oauth import DEFAULT_SESSION_SECONDS, make_signing_key
 from syncd.sandbox.seed import INTEGRATION_EMAIL, REPS, generate
 from syncd.sandbox.store import Store
@@ -113,6 +117,7 @@ class Sandbox:
         self._started = False
         self._stopped = False
         self._clients: dict[tuple[str, str], Any] = {}
+        self.control_token = new_control_token()
 
     # -- lifecycle
 
@@ -136,7 +141,7 @@ class Sandbox:
     def _open_stores(self, progress: Progress = NULL) -> None:
         if self.data_dir is not None:
             try:
-                self.data_dir.mkdir(parents=True, exist_ok=True)
+                private_directory(self.data_dir)
                 self.sf_store = Store(self.data_dir / SF_FILE)
                 self.hs_store = Store(self.data_dir / HS_FILE)
             except (OSError, ValueError) as exc:
@@ -187,6 +192,8 @@ class Sandbox:
         self.hs_app = hs_module.HubSpotApp(
             self.hs_store, faults=dataclasses.replace(self.faults), **common, **self.hubspot_options
         )
+        # One control token for both servers: the info file names it once.
+        self.sf_app.control_token = self.hs_app.control_token = self.control_token
         for key in USER_KEYS:
             self.sf_app.add_token(key)
             self.hs_app.add_token(key)
@@ -291,8 +298,14 @@ class Sandbox:
                 "control": self.hs_url + CONTROL_PREFIX,
             },
             "integration_user": INTEGRATION_EMAIL,
+            # Sent as the X-Sandbox-Control-Token header to the "control" URLs above (control_request()).
+            "control_token": self.control_token,
             "pid": os.getpid(),
         }
+
+    def control(self, system: str, method: str, path: str, body: Any = None) -> Any:
+        """A request to one server's ``/__sandbox/`` endpoint with the control token; the JSON answer."""
+        return control_request(self.info(), system, method, path, body)
 
     def salesforce_client(self, user: str = INTEGRATION) -> Salesforce:
         """A simple-salesforce client acting as ``user`` ("integration" or a rep's email); cached per user."""
@@ -338,9 +351,42 @@ def store_counts(
     }
 
 
+def private_directory(path: Path) -> None:
+    """Create ``path`` (and missing parents) mode 0700; an existing directory is left as it is."""
+    missing = []
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for created in missing:
+        # mkdir's mode is filtered by the umask, and parents= ignores it for the parents: set it exactly.
+        os.chmod(created, 0o700)
+
+
+def control_request(
+    info: Mapping[str, Any], system: str, method: str, path: str, body: Any = None, *, timeout: float = 30
+) -> Any:
+    """A request to ``/__sandbox/<path>`` of one system ("salesforce" or "hubspot") of the sandbox an info
+    dict describes, with its control token; the JSON answer. Raises requests.HTTPError on a refusal."""
+    import requests
+
+    section = info[system]
+    response = requests.request(
+        method,
+        str(section["control"]).rstrip("/") + "/" + path.lstrip("/"),
+        json=body,
+        headers={CONTROL_HEADER: str(info.get("control_token", ""))},
+        verify=str(section["ca_file"]),
+        timeout=timeout,
+    )
+    response.raise_for_status()
+    return response.json() if response.content else None
+
+
 def write_info(path: Path, info: Mapping[str, Any]) -> None:
     """Write the info file atomically with mode 0600 (it holds tokens): readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_directory(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         os.fchmod(fd, 0o600)

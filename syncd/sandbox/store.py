@@ -3,11 +3,15 @@
 Records live in memory (dicts keyed by id, in insertion order) so queries run at memory speed, and every
 change is written to a SQLite file so that a restarted sandbox keeps its data. Without a path the store is
 memory-only, which is what fast tests use. Callers serialise access with ``store.lock``.
+
+The file holds every token of its server: it is created mode 0600 (SQLite gives its -wal and -shm files the
+database's mode), and an existing file is narrowed to 0600 when opened.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -15,6 +19,18 @@ from pathlib import Path
 from typing import Any
 
 Record = dict[str, Any]
+
+
+def _private_file(path: Path) -> None:
+    """Create ``path`` mode 0600 if missing, else narrow it (and its WAL files) to 0600."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if name.exists() and name.stat().st_mode & 0o077:
+                os.chmod(name, 0o600)
+    else:
+        os.close(fd)
 
 
 class Store:
@@ -25,6 +41,8 @@ class Store:
         self.lock = threading.RLock()
         self._tables: dict[str, dict[str, Record]] = {}
         self._meta: dict[str, Any] = {}
+        if path is not None:
+            _private_file(path)
         self._db = sqlite3.connect(
             str(path) if path else ":memory:", check_same_thread=False, isolation_level=None
         )

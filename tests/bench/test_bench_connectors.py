@@ -20,6 +20,7 @@ import requests
 
 from syncd.config import parse_config
 from syncd.connectors import Change, connectors_from_config
+from syncd.sandbox.base import CONTROL_HEADER
 from syncd.sandbox.ids import sf_id
 from syncd.sandbox.runtime import Sandbox, write_info
 from syncd.sandbox.salesforce import stored_record
@@ -84,8 +85,15 @@ def connectors(sandbox: Sandbox, tmp_path: Path, *, sf: dict[str, Any], hs: dict
     return connectors_from_config(config, salesforce=sf, hubspot=hs)
 
 
-def control(url: str, ca: Path, path: str, method: str = "GET", body: Any = None) -> Any:
-    response = requests.request(method, f"{url}/__sandbox/{path}", json=body, verify=str(ca), timeout=10)
+def control(url: str, ca: Path, path: str, method: str = "GET", body: Any = None, *, token: str) -> Any:
+    response = requests.request(
+        method,
+        f"{url}/__sandbox/{path}",
+        json=body,
+        headers={CONTROL_HEADER: token},
+        verify=str(ca),
+        timeout=10,
+    )
     response.raise_for_status()
     return response.json()
 
@@ -95,15 +103,15 @@ def test_bench_10k_changes_use_100_hubspot_and_50_salesforce_calls(tmp_path: Pat
         leads, contacts = fill(sandbox, leads=10_000, contacts=10_000)
         sf, hs = connectors(sandbox, tmp_path, sf=FAST_SF, hs=FAST_HS)
         for url in (sandbox.sf_url, sandbox.hs_url):
-            control(url, sandbox.ca_file, "counts/reset", "POST")
+            control(url, sandbox.ca_file, "counts/reset", "POST", token=sandbox.control_token)
         began = time.perf_counter()
         sf_results = sf.push("Lead", [Change.update(i, {"Title": "VP Sales"}) for i in leads])
         sf_seconds = time.perf_counter() - began
         began = time.perf_counter()
         hs_results = hs.push("contacts", [Change.update(i, {"jobtitle": "VP Sales"}) for i in contacts])
         hs_seconds = time.perf_counter() - began
-        sf_counts = control(sandbox.sf_url, sandbox.ca_file, "counts")
-        hs_counts = control(sandbox.hs_url, sandbox.ca_file, "counts")
+        sf_counts = control(sandbox.sf_url, sandbox.ca_file, "counts", token=sandbox.control_token)
+        hs_counts = control(sandbox.hs_url, sandbox.ca_file, "counts", token=sandbox.control_token)
         print(
             f"\n10,000 changes each: Salesforce {sf_counts['total']} calls {sf_counts['by_kind']} in {sf_seconds:.2f} s; "
             f"HubSpot {hs_counts['total']} calls {hs_counts['by_kind']} in {hs_seconds:.2f} s"
@@ -127,7 +135,14 @@ def test_bench_hubspot_push_under_100_per_10s_has_no_429(tmp_path: Path) -> None
     with Sandbox(seed=1, persons=0, rate_limits=True, hubspot_options={"ten_second_limit": 100}) as sandbox:
         _, contacts = fill(sandbox, contacts=22_000)
         warmup, contacts = contacts[:2_000], contacts[2_000:]
-        control(sandbox.hs_url, sandbox.ca_file, "limits", "PUT", {"rate_limits": False})
+        control(
+            sandbox.hs_url,
+            sandbox.ca_file,
+            "limits",
+            "PUT",
+            {"rate_limits": False},
+            token=sandbox.control_token,
+        )
         (tmp_path / "fast").mkdir()
         _, fast = connectors(
             sandbox, tmp_path / "fast", sf=FAST_SF, hs={"requests_per_10s": 100_000, "lookback_seconds": 0}
@@ -135,13 +150,20 @@ def test_bench_hubspot_push_under_100_per_10s_has_no_429(tmp_path: Path) -> None
         began = time.perf_counter()
         fast.push("contacts", [Change.update(i, {"jobtitle": "Manager"}) for i in warmup])
         service = (time.perf_counter() - began) / 20
-        control(sandbox.hs_url, sandbox.ca_file, "limits", "PUT", {"rate_limits": True, "usage": 0})
+        control(
+            sandbox.hs_url,
+            sandbox.ca_file,
+            "limits",
+            "PUT",
+            {"rate_limits": True, "usage": 0},
+            token=sandbox.control_token,
+        )
         _, hs = connectors(sandbox, tmp_path, sf=FAST_SF, hs={"requests_per_10s": 100, "lookback_seconds": 0})
-        control(sandbox.hs_url, sandbox.ca_file, "counts/reset", "POST")
+        control(sandbox.hs_url, sandbox.ca_file, "counts/reset", "POST", token=sandbox.control_token)
         began = time.perf_counter()
         results = hs.push("contacts", [Change.update(i, {"jobtitle": "Director"}) for i in contacts])
         elapsed = time.perf_counter() - began
-        counts = control(sandbox.hs_url, sandbox.ca_file, "counts")
+        counts = control(sandbox.hs_url, sandbox.ca_file, "counts", token=sandbox.control_token)
         calls = counts["total"]
         window_floor = (math.ceil(calls / 100) - 1) * 10.0
         least = window_floor + 100 * service

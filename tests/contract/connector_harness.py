@@ -14,8 +14,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from syncd.config import parse_config
 from syncd.connectors import Connector, connectors_from_config
 from syncd.sandbox.ids import sf_id
@@ -76,11 +74,7 @@ class Harness:
         return self.sandbox.sf_url if self.system == "salesforce" else self.sandbox.hs_url
 
     def control(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        response = requests.request(
-            method, f"{self.url}/__sandbox/{path}", json=body, verify=str(self.sandbox.ca_file), timeout=10
-        )
-        response.raise_for_status()
-        return response.json()
+        return self.sandbox.control(self.system, method, path, body)
 
     def faults(self, **values: Any) -> None:
         self.control("PUT", "faults", values)

@@ -443,7 +443,7 @@ def test_a_login_host_under_load_is_retried_like_any_call(
     ("where", "error", "said"),
     [
         pytest.param("hubspot", FatalConnectorError, "without an OAuth response: check salesforce.login_url", id="not-a-login-host"),
-        pytest.param("closed", RetriableError, "connection failed or was reset", id="nothing-listening"),
+        pytest.param("closed", RetriableError, "cannot reach 127.0.0.1:", id="nothing-listening"),
     ],
 )  # fmt: skip
 def test_a_wrong_login_url_is_named_in_one_line(

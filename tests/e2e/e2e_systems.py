@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import requests
 from hubspot import HubSpot
 from simple_salesforce import Salesforce
 
@@ -23,6 +22,7 @@ from syncd.core.rules import RuleSet
 from syncd.ledger import Ledger
 from syncd.sandbox import hubspot as hs_module
 from syncd.sandbox import salesforce as sf_module
+from syncd.sandbox.runtime import control_request
 
 SF_OBJECTS = {
     "Lead": "Id, Email, OwnerId, Status, IsConverted, IsDeleted, Syncd_HubSpot_Id__c, Syncd_Stage__c, "
@@ -143,10 +143,7 @@ class Systems:
     # -- request counts
 
     def _control(self, system: str, method: str, path: str) -> Any:
-        base = self.info[system]["control"].rstrip("/")
-        response = requests.request(method, f"{base}/{path}", verify=self.ca, timeout=30)
-        response.raise_for_status()
-        return response.json() if response.content else None
+        return control_request(self.info, system, method, path)
 
     def kinds(self) -> dict[str, dict[str, int]]:
         """Requests served so far, per system and "METHOD endpoint"."""

@@ -142,6 +142,7 @@ def test_status_shows_runs_watermarks_quarantine_and_api_usage(org: Org) -> None
         "Contact",
         "Lead",
         "Opportunity",
+        "User",  # the roster's Users, pulled with the records in the same /composite request
         "companies",
         "contacts",
         "deals",

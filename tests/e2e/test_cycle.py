@@ -11,7 +11,6 @@ import threading
 from collections import Counter
 
 import pytest
-import requests
 from conftest import Org
 from e2e_systems import disagreements
 
@@ -182,13 +181,7 @@ def test_converted_lead_is_followed_to_its_contact_as_one_person(org: Org) -> No
     key = ledger.identity.key_of("salesforce", "Lead", lead.id)
     persons_before = ledger.views.status().keys["person"]
     # The sandbox's control endpoint converts a Lead as Salesforce's convertLead does.
-    response = requests.post(
-        f"{org.sandbox.sf_url}/__sandbox/convert-lead",
-        json={"lead_id": lead.id},
-        verify=str(org.sandbox.ca_file),
-        timeout=10,
-    )
-    response.raise_for_status()
+    org.sandbox.control("salesforce", "POST", "convert-lead", {"lead_id": lead.id})
     org.clock.advance(hours=1)
 
     report = cycle.run(org.rules)

@@ -80,6 +80,22 @@ def test_a_territory_change_is_planned_per_rep_with_no_api_call_and_the_next_cyc
     assert org.cycle().run(candidate, dry_run=True, pull=False).tally.total == 0
 
 
+def test_a_plan_right_after_a_cycle_counts_its_writes_as_done(org: Org, tmp_path: Path) -> None:
+    # One cycle, and no second one to pull the echoes of its writes and the Leads it created: the plan
+    # from the ledger takes the confirmed writes as the systems' state, so it re-creates nothing.
+    org.cycle().run(org.rules)
+    candidate = _both_edits(tmp_path)
+    org.systems.reset_counts()
+
+    plan = org.cycle().run(candidate, dry_run=True, pull=False)
+
+    assert api_calls(org) == 0
+    assert plan.tally.count("salesforce", "create") == 0
+    once = org.cycle().run(candidate)
+    assert once.tally.counts() == plan.tally.counts()
+    assert per_rep(once) == per_rep(plan)
+
+
 def _both_edits(tmp: Path) -> RuleSet:
     target = tmp / "territory"
     shutil.copytree(MAPPINGS, target)

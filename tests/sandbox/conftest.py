@@ -12,7 +12,7 @@ from hubspot import HubSpot
 from simple_salesforce import Salesforce
 
 from syncd.core.systems import SALESFORCE_OBJECTS
-from syncd.sandbox.base import ServerThread
+from syncd.sandbox.base import CONTROL_HEADER, ServerThread
 from syncd.sandbox.hubspot import HubSpotApp, client
 from syncd.sandbox.ids import sf_id
 from syncd.sandbox.salesforce import SalesforceApp, stored_record
@@ -174,7 +174,10 @@ class SfSandbox:
     def control(self, method: str, path: str, body: Any = None) -> requests.Response:
         """The sandbox-only /__sandbox/ endpoint (the client has no helper for it)."""
         return sf_client_session(self.tls.ca_file).request(
-            method, f"{self.server.url}/__sandbox/{path}", json=body
+            method,
+            f"{self.server.url}/__sandbox/{path}",
+            json=body,
+            headers={CONTROL_HEADER: self.app.control_token},
         )
 
     def user_id(self, local: str) -> str:

@@ -36,7 +36,7 @@ from hubspot.crm.contacts import (
 from hubspot.crm.properties import ApiException as PropertiesApiException
 
 from syncd.core.systems import FieldSpec, OrgSchema
-from syncd.sandbox.base import Faults
+from syncd.sandbox.base import CONTROL_HEADER, Faults
 from syncd.sandbox.hubspot import SEARCH_RESULT_CAP, iso_ms, parse_ms
 from syncd.sandbox.store import Store
 
@@ -82,7 +82,12 @@ def search(sb: HsSandbox, *groups: list[dict[str, Any]], otype: str = "contacts"
 
 def control(sb: HsSandbox, method: str, path: str, body: Any = None) -> Any:
     response = requests.request(
-        method, f"{sb.server.url}/__sandbox/{path}", json=body, verify=str(sb.tls.ca_file), timeout=10
+        method,
+        f"{sb.server.url}/__sandbox/{path}",
+        json=body,
+        headers={CONTROL_HEADER: sb.app.control_token},
+        verify=str(sb.tls.ca_file),
+        timeout=10,
     )
     response.raise_for_status()
     return response.json()

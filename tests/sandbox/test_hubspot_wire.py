@@ -29,6 +29,7 @@ from hubspot.crm.contacts import (
     SimplePublicObjectInputForCreate,
 )
 
+from syncd.sandbox.base import CONTROL_HEADER
 from tests.sandbox.conftest import HS_EPOCH, HsSandbox
 
 
@@ -225,8 +226,11 @@ def test_the_search_lag_is_read_and_changed_through_the_control_endpoint(
     sandbox = hs_start()
     url = f"{sandbox.server.url}/__sandbox/limits"
     verify = str(sandbox.tls.ca_file)
-    assert requests.get(url, verify=verify, timeout=10).json()["search_lag_ms"] == 0
-    requests.post(url, json={"search_lag_ms": 500}, verify=verify, timeout=10).raise_for_status()
+    headers = {CONTROL_HEADER: sandbox.app.control_token}
+    assert requests.get(url, headers=headers, verify=verify, timeout=10).json()["search_lag_ms"] == 0
+    requests.post(
+        url, json={"search_lag_ms": 500}, headers=headers, verify=verify, timeout=10
+    ).raise_for_status()
     made = create(sandbox, email="ctl@example.com")
     assert search_emails(sandbox, "ctl@example.com") == []
     sandbox.clock.advance(0.5)

@@ -22,7 +22,7 @@ from simple_salesforce import Salesforce
 
 from syncd.cli import main
 from syncd.errors import SandboxError
-from syncd.sandbox.base import Faults
+from syncd.sandbox.base import CONTROL_HEADER, Faults
 from syncd.sandbox.hubspot import client as hs_client
 from syncd.sandbox.runtime import USER_KEYS, Sandbox
 from syncd.sandbox.salesforce import client_session
@@ -38,7 +38,7 @@ READY_WITHIN_SECONDS = 10.0
 
 def test_info_has_exactly_what_clients_need(sandbox: Sandbox) -> None:
     info = sandbox.info()
-    assert set(info) == {"salesforce", "hubspot", "integration_user", "pid"}
+    assert set(info) == {"salesforce", "hubspot", "integration_user", "control_token", "pid"}
     assert set(info["salesforce"]) == {
         "instance_url",
         "login_url",
@@ -162,6 +162,7 @@ def test_writes_are_stamped_after_the_seeded_data_even_when_now_is_ahead(
 def test_each_server_gets_its_own_copy_of_the_faults(make_sandbox: Callable[..., Sandbox]) -> None:
     box = make_sandbox(persons=0, faults=Faults(status_503=0.25, latency_ms=1))
     session = client_session(box.ca_file)
+    session.headers[CONTROL_HEADER] = box.control_token
     sf_faults = session.get(box.sf_url + "/__sandbox/faults").json()
     assert (sf_faults["status_503"], sf_faults["latency_ms"]) == (0.25, 1)
     session.put(box.sf_url + "/__sandbox/faults", json={"status_503": 0}).raise_for_status()
@@ -444,6 +445,7 @@ def test_info_command_describes_a_data_directory(tmp_path: Path, capsys: pytest.
 def test_control_endpoint_is_listed_and_answers(sandbox: Sandbox) -> None:
     info = sandbox.info()
     session = client_session(sandbox.ca_file)
+    session.headers[CONTROL_HEADER] = info["control_token"]
     sandbox.salesforce_client().query("SELECT Id FROM User LIMIT 1")
     counts = session.get(info["salesforce"]["control"] + "counts").json()
     assert counts["total"] >= 1

@@ -100,3 +100,20 @@ def test_the_report_directory_holds_json_charts_and_a_page(tmp_path: object) -> 
     page = (out / "index.html").read_text()
     assert 'src="load.png"' in page and "Fairness per pool" in page
     assert (out.stat().st_mode & 0o777) == 0o700
+
+
+def test_the_starting_population_is_decided_once_as_a_backlog_and_is_not_counted_as_new_assignments() -> None:
+    from syncd.core.backtest import settle
+
+    # 150 MQLs that stood before the window: more than the three available SDRs' daily caps (3 x 40) allow,
+    # but the backlog is routed whatever the caps (policy [caps] backlog = "exempt").
+    before = NOW - 10 * DAY
+    backlog = [mql(f"b{i}", before, created_at=before - DAY) for i in range(150)]
+    start = settle([], backlog, RULES, NOW, directory=None, chunk=40)
+    assert start.decided == 150
+    assert sum(n for o, n in start.assigned.items() if o in SDRS) == 150
+
+    outcome = simulate(history(days=2, per_day=6), RULES, start=start)
+
+    assert sum(outcome.assigned.values()) == 12  # the days' records only
+    assert sum(outcome.days[0].load.values()) == 150 + 6  # the backlog is held from the start

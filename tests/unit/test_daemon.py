@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -264,6 +265,12 @@ def test_each_cycle_logs_one_summary_line(
     daemon, runner = make_daemon()
     daemon.start()
     assert runner.wait_for(lambda: sample(daemon, "syncd_cycles_total", outcome="ok") == 1)
+    # The metrics are counted just before the line is logged, in the scheduler's thread: wait for it.
+    deadline = time.monotonic() + WAIT
+    while (
+        not any(getattr(r, "event", None) == "cycle" for r in caplog.records) and time.monotonic() < deadline
+    ):
+        time.sleep(0.01)
     cycle_lines = [r for r in caplog.records if getattr(r, "event", None) == "cycle"]
     assert len(cycle_lines) == 1
     line = cycle_lines[0]

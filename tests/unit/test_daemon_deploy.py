@@ -96,7 +96,12 @@ def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
 
 def test_the_containerfile_builds_a_non_root_image_with_a_ledger_volume() -> None:
     instructions = containerfile_instructions()
-    froms = [arg for op, arg in instructions if op == "FROM"]
+    defaults = dict(arg.split("=", 1) for op, arg in instructions if op == "ARG" and "=" in arg)
+    froms = [
+        re.sub(r"\$\{(\w+)\}", lambda m: defaults[m.group(1)], arg)
+        for op, arg in instructions
+        if op == "FROM"
+    ]
     assert froms and all(f.startswith("python:3.11-slim") for f in froms)
     runs = " ".join(arg for op, arg in instructions if op == "RUN")
     assert "pip install ." in runs
