@@ -455,7 +455,15 @@ class _Run:
         if self.policy.sticky and base_owner is not None:
             why = owner_left
             if why:
-                heir, how = self.heir(base_owner, why, team, account_owner, trace, team_heirs)
+                heirs = team_heirs
+                if heirs:
+                    # A team member takes over only where the routing rule that re-assigns would keep them.
+                    rule = self.matching_rule(rules, ctx, trace)
+                    rule_done = True
+                    if rule is not None and rule.reassign and rule.pool:
+                        pool = self.routing.pools[rule.pool].members
+                        heirs = tuple(h for h in heirs if h in pool)
+                heir, how = self.heir(base_owner, why, team, account_owner, trace, heirs)
                 if heir is not None:
                     return heir, how, now, prev, base_owner
             if not why:

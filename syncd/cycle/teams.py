@@ -23,7 +23,7 @@ owner, write tiers, members and role properties through the outbox, and keep the
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -165,6 +165,7 @@ class TeamStage:
         self.members: dict[str, list[TeamRow]] = {}
         self._opps: dict[str, tuple[int, int, float]] | None = None
         # Accounts whose team writes a previous run left unconfirmed: they go out first (push stage).
+        self._writes: dict[tuple[str, str, str, str], Any] = {}
         self.pending = {
             i.key
             for i in self.ledger.outbox.unfinished(system="salesforce")
@@ -319,6 +320,7 @@ class TeamStage:
             and any(c.kind == "owner" for c in a.changes)
         }
         contacts = self._contacts(groups, wanted)
+        self._writes = self._last_writes(groups, wanted, contacts)
         counts: dict[str, int] = {}
         for td, given in zip(result.decisions, inputs, strict=True):
             g = groups[td.key]
@@ -357,6 +359,33 @@ class TeamStage:
         out.counts = {k: v for k, v in counts.items() if v}
         return out
 
+    def _last_writes(
+        self, groups: Mapping[str, Group], decisions: Sequence[Decision], contacts: Mapping[str, list[Any]]
+    ) -> dict[tuple[str, str, str, str], Any]:
+        """syncd's latest writes to the records the chunk's tiers and roles go to: a value syncd wrote after
+        the record was last pulled is the record's value (its echo is not pulled yet)."""
+        ids: dict[tuple[str, str], list[str]] = {}
+        for d in decisions:
+            g = groups[d.key]
+            if g.salesforce is not None:
+                ids.setdefault(("salesforce", "Account"), []).append(g.salesforce.id)
+            if g.hubspot is not None:
+                ids.setdefault(("hubspot", "companies"), []).append(g.hubspot.id)
+            ids.setdefault(("hubspot", "contacts"), []).extend(c.id for c in contacts.get(d.key, ()))
+        out: dict[tuple[str, str, str, str], Any] = {}
+        for (system, obj), found in ids.items():
+            if found:
+                for (rid, name), w in self.ledger.outbox.last_writes(system, obj, found).items():
+                    out[(system, obj, rid, name)] = w
+        return out
+
+    def _current(self, record: Any, name: str) -> Any:
+        """A field's value as the record shows it, or as syncd wrote it after the record was last pulled."""
+        w = self._writes.get((record.system, record.object, record.id, name))
+        if w is not None and (record.seen_at is None or w.at >= record.seen_at):
+            return w.value
+        return record.data.get(name)
+
     def _contacts(self, groups: Mapping[str, Group], decisions: Sequence[Decision]) -> dict[str, list[Any]]:
         """Account key -> the live HubSpot contacts of its domain (their role properties follow the team)."""
         assert self.teams is not None
@@ -394,7 +423,7 @@ class TeamStage:
             else (g.salesforce.data.get("Name") if g.salesforce else "")
         )
         if td.tier_label is not None and g.salesforce is not None:
-            old = g.salesforce.data.get(SF_TIER)
+            old = self._current(g.salesforce, SF_TIER)
             if old != td.tier_label:
                 actions.append(
                     Action(
@@ -419,7 +448,7 @@ class TeamStage:
             props = dict(wanted)
             if td.tier_label is not None:
                 props[HS_TIER] = td.tier_label
-            changes = _differences(g.hubspot.data, props)
+            changes = _differences(g.hubspot, props, self._current)
             if changes:
                 actions.append(
                     Action(
@@ -434,7 +463,7 @@ class TeamStage:
                     )
                 )
         for contact in contacts:
-            changes = _differences(contact.data, on_contacts)
+            changes = _differences(contact, on_contacts, self._current)
             if changes:
                 actions.append(
                     Action(
@@ -451,11 +480,13 @@ class TeamStage:
         return actions
 
 
-def _differences(data: Mapping[str, Any], wanted: Mapping[str, str | None]) -> tuple[FieldChange, ...]:
+def _differences(
+    record: Any, wanted: Mapping[str, str | None], current: Callable[[Any, str], Any]
+) -> tuple[FieldChange, ...]:
     """Field changes for the values that differ (a blank and an absent value are the same)."""
     out = []
     for name, value in wanted.items():
-        old = data.get(name)
+        old = current(record, name)
         if (old or None) != (value or None):
             out.append(FieldChange(name, "field", old, value if value is not None else ""))
     return tuple(out)
