@@ -1,7 +1,7 @@
 """Account teams in the cycle: pull ``AccountTeamMember``, decide each account's tier and team next to its
 owner, write tiers, members and role properties through the outbox, and keep the team across owner changes.
 
-- **pull** (:func:`pull_teams`, after the pull stage's objects): members created or changed since the
+- **pull** (:func:`stage_team_page`, in the pull stage's ``/composite`` request): members created or changed since the
   watermark, staged with it; a member syncd does not know yet is a human's unless an integration (nobody on
   the roster) created it with a role of ``teams.toml``; a member a human added or changed makes its account's
   decision due. Removals are invisible to the pull (AccountTeamMember rows are erased, not soft-deleted), so
@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from syncd.connectors.base import batched
+from syncd.connectors.base import Page, batched
 from syncd.core.link import Group
 from syncd.core.plan import Action, FieldChange
 from syncd.core.teams import (
@@ -59,14 +59,10 @@ TEAM_TURN = "team:"  # the round-robin state of a pool's seats is kept under thi
 # ------------------------------------------------------------------------------------------------ pull
 
 
-def pull_teams(run: RunContext) -> bool:
-    """Stage AccountTeamMember rows changed since the watermark (see the module docstring)."""
-    if run.rules.teams is None:
-        return True
-    connector = run.connectors["salesforce"]
-    pull_members = getattr(connector, "pull_account_team_members", None)
-    if pull_members is None:
-        return True
+def stage_team_page(run: RunContext, page: Page) -> None:
+    """Stage one page of AccountTeamMember rows changed since the watermark, with the watermark (the pull
+    stage asks for them in its ``/composite`` request; see the module docstring)."""
+    assert run.rules.teams is not None
     ledger = run.ledger
     labels = {r.label for r in run.rules.teams.roles.values()}
     rep_users = {
@@ -74,31 +70,27 @@ def pull_teams(run: RunContext) -> bool:
         for (system, uid), key in run.roster.users.items()
         if system == "salesforce" and key in run.rules.roster.reps
     }
-    for page in pull_members(ledger.records.watermark("salesforce", TEAM_OBJECT)):
-        fresh = [r.fields for r in page.records if not r.deleted]
-        stored = ledger.teams.members({str(f.get("AccountId")) for f in fresh})
-        known = {(row.account_id, row.user_id): row for rows in stored.values() for row in rows}
-        rows: list[TeamRow] = []
-        changed: set[str] = set()
-        for f in fresh:
-            before = known.get((str(f.get("AccountId")), str(f.get("UserId"))))
-            row = _row(f, before.managed if before else _first_sight(f, labels, rep_users))
-            if before is None or not before.same(row):
-                rows.append(row)
-                if not row.managed or (before is not None and not before.managed):
-                    changed.add(row.account_id)
-        run.report.pulled["salesforce"] += len(page.records)
-        run.progress.advance(len(page.records))
-        with ledger.transaction():
-            if rows:
-                ledger.teams.save(rows, run_id=run.run_id)
-            if changed:
-                keys = ledger.identity.keys_of("salesforce", "Account", changed)
-                ledger.teams.make_due(keys.values(), run.now)
-            ledger.records.set_watermark("salesforce", TEAM_OBJECT, page.watermark, run_id=run.run_id)
-        if run.stopped():
-            return False
-    return True
+    fresh = [r.fields for r in page.records if not r.deleted]
+    stored = ledger.teams.members({str(f.get("AccountId")) for f in fresh})
+    known = {(row.account_id, row.user_id): row for rows in stored.values() for row in rows}
+    rows: list[TeamRow] = []
+    changed: set[str] = set()
+    for f in fresh:
+        before = known.get((str(f.get("AccountId")), str(f.get("UserId"))))
+        row = _row(f, before.managed if before else _first_sight(f, labels, rep_users))
+        if before is None or not before.same(row):
+            rows.append(row)
+            if not row.managed or (before is not None and not before.managed):
+                changed.add(row.account_id)
+    run.report.pulled["salesforce"] += len(page.records)
+    with ledger.transaction():
+        if rows:
+            ledger.teams.save(rows, run_id=run.run_id)
+        if changed:
+            # A human added or changed a member: the account's team is decided again.
+            keys = ledger.identity.keys_of("salesforce", "Account", changed)
+            ledger.teams.make_due(keys.values(), run.now)
+        ledger.records.set_watermark("salesforce", TEAM_OBJECT, page.watermark, run_id=run.run_id)
 
 
 def _first_sight(fields: Mapping[str, Any], labels: set[str], rep_users: set[str]) -> bool:
