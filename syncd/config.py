@@ -197,9 +197,11 @@ class BudgetConfig(_Section):
 
 
 class LedgerConfig(_Section):
-    """``[ledger]``: where the SQLite ledger lives."""
+    """``[ledger]``: where the SQLite ledger lives, and how long it keeps run history (``keep_days``: runs,
+    confirmed intents and decision history older than that are pruned by the daemon; 0 keeps everything)."""
 
     path: Path = Path("syncd.db")
+    keep_days: Annotated[int, Field(ge=0)] = 180
 
 
 class RulesConfig(_Section):
@@ -363,7 +365,9 @@ def _anchor_paths(config: Config, base: Path) -> Config:
         update={
             "salesforce": sf,
             "hubspot": hs,
-            "ledger": LedgerConfig(path=anchor(config.ledger.path) or config.ledger.path),
+            "ledger": config.ledger.model_copy(
+                update={"path": anchor(config.ledger.path) or config.ledger.path}
+            ),
             "rules": RulesConfig(directory=anchor(config.rules.directory) or config.rules.directory),
             "sandbox": SandboxConfig(info_file=anchor(config.sandbox.info_file)),
         }

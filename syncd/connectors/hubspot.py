@@ -58,6 +58,7 @@ from syncd.connectors.base import (
     BudgetState,
     Change,
     Connector,
+    FieldLimit,
     Page,
     PushResult,
     RawRecord,
@@ -75,6 +76,14 @@ __all__ = ["BATCH_LIMIT", "SEARCH_CAP", "HubSpotConnector"]
 T = TypeVar("T")
 
 BATCH_LIMIT = WRITE_BATCH_LIMIT["hubspot"]
+# A property value holds at most this many characters (knowledge base, "Property field types").
+HUBSPOT_TEXT_MAX = 65_536
+# An address HubSpot accepts for a contact's email: printable local part, dotted host (no spaces or control
+# characters); anything else is refused with INVALID_EMAIL ("Email address … is invalid").
+HUBSPOT_EMAIL = re.compile(
+    r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+"
+)
 ASSOCIATIONS_READ_LIMIT = 1000  # ids per associations batch read (HubSpot changelog, effective 2025-02-10)
 SEARCH_PAGE = 200
 SEARCH_CAP = 10_000
@@ -224,6 +233,7 @@ class HubSpotConnector(Connector):
         self.fields = {k: list(v) for k, v in (fields or {}).items()}
         self.key_properties = dict(key_properties or {})
         self._apis: dict[tuple[str, str], Any] = {}
+        self._properties_api: Any = None
 
     @classmethod
     def connect(
@@ -293,6 +303,46 @@ class HubSpotConnector(Connector):
 
     def _opts(self) -> dict[str, Any]:
         return {"_preload_content": False, "_request_timeout": self.timeout}
+
+    def field_limits(self, objects: Iterable[str] | None = None) -> dict[str, dict[str, FieldLimit]]:
+        """What each property of ``objects`` (default: the synced objects) accepts, from the properties API:
+        one call per object (``GET /crm/v3/properties/{objectType}``). A text value holds at most 65,536
+        characters (knowledge base, "Property field types"); an ``enumeration`` takes only its options
+        (INVALID_OPTION otherwise); numbers must be numbers; contacts' ``email`` must be an address HubSpot
+        accepts (INVALID_EMAIL). Read-only properties (``modificationMetadata.readOnlyValue``) are flagged."""
+        if self._properties_api is None:
+            self._properties_api = self.client.crm.properties.core_api
+        api = self._properties_api
+        out: dict[str, dict[str, FieldLimit]] = {}
+        for object in objects if objects is not None else self.objects:
+            response = self._call(
+                "properties",
+                lambda object=object: api.get_all(object_type=object, **self._opts()),  # type: ignore[misc]
+            )
+            limits: dict[str, FieldLimit] = {}
+            for prop in response.body.get("results") or []:
+                name = str(prop.get("name") or "")
+                kind = str(prop.get("type") or "string")
+                options = tuple(
+                    str(o["value"]) for o in prop.get("options") or [] if o.get("value") is not None
+                )
+                email = object == "contacts" and name == "email"
+                limits[name] = FieldLimit(
+                    name=name,
+                    type="email" if email else kind,
+                    length=HUBSPOT_TEXT_MAX if kind == "string" else 0,
+                    picklist=options,
+                    # Owner properties list owners, which the roster checks: not a fixed set of options.
+                    restricted=kind == "enumeration"
+                    and bool(options)
+                    and name != "hubspot_owner_id"
+                    and prop.get("referencedObjectType") != "OWNER",
+                    updateable=not (prop.get("modificationMetadata") or {}).get("readOnlyValue", False),
+                    pattern=HUBSPOT_EMAIL.pattern if email else "",
+                    pattern_error="INVALID_EMAIL" if email else "",
+                )
+            out[object] = limits
+        return out
 
     def call_counts(self) -> dict[str, int]:
         return {k: v for k, v in self.policy.counts.items() if v > 0}

@@ -499,6 +499,11 @@ class _Run:
         owner, chosen_by = self.route(
             rule, exclude, for_accounts, trace, owner_left, backlog=self.is_backlog(ctx)
         )
+        if owner is None and for_accounts and prev is not None and not owner_left:
+            # An account cannot wait in a queue: the owner syncd assigned it keeps it, and the decision says
+            # so (rather than "no owner"), so deciding it again, e.g. after a crash or on the daily re-score,
+            # repeats the same decision.
+            return prev.owner, chosen_by, prev.assigned_at, prev, base_owner
         if owner is None:
             return None, chosen_by, None, prev, base_owner
         assigned_at = prev.assigned_at if prev is not None and prev.owner == owner else now
@@ -675,6 +680,9 @@ class _Run:
                 points = per
             if cap is not None and points > cap:
                 points = cap
+            if not math.isfinite(points):
+                # A count too large for a float (a CRM can send one) with no cap: as much as a score holds.
+                points = 0.0 if math.isnan(points) else math.copysign(float(self.scoring.max), points)
             if decay_rate is not None:
                 if date_field != age_field:
                     # Rules usually share one date field: its age is computed once per person.

@@ -34,10 +34,10 @@ from datetime import UTC, date, datetime, time
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
-from syncd.core.rules.conditions import FieldKind
-from syncd.core.rules.problems import Problems, did_you_mean, named
+from syncd.core.rules.conditions import FieldKind, TextForm
+from syncd.core.rules.problems import STAGES_HINT, Problems, clip, did_you_mean, named
 from syncd.core.systems import SYSTEMS, FieldSpec, OrgSchema, System
 from syncd.core.types import RepDirectory, is_queue
 
@@ -94,7 +94,7 @@ class BindingModel(BaseModel):
     transform: Annotated[list[Transform], BeforeValidator(_listify_str)] = Field(default_factory=list)
     values: str | None = None
     write: WritePolicy | None = None
-    read: bool = True
+    read: StrictBool = True
     # What to do with a value the system's field limits refuse (syncd.core.limits); None: the default.
     on_limit: Literal["truncate", "clamp", "drop", "quarantine"] | None = None
 
@@ -139,7 +139,7 @@ class CustomFieldModel(BaseModel):
     system: System
     object: str
     type: Literal["string", "int", "double", "boolean", "date", "datetime", "picklist"] = "string"
-    readonly: bool = False
+    readonly: StrictBool = False
 
 
 class MappingFileModel(BaseModel):
@@ -228,6 +228,35 @@ class Mapping:
                 readable = tuple(b for b in bindings if b.read)
                 if readable:
                     self._readers.setdefault((system, obj), []).append((lf, readable))
+
+    def text_form(self, name: str) -> TextForm | None:
+        """How the values of a text field look once read (for ``validate``'s value checks); None for
+        other kinds, for stage and owner fields, and for fields read only through value maps."""
+        lf = self.fields.get(name)
+        if lf is None or lf.kind != "text" or lf.type in ("stage", "owner"):
+            return None
+        cases: set[str | None] = set()
+        stripped = True
+        readable = [b for bindings in lf.bindings.values() for b in bindings if b.read]
+        if not readable:
+            return None
+        for b in readable:
+            if b.value_map is not None:
+                return None
+            case: str | None = None
+            for t in b.transforms:
+                if t == "upper":
+                    case = "upper"
+                elif t in ("lower", "domain_from_email", "domain_from_url"):
+                    case = "lower"
+            cases.add(case)
+            stripped = stripped and bool(
+                {"strip", "domain_from_email", "domain_from_url"} & set(b.transforms)
+            )
+        common = cases.pop() if len(cases) == 1 else None
+        return TextForm(
+            lf.type, "upper" if common == "upper" else "lower" if common == "lower" else None, stripped
+        )
 
     def fields_for(self, entity: Entity) -> dict[str, LogicalField]:
         """The logical fields bound to at least one object of this entity (person, account or deal)."""
@@ -547,7 +576,7 @@ def build_mapping(
     model: MappingFileModel, display: str, problems: Problems, stages: tuple[str, ...]
 ) -> Mapping | None:
     """Checks a parsed mapping file's meaning against the systems' fields; the compiled Mapping or None."""
-    before = len(problems.errors)
+    before = problems.error_count
     schema = OrgSchema()
     for custom in model.custom_fields:
         where = named("custom field", custom.name)
@@ -557,7 +586,7 @@ def build_mapping(
                 display,
                 where,
                 "object",
-                f'unknown {SYSTEM_LABEL[custom.system]} object "{custom.object}"'
+                f'unknown {SYSTEM_LABEL[custom.system]} object "{clip(custom.object)}"'
                 + did_you_mean(custom.object, objects),
             )
             continue
@@ -575,6 +604,8 @@ def build_mapping(
         for name, vm in model.value_maps.items()
     }
     used_maps: dict[str, list[tuple[str, Binding, FieldSpec | None]]] = {}
+    # (system, object, system field) -> the logical field that writes it: two writers would fight.
+    writers: dict[tuple[str, str, str], str] = {}
     fields: dict[str, LogicalField] = {}
     for name, fm in model.fields.items():
         where = named("field", name)
@@ -607,7 +638,7 @@ def build_mapping(
                             display,
                             where,
                             f"{key}.field",
-                            f'"{b.field}" is not a field of '
+                            f'"{clip(b.field)}" is not a field of '
                             f"{SYSTEM_LABEL[system]} {obj}"
                             + did_you_mean(b.field, objects[obj].names)
                             + "; declare custom fields in [[custom_fields]]",
@@ -634,12 +665,27 @@ def build_mapping(
                             display,
                             where,
                             f"{key}.values",
-                            f'unknown value map "{b.values}"' + did_you_mean(b.values, value_maps),
+                            f'unknown value map "{clip(b.values)}"' + did_you_mean(b.values, value_maps),
+                            ref=("value map", b.values),
                         )
                         continue
                     binding = Binding(
                         system, obj, spec.name, tuple(b.transform), b.values, write, b.read, b.on_limit
                     )
+                    if write != "never":
+                        target = (system, objects[obj].name, spec.name)
+                        other = writers.get(target)
+                        if other is not None:
+                            also = "this field too" if other == name else f'field "{clip(other)}" too'
+                            problems.error(
+                                display,
+                                where,
+                                f"{key}.write",
+                                f"{SYSTEM_LABEL[system]} {obj}.{spec.name} is written by {also}; "
+                                'one system field has one writer: set write = "never" on one of them',
+                            )
+                        else:
+                            writers[target] = name
                     if b.values is not None:
                         used_maps.setdefault(b.values, []).append((name, binding, spec))
                     elif fm.type == "stage" and spec.picklist:
@@ -667,6 +713,7 @@ def build_mapping(
         elif lf.source != "engine":
             problems.error(display, named("field", name), "source", 'must be "engine": the engine decides it')
 
+    unmapped_warned: set[tuple[str, tuple[str, ...]]] = set()
     for map_name, vm in value_maps.items():
         where = named("value map", map_name)
         users = used_maps.get(map_name, [])
@@ -681,18 +728,30 @@ def build_mapping(
                         display,
                         where,
                         f"write.{logical}",
-                        f'unknown stage "{logical}"' + did_you_mean(logical, stages),
+                        f'unknown stage "{clip(logical)}"' + did_you_mean(logical, stages) + STAGES_HINT,
+                        ref=("stage", logical),
                     )
-            for stage in stages:
-                if stage not in vm.write:
-                    problems.error(display, where, "write", f'no value for stage "{stage}"')
+            unmapped = [stage for stage in stages if stage not in vm.write]
+            if len(unmapped) == 1:
+                problems.error(
+                    display,
+                    where,
+                    "write",
+                    f'no value for stage "{clip(unmapped[0])}"',
+                    ref=("stage without value", unmapped[0]),
+                )
+            elif unmapped:
+                listed = ", ".join(f'"{clip(stage, 40)}"' for stage in unmapped[:6])
+                more = ", …" if len(unmapped) > 6 else ""
+                problems.error(display, where, "write", f"no value for stages {listed}{more}")
             for system_value, logical in model.value_maps[map_name].read.items():
                 if logical not in stages:
                     problems.error(
                         display,
                         where,
-                        f"read.{system_value}",
-                        f'unknown stage "{logical}"' + did_you_mean(logical, stages),
+                        f"read.{clip(system_value)}",
+                        f'unknown stage "{clip(logical)}"' + did_you_mean(logical, stages) + STAGES_HINT,
+                        ref=("stage", logical),
                     )
         for _, binding, used_spec in users:
             if used_spec is None or not used_spec.picklist:
@@ -703,8 +762,9 @@ def build_mapping(
                         display,
                         where,
                         f"write.{logical}",
-                        f'"{system_value}" is not a value of '
+                        f'"{clip(system_value)}" is not a value of '
                         f"{binding.object}.{binding.field}" + did_you_mean(system_value, used_spec.picklist),
+                        ref=("picklist value", f"{map_name}\0{system_value}"),
                     )
             for system_value in model.value_maps[map_name].read:
                 if system_value not in used_spec.picklist:
@@ -712,8 +772,9 @@ def build_mapping(
                         display,
                         where,
                         f"read.{system_value}",
-                        f'"{system_value}" is not a value of '
+                        f'"{clip(system_value)}" is not a value of '
                         f"{binding.object}.{binding.field}" + did_you_mean(system_value, used_spec.picklist),
+                        ref=("picklist value", f"{map_name}\0{system_value}"),
                     )
             ignored = set(model.value_maps[map_name].ignore)
             for system_value in sorted(ignored):
@@ -722,11 +783,14 @@ def build_mapping(
                         display,
                         where,
                         "ignore",
-                        f'"{system_value}" is not a value of '
+                        f'"{clip(system_value)}" is not a value of '
                         f"{binding.object}.{binding.field}" + did_you_mean(system_value, used_spec.picklist),
+                        ref=("picklist value", f"{map_name}\0{system_value}"),
                     )
             missing = [v for v in used_spec.picklist if v not in vm.read and v not in ignored]
-            if missing:
+            # A map used by several objects with the same picklist (contacts and companies) warns once.
+            if missing and (map_name, tuple(missing)) not in unmapped_warned:
+                unmapped_warned.add((map_name, tuple(missing)))
                 problems.warning(
                     display,
                     where,
@@ -747,7 +811,7 @@ def build_mapping(
                     display,
                     where,
                     "hubspot_link",
-                    f'"{im.hubspot_link}" is not a field of HubSpot {obj}'
+                    f'"{clip(im.hubspot_link)}" is not a field of HubSpot {obj}'
                     + did_you_mean(im.hubspot_link, schema.hubspot[obj].names),
                 )
         for obj in sf_objects:
@@ -756,7 +820,7 @@ def build_mapping(
                     display,
                     where,
                     "salesforce_link",
-                    f'"{im.salesforce_link}" is not a field of '
+                    f'"{clip(im.salesforce_link)}" is not a field of '
                     f"Salesforce {obj}" + did_you_mean(im.salesforce_link, schema.salesforce[obj].names),
                 )
         entity_fields = {n for n, f in fields.items() if entity in f.entities()}
@@ -766,10 +830,10 @@ def build_mapping(
                     display,
                     where,
                     "match",
-                    f'"{m}" is not a logical field of {entity}s' + did_you_mean(m, entity_fields),
+                    f'"{clip(m)}" is not a logical field of {entity}s' + did_you_mean(m, entity_fields),
                 )
         identity[entity] = Identity(im.hubspot_link, im.salesforce_link, tuple(im.match))
 
-    if len(problems.errors) != before:
+    if problems.error_count != before:
         return None
     return Mapping(fields, value_maps, identity, stages)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple, overload
@@ -341,6 +341,36 @@ class Trace(Sequence[TraceStep]):
                 out.append(TraceStep(phase, rule, matched, test, values))
             self._steps = tuple(out)
         return self._steps
+
+    def rows(self, plain: Callable[[Any], Any]) -> list[list[Any]]:
+        """The steps as the ledger stores them, ``[phase, rule, matched, test, [[name, plain(value)], ...]]``
+        each, built straight from the raw entries (tens of thousands of traces are stored per cycle)."""
+        if self._steps is not None:
+            return [
+                [st.phase, st.rule, st.matched, st.test, [[k, plain(v)] for k, v in st.values]]
+                for st in self._steps
+            ]
+        ctx, early = self._ctx, self._early
+        merged: Mapping[str, Any] = {**ctx, **early} if early else ctx
+        out: list[list[Any]] = []
+        for entry in self._raw:
+            phase = entry[0]
+            source = merged if phase in ("score", "stage") else ctx
+            if len(entry) == 3:
+                _, metas, results = entry
+                for (rule, test, fields), outcome in zip(metas, results, strict=True):
+                    shown = [[f, plain(source.get(f))] for f in fields]
+                    if outcome is None or isinstance(outcome, bool):
+                        out.append([phase, rule, bool(outcome), test, shown])
+                    else:
+                        shown.append(["points", plain(round(outcome, 2))])
+                        out.append([phase, rule, True, test, shown])
+                continue
+            _, rule, matched, test, fields, values = entry
+            shown = [[f, plain(source.get(f))] for f in fields]
+            shown.extend([k, plain(v)] for k, v in values)
+            out.append([phase, rule, matched, test, shown])
+        return out
 
     @overload
     def __getitem__(self, index: int) -> TraceStep: ...

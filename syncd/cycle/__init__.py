@@ -42,10 +42,25 @@ These rules hold in every stage; a change to the cycle must keep them true.
    the persons of accounts whose decision changed. Each chunk's decisions, sticky owners, round-robin state,
    day counts and **intents** are stored in one transaction that also marks the keys clean. Accounts and
    opportunities stay dirty until the persons they affect are decided too.
-5. **An intent is in the outbox before its push, and confirmed after.** Intents go out in batches as large
-   as each API takes (one batch never holds one record twice); each batch is confirmed in one transaction:
-   writes are remembered for echo suppression, a created Lead is linked and its id queued for the HubSpot
-   contact, a rejected record goes to quarantine with the reason.
+5. **An intent is durable before its push, and confirmed after.** Intents go out in batches as large as
+   each API takes (one batch never holds one record twice). Before a batch is sent, ``ledger.sync()``
+   fsyncs the WAL if any transaction since the last sync wrote intents: the ledger otherwise runs with
+   WAL and ``synchronous=NORMAL`` (a commit survives a killed process at once, a power cut from the next
+   checkpoint or sync), so only the one write that must precede an API call pays for an fsync. Batches
+   that came back are confirmed together in one transaction: writes are remembered for echo suppression,
+   a created Lead is linked and its id queued for the HubSpot contact, a rejected record goes to
+   quarantine with the reason. A crash before the confirmation replays the batch (rule 1).
+
+## Overlap (what runs at the same time, and why it is safe)
+
+- **Pull prefetch** (``pull.prefetched``): a worker thread iterates the connector's pages one page ahead
+  of staging. It only talks HTTP; the run's thread stages each page with its watermark (rule 2), several
+  pages per transaction. A page fetched but not staged when the run stops moves no watermark.
+- **Push overlaps decide** (``push.LivePusher`` and its ``_Sender``): after each decided chunk commits,
+  its full batches go to a sender thread that sends them one at a time, in order, while the run's thread
+  decides the next chunk; at most a few batches wait. Only the run's thread touches the ledger: it makes
+  the intents durable before handing a batch over (rule 5) and confirms the batches that came back. A
+  stop request is seen by the sender between batches; what it did not send stays in the outbox.
 
 A stop request (``stop`` event) is honoured between pages, chunks and batches: what was decided is in the
 outbox and goes out on the next start.
@@ -106,8 +121,11 @@ class SyncCycle:
         clock: Callable[[], datetime] = utc_now,
         chunk: int = CHUNK,
         backoff: Backoff | None = None,
+        keep_days: int = 0,
     ) -> None:
         self.ledger = ledger
+        self.keep_days = keep_days
+        self._pruned_at: float | None = None
         self.connectors: dict[str, Connector] = {"salesforce": salesforce, "hubspot": hubspot}
         self.clock = clock
         self.chunk = chunk
@@ -135,6 +153,7 @@ class SyncCycle:
         except BaseException:
             ledger.close()
             raise
+        options.setdefault("keep_days", config.ledger.keep_days)
         return cls(ledger, sf, hs, clock=clock, **options)
 
     def close(self) -> None:
@@ -169,7 +188,19 @@ class SyncCycle:
         return Roster.from_reps(reps_of(rows))
 
     def run_cycle(self, rules: RuleSet, *, stop: threading.Event, progress: Progress = NULL) -> CycleSummary:
-        return self.run(rules, stop=stop, progress=progress).summary()
+        summary = self.run(rules, stop=stop, progress=progress).summary()
+        self.prune()
+        return summary
+
+    def prune(self, *, every: float = 3600.0) -> None:
+        """Retention (``[ledger] keep_days``): forget old history, at most once per ``every`` seconds."""
+        if self.keep_days <= 0:
+            return
+        now = time.monotonic()
+        if self._pruned_at is not None and now - self._pruned_at < every:
+            return
+        self._pruned_at = now
+        self.ledger.retention.prune(self.clock() - timedelta(days=self.keep_days))
 
     # -- one run
 

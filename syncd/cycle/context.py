@@ -19,7 +19,7 @@ from syncd.progress import Progress
 
 if TYPE_CHECKING:
     from syncd.core.mapping import Mapping as FieldMapping
-    from syncd.core.types import RepDirectory
+    from syncd.core.types import QuarantineRow, RepDirectory
     from syncd.cycle.push import Pusher
 
 RecordRef = tuple[str, str, str]
@@ -47,6 +47,13 @@ class RunContext:
     assume_writes: bool = False
     # Every record in quarantine when the run started: only these need releasing after a good push.
     quarantine_refs: set[RecordRef] = field(default_factory=set)
+    _held: list[QuarantineRow] | None = field(default=None, init=False, repr=False)
+
+    def held_quarantine(self) -> list[QuarantineRow]:
+        """The quarantine as the run found it, read once per run."""
+        if self._held is None:
+            self._held = self.ledger.quarantine.held()
+        return self._held
 
     @property
     def mapping(self) -> FieldMapping:

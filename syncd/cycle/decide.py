@@ -29,6 +29,7 @@ from syncd.core.types import (
     DecisionRow,
     LedgerView,
     Override,
+    OverrideRow,
     PersonView,
     RecordRow,
     RoundRobinState,
@@ -76,12 +77,9 @@ class _Decide:
         self.teams = TeamStage(run)
 
     def decide(self) -> bool:
-        self.held = {
-            (q.system, q.object, q.record_id)
-            for q in self.ledger.quarantine.held()
-            if q.next_attempt_at > self.now
-        }
-        due_quarantine = [q for q in self.ledger.quarantine.held(due_only=True)]
+        held = self.run.held_quarantine()
+        self.held = {(q.system, q.object, q.record_id) for q in held if q.next_attempt_at > self.now}
+        due_quarantine = [q for q in held if q.next_attempt_at <= self.now]
         self.due_refs = {(q.system, q.object, q.record_id) for q in due_quarantine}
         retry_keys = {q.key for q in due_quarantine if q.key}
         opportunity_refs = [
@@ -203,7 +201,8 @@ class _Decide:
             for key, g in groups.items():
                 accounts.append(self._account_view(g, merged[key]))
         previous = self.ledger.decisions.get_many(list(groups) + sorted(account_keys))
-        view = self._ledger_view(list(groups), sorted(account_keys), previous)
+        overrides = self.ledger.overrides.active(list(groups), now=self.now)
+        view = self._ledger_view(list(groups), sorted(account_keys), previous, overrides)
         accounts = self.teams.prepare(kind, accounts)
         result = decide(persons, accounts, self.rules, view, self.now, directory=self.directory)
         decisions = [d for d in result.decisions if d.kind == kind and d.key in groups]
@@ -239,7 +238,7 @@ class _Decide:
         acted |= {r.ref for r, _, _ in bad}
         acted |= {("hubspot", "contacts", a.create_key) for a in actions if a.create_key}
         with self.ledger.transaction():
-            changed = set(self.ledger.decisions.record(self._decision_rows(decisions, previous)))
+            changed = set(self.ledger.decisions.record(self._decision_rows(decisions, previous, overrides)))
             self.report.handoffs += sum(1 for d in decisions if d.handoff is not None and d.key in changed)
             for d in decisions:
                 if d.key in changed:
@@ -343,7 +342,11 @@ class _Decide:
         return self.opportunities
 
     def _ledger_view(
-        self, keys: list[str], account_keys: list[str], previous: Mapping[str, DecisionRow]
+        self,
+        keys: list[str],
+        account_keys: list[str],
+        previous: Mapping[str, DecisionRow],
+        active: Mapping[str, OverrideRow],
     ) -> LedgerView:
         everyone = keys + account_keys
         assignments = {}
@@ -353,7 +356,7 @@ class _Decide:
             assignments[key] = Assignment(key, a.rep, a.team, a.reason, a.assigned_at, influencers)
         overrides = {
             key: Override(key, o.rep or "", o.seen_at, o.changed_by or "", o.system)
-            for key, o in self.ledger.overrides.active(keys, now=self.now).items()
+            for key, o in active.items()
             if o.rep
         }
         pools = {}
@@ -378,10 +381,12 @@ class _Decide:
         )
 
     def _decision_rows(
-        self, decisions: Sequence[Decision], previous: Mapping[str, DecisionRow]
+        self,
+        decisions: Sequence[Decision],
+        previous: Mapping[str, DecisionRow],
+        overrides: Mapping[str, OverrideRow],
     ) -> list[DecisionRow]:
         rows = []
-        overrides = self.ledger.overrides.active([d.key for d in decisions], now=self.now)
         for d in decisions:
             prev = previous.get(d.key)
             hold = kept_hold(d.hold_until, prev.data if prev is not None else None, self.now)
@@ -528,6 +533,8 @@ _BadRecord = BadRecord
 def trace_rows(trace: Iterable[Any]) -> list[list[Any]]:
     """A decision's trace as the ledger keeps it: one ``[phase, rule, matched, test, [[name, value], ...]]``
     per rule tried (lists, not dicts: tens of thousands are written per cycle)."""
+    if hasattr(trace, "rows"):  # a Trace builds its stored form straight from its raw entries
+        return trace.rows(_plain)
     # A Trace builds its steps once; iterating it as a Sequence would look each one up by index.
     steps = trace.steps() if hasattr(trace, "steps") else trace
     return [

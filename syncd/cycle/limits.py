@@ -1,10 +1,10 @@
 """The systems' field limits, read from their metadata once per roster refresh and kept per process.
 
 The pull stage calls :func:`refresh` (a cycle that reads the systems; a plan from the ledger makes no call):
-Salesforce's ``field_limits`` (one describe per written object) when the process has none yet or they are
-older than ``REFRESH``. The decide stage reads :func:`current` and hands it to
-``syncd.core.limits.apply_limits``. A connector that offers no limits (HubSpot's connector has none yet) is
-skipped; a metadata read that fails keeps the limits read before (logged), so the cycle goes on.
+each connector's ``field_limits`` (Salesforce: one describe per written object; HubSpot: one properties
+listing per written object) when the process has none yet or they are older than ``REFRESH``. The decide
+stage reads :func:`current` and hands it to ``syncd.core.limits.apply_limits``. A metadata read that fails
+keeps the limits read before (logged), so the cycle goes on.
 """
 
 from __future__ import annotations

@@ -31,17 +31,25 @@ def link(run: RunContext) -> bool:
     for kind, objects in (("account", ACCOUNT_OBJECTS), ("person", PERSON_OBJECTS)):
         for system in SYSTEMS:
             for obj in objects[system]:
-                while True:
-                    page = run.ledger.records.unlinked(system, obj, limit=PAGE)
-                    if not page:
-                        break
-                    _link_page(run, kind, system, obj, page)
-                    run.progress.advance(len(page))
-                    if run.stopped():
-                        return False
+                done = False
+                while not done:
+                    # Several pages per transaction: fewer commits rewriting the same index pages.
+                    with run.ledger.transaction():
+                        for _ in range(PAGES_PER_TRANSACTION):
+                            page = run.ledger.records.unlinked(system, obj, limit=PAGE)
+                            if not page:
+                                done = True
+                                break
+                            _link_page(run, kind, system, obj, page)
+                            run.progress.advance(len(page))
+                            if run.stopped():
+                                return False
     _follow_merges(run)
     _link_deals(run)
     return True
+
+
+PAGES_PER_TRANSACTION = 10
 
 
 def _follow_merges(run: RunContext) -> None:

@@ -10,11 +10,14 @@ survivor's key), and a merged-away HubSpot record, which HubSpot stops listing, 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from datetime import timedelta
-from typing import Any
+from queue import Empty, Full, Queue
+from typing import Any, TypeVar
 
 from syncd.connectors import Page
 from syncd.core.link import MERGED_INTO, entity_of, identity, is_echo, merges_of, owner_change, record_hash
@@ -49,21 +52,91 @@ def pull(run: RunContext) -> bool:
             if run.rules.teams is not None:
                 # Account teams (teams.toml): added and changed members, in the same request.
                 since[TEAM_OBJECT] = run.ledger.records.watermark(system, TEAM_OBJECT)
-        for obj, page in connector.pull_many(since):
-            if obj == ROSTER_OBJECT:
-                stage_users(run, page)
-                continue
-            if obj == TEAM_OBJECT:
-                stage_team_page(run, page)
-                run.progress.advance(len(page.records))
-                if run.stopped():
-                    return False
-                continue
-            stage(run, system, obj, page, rep_ids)
-            run.progress.advance(len(page.records))
-            if run.stopped():
-                return False
+        with prefetched(connector.pull_many(since)) as pages:
+            more = True
+            while more:
+                # Several pages per transaction (each with its own watermark, so rule 2 holds): every commit
+                # rewrites the index pages it touched, and records arrive in no index's order.
+                with run.ledger.transaction():
+                    staged, more = 0, False
+                    for obj, page in pages:
+                        if obj == ROSTER_OBJECT:
+                            stage_users(run, page)
+                            continue
+                        if obj == TEAM_OBJECT:
+                            stage_team_page(run, page)
+                            run.progress.advance(len(page.records))
+                            if run.stopped():
+                                return False
+                            continue
+                        stage(run, system, obj, page, rep_ids)
+                        run.progress.advance(len(page.records))
+                        if run.stopped():
+                            return False
+                        staged += len(page.records)
+                        if staged >= GROUP:
+                            more = True
+                            break
     return True
+
+
+# Records staged per transaction (whole pages).
+GROUP = 10_000
+
+
+T = TypeVar("T")
+_DONE = object()
+
+
+@contextlib.contextmanager
+def prefetched(items: Iterator[T], depth: int = 1) -> Iterator[Iterator[T]]:
+    """``items`` fetched by a worker thread, ``depth`` ahead of the consumer: the connectors' page iterators
+    block on HTTP, so the next page arrives while the last one is staged. An error of the iterator is
+    raised in the consumer; leaving the block early stops the worker after the page it is fetching (a page
+    fetched but never staged moves no watermark, so it is read again next time)."""
+    queue: Queue[Any] = Queue(maxsize=depth)
+    halt = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not halt.is_set():
+                    try:
+                        queue.put((item, None), timeout=0.1)
+                        break
+                    except Full:
+                        continue
+                if halt.is_set():
+                    return
+            queue.put((_DONE, None))
+        except BaseException as exc:  # handed to the consumer, which raises it
+            queue.put((_DONE, exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    worker = threading.Thread(target=produce, name="pull-prefetch", daemon=True)
+    worker.start()
+
+    def consume() -> Iterator[T]:
+        while True:
+            item, error = queue.get()
+            if error is not None:
+                raise error
+            if item is _DONE:
+                return
+            yield item
+
+    try:
+        yield consume()
+    finally:
+        halt.set()
+        while worker.is_alive():
+            # Unblock a worker waiting to hand over a page, then let it finish the call it is in.
+            with contextlib.suppress(Empty):
+                queue.get_nowait()
+            worker.join(timeout=0.1)
 
 
 def stage_users(run: RunContext, page: Page) -> set[str]:
@@ -113,10 +186,9 @@ def stage(run: RunContext, system: str, obj: str, page: Page, rep_ids: Mapping[t
             )
         )
     run.report.pulled[system] += len(rows)
-    ids = [r.id for r in rows]
     with ledger.transaction():
-        old = ledger.records.by_ids(system, obj, ids) if rows else {}
-        result = ledger.records.upsert(rows, run_id=run.run_id)
+        result, stored = ledger.records.stage(rows, run_id=run.run_id)
+        old = {ref[2]: row for ref, row in stored.items()}
         if result.changed:
             changed = set(result.changed)
             ledger.records.keep_versions([r for r in rows if r.ref in changed], run_id=run.run_id)

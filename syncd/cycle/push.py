@@ -9,7 +9,10 @@ back, so the ledger is left exactly as it was.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from queue import Empty, Queue
 from typing import Protocol
 
 from syncd.connectors import Change, PushResult
@@ -93,19 +96,130 @@ class DryPusher:
         return 0
 
 
-class LivePusher:
-    """Writes intents to the outbox, pushes them in batches and confirms each batch (see the module doc)."""
+# Intents confirmed per transaction at least in the push stage, unless it waits for everything in flight
+# (while deciding, what came back is confirmed in the next chunk's transaction).
+CONFIRM_GROUP = 1000
 
-    def __init__(self, run: RunContext) -> None:
+
+@dataclass
+class _Job:
+    """One batch handed to the sender: the intents, the requests they merged into, and what came back."""
+
+    obj: str
+    system: str
+    intents: list[Intent]
+    changes: list[Change]
+    per_intent: list[int]
+    results: list[PushResult] | None = None
+    error: BaseException | None = None
+
+    def results_per_intent(self) -> list[PushResult]:
+        """Each intent's result: the result of the request its change merged into."""
+        assert self.results is not None
+        return [self.results[n] for n in self.per_intent]
+
+
+class _Sender:
+    """The threads that send batches, one per system (the two APIs are independent), each sending its
+    system's batches one at a time in the order given, while the run's thread decides the next chunk. They
+    only talk HTTP: the run's thread makes each batch's intents durable before handing it over, and confirms
+    it in the ledger once it comes back. A stop request, or an error, leaves the batches not yet sent unsent
+    (their intents stay in the outbox for the next start)."""
+
+    def __init__(self, run: RunContext, depth: int) -> None:
+        self.run = run
+        self.todo: dict[str, Queue[_Job | None]] = {s: Queue(maxsize=depth) for s in SYSTEMS}
+        self.done: Queue[_Job] = Queue()
+        self.waiting: dict[str, int] = dict.fromkeys(SYSTEMS, 0)
+        self.in_flight_intents = 0
+        self.halt = threading.Event()
+        self.threads = [
+            threading.Thread(target=self._loop, args=(s,), name=f"push-{s}", daemon=True) for s in SYSTEMS
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    @property
+    def in_flight(self) -> int:
+        return sum(self.waiting.values())
+
+    def _loop(self, system: str) -> None:
+        todo = self.todo[system]
+        while (job := todo.get()) is not None:
+            if not (self.run.stopped() or self.halt.is_set()):
+                try:
+                    job.results = self.run.connectors[system].push(job.obj, job.changes)
+                except BaseException as exc:  # raised again by the run's thread when it collects the job
+                    job.error = exc
+                    self.halt.set()
+            self.done.put(job)
+
+    def submit(self, job: _Job) -> None:
+        self.waiting[job.system] += 1
+        self.in_flight_intents += len(job.intents)
+        self.todo[job.system].put(job)
+
+    def collect(self, *, wait: bool, limit: int | None = None) -> list[_Job]:
+        """Batches that came back (each system's in the order sent): those already back, or (``wait``)
+        every batch in flight, or ``limit`` of them."""
+        jobs: list[_Job] = []
+        while self.in_flight and (limit is None or len(jobs) < limit):
+            try:
+                job = self.done.get(block=wait)
+            except Empty:
+                break
+            self.waiting[job.system] -= 1
+            self.in_flight_intents -= len(job.intents)
+            jobs.append(job)
+        return jobs
+
+    def close(self, *, abort: bool) -> None:
+        """Stop the threads once the batches in flight are sent (``abort``: once those being sent are)."""
+        if abort:
+            self.halt.set()
+        for todo in self.todo.values():
+            todo.put(None)
+        for thread in self.threads:
+            thread.join()
+
+
+class LivePusher:
+    """Writes intents to the outbox, pushes them in batches and confirms each batch (see the module doc).
+
+    Batches are sent by a thread per system (``_Sender``) while the run's thread goes on deciding; at most
+    ``depth`` batches per system wait to be sent. Everything that touches the ledger stays on the run's
+    thread.
+    """
+
+    def __init__(self, run: RunContext, *, depth: int = 4) -> None:
         self.run = run
         self.ledger = run.ledger
+        self.depth = depth
         # (system, object, is a create) -> intents waiting, in the order they were written.
         self.buffers: dict[tuple[str, str, bool], list[Intent]] = {}
         # Intent id -> the action it came from, until its push is confirmed (memory stays bounded).
         self.actions: dict[str, Action] = {}
+        self.sender: _Sender | None = None
+        # Batches back from the sender, not yet confirmed.
+        self.returned: list[_Job] = []
+        # The push stage's progress while flush_all runs (every batch confirmed advances it).
+        self.progress: Progress | None = None
 
-    def session(self) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        self.sender = sender = _Sender(self.run, self.depth)
+        try:
+            yield
+        except BaseException:
+            # What was sent and not confirmed is replayed on the next start (rule 1).
+            self.sender = None
+            sender.close(abort=True)
+            raise
+        self.sender = None
+        sender.close(abort=False)
+        # A stopped run: the batches that were on the wire when it stopped are confirmed.
+        self.returned.extend(sender.collect(wait=False))
+        self._finish_all()
 
     def _enqueue(self, intent: Intent) -> None:
         self.buffers.setdefault((intent.system, intent.object, intent.create_key is not None), []).append(
@@ -124,6 +238,8 @@ class LivePusher:
             intent = action.intent()
             self.actions[intent.id] = action
             intents.append(intent)
+        # Batches that came back are confirmed in the chunk's transaction: one commit for both.
+        self._finish_all()
         if intents:
             # Written before any of them is sent: the outbox is what a crash replays.
             self.ledger.outbox.add_intents(intents, run_id=self.run.run_id)
@@ -131,45 +247,114 @@ class LivePusher:
             self._enqueue(intent)
 
     def pending(self) -> int:
+        """Intents buffered or on their way (handed to the sender, not yet confirmed)."""
+        return sum(len(b) for b in self.buffers.values()) + self.in_flight
+
+    @property
+    def in_flight(self) -> int:
+        return self.sender.in_flight_intents if self.sender is not None else 0
+
+    def _buffered(self) -> int:
         return sum(len(b) for b in self.buffers.values())
 
     def flush_full(self) -> bool:
+        """Hand every full batch to the sender and confirm those that came back; does not wait for the rest."""
         # Salesforce first: its creates queue HubSpot updates.
         for system in SYSTEMS:
             for bkey in sorted(k for k in self.buffers if k[0] == system):
                 while len(self.buffers[bkey]) >= self.run.connectors[system].batch_limit:
-                    if not self._push_batch(bkey) or self.run.stopped():
-                        return False
-        return True
-
-    def flush_all(self, progress: Progress | None = None) -> bool:
-        for system in SYSTEMS:
-            # Creates before updates: a created record's id may be needed by an update of the same run.
-            for bkey in sorted((k for k in self.buffers if k[0] == system), key=lambda k: (not k[2], k[1])):
-                while self.buffers.get(bkey):
-                    sent = self._push_batch(bkey)
-                    if progress is not None:
-                        progress.advance(sent)
                     if self.run.stopped():
                         return False
-        return True
+                    self._send(bkey)
+        if self.sender is not None:
+            # Confirmed with the next chunk (``accept``), or by the push stage.
+            self.returned.extend(self.sender.collect(wait=False))
+        return not self.run.stopped()
 
-    def _push_batch(self, bkey: tuple[str, str, bool]) -> int:
-        """Send the next batch of one buffer and confirm it; returns the number of intents it carried."""
+    def flush_all(self, progress: Progress | None = None) -> bool:
+        """Send everything left and wait for it (confirmations may queue more: HubSpot follow-ups)."""
+        self.progress = progress
+        try:
+            return self._flush_all(progress)
+        finally:
+            self.progress = None
+
+    def _flush_all(self, progress: Progress | None) -> bool:
+        while True:
+            for system in SYSTEMS:
+                # Creates before updates: a created record's id may be needed by an update of the same run.
+                for bkey in sorted(
+                    (k for k in self.buffers if k[0] == system), key=lambda k: (not k[2], k[1])
+                ):
+                    while self.buffers.get(bkey):
+                        if self.run.stopped():
+                            self._collect(wait=True, progress=progress)
+                            return False
+                        self._send(bkey)
+                        self._collect(wait=False, progress=progress)
+            self._collect(wait=True, progress=progress)
+            if self.run.stopped():
+                return False
+            if not self._buffered():
+                return True
+
+    def _send(self, bkey: tuple[str, str, bool]) -> None:
+        """Take the next batch of one buffer, mark it sent, make the outbox durable, hand it to the sender."""
         system, obj, _ = bkey
         connector = self.run.connectors[system]
         requests, self.buffers[bkey] = take_batch(self.buffers[bkey], connector.batch_limit)
         batch = [i for request in requests for i in request.intents]
-        self.ledger.outbox.mark_sent(i.id for i in batch)
+        # Rule 5: an intent is durable (fsynced, not only committed) before the call that applies it. (It
+        # is not marked sent first: that would be one more transaction per batch, and a replay treats
+        # pending and sent alike; confirm and fail count the attempt.)
+        self.ledger.sync()
         changes = [
             Change.create(r.create_key, r.fields)
             if r.create_key
             else Change.update(str(r.record_id), r.fields)
             for r in requests
         ]
-        results = connector.push(obj, changes)
-        self._confirm(batch, [res for r, res in zip(requests, results, strict=True) for _ in r.intents])
-        return len(batch)
+        per_intent = [n for n, r in enumerate(requests) for _ in r.intents]
+        job = _Job(obj, system, batch, changes, per_intent)
+        sender = self.sender
+        if sender is None:  # outside a session (tests drive the pusher directly): send in this thread
+            job.results = connector.push(obj, changes)
+            self._finish(job)
+            return
+        while sender.waiting[system] >= self.depth:
+            # Wait for a slot; what came back is confirmed with the rest, at the end of the chunk.
+            self.returned.extend(sender.collect(wait=True, limit=1))
+        sender.submit(job)
+
+    def _collect(self, *, wait: bool, progress: Progress | None = None) -> None:
+        """Confirm every batch that came back (all those in flight when ``wait``)."""
+        if self.sender is not None:
+            self.returned.extend(self.sender.collect(wait=wait))
+        if wait or sum(len(job.intents) for job in self.returned) >= CONFIRM_GROUP:
+            self._finish_all(progress)
+
+    def _finish_all(self, progress: Progress | None = None) -> None:
+        """Confirm the batches that came back, in one transaction (fewer commits, fewer page writes)."""
+        progress = progress or self.progress
+        jobs, self.returned = self.returned, []
+        if not jobs:
+            return
+        error = None
+        with self.ledger.transaction():
+            for job in jobs:
+                if job.error is not None:
+                    error = error or job.error
+                    continue
+                self._finish(job)
+                if progress is not None:
+                    progress.advance(len(job.intents))
+        if error is not None:
+            raise error
+
+    def _finish(self, job: _Job) -> None:
+        if job.results is None:
+            return  # not sent: the run stopped first; the intents stay in the outbox as sent
+        self._confirm(job.intents, job.results_per_intent())
 
     def _confirm(self, batch: Sequence[Intent], results: Sequence[PushResult]) -> None:
         run, report = self.run, self.run.report

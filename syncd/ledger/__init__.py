@@ -15,6 +15,7 @@ The ledger is a package of stores, one per concept, over one connection (``syncd
     ledger.outbox      intents before and after each push, and writes (echoes)  (outbox.py)
     ledger.overrides   manual owner changes honoured for a while                (overrides.py)
     ledger.quarantine  records that failed, held with backoff                   (quarantine.py)
+    ledger.retention   forgetting history older than [ledger] keep_days         (retention.py)
     ledger.roster      the systems' reps and queues as last listed              (roster.py)
     ledger.teams       account team members (managed flag), team decisions      (teams.py)
     ledger.views       read views across stores: status, explain, plan, demo    (views.py)
@@ -52,6 +53,7 @@ from syncd.ledger.outbox import Outbox
 from syncd.ledger.overrides import Overrides
 from syncd.ledger.quarantine import Quarantine
 from syncd.ledger.records import Records
+from syncd.ledger.retention import Retention
 from syncd.ledger.roster import Roster
 from syncd.ledger.rows import utc_now
 from syncd.ledger.runs import Runs
@@ -89,6 +91,7 @@ class Ledger:
         self.outbox = Outbox(connection, identity=self.identity)
         self.overrides = Overrides(connection)
         self.quarantine = Quarantine(connection)
+        self.retention = Retention(connection, records=self.records)
         self.roster = Roster(connection)
         self.teams = Teams(connection)
         self.views = Views(
@@ -140,6 +143,11 @@ class Ledger:
         savepoints)."""
         with self._connection.transaction():
             yield self
+
+    def sync(self) -> bool:
+        """Make committed intents durable across a power cut before their push (an fsync of the WAL, only
+        when a transaction since the last one wrote intents); returns whether it synced."""
+        return self._connection.sync()
 
     def close(self) -> None:
         """Close the database and release the writer's lock; the ledger cannot be used afterwards."""

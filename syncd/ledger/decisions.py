@@ -14,12 +14,13 @@ from syncd.core.types import (
     DecisionRow,
 )
 from syncd.ledger.rows import (
-    _BATCH,
+    _NO_TRACE,
     _batched,
     _change,
     _decision,
     _dt,
     _dumps,
+    _pack_trace,
     _ts,
 )
 from syncd.ledger.store import Store, _guarded
@@ -41,59 +42,54 @@ class Decisions(Store):
         with self.transaction():
             for chunk in _batched(rows):
                 by_key = {row.key: row for row in chunk}
-                current = self._decisions(by_key)
-                history = []
+                current = self._outcomes(by_key)
+                history: list[tuple[Any, ...]] = []
+                upserts: list[tuple[Any, ...]] = []
                 for key, row in by_key.items():
+                    trace, data = _pack_trace(row.trace), _dumps(dict(row.data))
+                    values = (row.stage, row.score, row.owner, row.team, row.digest, trace, data)
                     before = current.get(key)
-                    if before is not None and before.outcome() == row.outcome():
+                    if before == values:
+                        continue  # nothing about it changed: no write at all
+                    upserts.append((key, *values, _ts(row.decided_at), row.run_id))
+                    if before is not None and before[:4] == values[:4]:
                         continue
                     changed.append(key)
-                    prev = before.outcome() if before else (None, None, None, None)
+                    prev = before[:4] if before is not None else (None, None, None, None)
+                    # The trace is kept once, with the current decision; history keeps the outcomes.
                     history.append(
-                        {
-                            "key": key,
-                            "at": _ts(row.decided_at),
-                            "run_id": row.run_id,
-                            "stage": row.stage,
-                            "score": row.score,
-                            "owner": row.owner,
-                            "team": row.team,
-                            "prev_stage": prev[0],
-                            "prev_score": prev[1],
-                            "prev_owner": prev[2],
-                            "prev_team": prev[3],
-                            "digest": row.digest,
-                            "trace": _dumps(row.trace),
-                        }
+                        (key, _ts(row.decided_at), row.run_id, *values[:4], *prev, row.digest, _NO_TRACE)
                     )
-                self.db.table("decisions").upsert_all(
-                    (
-                        {
-                            "key": row.key,
-                            "stage": row.stage,
-                            "score": row.score,
-                            "owner": row.owner,
-                            "team": row.team,
-                            "digest": row.digest,
-                            "trace": _dumps(row.trace),
-                            "data": _dumps(dict(row.data)),
-                            "decided_at": _ts(row.decided_at),
-                            "run_id": row.run_id,
-                        }
-                        for row in by_key.values()
-                    ),
-                    pk="key",
-                    batch_size=_BATCH,
-                )
+                if upserts:
+                    self._conn.executemany(
+                        "INSERT OR REPLACE INTO decisions (key, stage, score, owner, team, digest, trace, data, "
+                        "decided_at, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        upserts,
+                    )
                 if history:
-                    self.db.table("decision_history").insert_all(history, batch_size=_BATCH)
+                    self._conn.executemany(
+                        "INSERT INTO decision_history (key, at, run_id, stage, score, owner, team, prev_stage, "
+                        "prev_score, prev_owner, prev_team, digest, trace) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        history,
+                    )
         return changed
+
+    def _outcomes(self, keys: Iterable[str]) -> dict[str, tuple[Any, ...]]:
+        """key -> the stored (stage, score, owner, team, digest, trace, data), as stored (not decoded)."""
+        found: dict[str, tuple[Any, ...]] = {}
+        for chunk in _batched(keys):
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT key, stage, score, owner, team, digest, trace, data FROM decisions WHERE key IN ({marks})"
+            for row in self._conn.execute(sql, chunk):
+                found[row[0]] = tuple(row[1:])
+        return found
 
     def _decisions(self, keys: Iterable[str]) -> dict[str, DecisionRow]:
         found: dict[str, DecisionRow] = {}
         for chunk in _batched(keys):
             marks = ",".join("?" * len(chunk))
-            for r in self.db.query(f"SELECT * FROM decisions WHERE key IN ({marks})", chunk):
+            for r in self._select(f"SELECT * FROM decisions WHERE key IN ({marks})", chunk):
                 found[r["key"]] = _decision(r)
         return found
 
@@ -164,7 +160,7 @@ class Decisions(Store):
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        rows = [_change(r) for r in self.db.query(sql, params)]
+        rows = [_change(r) for r in self._select(sql, params)]
         rows.reverse()
         return rows
 
@@ -172,20 +168,14 @@ class Decisions(Store):
     def set_assignments(self, rows: Iterable[AssignmentRow]) -> None:
         """Store sticky owners (replacing a key's previous one)."""
         with self.transaction():
-            self.db.table("assignments").upsert_all(
-                (
-                    {
-                        "key": r.key,
-                        "rep": r.rep,
-                        "team": r.team,
-                        "assigned_at": _ts(r.assigned_at),
-                        "reason": r.reason,
-                        "run_id": r.run_id,
-                    }
-                    for r in rows
-                ),
-                pk="key",
-                batch_size=_BATCH,
+            self._conn.executemany(
+                # An unchanged assignment is not rewritten (it keeps the run that made it).
+                "INSERT INTO assignments (key, rep, team, assigned_at, reason, run_id) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET rep = excluded.rep, team = excluded.team, "
+                "assigned_at = excluded.assigned_at, reason = excluded.reason, run_id = excluded.run_id "
+                "WHERE (rep, team, assigned_at, reason) IS NOT "
+                "(excluded.rep, excluded.team, excluded.assigned_at, excluded.reason)",
+                ((r.key, r.rep, r.team, _ts(r.assigned_at), r.reason, r.run_id) for r in rows),
             )
 
     @_guarded
@@ -198,7 +188,7 @@ class Decisions(Store):
         found: dict[str, AssignmentRow] = {}
         for chunk in _batched(keys):
             marks = ",".join("?" * len(chunk))
-            for r in self.db.query(f"SELECT * FROM assignments WHERE key IN ({marks})", chunk):
+            for r in self._select(f"SELECT * FROM assignments WHERE key IN ({marks})", chunk):
                 found[r["key"]] = AssignmentRow(
                     r["key"], r["rep"], r["team"], _dt(r["assigned_at"]), r["reason"], r["run_id"]
                 )
@@ -211,7 +201,7 @@ class Decisions(Store):
     def assignment_counts(self) -> dict[str, int]:
         """Rep -> number of keys assigned to them (for capacity rules)."""
         return {
-            r["rep"]: r["n"] for r in self.db.query("SELECT rep, count(*) AS n FROM assignments GROUP BY rep")
+            r["rep"]: r["n"] for r in self._select("SELECT rep, count(*) AS n FROM assignments GROUP BY rep")
         }
 
     @_guarded
@@ -262,4 +252,4 @@ class Decisions(Store):
     def daily_counts(self, day: date) -> dict[str, int]:
         """Rep -> assignments counted on that day."""
         sql = "SELECT rep, count FROM rep_daily WHERE day = ?"
-        return {r["rep"]: r["count"] for r in self.db.query(sql, [day.isoformat()])}
+        return {r["rep"]: r["count"] for r in self._select(sql, [day.isoformat()])}

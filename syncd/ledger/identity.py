@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from syncd.core.systems import ACCOUNT_OBJECTS, PERSON_OBJECTS
 from syncd.core.types import (
     LinkRow,
     RecordKey,
 )
 from syncd.errors import LedgerError
 from syncd.ledger.rows import (
-    _BATCH,
     _KEY_PREFIX,
     _batched,
     _check_system,
@@ -29,6 +29,8 @@ from syncd.ledger.schema import KEY_KINDS, LINK_METHODS
 from syncd.ledger.store import Store, _guarded
 
 log = logging.getLogger(__name__)
+
+_OBJECTS = {"person": PERSON_OBJECTS, "account": ACCOUNT_OBJECTS}
 
 
 class Identity(Store):
@@ -50,8 +52,9 @@ class Identity(Store):
         else:
             keys = [_KEY_PREFIX[kind] + uuid.uuid4().hex for _ in range(count)]
         with self.transaction():
-            self.db.table("entities").insert_all(
-                ({"key": k, "kind": kind, "created_at": now} for k in keys), batch_size=_BATCH
+            self._conn.executemany(
+                "INSERT INTO entities (key, kind, created_at) VALUES (?, ?, ?)",
+                [(k, kind, now) for k in keys],
             )
         return keys
 
@@ -82,20 +85,24 @@ class Identity(Store):
                     current = existing.get(ref)
                     if current is None:
                         rows.append(
-                            {
-                                "system": link.system,
-                                "object": link.object,
-                                "id": link.id,
-                                "key": link.key,
-                                "how": link.how,
-                                "linked_at": _ts(link.linked_at) if link.linked_at else now,
-                                "run_id": link.run_id,
-                            }
+                            (
+                                link.system,
+                                link.object,
+                                link.id,
+                                link.key,
+                                link.how,
+                                _ts(link.linked_at) if link.linked_at else now,
+                                link.run_id,
+                            )
                         )
                     elif current != link.key:
                         conflicts[ref] = current
                 if rows:
-                    self.db.table("links").insert_all(rows, batch_size=_BATCH)
+                    self._conn.executemany(
+                        "INSERT INTO links (system, object, id, key, how, linked_at, run_id) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        rows,
+                    )
         return conflicts
 
     def link(
@@ -138,12 +145,12 @@ class Identity(Store):
     def links_by_id(self, system: str, id: str) -> list[LinkRow]:
         """Links of a record found by system and id alone (Salesforce ids are unique across objects)."""
         sql = "SELECT * FROM links WHERE system = ? AND id = ? ORDER BY object"
-        return [_link(r) for r in self.db.query(sql, [system, id])]
+        return [_link(r) for r in self._select(sql, [system, id])]
 
     @_guarded
     def links_of(self, key: str) -> list[LinkRow]:
         sql = "SELECT * FROM links WHERE key = ? ORDER BY linked_at, system, object, id"
-        return [_link(r) for r in self.db.query(sql, [key])]
+        return [_link(r) for r in self._select(sql, [key])]
 
     @_guarded
     def keys_by_email(self, emails: Iterable[str], *, kind: str = "person") -> dict[str, list[str]]:
@@ -157,18 +164,25 @@ class Identity(Store):
 
     def _keys_by(self, column: str, values: Iterable[str], kind: str) -> dict[str, list[str]]:
         wanted = sorted({v for v in (_norm(x) for x in values) if v})
-        found: dict[str, list[str]] = {}
+        found: dict[str, set[str]] = {}
+        # Only the objects that hold this kind: a domain is shared by every person of a company, and an
+        # account lookup must not walk them all (that made it grow faster than the org).
+        # (Emails are rarely shared: those are looked up whatever the object, by their own index.)
+        objects: list[tuple[str, str] | None] = (
+            [(s, o) for s, objs in _OBJECTS[kind].items() for o in objs] if column == "domain" else [None]
+        )
         for chunk in _batched(wanted):
             marks = ",".join("?" * len(chunk))
-            cursor = self._conn.execute(
-                f"SELECT DISTINCT r.{column}, l.key FROM records r JOIN links l USING (system, object, id) "
-                f"JOIN entities e ON e.key = l.key WHERE r.{column} IN ({marks}) AND e.kind = ? "
-                f"ORDER BY r.{column}, l.key",
-                [*chunk, kind],
-            )
-            for value, key in cursor:
-                found.setdefault(value, []).append(key)
-        return found
+            for where in objects:
+                scope = "" if where is None else "r.system = ? AND r.object = ? AND "
+                cursor = self._conn.execute(
+                    f"SELECT r.{column}, l.key FROM records r JOIN links l USING (system, object, id) "
+                    f"JOIN entities e ON e.key = l.key WHERE {scope}r.{column} IN ({marks}) AND e.kind = ?",
+                    [*(where or ()), *chunk, kind],
+                )
+                for value, key in cursor:
+                    found.setdefault(value, set()).add(key)
+        return {value: sorted(keys) for value, keys in sorted(found.items())}
 
     @_guarded
     def link_converted(

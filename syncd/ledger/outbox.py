@@ -17,7 +17,6 @@ from syncd.errors import LedgerError
 from syncd.ledger.connection import Connection
 from syncd.ledger.identity import Identity
 from syncd.ledger.rows import (
-    _BATCH,
     _batched,
     _check_system,
     _dt,
@@ -65,23 +64,27 @@ class Outbox(Store):
                         )
                     )
                     rows.append(
-                        {
-                            "id": intent.id,
-                            "run_id": run_id,
-                            "key": intent.key,
-                            "system": intent.system,
-                            "object": intent.object,
-                            "record_id": intent.record_id,
-                            "create_key": intent.create_key,
-                            "fields": _dumps(dict(intent.fields)),
-                            "reason": intent.reason,
-                            "state": "pending",
-                            "attempts": 0,
-                            "created_at": now,
-                            "updated_at": now,
-                        }
+                        (
+                            intent.id,
+                            run_id,
+                            intent.key,
+                            intent.system,
+                            intent.object,
+                            intent.record_id,
+                            intent.create_key,
+                            _dumps(dict(intent.fields)),
+                            intent.reason,
+                            now,
+                            now,
+                        )
                     )
-                self.db.table("outbox").insert_all(rows, batch_size=_BATCH)
+                self._conn.executemany(
+                    "INSERT INTO outbox (id, run_id, key, system, object, record_id, create_key, fields, reason, "
+                    "state, attempts, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)",
+                    rows,
+                )
+            # Durable before any of them is pushed: the pusher syncs the ledger before it sends.
+            self._c.needs_sync()
         return stored
 
     @_guarded
@@ -113,54 +116,38 @@ class Outbox(Store):
                 ids = [i for i, _ in chunk]
                 marks = ",".join("?" * len(ids))
                 open_rows = {
-                    r["id"]: r
-                    for r in self.db.query(
-                        f"SELECT * FROM outbox WHERE id IN ({marks}) AND state IN ('pending', 'sent')", ids
+                    row[0]: row
+                    for row in self._conn.execute(
+                        "SELECT id, run_id, key, system, object, record_id, create_key, fields FROM outbox "
+                        f"WHERE id IN ({marks}) AND state IN ('pending', 'sent')",
+                        ids,
                     )
                 }
-                writes = []
+                updates: list[tuple[Any, ...]] = []
+                writes: list[tuple[Any, ...]] = []
                 links = []
                 for intent_id, result_id in chunk:
                     row = open_rows.get(intent_id)
                     if row is None:
                         continue
-                    record_id = result_id or row["record_id"]
+                    _, run_id, key, system, obj, stored_id, create_key, fields = row
+                    record_id = result_id or stored_id
                     if record_id is None:
                         raise LedgerError(f"intent {intent_id} creates a record: confirm it with the new id")
-                    self._conn.execute(
-                        "UPDATE outbox SET state = 'confirmed', result_id = ?, error = NULL, updated_at = ? "
-                        "WHERE id = ?",
-                        (record_id, now, intent_id),
+                    updates.append((record_id, now, intent_id))
+                    for name, value in json.loads(fields).items():
+                        writes.append((system, obj, record_id, name, _dumps(value), now, run_id, intent_id))
+                    if create_key is not None and key is not None:
+                        links.append(LinkRow(key, system, obj, record_id, "created", run_id=run_id))
+                if updates:
+                    self._conn.executemany(
+                        "UPDATE outbox SET state = 'confirmed', result_id = ?, error = NULL, updated_at = ?, "
+                        "attempts = attempts + (state = 'pending') WHERE id = ?",
+                        updates,
                     )
-                    count += 1
-                    for name, value in json.loads(row["fields"]).items():
-                        writes.append(
-                            {
-                                "system": row["system"],
-                                "object": row["object"],
-                                "record_id": record_id,
-                                "field": name,
-                                "value": _dumps(value),
-                                "at": now,
-                                "run_id": row["run_id"],
-                                "intent_id": intent_id,
-                            }
-                        )
-                    if row["create_key"] is not None and row["key"] is not None:
-                        links.append(
-                            LinkRow(
-                                row["key"],
-                                row["system"],
-                                row["object"],
-                                record_id,
-                                "created",
-                                run_id=row["run_id"],
-                            )
-                        )
+                    count += len(updates)
                 if writes:
-                    self.db.table("writes").upsert_all(
-                        writes, pk=("system", "object", "record_id", "field"), batch_size=_BATCH
-                    )
+                    self._write_rows(writes)
                 if links:
                     self._identity.add_links(links)
         return count
@@ -171,7 +158,7 @@ class Outbox(Store):
         now = self._now()
         with self.transaction():
             cursor = self._conn.executemany(
-                "UPDATE outbox SET state = 'failed', error = ?, updated_at = ? "
+                "UPDATE outbox SET state = 'failed', error = ?, updated_at = ?, attempts = attempts + (state = 'pending') "
                 "WHERE id = ? AND state IN ('pending', 'sent')",
                 [(error, now, intent_id) for intent_id, error in errors.items()],
             )
@@ -185,7 +172,7 @@ class Outbox(Store):
         if system is not None:
             sql += " AND system = ?"
             params.append(system)
-        return [_intent(r) for r in self.db.query(sql + " ORDER BY rowid", params)]
+        return [_intent(r) for r in self._select(sql + " ORDER BY rowid", params)]
 
     @_guarded
     def intents(
@@ -203,12 +190,12 @@ class Outbox(Store):
         sql = f"SELECT * FROM outbox{where} ORDER BY rowid DESC"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [_intent(r) for r in self.db.query(sql, params)]
+        return [_intent(r) for r in self._select(sql, params)]
 
     @_guarded
     def counts(self) -> dict[str, int]:
         counts = dict.fromkeys(INTENT_STATES, 0)
-        for r in self.db.query("SELECT state, count(*) AS n FROM outbox GROUP BY state"):
+        for r in self._select("SELECT state, count(*) AS n FROM outbox GROUP BY state"):
             counts[r["state"]] = r["n"]
         return counts
 
@@ -216,23 +203,17 @@ class Outbox(Store):
     def record_writes(self, rows: Iterable[WriteRow]) -> None:
         """Remember values syncd wrote outside the outbox (``confirm`` records its own)."""
         with self.transaction():
-            self.db.table("writes").upsert_all(
-                (
-                    {
-                        "system": w.system,
-                        "object": w.object,
-                        "record_id": w.record_id,
-                        "field": w.field,
-                        "value": _dumps(w.value),
-                        "at": _ts(w.at),
-                        "run_id": w.run_id,
-                        "intent_id": w.intent_id,
-                    }
-                    for w in rows
-                ),
-                pk=("system", "object", "record_id", "field"),
-                batch_size=_BATCH,
+            self._write_rows(
+                (w.system, w.object, w.record_id, w.field, _dumps(w.value), _ts(w.at), w.run_id, w.intent_id)
+                for w in rows
             )
+
+    def _write_rows(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        self._conn.executemany(
+            "INSERT OR REPLACE INTO writes (system, object, record_id, field, value, at, run_id, intent_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
 
     @_guarded
     def last_writes(
@@ -243,7 +224,7 @@ class Outbox(Store):
         for chunk in _batched(record_ids):
             marks = ",".join("?" * len(chunk))
             sql = f"SELECT * FROM writes WHERE system = ? AND object = ? AND record_id IN ({marks})"
-            for r in self.db.query(sql, [system, object, *chunk]):
+            for r in self._select(sql, [system, object, *chunk]):
                 found[(r["record_id"], r["field"])] = WriteRow(
                     r["system"],
                     r["object"],

@@ -31,7 +31,7 @@ class Overrides(Store):
         _check_system(row.system)
         with self.transaction():
             existing = list(
-                self.db.query(
+                self._select(
                     "SELECT * FROM overrides WHERE key = ? AND system = ? AND object = ? AND record_id = ? "
                     "AND field = ? AND rep IS ? AND honoured_until > ? ORDER BY seq DESC LIMIT 1",
                     [row.key, row.system, row.object, row.record_id, row.field, row.rep, _ts(row.seen_at)],
@@ -71,7 +71,7 @@ class Overrides(Store):
                 f"SELECT * FROM overrides WHERE key IN ({marks}) AND field = ? AND honoured_until > ? "
                 "ORDER BY seq"
             )
-            for r in self.db.query(sql, [*chunk, field, at]):
+            for r in self._select(sql, [*chunk, field, at]):
                 found[r["key"]] = _override(r)
         return found
 
@@ -83,5 +83,5 @@ class Overrides(Store):
     @_guarded
     def of_key(self, key: str) -> list[OverrideRow]:
         return [
-            _override(r) for r in self.db.query("SELECT * FROM overrides WHERE key = ? ORDER BY seq", [key])
+            _override(r) for r in self._select("SELECT * FROM overrides WHERE key = ? ORDER BY seq", [key])
         ]

@@ -16,8 +16,6 @@ from syncd.core.types import (
     WatermarkRow,
 )
 from syncd.ledger.rows import (
-    _BATCH,
-    _RECORD_PK,
     _batched,
     _check_system,
     _dt,
@@ -31,6 +29,19 @@ from syncd.ledger.rows import (
 from syncd.ledger.store import Store, _guarded
 
 log = logging.getLogger(__name__)
+
+# A new record is inserted dirty; a changed one replaces the stored values and becomes dirty again.
+_UPSERT_RECORD = (
+    "INSERT INTO records (system, object, id, hash, modified_at, deleted, email, domain, seen_run, "
+    "seen_at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (system, object, id) DO UPDATE SET "
+    "hash = excluded.hash, modified_at = excluded.modified_at, deleted = excluded.deleted, "
+    "email = excluded.email, domain = excluded.domain, seen_run = excluded.seen_run, "
+    "seen_at = excluded.seen_at, data = excluded.data"
+)
+
+
+# A record row with its dirty flag (kept in the ``dirty`` table, see schema migration 6).
+_ROW = "r.*, EXISTS (SELECT 1 FROM dirty d WHERE d.system = r.system AND d.object = r.object AND d.id = r.id) AS dirty"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,36 +68,44 @@ class Records(Store):
         A record whose hash and deleted flag are unchanged keeps its stored data and dirty flag; only its
         ``seen_run``/``seen_at`` move. Accepts any iterable (a stream of pages) and runs in one transaction.
         """
+        return self.stage(rows, run_id=run_id)[0]
+
+    @_guarded
+    def stage(
+        self, rows: Iterable[RecordRow], *, run_id: str | None = None
+    ) -> tuple[UpsertResult, dict[RecordKey, RecordRow]]:
+        """``upsert``, also returning the stored version of each changed record that was already stored
+        (what it was before this write), read in the same transaction."""
         now = self._now()
         inserted = updated = unchanged = 0
         changed: list[RecordKey] = []
-        table = self.db.table("records")
+        before: dict[RecordKey, RecordRow] = {}
         with self.transaction():
             for chunk in _batched(rows, 2000):
-                prepared: dict[RecordKey, dict[str, Any]] = {}
+                prepared: dict[RecordKey, tuple[Any, ...]] = {}
                 for row in chunk:
                     _check_system(row.system)
                     text = _dumps(row.data)
-                    prepared[row.ref] = {
-                        "system": row.system,
-                        "object": row.object,
-                        "id": row.id,
-                        "hash": row.hash or _hash_text(text),
-                        "modified_at": _ts_opt(row.modified_at),
-                        "deleted": int(row.deleted),
-                        "dirty": 1,
-                        "email": _norm(row.email),
-                        "domain": _norm(row.domain),
-                        "seen_run": run_id,
-                        "seen_at": now,
-                        "data": text,
-                    }
+                    prepared[row.ref] = (
+                        row.system,
+                        row.object,
+                        row.id,
+                        row.hash or _hash_text(text),
+                        _ts_opt(row.modified_at),
+                        int(row.deleted),
+                        _norm(row.email),
+                        _norm(row.domain),
+                        run_id,
+                        now,
+                        text,
+                    )
                 existing = self._stored_hashes(prepared)
-                to_write: list[dict[str, Any]] = []
+                to_write: list[tuple[Any, ...]] = []
                 seen_only: list[tuple[Any, ...]] = []
+                replaced: list[RecordKey] = []
                 for ref, values in prepared.items():
                     old = existing.get(ref)
-                    if old == (values["hash"], values["deleted"]):
+                    if old == (values[3], values[5]):
                         unchanged += 1
                         seen_only.append((run_id, now, *ref))
                         continue
@@ -94,16 +113,33 @@ class Records(Store):
                         inserted += 1
                     else:
                         updated += 1
+                        replaced.append(ref)
                     changed.append(ref)
                     to_write.append(values)
+                if replaced:
+                    before.update(self._rows(replaced))
                 if to_write:
-                    table.upsert_all(to_write, pk=_RECORD_PK, batch_size=_BATCH)
+                    self._conn.executemany(_UPSERT_RECORD, to_write)
+                    self._conn.executemany(
+                        "INSERT OR IGNORE INTO dirty (system, object, id) VALUES (?, ?, ?)",
+                        [v[:3] for v in to_write],
+                    )
                 if seen_only:
                     self._conn.executemany(
                         "UPDATE records SET seen_run = ?, seen_at = ? WHERE system = ? AND object = ? AND id = ?",
                         seen_only,
                     )
-        return UpsertResult(inserted, updated, unchanged, changed)
+        return UpsertResult(inserted, updated, unchanged, changed), before
+
+    def _rows(self, refs: Iterable[RecordKey]) -> dict[RecordKey, RecordRow]:
+        groups: dict[tuple[str, str], list[str]] = {}
+        for system, obj, id_ in refs:
+            groups.setdefault((system, obj), []).append(id_)
+        found: dict[RecordKey, RecordRow] = {}
+        for (system, obj), ids in groups.items():
+            for id_, row in self.by_ids(system, obj, ids).items():
+                found[(system, obj, id_)] = row
+        return found
 
     def _stored_hashes(self, refs: Iterable[RecordKey]) -> dict[RecordKey, tuple[str, int]]:
         groups: dict[tuple[str, str], list[str]] = {}
@@ -220,25 +256,26 @@ class Records(Store):
     @_guarded
     def get(self, system: str, object: str, id: str) -> RecordRow | None:
         rows = list(
-            self.db.query(
-                "SELECT * FROM records WHERE system = ? AND object = ? AND id = ?", [system, object, id]
+            self._select(
+                f"SELECT {_ROW} FROM records r WHERE system = ? AND object = ? AND id = ?",
+                [system, object, id],
             )
         )
         return _record(rows[0]) if rows else None
 
     @_guarded
     def by_email(self, email: str) -> list[RecordRow]:
-        sql = "SELECT * FROM records WHERE email = ? ORDER BY system, object, id"
-        return [_record(r) for r in self.db.query(sql, [_norm(email)])]
+        sql = f"SELECT {_ROW} FROM records r WHERE email = ? ORDER BY system, object, id"
+        return [_record(r) for r in self._select(sql, [_norm(email)])]
 
     @_guarded
     def of_key(self, key: str) -> list[RecordRow]:
         """The records linked to a person or account."""
         sql = (
-            "SELECT r.* FROM links l JOIN records r USING (system, object, id) WHERE l.key = ? "
+            f"SELECT {_ROW} FROM links l JOIN records r USING (system, object, id) WHERE l.key = ? "
             "ORDER BY r.system, r.object, r.id"
         )
-        return [_record(r) for r in self.db.query(sql, [key])]
+        return [_record(r) for r in self._select(sql, [key])]
 
     @_guarded
     def by_ids(self, system: str, object: str, ids: Iterable[str]) -> dict[str, RecordRow]:
@@ -246,8 +283,8 @@ class Records(Store):
         found: dict[str, RecordRow] = {}
         for chunk in _batched(ids):
             marks = ",".join("?" * len(chunk))
-            sql = f"SELECT * FROM records WHERE system = ? AND object = ? AND id IN ({marks})"
-            for r in self.db.query(sql, [system, object, *chunk]):
+            sql = f"SELECT {_ROW} FROM records r WHERE system = ? AND object = ? AND id IN ({marks})"
+            for r in self._select(sql, [system, object, *chunk]):
                 found[r["id"]] = _record(r)
         return found
 
@@ -258,10 +295,10 @@ class Records(Store):
         for chunk in _batched(keys):
             marks = ",".join("?" * len(chunk))
             sql = (
-                "SELECT l.key AS link_key, r.* FROM links l JOIN records r USING (system, object, id) "
+                f"SELECT l.key AS link_key, {_ROW} FROM links l JOIN records r USING (system, object, id) "
                 f"WHERE l.key IN ({marks}) ORDER BY l.key, r.system, r.object, r.id"
             )
-            for r in self.db.query(sql, chunk):
+            for r in self._select(sql, chunk):
                 found.setdefault(r["link_key"], []).append(_record(r))
         return found
 
@@ -281,23 +318,36 @@ class Records(Store):
     def _records_page(
         self, system: str, object: str, after: str, dirty_only: bool, page: int
     ) -> list[RecordRow]:
-        dirty = " AND dirty = 1" if dirty_only else ""
-        sql = f"SELECT * FROM records WHERE system = ? AND object = ? AND id > ?{dirty} ORDER BY id LIMIT ?"
-        return [_record(r) for r in self.db.query(sql, [system, object, after, page])]
+        if dirty_only:
+            sql = (
+                "SELECT r.*, 1 AS dirty FROM dirty d JOIN records r USING (system, object, id) "
+                "WHERE d.system = ? AND d.object = ? AND d.id > ? ORDER BY d.id LIMIT ?"
+            )
+        else:
+            sql = (
+                f"SELECT {_ROW} FROM records r WHERE system = ? AND object = ? AND id > ? ORDER BY id LIMIT ?"
+            )
+        return [_record(r) for r in self._select(sql, [system, object, after, page])]
 
     @_guarded
     def unlinked(self, system: str, object: str, *, limit: int = 1000) -> list[RecordRow]:
         """Stored records of one object that belong to no person or account yet (linking's to-do list)."""
         sql = (
-            "SELECT r.* FROM records r LEFT JOIN links l USING (system, object, id) "
+            f"SELECT {_ROW} FROM records r LEFT JOIN links l USING (system, object, id) "
             "WHERE r.system = ? AND r.object = ? AND l.key IS NULL ORDER BY r.id LIMIT ?"
         )
-        return [_record(r) for r in self.db.query(sql, [system, object, limit])]
+        return [_record(r) for r in self._select(sql, [system, object, limit])]
 
     @_guarded
     def dirty_keys(self, *, kind: str | None = None, after: str = "", limit: int = 1000) -> list[str]:
         """Keys with at least one record changed since last marked clean, in key order after ``after``."""
-        dirty = int(self._conn.execute("SELECT count(*) FROM records WHERE dirty = 1").fetchone()[0])
+        # Counted only up to the threshold: the plan depends on which side of it the count falls.
+        dirty = int(
+            self._conn.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM dirty LIMIT ?)",
+                (self.DIRTY_FIRST_MAX + 1,),
+            ).fetchone()[0]
+        )
         if dirty == 0:
             return []
         kind_filter = "" if kind is None else " AND e.kind = ?"
@@ -305,17 +355,17 @@ class Records(Store):
         if dirty <= self.DIRTY_FIRST_MAX:
             # Few changes (the usual incremental cycle): start from the dirty records' partial index.
             sql = (
-                "SELECT DISTINCT l.key FROM records r INDEXED BY records_dirty CROSS JOIN links l "
+                "SELECT DISTINCT l.key FROM dirty r CROSS JOIN links l "
                 "ON l.system = r.system AND l.object = r.object AND l.id = r.id "
-                f"CROSS JOIN entities e ON e.key = l.key WHERE r.dirty = 1 AND l.key > ?{kind_filter} "
+                f"CROSS JOIN entities e ON e.key = l.key WHERE l.key > ?{kind_filter} "
                 "ORDER BY l.key LIMIT ?"
             )
         else:
             # Many changes (a first cycle): walk the keys in order, so paging through all of them stays linear.
             sql = (
-                "SELECT DISTINCT l.key FROM links l INDEXED BY links_by_key CROSS JOIN records r "
+                "SELECT DISTINCT l.key FROM links l INDEXED BY links_by_key CROSS JOIN dirty r "
                 "ON r.system = l.system AND r.object = l.object AND r.id = l.id "
-                f"CROSS JOIN entities e ON e.key = l.key WHERE r.dirty = 1 AND l.key > ?{kind_filter} "
+                f"CROSS JOIN entities e ON e.key = l.key WHERE l.key > ?{kind_filter} "
                 "ORDER BY l.key LIMIT ?"
             )
         return [str(row[0]) for row in self._conn.execute(sql, params)]
@@ -328,7 +378,7 @@ class Records(Store):
             for chunk in _batched(keys):
                 marks = ",".join("?" * len(chunk))
                 cursor = self._conn.execute(
-                    "UPDATE records SET dirty = 0 WHERE dirty = 1 AND (system, object, id) IN "
+                    "DELETE FROM dirty WHERE (system, object, id) IN "
                     f"(SELECT system, object, id FROM links WHERE key IN ({marks}))",
                     chunk,
                 )
@@ -342,7 +392,7 @@ class Records(Store):
         with self.transaction():
             for chunk in _batched(refs):
                 cursor = self._conn.executemany(
-                    "UPDATE records SET dirty = 0 WHERE system = ? AND object = ? AND id = ? AND dirty = 1",
+                    "DELETE FROM dirty WHERE system = ? AND object = ? AND id = ?",
                     chunk,
                 )
                 count += cursor.rowcount
@@ -360,15 +410,10 @@ class Records(Store):
         """Advance a watermark; call it only once everything up to ``value`` is fully processed."""
         _check_system(system)
         with self.transaction():
-            self.db.table("watermarks").upsert(
-                {
-                    "system": system,
-                    "object": object,
-                    "value": value,
-                    "updated_at": self._now(),
-                    "run_id": run_id,
-                },
-                pk=("system", "object"),
+            self._conn.execute(
+                "INSERT OR REPLACE INTO watermarks (system, object, value, updated_at, run_id) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (system, object, value, self._now(), run_id),
             )
 
     @_guarded
@@ -381,10 +426,10 @@ class Records(Store):
     def watermarks(self) -> list[WatermarkRow]:
         return [
             WatermarkRow(r["system"], r["object"], r["value"], _dt(r["updated_at"]), r["run_id"])
-            for r in self.db.query("SELECT * FROM watermarks ORDER BY system, object")
+            for r in self._select("SELECT * FROM watermarks ORDER BY system, object")
         ]
 
     @_guarded
     def counts(self) -> dict[tuple[str, str], int]:
         sql = "SELECT system, object, count(*) AS n FROM records GROUP BY system, object ORDER BY system, object"
-        return {(r["system"], r["object"]): r["n"] for r in self.db.query(sql)}
+        return {(r["system"], r["object"]): r["n"] for r in self._select(sql)}

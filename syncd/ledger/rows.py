@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from itertools import islice
@@ -54,6 +55,19 @@ def _dt_opt(text: str | None) -> datetime | None:
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+# A decision's trace is stored compressed (zlib over its canonical JSON): it is most of a decision's bytes.
+# Rows written before are JSON text; both read back alike.
+_NO_TRACE = "[]"
+
+
+def _pack_trace(trace: Any) -> bytes:
+    return zlib.compress(_dumps(trace).encode(), 1)
+
+
+def _unpack_trace(stored: str | bytes) -> Any:
+    return json.loads(zlib.decompress(stored) if isinstance(stored, bytes) else stored)
 
 
 def _hash_text(text: str) -> str:
@@ -116,7 +130,7 @@ def _decision(r: Mapping[str, Any]) -> DecisionRow:
     return DecisionRow(
         key=r["key"],
         digest=r["digest"],
-        trace=json.loads(r["trace"]),
+        trace=_unpack_trace(r["trace"]),
         decided_at=_dt(r["decided_at"]),
         stage=r["stage"],
         score=r["score"],
@@ -142,7 +156,7 @@ def _change(r: Mapping[str, Any]) -> DecisionChange:
         prev_owner=r["prev_owner"],
         prev_team=r["prev_team"],
         digest=r["digest"],
-        trace=json.loads(r["trace"]),
+        trace=_unpack_trace(r["trace"]),
     )
 
 

@@ -310,6 +310,33 @@ def _v5_record_versions(db: Database) -> None:
 
 
 _V6 = """
+-- Domain lookups by object: the accounts of a domain without walking every person that shares it. It
+-- replaces the index by domain alone (every random-order index costs page writes on each staged page).
+CREATE INDEX records_by_object_domain ON records (system, object, domain) WHERE domain IS NOT NULL;
+DROP INDEX records_by_domain;
+
+-- The dirty flags, out of the records table: marking a decided key's records clean deletes these small rows
+-- instead of rewriting every page of record data the key's records sit on (keys come in no record order).
+CREATE TABLE dirty (
+    system TEXT NOT NULL,
+    object TEXT NOT NULL,
+    id     TEXT NOT NULL,
+    PRIMARY KEY (system, object, id)
+) WITHOUT ROWID;
+INSERT INTO dirty (system, object, id) SELECT system, object, id FROM records WHERE dirty = 1;
+DROP INDEX records_dirty;
+ALTER TABLE records DROP COLUMN dirty;
+"""
+
+
+def _v6_lookups(db: Database) -> None:
+    """An index for looking up an object's records by domain (accounts of a person's domain); the dirty
+    flags in their own table. Ledgers created before this version also switch to incremental vacuum, once,
+    after the upgrade (retention)."""
+    db.executescript(_V6)
+
+
+_V7 = """
 -- Account teams (Salesforce AccountTeamMember) as last read, one row per account and user. ``managed`` is
 -- syncd's own knowledge: 1 for a member syncd added (or re-added after an owner change erased the team),
 -- 0 for one a human added; CreatedById cannot tell a re-created member from a human's.
@@ -342,9 +369,9 @@ CREATE TABLE team_decisions (
 """
 
 
-def _v6_teams(db: Database) -> None:
+def _v7_teams(db: Database) -> None:
     """Account teams: members with syncd's managed flag, and each account's last team decision."""
-    db.executescript(_V6)
+    db.executescript(_V7)
 
 
 MIGRATIONS: list[Callable[[Database], None]] = [
@@ -353,6 +380,7 @@ MIGRATIONS: list[Callable[[Database], None]] = [
     _v3_roster,
     _v4_aliases,
     _v5_record_versions,
-    _v6_teams,
+    _v6_lookups,
+    _v7_teams,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

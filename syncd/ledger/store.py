@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from sqlite_utils import Database
 
@@ -60,6 +60,12 @@ class Store:
     @property
     def _lock(self) -> threading.RLock:
         return self._c.lock
+
+    def _select(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        """Rows of a query, each read by column name (``sqlite3.Row``: no dict built per row)."""
+        cursor = self._conn.cursor()
+        cursor.row_factory = sqlite3.Row
+        return cursor.execute(sql, params)
 
     def _clock(self) -> datetime:
         return self._c.clock()

@@ -37,6 +37,7 @@ EDITS = (
 
 
 @pytest.mark.bench
+@pytest.mark.timeout(5400)
 def test_bench_plan_of_a_territory_change_from_the_ledger(tmp_path: Path) -> None:
     info = tmp_path / "info.json"
     sandbox = serve(tmp_path / "org", info, PERSONS, timeout=3600)

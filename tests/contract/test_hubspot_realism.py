@@ -352,3 +352,51 @@ def test_an_edited_deal_is_pulled_incrementally_with_its_company(org: Org) -> No
     again = {r.id: r for r in records(list(connector.pull("deals", since=mark)))}
     assert again[deal].fields["hs_is_closed_won"] == "true"
     assert again[deal].fields[DEAL_COMPANY_FIELD] is not None
+
+
+# ------------------------------------------------------------------------------------------------ field limits
+
+
+@pytest.mark.parametrize(
+    ("prop", "value", "predicted", "answered"),
+    [
+        pytest.param(
+            "firstname", "x" * 70_000, "STRING_TOO_LONG", "INVALID_STRING_LENGTH", id="text-too-long"
+        ),
+        pytest.param(
+            "lifecyclestage",
+            "hotlead",
+            "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+            "INVALID_OPTION",
+            id="option",
+        ),
+        pytest.param("email", "not an address", "INVALID_EMAIL", "INVALID_EMAIL", id="email"),
+        pytest.param("firstname", "Ada", None, None, id="fits"),
+    ],
+)
+def test_property_limits_predict_what_hubspot_refuses(
+    org: Org, prop: str, value: str, predicted: str | None, answered: str | None
+) -> None:
+    connector = org.connector()
+    org.reset_calls()
+    limits = connector.field_limits(["contacts"])["contacts"]
+    assert sum(org.calls().values()) == 1  # one properties listing for the object
+    assert limits[prop].violation(value) == predicted
+
+    contact = live_ids(org, "contacts")[0]
+    (result,) = connector.push("contacts", [Change.update(contact, {prop: value})])
+    if answered is None:
+        assert result.ok
+    else:
+        assert not result.ok and answered in f"{result.code} {result.message}"
+
+
+def test_a_value_cut_to_the_limit_is_accepted(org: Org) -> None:
+    connector = org.connector()
+    limit = connector.field_limits(["contacts"])["contacts"]["firstname"]
+    fitted = limit.fit("y" * 70_000)
+    assert limit.violation(fitted) is None and len(fitted) == 65_536
+    (result,) = connector.push(
+        "contacts", [Change.update(live_ids(org, "contacts")[0], {"firstname": fitted})]
+    )
+    assert result.ok

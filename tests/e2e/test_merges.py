@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-import requests
 from click.testing import CliRunner
 from conftest import Org
 
@@ -66,14 +65,12 @@ def lead_of(org: Org, hubspot_id: str) -> str:
 
 def sf_merge(org: Org, sobject: str, master: str, loser: str) -> None:
     """A person merges two Salesforce records (the UI's merge; the sandbox's control endpoint)."""
-    info = org.sandbox.info()["salesforce"]
-    response = requests.post(
-        f"{info['control']}/merge",
-        json={"sobject": sobject, "master_id": master, "merge_ids": [loser], "user": SAM},
-        verify=info["ca_file"],
-        timeout=30,
+    org.sandbox.control(
+        "salesforce",
+        "POST",
+        "merge",
+        {"sobject": sobject, "master_id": master, "merge_ids": [loser], "user": SAM},
     )
-    assert response.status_code == 200, response.text
 
 
 def intents_since(org: Org, run_id: str | None) -> list[Intent]:

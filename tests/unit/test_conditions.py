@@ -119,6 +119,7 @@ def test_every_problem_of_a_condition_is_reported() -> None:
     assert cond is None
     assert [str(p) for p in problems.errors] == [
         'f.toml: rule "r": when.contry: unknown field (did you mean "country"?)',
-        "f.toml: rule \"r\": when.employees.gte: employees is a number, got 'x'",
-        'f.toml: rule "r": when.stage: unknown stage "leed" (did you mean "lead"?)',
+        'f.toml: rule "r": when.employees.gte: employees is a number, got "x"',
+        'f.toml: rule "r": when.stage: unknown stage "leed" (did you mean "lead"?)'
+        " (stages are declared in lifecycle.toml)",
     ]

@@ -697,9 +697,48 @@ def test_account_fallback_pool(
         assert len(lines) == 1 and fallback in lines[0], lines
 
 
+def test_an_account_from_the_fallback_pool_is_decided_the_same_again() -> None:
+    """Regression (20k crash benchmark): an account the fallback pool gave to an AE outside its territory was
+    decided "no owner" when decided again while the territory stayed full."""
+    a = account(country="FR", owner=rep("hugo.dubois"))
+    first = run([], [a], ledger=LedgerView(daily_counts=EMEA_FULL))["a1"]
+    assert first.rule == "fallback" and first.owner in AES - AE_EMEA
+    assert first.owner is not None and first.team is not None and first.assigned_at is not None
+    kept = Assignment("a1", first.owner, first.team, first.rule, first.assigned_at)
+    again = run(
+        [],
+        [a],
+        ledger=LedgerView(assignments={"a1": kept}, daily_counts=EMEA_FULL),
+        now=NOW + timedelta(hours=1),
+    )["a1"]
+    assert (again.stage, again.score, again.owner, again.team) == (
+        first.stage,
+        first.score,
+        first.owner,
+        first.team,
+    )
+    assert again.assigned_at == first.assigned_at
+
+
 def test_account_pool_shares_accounts_by_round_robin() -> None:
     accounts = [account(f"a{i}", country="BR", owner=rep("hugo.dubois")) for i in range(18)]
     result = decide([], accounts, RULES, LedgerView(), NOW)
     owners = Counter(d.owner for d in result.decisions)
     assert set(owners) == AES
     assert result.round_robin["account_executives"].assigned == dict(owners)
+
+
+def test_a_traces_stored_rows_are_its_steps() -> None:
+    """Trace.rows (what the ledger stores, built from the raw entries) says what Trace.steps says."""
+    from syncd.cycle.decide import _plain
+
+    persons = [person("p1", **HOT), person("p2"), person("p3", account="a1")]
+    result = decide(persons, [account(country="FR", owner=rep("hugo.dubois"))], RULES, LedgerView(), NOW)
+    assert len(result.decisions) == 4
+    for d in result.decisions:
+        rows = d.trace.rows(_plain)
+        assert rows == [
+            [s.phase, s.rule, s.matched, s.test, [[k, _plain(v)] for k, v in s.values]]
+            for s in d.trace.steps()
+        ]
+        assert d.trace.rows(_plain) == rows  # also once the steps are built

@@ -101,3 +101,13 @@ def test_the_first_syncs_backlog_does_not_use_up_daily_caps(
     owners = [result[f"p{i}"].owner for i in range(5)]
     taken = sum(1 for o in owners if o == rep("a.sdr"))
     assert (taken > 2) is over_cap
+
+
+def test_an_enormous_count_with_no_cap_scores_at_most_the_maximum() -> None:
+    # Regression: a count near 1e308 times the points overflowed to inf, and decay to 0 made it NaN.
+    engagement = dataclasses.replace(RULES.scoring.engagement[0], cap=None)
+    scoring = dataclasses.replace(RULES.scoring, engagement=(engagement, *RULES.scoring.engagement[1:]))
+    rules = dataclasses.replace(RULES, scoring=scoring)
+    for when in (NOW, NOW - timedelta(days=700_000)):
+        d = run([person("p1", conversions=1e308, last_engagement=when)], rules=rules)["p1"]
+        assert d.score is not None and 0 <= d.score <= RULES.scoring.max

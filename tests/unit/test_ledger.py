@@ -427,7 +427,9 @@ def test_decisions_keep_the_latest_and_a_history_of_outcome_changes(ledger: Ledg
         ("nora.lindqvist@northwind.example", "sam.patel@northwind.example"),
     ]
     assert (history[1].prev_stage, history[1].prev_score, history[1].prev_team) == ("lead", 10.0, "marketing")
-    assert (history[1].at, history[1].trace) == (later, [{"rule": "score >= 70"}])
+    # The trace is stored once, with the current decision; the history keeps the outcomes.
+    assert (history[1].at, history[1].trace) == (later, [])
+    assert current is not None and current.trace == [{"rule": "score >= 70"}]
     assert [h.owner for h in ledger.decisions.history(key, limit=1)] == ["sam.patel@northwind.example"]
 
 

@@ -63,15 +63,23 @@ def test_a_ledger_found_readable_by_others_is_tightened_on_open(tmp_path: Path) 
         assert mode_of(Path(f"{path}-wal")) == 0o600
 
 
-def test_pragmas_wal_full_sync_foreign_keys_and_busy_timeout(tmp_path: Path) -> None:
+def test_pragmas_wal_normal_sync_incremental_vacuum_foreign_keys_and_busy_timeout(tmp_path: Path) -> None:
     with Ledger(tmp_path / "ledger.db", busy_timeout=2.5) as ledger:
         pragma = {
             name: ledger.db.execute(f"PRAGMA {name}").fetchone()[0]
-            for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout", "user_version")
+            for name in (
+                "journal_mode",
+                "synchronous",
+                "auto_vacuum",
+                "foreign_keys",
+                "busy_timeout",
+                "user_version",
+            )
         }
     assert pragma == {
         "journal_mode": "wal",
-        "synchronous": 2,
+        "synchronous": 1,
+        "auto_vacuum": 2,
         "foreign_keys": 1,
         "busy_timeout": 2500,
         "user_version": SCHEMA_VERSION,
@@ -294,3 +302,33 @@ def test_a_reader_refuses_what_only_a_writer_could_fix(
     prepare(path)
     with pytest.raises(LedgerError, match=message):
         Ledger(path, readonly=True)
+
+
+def test_a_version_2_ledger_keeps_its_dirty_records_and_gets_incremental_vacuum(tmp_path: Path) -> None:
+    import sqlite3
+
+    from sqlite_utils import Database
+
+    from syncd.ledger.schema import MIGRATIONS
+
+    path = tmp_path / "v2.db"
+    conn = sqlite3.connect(path)
+    db = Database(conn)
+    for step in MIGRATIONS[:2]:
+        step(db)
+    conn.execute("PRAGMA user_version = 2")
+    for id_, dirty in (("00Q1", 1), ("00Q2", 0)):
+        conn.execute(
+            "INSERT INTO records (system, object, id, hash, dirty, seen_at, data, domain) "
+            "VALUES ('salesforce', 'Lead', ?, 'h', ?, '2024-01-01T00:00:00.000000+00:00', '{}', 'x.example')",
+            (id_, dirty),
+        )
+    conn.commit()
+    conn.close()
+    with Ledger(path) as ledger:
+        assert ledger.schema_version == SCHEMA_VERSION
+        assert ledger.db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
+        dirty = [r.id for r in ledger.records.iterate("salesforce", "Lead", dirty_only=True)]
+        assert dirty == ["00Q1"]
+        assert ledger.records.get("salesforce", "Lead", "00Q2").dirty is False  # type: ignore[union-attr]
+        assert ledger.integrity_check() == "ok"

@@ -161,7 +161,7 @@ MALFORMED = [
         "fields.toml",
         'type = "country"',
         'type = "nation"',
-        "field \"country\": type: 'nation' is not one of",
+        'field "country": type: "nation" is not one of',
         id="fields-unknown-type",
     ),
     pytest.param(
@@ -189,7 +189,7 @@ MALFORMED = [
         "fields.toml",
         'hubspot.contacts = { field = "company", transform = "strip" }',
         'hubspot.contacts = { field = "company", transform = "trim" }',
-        "hubspot.contacts.transform[0]: 'trim' is not one of",
+        'hubspot.contacts.transform[0]: "trim" is not one of',
         id="fields-unknown-transform",
     ),
     pytest.param(
@@ -359,7 +359,7 @@ MALFORMED = [
         "scoring.toml",
         "points = -20",
         'points = "lots"',
-        "rule \"Student\": points: expected a whole number, got 'lots'",
+        'rule "Student": points: must be a whole number, got "lots"',
         id="scoring-points-not-a-number",
     ),
     pytest.param(
@@ -394,7 +394,7 @@ MALFORMED = [
         "scoring.toml",
         "when = { employees = { gte = 5000 } }",
         'when = { employees = { gte = "5000" } }',
-        "employees is a number, got '5000'",
+        'employees is a number, got "5000"',
         id="scoring-string-for-number",
     ),
     # roster.toml
@@ -583,7 +583,7 @@ MALFORMED = [
         "fields.toml",
         'queue_in_hubspot = "clear_inactive"',
         'queue_in_hubspot = "clear"',
-        "field \"owner\": queue_in_hubspot: 'clear' is not one of 'clear_inactive' or 'keep'",
+        'field "owner": queue_in_hubspot: "clear" is not one of "clear_inactive" or "keep"',
         id="fields-queue-in-hubspot-unknown-value",
     ),
     pytest.param(
@@ -642,7 +642,9 @@ def test_missing_file_is_named(rules_dir: Path) -> None:
 
 
 def test_not_a_directory(tmp_path: Path) -> None:
-    assert errors_of(tmp_path / "nope") == [f"{tmp_path / 'nope'}: not a directory"]
+    assert errors_of(tmp_path / "nope") == [f"{tmp_path / 'nope'}: no such directory"]
+    (tmp_path / "file").write_text("")
+    assert errors_of(tmp_path / "file") == [f"{tmp_path / 'file'}: not a directory"]
 
 
 # ------------------------------------------------------------------------------------------------- warnings

@@ -54,7 +54,7 @@ MALFORMED = [
     pytest.param(
         'account_access = "Edit"\nopportunity_access = "Edit"\ncase_access = "Read"',
         'account_access = "All"\nopportunity_access = "Edit"\ncase_access = "Read"',
-        "role \"account_executive\": account_access: 'All' is not one of",
+        'role "account_executive": account_access: "All" is not one of',
         id="owner-only-access",
     ),
     pytest.param(

@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from typing import Any, Literal
 
-from syncd.core.rules.problems import Problems, did_you_mean
+import iso3166
+
+from syncd.core.rules.problems import STAGES_HINT, Problems, clip, did_you_mean, json_list, show
 
 FieldKind = Literal["text", "number", "boolean", "datetime"]
 Test = Callable[[Mapping[str, Any]], bool]
@@ -65,6 +67,16 @@ def _always(_: Mapping[str, Any]) -> bool:
 ALWAYS = Condition(_always, "always", (), (), False)
 
 
+@dataclass(frozen=True)
+class TextForm:
+    """How a text field's values look after the mapping read them: its logical type, the case every
+    binding's transforms leave it in (None when mixed or untouched) and whether spaces are stripped."""
+
+    type: str
+    case: Literal["upper", "lower"] | None
+    stripped: bool
+
+
 @dataclass
 class FieldSet:
     """The fields a condition may use, with their kinds; ``stages`` lists valid values of stage fields."""
@@ -74,12 +86,14 @@ class FieldSet:
     stage_fields: frozenset[str] = frozenset({"stage"})
     # Fields that exist elsewhere but not here, with the reason, e.g. the score inside scoring rules.
     unavailable: dict[str, str] = field(default_factory=dict)
+    # What the mapping says about the values of text fields (case, spaces, type), for value checks.
+    forms: dict[str, TextForm] = field(default_factory=dict)
 
     def unknown(self, name: str) -> str:
         """The message for a field these conditions cannot use."""
         if name in self.unavailable:
             return f"unknown field here: {self.unavailable[name]}"
-        return "unknown field" + did_you_mean(name, self.kinds)
+        return "unknown field" + (did_you_mean(name, self.kinds) or " (fields are declared in fields.toml)")
 
 
 class _Compiler:
@@ -91,9 +105,69 @@ class _Compiler:
         self.errors = 0
         self.used: list[str] = []
 
-    def error(self, key: str, message: str) -> None:
+    def error(self, key: str, message: str, *, ref: tuple[str, str] | None = None) -> None:
         self.errors += 1
-        self.problems.error(self.file, self.where, key, message)
+        self.problems.error(self.file, self.where, key, message, ref=ref)
+
+    def warning(self, key: str, message: str) -> None:
+        self.problems.warning(self.file, self.where, key, message)
+
+    def text_values(self, field: str, op: str, values: list[str], key: str) -> bool:
+        """Checks text operands against what the field's values can be; False after an error.
+
+        Errors: several values written as one text where a list is meant (for typed fields: country, email,
+        domain), and values the mapping's transforms make impossible (lower-case letters in a field read
+        upper-case, surrounding spaces in a field read stripped). Warnings: the same for plain text fields,
+        and a country that is no ISO 3166 two-letter code.
+        """
+        form = self.fields.forms.get(field)
+        if form is None:
+            return True
+        typed = form.type in ("country", "email", "domain")
+        positive = op in ("eq", "in")
+        ok = True
+        for v in values:
+            parts = [p.strip() for p in v.split(",") if p.strip()]
+            if len(parts) > 1:
+                message = (
+                    f"{show(v)} is one text; for any of several values write a list, e.g. {json_list(parts)}"
+                )
+                if typed:
+                    self.error(key, message)
+                    ok = False
+                else:
+                    self.warning(key, message)
+                continue
+            never = ""
+            if form.case == "upper" and v != v.upper():
+                fix = v.upper()
+                if form.type == "country" and len(v.strip()) != 2:
+                    known = iso3166.countries.get(v.strip(), None)
+                    fix = known.alpha2 if known is not None else fix
+                never = f'{field} is read upper-case (transform "upper" in fields.toml); write {show(fix)}'
+            elif form.case == "lower" and v != v.lower():
+                never = f"{field} is read lower-case (transform in fields.toml); write {show(v.lower())}"
+            elif form.stripped and v != v.strip():
+                never = (
+                    f'{field} is read without surrounding spaces (transform "strip"); write {show(v.strip())}'
+                )
+            if never:
+                if positive:
+                    self.error(key, f"{show(v)} can never match: {never}")
+                    ok = False
+                else:
+                    self.warning(key, f"{show(v)} never occurs, so this always holds: {never}")
+                continue
+            if form.type == "country" and form.case != "lower":
+                code = v.strip().upper()
+                if len(code) != 2:
+                    known = iso3166.countries.get(v.strip(), None)
+                    hint = f' (e.g. "{known.alpha2}")' if known is not None else ""
+                    self.warning(key, f"{show(v)} is not an ISO 3166 two-letter country code{hint}")
+                elif code not in iso3166.countries_by_alpha2:
+                    hint = ' (the United Kingdom is "GB")' if code == "UK" else ""
+                    self.warning(key, f"{show(v)} is not an ISO 3166 country code{hint}")
+        return ok
 
     def table(
         self, raw: Any, key: str, prefix: str = ""
@@ -103,7 +177,7 @@ class _Compiler:
         preds: list[Predicate] = []
         complex_ = False
         if not isinstance(raw, dict):
-            self.error(key, f"expected a table of conditions, got {raw!r}")
+            self.error(key, f"expected a table of conditions, got {show(raw)}")
             return tests, texts, preds, complex_
         for name, value in raw.items():
             sub = f"{key}.{name}"
@@ -147,7 +221,11 @@ class _Compiler:
                 field = prefix + name
                 kind = self.fields.kinds.get(field)
                 if kind is None:
-                    self.error(sub, self.fields.unknown(field))
+                    self.error(
+                        sub,
+                        self.fields.unknown(field),
+                        ref=None if field in self.fields.unavailable else ("field", field),
+                    )
                     continue
                 self.used.append(field)
                 for test, text, pred in self.field_tests(field, kind, value, sub):
@@ -188,16 +266,16 @@ class _Compiler:
     def scalar(self, field: str, kind: FieldKind, value: Any, key: str) -> Any:
         """The operand converted for comparison with the field's values, or _BAD after an error."""
         if isinstance(value, dict | list):
-            self.error(key, f"expected a single value, got {value!r}")
+            self.error(key, f"expected a single value, got {show(value)}")
             return _BAD
         if kind == "boolean":
             if not isinstance(value, bool):
-                self.error(key, f"{field} is true or false, got {value!r}")
+                self.error(key, f"{field} is true or false, got {show(value)}", ref=("kind", field))
                 return _BAD
             return value
         if kind == "number":
             if isinstance(value, bool) or not isinstance(value, int | float):
-                self.error(key, f"{field} is a number, got {value!r}")
+                self.error(key, f"{field} is a number, got {show(value)}", ref=("kind", field))
                 return _BAD
             return value
         if kind == "datetime":
@@ -205,16 +283,24 @@ class _Compiler:
                 if value.tzinfo is None:
                     self.error(key, f"{value.isoformat()}: give a UTC offset, e.g. {value.isoformat()}Z")
                     return _BAD
-                return value.astimezone(UTC)
+                try:
+                    return value.astimezone(UTC)
+                except OverflowError:
+                    self.error(key, f"{value.isoformat()} is out of range: give a date between 0002 and 9998")
+                    return _BAD
             if isinstance(value, date):
                 return datetime.combine(value, time(0), tzinfo=UTC)
-            self.error(key, f"{field} is a date and time, got {value!r}")
+            self.error(key, f"{field} is a date and time, got {show(value)}", ref=("kind", field))
             return _BAD
         if not isinstance(value, str):
-            self.error(key, f"{field} is text, got {value!r} (quote it)")
+            self.error(key, f"{field} is text, got {show(value)} (quote it)", ref=("kind", field))
             return _BAD
         if field in self.fields.stage_fields and self.fields.stages and value not in self.fields.stages:
-            self.error(key, f'unknown stage "{value}"' + did_you_mean(value, self.fields.stages))
+            self.error(
+                key,
+                f'unknown stage "{clip(value)}"' + did_you_mean(value, self.fields.stages) + STAGES_HINT,
+                ref=("stage", value),
+            )
             return _BAD
         return value
 
@@ -225,15 +311,27 @@ class _Compiler:
             v = self.scalar(field, kind, operand, key)
             if v is _BAD:
                 return None
+            if kind == "text" and not self.text_values(field, op, [v], key):
+                return None
             if op == "eq":
                 return (lambda c: c.get(field) == v), f"{field} = {v!r}", Predicate(field, op, v)
             return (lambda c: c.get(field) != v), f"{field} != {v!r}", Predicate(field, op, v)
         if op in ("in", "not_in"):
+            if isinstance(operand, str):
+                parts = [p.strip() for p in operand.split(",") if p.strip()] or [operand]
+                self.error(key, f"expected a list of values, e.g. {json_list(parts)}")
+                return None
             if not isinstance(operand, list) or not operand:
                 self.error(key, "expected a non-empty list of values")
                 return None
-            values = [self.scalar(field, kind, item, key) for item in operand]
-            if any(v is _BAD for v in values):
+            values = []
+            for item in operand:
+                # One line for the list: the first value that does not fit says what is wrong.
+                value = self.scalar(field, kind, item, key)
+                if value is _BAD:
+                    return None
+                values.append(value)
+            if kind == "text" and not self.text_values(field, op, values, key):
                 return None
             allowed = frozenset(values)
             text = ", ".join(repr(v) for v in values)
@@ -250,7 +348,7 @@ class _Compiler:
             )
         if op in ("gt", "gte", "lt", "lte", "between"):
             if kind not in ORDERED_KINDS:
-                self.error(key, f"{op} needs a number or date field; {field} is {kind}")
+                self.error(key, f"{op} needs a number or date field; {field} is {kind}", ref=("kind", field))
                 return None
             # Exact types: a bool is no number, and the mapping layer makes plain ints, floats and datetimes.
             types: tuple[type, ...] = (int, float) if kind == "number" else (datetime,)
@@ -263,7 +361,7 @@ class _Compiler:
                 if lo is _BAD or hi is _BAD:
                     return None
                 if lo > hi:
-                    self.error(key, f"low {lo!r} is above high {hi!r}")
+                    self.error(key, f"low {show(lo)} is above high {show(hi)}")
                     return None
                 return (
                     lambda c: type(x := c.get(field)) in types and lo <= x <= hi,
@@ -286,7 +384,7 @@ class _Compiler:
             return test, f"{field} {symbol} {v!r}", Predicate(field, op, v)
         if op == "contains":
             if kind != "text":
-                self.error(key, f"contains needs a text field; {field} is {kind}")
+                self.error(key, f"contains needs a text field; {field} is {kind}", ref=("kind", field))
                 return None
             if not isinstance(operand, str) or not operand:
                 self.error(key, "expected non-empty text")
@@ -299,15 +397,18 @@ class _Compiler:
             )
         if op == "regex":
             if kind != "text":
-                self.error(key, f"regex needs a text field; {field} is {kind}")
+                self.error(key, f"regex needs a text field; {field} is {kind}", ref=("kind", field))
                 return None
             if not isinstance(operand, str):
-                self.error(key, f"expected a regular expression as text, got {operand!r}")
+                self.error(key, f"expected a regular expression as text, got {show(operand)}")
                 return None
             try:
                 pattern = re.compile(operand)
             except re.error as exc:
-                self.error(key, f"invalid regular expression: {exc}")
+                self.error(key, f"invalid regular expression: {clip(str(exc), 120)}")
+                return None
+            except (RecursionError, OverflowError):
+                self.error(key, "invalid regular expression: nested or repeated too deeply")
                 return None
             search = pattern.search
             return (
@@ -317,7 +418,7 @@ class _Compiler:
             )
         # exists
         if not isinstance(operand, bool):
-            self.error(key, f"expected true or false, got {operand!r}")
+            self.error(key, f"expected true or false, got {show(operand)}")
             return None
         if operand:
             return (lambda c: c.get(field) not in (None, "")), f"{field} is set", Predicate(field, op, True)

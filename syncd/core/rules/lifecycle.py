@@ -13,7 +13,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from syncd.core.rules.conditions import Condition, FieldSet, compile_condition
-from syncd.core.rules.problems import Problems, did_you_mean, named
+from syncd.core.rules.limits import MAX_DAYS
+from syncd.core.rules.problems import Problems, clip, did_you_mean, named
 
 
 def _listify_str(value: Any) -> Any:
@@ -34,7 +35,7 @@ class BackwardModel(BaseModel):
     from_: Annotated[list[str], BeforeValidator(_listify_str)] = Field(alias="from", min_length=1)
     to: str
     when: dict[str, Any]
-    hold_days: float = Field(default=0, ge=0)
+    hold_days: float = Field(default=0, ge=0, le=MAX_DAYS)
 
 
 class LifecycleFileModel(BaseModel):
@@ -90,14 +91,13 @@ def stage_names(model: LifecycleFileModel) -> tuple[str, ...]:
     return tuple(dict.fromkeys(s.name for s in model.stages))
 
 
-def build_lifecycle(
-    model: LifecycleFileModel, display: str, problems: Problems, fields: FieldSet, teams: set[str] | None
-) -> Lifecycle | None:
-    """Checks the lifecycle's meaning; the compiled Lifecycle or None after recording problems."""
-    before = len(problems.errors)
+def check_stages(model: LifecycleFileModel, display: str, problems: Problems, teams: set[str] | None) -> bool:
+    """Checks what needs no other file but the roster: stage names, teams, backward moves' stages and
+    order. Runs before the mapping is read so that a broken lifecycle is reported here, not as the
+    value-map errors it would cause in fields.toml. True when the stages and moves are sound."""
+    before = problems.error_count
     names = stage_names(model)
     seen: set[str] = set()
-    stages: list[Stage] = []
     for sm in model.stages:
         where = named("stage", sm.name)
         if sm.name in seen:
@@ -109,59 +109,82 @@ def build_lifecycle(
                 display,
                 where,
                 "team",
-                f'unknown team "{sm.team}"'
+                f'unknown team "{clip(sm.team)}"'
                 + did_you_mean(sm.team, teams)
                 + " (teams are declared in roster.toml)",
+                ref=("team", sm.team),
             )
-        entry = None
-        if sm.entry is not None:
-            entry = compile_condition(sm.entry, fields, problems, display, where, "entry")
-        stages.append(Stage(sm.name, len(stages), sm.team, entry))
     rank = {s: i for i, s in enumerate(names)}
-
-    moves: list[BackwardMove] = []
     edges: dict[str, set[str]] = {}
+    good: list[BackwardModel] = []
     for bm in model.backward:
         where = named("backward move", bm.name)
         ok = True
         for src in bm.from_:
             if src not in rank:
-                problems.error(display, where, "from", f'unknown stage "{src}"' + did_you_mean(src, names))
+                problems.error(
+                    display, where, "from", f'unknown stage "{clip(src)}"' + did_you_mean(src, names)
+                )
                 ok = False
         if bm.to not in rank:
-            problems.error(display, where, "to", f'unknown stage "{bm.to}"' + did_you_mean(bm.to, names))
+            problems.error(
+                display, where, "to", f'unknown stage "{clip(bm.to)}"' + did_you_mean(bm.to, names)
+            )
             ok = False
-        when = compile_condition(bm.when, fields, problems, display, where)
-        if not ok or when is None:
+        if not ok:
             continue
         for src in bm.from_:
             edges.setdefault(src, set()).add(bm.to)
-        moves.append(BackwardMove(bm.name, frozenset(bm.from_), bm.to, when, bm.hold_days))
+        good.append(bm)
 
     cycle = _find_cycle(edges, names)
     in_cycle = set(cycle)
     if cycle:
         culprit = next(
             m
-            for m in moves
-            if m.to in in_cycle and any(rank[m.to] >= rank[f] for f in m.from_stages & in_cycle)
+            for m in good
+            if m.to in in_cycle and any(rank[m.to] >= rank[f] for f in set(m.from_) & in_cycle)
         )
         problems.error(
             display,
             named("backward move", culprit.name),
             "to",
-            "backward moves form a cycle: " + " -> ".join(cycle),
+            "backward moves form a cycle: " + " -> ".join(clip(c, 40) for c in cycle),
         )
-    for m in moves:
-        for src in sorted(m.from_stages):
+    for m in good:
+        for src in sorted(set(m.from_)):
             if rank[m.to] >= rank[src] and not (src in in_cycle and m.to in in_cycle):
                 problems.error(
                     display,
                     named("backward move", m.name),
                     "to",
-                    f'"{m.to}" does not come before "{src}": only moves back are declared here',
+                    f'"{clip(m.to)}" does not come before "{clip(src)}": only moves back are declared here',
                 )
-    if len(problems.errors) != before:
+                break
+    return problems.error_count == before
+
+
+def build_lifecycle(
+    model: LifecycleFileModel, display: str, problems: Problems, fields: FieldSet
+) -> Lifecycle | None:
+    """Compiles the entry and backward conditions of stages that passed :func:`check_stages`."""
+    before = problems.error_count
+    stages: list[Stage] = []
+    seen: set[str] = set()
+    for sm in model.stages:
+        if sm.name in seen:
+            continue
+        seen.add(sm.name)
+        entry = None
+        if sm.entry is not None:
+            entry = compile_condition(sm.entry, fields, problems, display, named("stage", sm.name), "entry")
+        stages.append(Stage(sm.name, len(stages), sm.team, entry))
+    moves: list[BackwardMove] = []
+    for bm in model.backward:
+        when = compile_condition(bm.when, fields, problems, display, named("backward move", bm.name))
+        if when is not None:
+            moves.append(BackwardMove(bm.name, frozenset(bm.from_), bm.to, when, bm.hold_days))
+    if problems.error_count != before:
         return None
     return Lifecycle(tuple(stages), tuple(moves))
 

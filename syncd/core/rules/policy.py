@@ -13,29 +13,31 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from syncd.core.rules.conditions import ALWAYS, Condition, FieldSet, compile_condition
-from syncd.core.rules.problems import Problems, did_you_mean
+from syncd.core.rules.limits import MAX_DAYS, MAX_HOURS
+from syncd.core.rules.problems import STAGES_HINT, Problems, clip, did_you_mean, show
 
 
 class StickinessModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    enabled: bool = True
+    enabled: StrictBool = True
 
 
 class OverrideModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    respect_days: float = Field(default=30, ge=0)
+    respect_days: float = Field(default=30, ge=0, le=MAX_DAYS)
 
 
 class SlaModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     stages: list[str] = Field(default_factory=list)
-    hours: float = Field(default=48, gt=0)
+    hours: float = Field(default=48, gt=0, le=MAX_HOURS)
     activity_field: str | None = None
 
 
@@ -106,7 +108,8 @@ def parse_recreate(text: str) -> tuple[str, float] | None:
             days = float(words[1])
         except ValueError:
             return None
-        return ("after_days", days) if days >= 0 else None
+        # Bounded like every duration: the plan adds it to a datetime.
+        return ("after_days", days) if math.isfinite(days) and 0 <= days <= MAX_DAYS else None
     return None
 
 
@@ -120,10 +123,16 @@ def build_policy(
     stages: tuple[str, ...],
 ) -> Policy | None:
     """Checks the policy's meaning; the compiled Policy or None after recording problems."""
-    before = len(problems.errors)
+    before = problems.error_count
     for s in model.sla.stages:
         if stages and s not in stages:
-            problems.error(display, "sla", "stages", f'unknown stage "{s}"' + did_you_mean(s, stages))
+            problems.error(
+                display,
+                "sla",
+                "stages",
+                f'unknown stage "{clip(s)}"' + did_you_mean(s, stages) + STAGES_HINT,
+                ref=("stage", s),
+            )
     field = model.sla.activity_field
     if field is not None:
         kind = person_fields.kinds.get(field)
@@ -132,11 +141,16 @@ def build_policy(
                 display,
                 "sla",
                 "activity_field",
-                f'unknown field "{field}"' + did_you_mean(field, person_fields.kinds),
+                f'unknown field "{clip(field)}"'
+                + (did_you_mean(field, person_fields.kinds) or " (fields are declared in fields.toml)"),
+                ref=("field", field),
             )
         elif kind != "datetime":
             problems.error(
-                display, "sla", "activity_field", f'"{field}" is a {kind} field; expected a datetime field'
+                display,
+                "sla",
+                "activity_field",
+                f'"{clip(field)}" is a {kind} field; expected a datetime field',
             )
     elif model.sla.stages:
         problems.error(display, "sla", "activity_field", "needed to tell whether the owner worked the record")
@@ -144,16 +158,30 @@ def build_policy(
         for key in ("create_salesforce_lead_for", "keep_previous_owner_for"):
             for t in getattr(model.handoffs, key):
                 if t not in teams:
-                    problems.error(display, "handoffs", key, f'unknown team "{t}"' + did_you_mean(t, teams))
+                    problems.error(
+                        display,
+                        "handoffs",
+                        key,
+                        f'unknown team "{clip(t)}"' + did_you_mean(t, teams),
+                        ref=("team", t),
+                    )
         pt = model.accounts.prospect_team
         if pt is not None and pt not in teams:
             problems.error(
-                display, "accounts", "prospect_team", f'unknown team "{pt}"' + did_you_mean(pt, teams)
+                display,
+                "accounts",
+                "prospect_team",
+                f'unknown team "{clip(pt)}"' + did_you_mean(pt, teams),
+                ref=("team", pt),
             )
     cs = model.accounts.customer_stage
     if cs is not None and stages and cs not in stages:
         problems.error(
-            display, "accounts", "customer_stage", f'unknown stage "{cs}"' + did_you_mean(cs, stages)
+            display,
+            "accounts",
+            "customer_stage",
+            f'unknown stage "{clip(cs)}"' + did_you_mean(cs, stages) + STAGES_HINT,
+            ref=("stage", cs),
         )
     recreate = parse_recreate(model.handoffs.recreate_deleted)
     if recreate is None:
@@ -161,7 +189,8 @@ def build_policy(
             display,
             "handoffs",
             "recreate_deleted",
-            f'"{model.handoffs.recreate_deleted}" is not one of "never", "on_handoff", "after_days N"',
+            f'{show(model.handoffs.recreate_deleted)} is not one of "never", "on_handoff", '
+            f'"after_days N" (N from 0 to {MAX_DAYS} days)',
         )
     customer_when: Condition | None = ALWAYS
     if model.accounts.customer_when is not None:
@@ -170,7 +199,7 @@ def build_policy(
         )
     elif cs is not None:
         problems.error(display, "accounts", "customer_when", "needed to tell which accounts are customers")
-    if len(problems.errors) != before or customer_when is None or recreate is None:
+    if problems.error_count != before or customer_when is None or recreate is None:
         return None
     return Policy(
         sticky=model.stickiness.enabled,

@@ -12,9 +12,11 @@ from datetime import UTC, date, datetime, time
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from email_validator import EmailNotValidError, validate_email
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
-from syncd.core.rules.problems import Problems, did_you_mean, named
+from syncd.core.rules.limits import MAX_COUNT, MAX_WEIGHT
+from syncd.core.rules.problems import Problems, clip, did_you_mean, named, show
 from syncd.core.types import rep_key
 
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -51,9 +53,14 @@ class WorkingHoursModel(BaseModel):
     def _hhmm(cls, value: object) -> object:
         if isinstance(value, str):
             try:
-                return time.fromisoformat(value)
+                parsed = time.fromisoformat(value)
             except ValueError:
-                raise ValueError(f'"{value}" is not a time of day like "09:00"') from None
+                raise ValueError(f'{show(value)} is not a time of day like "09:00"') from None
+            value = parsed
+        if not isinstance(value, time) or value.tzinfo is not None:
+            # TOML's own local times are fine; a number or a time with an offset is not (the zone is
+            # `timezone`).
+            raise ValueError(f'{show(value)} is not a time of day like "09:00"')
         return value
 
 
@@ -63,10 +70,10 @@ class RepModel(BaseModel):
     team: str
     role: str = ""
     territory: str = ""
-    weight: int = Field(default=1, ge=1, le=1000)
-    daily_cap: int | None = Field(default=None, ge=1)
-    active: bool = True
-    out_of_office: bool = False
+    weight: int = Field(default=1, ge=1, le=MAX_WEIGHT)
+    daily_cap: int | None = Field(default=None, ge=1, le=MAX_COUNT)
+    active: StrictBool = True
+    out_of_office: StrictBool = False
     away: list[AwayModel] = Field(default_factory=list)
     working_hours: WorkingHoursModel | None = None
     successor: str | None = None
@@ -132,9 +139,19 @@ class Roster:
     reps: dict[str, RosterRep]
 
 
+def email_problem(email: str) -> str:
+    """Why ``email`` is not a usable address ("" when it is): a syntax check, no DNS lookup."""
+    try:
+        # test_environment: also accepts the reserved .test domain a rehearsal org may use.
+        validate_email(email.strip(), check_deliverability=False, test_environment=True)
+    except EmailNotValidError as exc:
+        return str(exc).rstrip(".")[:120]
+    return ""
+
+
 def build_roster(model: RosterFileModel, display: str, problems: Problems) -> Roster | None:
     """Checks the roster's meaning; the compiled Roster or None after recording problems."""
-    before = len(problems.errors)
+    before = problems.error_count
     teams = tuple(model.teams)
     queues: list[str] = []
     for q in model.queues:
@@ -145,15 +162,21 @@ def build_roster(model: RosterFileModel, display: str, problems: Problems) -> Ro
     for rm in model.reps:
         key = rep_key(rm.email)
         where = named("rep", rm.email)
-        local, at, domain = key.partition("@")
-        if not at or not local or "." not in domain:
-            problems.error(display, where, "email", "not an email address")
+        reason = email_problem(rm.email)
+        if reason:
+            problems.error(display, where, "email", f"not an email address: {reason}")
             continue
         if key in reps:
             problems.error(display, where, "email", "declared twice")
             continue
         if rm.team not in model.teams:
-            problems.error(display, where, "team", f'unknown team "{rm.team}"' + did_you_mean(rm.team, teams))
+            problems.error(
+                display,
+                where,
+                "team",
+                f'unknown team "{clip(rm.team)}"' + did_you_mean(rm.team, teams),
+                ref=("team", rm.team),
+            )
         away = []
         for i, a in enumerate(rm.away):
             if a.until < a.from_:
@@ -164,12 +187,12 @@ def build_roster(model: RosterFileModel, display: str, problems: Problems) -> Ro
             wh = rm.working_hours
             try:
                 zone = ZoneInfo(wh.timezone)
-            except (ZoneInfoNotFoundError, ValueError):
+            except (ZoneInfoNotFoundError, ValueError, OSError):
                 problems.error(
                     display,
                     where,
                     "working_hours.timezone",
-                    f'unknown time zone "{wh.timezone}" (use an IANA name like "Europe/Berlin")',
+                    f'unknown time zone "{clip(wh.timezone)}" (use an IANA name like "Europe/Berlin")',
                 )
                 zone = None
             if wh.end <= wh.start:
@@ -204,16 +227,17 @@ def build_roster(model: RosterFileModel, display: str, problems: Problems) -> Ro
                 display,
                 where,
                 "successor",
-                f'"{rep.successor}" is not on the roster' + did_you_mean(rep.successor, reps),
+                f'"{clip(rep.successor)}" is not on the roster' + did_you_mean(rep.successor, reps),
+                ref=("rep", rep.successor),
             )
         elif reps[rep.successor].team != rep.team:
             problems.warning(
                 display,
                 where,
                 "successor",
-                f"{rep.successor} is in {reps[rep.successor].team}, not {rep.team}: "
+                f"{clip(rep.successor)} is in {clip(reps[rep.successor].team)}, not {clip(rep.team)}: "
                 "they succeed only to records of their own team",
             )
-    if len(problems.errors) != before:
+    if problems.error_count != before:
         return None
     return Roster(teams, tuple(queues), reps)

@@ -17,10 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from syncd.core.rules.conditions import Condition, FieldSet, compile_condition, shadows
-from syncd.core.rules.problems import Problems, did_you_mean, named
+from syncd.core.rules.conditions import Condition, FieldSet, Predicate, compile_condition, shadows
+from syncd.core.rules.problems import STAGES_HINT, Problems, clip, did_you_mean, named, show
 from syncd.core.rules.roster import Roster
 from syncd.core.types import rep_key
 
@@ -45,7 +45,7 @@ class RuleModel(BaseModel):
     pool: str | None = None
     queue: str | None = None
     overflow_queue: str | None = None
-    reassign: bool = False
+    reassign: StrictBool = False
     description: str = ""
 
 
@@ -121,6 +121,38 @@ class Routing:
         return self._by_team.get((team, target), ())
 
 
+def routed_twice(earlier: Condition, later: Condition) -> tuple[str, str] | None:
+    """``(field, values)`` when two rules list the same value of one field and otherwise ask the same.
+
+    E.g. country "DE" in two territory rules of one team: the first rule always wins, so the second's
+    "DE" is dead and is most likely a copy-and-paste slip. Only plain conditions (ANDs of equals and
+    one-of tests) are compared.
+    """
+    if earlier.complex or later.complex or earlier.always or later.always:
+        return None
+    listed = ("eq", "in")
+
+    def values(p: Predicate) -> frozenset[Any]:
+        return frozenset([p.value]) if p.op == "eq" else frozenset(p.value)
+
+    for a in earlier.predicates:
+        if a.op not in listed:
+            continue
+        for b in later.predicates:
+            if b.field != a.field or b.op not in listed:
+                continue
+            common = values(a) & values(b)
+            if not common:
+                continue
+            rest_a = {p for p in earlier.predicates if p is not a}
+            rest_b = {p for p in later.predicates if p is not b}
+            if rest_a == rest_b:
+                shown = ", ".join(show(v, 20) for v in sorted(common, key=str)[:5])
+                more = ", …" if len(common) > 5 else ""
+                return a.field, shown + more
+    return None
+
+
 def build_routing(
     model: RoutingFileModel,
     display: str,
@@ -131,11 +163,15 @@ def build_routing(
     stages: tuple[str, ...],
 ) -> Routing | None:
     """Checks the routing's meaning against roster and stages; the compiled Routing or None."""
-    before = len(problems.errors)
+    before = problems.error_count
     for s in model.account_match.stages:
         if stages and s not in stages:
             problems.error(
-                display, "account_match", "stages", f'unknown stage "{s}"' + did_you_mean(s, stages)
+                display,
+                "account_match",
+                "stages",
+                f'unknown stage "{clip(s)}"' + did_you_mean(s, stages) + STAGES_HINT,
+                ref=("stage", s),
             )
     queues = roster.queues if roster else ()
     teams = roster.teams if roster else ()
@@ -146,9 +182,10 @@ def build_routing(
                 display,
                 where,
                 key,
-                f'unknown queue "{name}"'
+                f'unknown queue "{clip(name)}"'
                 + did_you_mean(name, queues)
                 + " (queues are declared in roster.toml)",
+                ref=("queue", name),
             )
 
     pools: dict[str, Pool] = {}
@@ -157,8 +194,15 @@ def build_routing(
         if pm.name in pools:
             problems.error(display, where, "name", "declared twice")
             continue
-        if roster is not None and pm.team not in teams:
-            problems.error(display, where, "team", f'unknown team "{pm.team}"' + did_you_mean(pm.team, teams))
+        team_known = roster is None or pm.team in teams
+        if not team_known:
+            problems.error(
+                display,
+                where,
+                "team",
+                f'unknown team "{clip(pm.team)}"' + did_you_mean(pm.team, teams),
+                ref=("team", pm.team),
+            )
         members = tuple(dict.fromkeys(rep_key(m) for m in pm.members))
         if len(members) != len(pm.members):
             problems.warning(display, where, "members", "a rep is listed twice")
@@ -170,11 +214,16 @@ def build_routing(
                         display,
                         where,
                         "members",
-                        f'"{m}" is not on the roster' + did_you_mean(m, roster.reps),
+                        f'"{clip(m)}" is not on the roster' + did_you_mean(m, roster.reps),
+                        ref=("rep", m),
                     )
-                elif rep.team != pm.team:
+                elif rep.team != pm.team and team_known:
                     problems.error(
-                        display, where, "members", f'"{m}" is in team "{rep.team}", not "{pm.team}"'
+                        display,
+                        where,
+                        "members",
+                        f'"{clip(m)}" is in team "{clip(rep.team)}", not "{clip(pm.team)}"',
+                        ref=("rep in another team", f"{m}\0{pm.team}"),
                     )
             known = [roster.reps[m] for m in members if m in roster.reps]
             if known and not any(r.active for r in known):
@@ -200,18 +249,30 @@ def build_routing(
             pool = pools.get(rm.pool)
             if pool is None:
                 problems.error(
-                    display, where, "pool", f'unknown pool "{rm.pool}"' + did_you_mean(rm.pool, pools)
+                    display,
+                    where,
+                    "pool",
+                    f'unknown pool "{clip(rm.pool)}"' + did_you_mean(rm.pool, pools),
+                    ref=("pool", rm.pool),
                 )
                 continue
             if team is not None and team != pool.team:
-                problems.error(display, where, "team", f'pool "{pool.name}" belongs to team "{pool.team}"')
+                problems.error(
+                    display, where, "team", f'pool "{clip(pool.name)}" belongs to team "{clip(pool.team)}"'
+                )
                 continue
             team = pool.team
         elif team is None:
             problems.error(display, where, "team", "a rule that sends to a queue must name its team")
             continue
         elif roster is not None and team not in teams:
-            problems.error(display, where, "team", f'unknown team "{team}"' + did_you_mean(team, teams))
+            problems.error(
+                display,
+                where,
+                "team",
+                f'unknown team "{clip(team)}"' + did_you_mean(team, teams),
+                ref=("team", team),
+            )
             continue
         if "accounts" in rm.applies_to and rm.queue is not None:
             problems.error(
@@ -251,9 +312,20 @@ def build_routing(
                     display,
                     where,
                     "when",
-                    f'never used: rule "{earlier.name}" above it matches everything this one does',
+                    f'never used: rule "{clip(earlier.name)}" above it matches everything this one does',
                 )
                 break
+            if earlier.team == rule.team and same_target:
+                overlap = routed_twice(earlier.when, rule.when)
+                if overlap is not None:
+                    field, values = overlap
+                    problems.warning(
+                        display,
+                        where,
+                        f"when.{field}",
+                        f'{values} also routed by rule "{clip(earlier.name)}" of team "{clip(rule.team)}" '
+                        "above it, which wins",
+                    )
         rules.append(rule)
     check_queue("fallback", "queue", model.fallback.queue)
     if model.fallback.queue is None:
@@ -266,9 +338,10 @@ def build_routing(
             display,
             "fallback",
             "account_pool",
-            f'unknown pool "{account_pool}"' + did_you_mean(account_pool, pools),
+            f'unknown pool "{clip(account_pool)}"' + did_you_mean(account_pool, pools),
+            ref=("pool", account_pool),
         )
-    if len(problems.errors) != before:
+    if problems.error_count != before:
         return None
     return Routing(
         frozenset(model.account_match.stages), pools, tuple(rules), model.fallback.queue, account_pool

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,9 +13,15 @@ from pydantic import BaseModel
 
 from syncd.core.mapping import Mapping, MappingFileModel, build_mapping
 from syncd.core.rules.conditions import FieldKind, FieldSet
-from syncd.core.rules.lifecycle import Lifecycle, LifecycleFileModel, build_lifecycle, stage_names
+from syncd.core.rules.lifecycle import (
+    Lifecycle,
+    LifecycleFileModel,
+    build_lifecycle,
+    check_stages,
+    stage_names,
+)
 from syncd.core.rules.policy import Policy, PolicyFileModel, build_policy
-from syncd.core.rules.problems import Problems, did_you_mean, parse_model, read_toml
+from syncd.core.rules.problems import Problems, clip, did_you_mean, named, parse_model, read_toml
 from syncd.core.rules.roster import Roster, RosterFileModel, build_roster
 from syncd.core.rules.routing import Routing, RoutingFileModel, build_routing
 from syncd.core.rules.scoring import Scoring, ScoringFileModel, build_scoring
@@ -81,40 +89,60 @@ def field_sets(mapping: Mapping, stages: tuple[str, ...]) -> tuple[FieldSet, Fie
     person_kinds.update({f"account.{n}": k for n, k in account_kinds.items()})
     scoring_kinds = {n: k for n, k in person_kinds.items() if n not in SCORE_FIELDS}
     stage_fields = frozenset({"stage", "account.stage"})
+    account_forms = {n: f for n in account_kinds if (f := mapping.text_form(n)) is not None}
+    person_forms = {n: f for n in person_kinds if (f := mapping.text_form(n)) is not None}
+    person_forms.update({f"account.{n}": f for n, f in account_forms.items()})
+    unavailable = {f: "scoring computes it" for f in SCORE_FIELDS}
     return (
-        FieldSet(scoring_kinds, stages, stage_fields, {f: "scoring computes it" for f in SCORE_FIELDS}),
-        FieldSet(person_kinds, stages, stage_fields),
-        FieldSet(account_kinds, stages, stage_fields),
+        FieldSet(scoring_kinds, stages, stage_fields, unavailable, person_forms),
+        FieldSet(person_kinds, stages, stage_fields, forms=person_forms),
+        FieldSet(account_kinds, stages, stage_fields, forms=account_forms),
     )
 
 
 def check_directory(directory: Path) -> tuple[RuleSet | None, Problems]:
-    """Loads and checks every file of a rules directory; the RuleSet (None on any error) and all problems."""
+    """Loads and checks every file of a rules directory; the RuleSet (None on any error) and all problems.
+
+    A file that cannot be read or parsed is one line; the files that depend on it are checked only as far
+    as they do not need it, so one mistake is not reported again as the errors it causes elsewhere.
+    """
     problems = Problems()
     base = str(directory)
-    if not directory.is_dir():
-        problems.error(base, "", "", "not a directory")
+    try:
+        is_dir = directory.is_dir()
+        exists = is_dir or os.path.lexists(directory)
+    except (OSError, ValueError):
+        is_dir = exists = False
+    if not is_dir:
+        problems.error(base, "", "", "not a directory" if exists else "no such directory")
         return None, problems
     models: dict[str, Any] = {}
+    texts: dict[str, set[str]] = {}
     digest = hashlib.sha256()
     for name, model_type in FILES.items():
         path = directory / name
         display = str(path)
-        if not path.is_file():
+        if not os.path.lexists(path):
             problems.error(display, "", "", "missing: every rules directory has " + ", ".join(FILES))
             continue
-        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
-        data = read_toml(path, display, problems)
+        data, raw = read_toml(path, display, problems)
+        digest.update(name.encode() + b"\0" + raw + b"\0")
         if data is not None:
+            texts[name] = _words(data)
             models[name] = parse_model(model_type, data, display, problems)
     for name, model_type in OPTIONAL_FILES.items():
         path = directory / name
-        if path.is_file():
-            digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
-            data = read_toml(path, str(path), problems)
+        if os.path.lexists(path):
+            data, raw = read_toml(path, str(path), problems)
+            digest.update(name.encode() + b"\0" + raw + b"\0")
             if data is not None:
+                texts[name] = _words(data)
                 models[name] = parse_model(model_type, data, str(path), problems)
-    for extra in sorted(directory.glob("*.toml")):
+    try:
+        extras = sorted(directory.glob("*.toml"))
+    except OSError:
+        extras = []
+    for extra in extras:
         if extra.name not in FILES and extra.name not in OPTIONAL_FILES:
             problems.warning(
                 str(extra), "", "", "not a syncd rules file; ignored" + did_you_mean(extra.name, FILES)
@@ -123,12 +151,17 @@ def check_directory(directory: Path) -> tuple[RuleSet | None, Problems]:
     def disp(name: str) -> str:
         return str(directory / name)
 
-    lifecycle_model: LifecycleFileModel | None = models.get("lifecycle.toml")
-    stages = stage_names(lifecycle_model) if lifecycle_model else ()
     roster = None
     if models.get("roster.toml") is not None:
         roster = build_roster(models["roster.toml"], disp("roster.toml"), problems)
     teams = roster.teams if roster else None
+    lifecycle_model: LifecycleFileModel | None = models.get("lifecycle.toml")
+    # Stage names are checked by every other file only when the lifecycle itself is sound.
+    stages: tuple[str, ...] = ()
+    if lifecycle_model is not None and check_stages(
+        lifecycle_model, disp("lifecycle.toml"), problems, set(teams) if teams is not None else None
+    ):
+        stages = stage_names(lifecycle_model)
     mapping = None
     if models.get("fields.toml") is not None:
         mapping = build_mapping(models["fields.toml"], disp("fields.toml"), problems, stages)
@@ -136,14 +169,8 @@ def check_directory(directory: Path) -> tuple[RuleSet | None, Problems]:
     sets = field_sets(mapping, stages) if mapping else None
     if sets is not None:
         scoring_fields, person_fields, account_fields = sets
-        if lifecycle_model is not None:
-            lifecycle = build_lifecycle(
-                lifecycle_model,
-                disp("lifecycle.toml"),
-                problems,
-                person_fields,
-                set(teams) if teams is not None else None,
-            )
+        if lifecycle_model is not None and stages:
+            lifecycle = build_lifecycle(lifecycle_model, disp("lifecycle.toml"), problems, person_fields)
         if models.get("scoring.toml") is not None:
             scoring = build_scoring(
                 models["scoring.toml"], disp("scoring.toml"), problems, scoring_fields, stages
@@ -188,8 +215,15 @@ def check_directory(directory: Path) -> tuple[RuleSet | None, Problems]:
         account_teams = build_teams(
             models["teams.toml"], disp("teams.toml"), problems, sets[2], roster, routing
         )
+    declared = {
+        "stage": ("lifecycle.toml", "stage", stages),
+        "field": ("fields.toml", "field", tuple(mapping.fields) if mapping else ()),
+        "queue": ("roster.toml", "queue", roster.queues if roster else ()),
+    }
+    for kind, (home, label, names) in declared.items():
+        _renamed(problems, kind, disp(home), label, names, texts, home)
     if (
-        problems.errors
+        problems.error_count
         or sets is None
         or mapping is None
         or lifecycle is None
@@ -214,6 +248,57 @@ def check_directory(directory: Path) -> tuple[RuleSet | None, Problems]:
         teams=account_teams,
     )
     return ruleset, problems
+
+
+def _words(data: Any) -> set[str]:
+    """Every key and text value of a parsed file: the names it may refer to."""
+    out: set[str] = set()
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            out.update(node)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, str):
+            out.add(node)
+    return out
+
+
+def _renamed(
+    problems: Problems,
+    kind: str,
+    display: str,
+    label: str,
+    names: tuple[str, ...],
+    texts: dict[str, set[str]],
+    home: str,
+) -> None:
+    """A name declared in ``home`` that no other file uses, close to a name the others use (twice or
+    more) but ``home`` does not declare, was most likely renamed in ``home``: said first, against
+    ``home``."""
+    if not names:
+        return
+    used = set().union(*(words for name, words in texts.items() if name != home))
+    unused = {n for n in names if n not in used}
+    for missing, uses in problems.refs(kind).items():
+        if uses < 2:
+            # One use of an unknown name is as likely a typo where it is used as a rename here.
+            continue
+        missing = missing.removeprefix("account.")
+        # The closest of all declared names must be the unused one: "contry" is a typo of the used
+        # "country", not a rename of the unused "company".
+        close = difflib.get_close_matches(missing, names, n=1, cutoff=0.6)
+        if close and close[0] in unused:
+            problems.error(
+                display,
+                named(label, close[0]),
+                "name",
+                f'no other file uses this {label}; they still say "{clip(missing)}": renamed? '
+                "rename it there too, or back here",
+                first=True,
+            )
 
 
 def load_ruleset(directory: Path) -> RuleSet:

@@ -14,24 +14,25 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from syncd.core.rules.conditions import Condition, FieldSet, compile_condition
-from syncd.core.rules.problems import Problems, did_you_mean, named
+from syncd.core.rules.limits import MAX_COUNT, MAX_DAYS, MAX_POINTS, MIN_HALF_LIFE_DAYS
+from syncd.core.rules.problems import STAGES_HINT, Problems, clip, did_you_mean, named
 
 
 class FitModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1)
     when: dict[str, Any]
-    points: int
+    points: int = Field(ge=-MAX_POINTS, le=MAX_POINTS)
 
 
 class EngagementModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1)
-    points: float
+    points: float = Field(ge=-MAX_POINTS, le=MAX_POINTS)
     field: str | None = None
     when: dict[str, Any] | None = None
-    cap: float | None = Field(default=None, gt=0)
-    half_life_days: float | None = Field(default=None, gt=0)
+    cap: float | None = Field(default=None, gt=0, le=MAX_POINTS)
+    half_life_days: float | None = Field(default=None, ge=MIN_HALF_LIFE_DAYS, le=MAX_DAYS)
     date_field: str | None = None
 
 
@@ -39,11 +40,11 @@ class ScoringFileModel(BaseModel):
     """The schema of ``scoring.toml``."""
 
     model_config = ConfigDict(extra="forbid")
-    threshold: int = Field(ge=0)
+    threshold: int = Field(ge=0, le=MAX_COUNT)
     qualifies: str
-    max: int = Field(default=100, gt=0)
-    fit_cap: int | None = Field(default=None, gt=0)
-    engagement_cap: int | None = Field(default=None, gt=0)
+    max: int = Field(default=100, gt=0, le=MAX_COUNT)
+    fit_cap: int | None = Field(default=None, gt=0, le=MAX_COUNT)
+    engagement_cap: int | None = Field(default=None, gt=0, le=MAX_COUNT)
     fit: list[FitModel] = Field(default_factory=list)
     engagement: list[EngagementModel] = Field(default_factory=list)
 
@@ -83,13 +84,14 @@ def build_scoring(
     model: ScoringFileModel, display: str, problems: Problems, fields: FieldSet, stages: tuple[str, ...]
 ) -> Scoring | None:
     """Checks the scoring rules' meaning; the compiled Scoring or None after recording problems."""
-    before = len(problems.errors)
+    before = problems.error_count
     if stages and model.qualifies not in stages:
         problems.error(
             display,
             "",
             "qualifies",
-            f'unknown stage "{model.qualifies}"' + did_you_mean(model.qualifies, stages),
+            f'unknown stage "{clip(model.qualifies)}"' + did_you_mean(model.qualifies, stages) + STAGES_HINT,
+            ref=("stage", model.qualifies),
         )
     if model.threshold > model.max:
         problems.error(
@@ -126,11 +128,18 @@ def build_scoring(
             actual = fields.kinds.get(name)
             if actual is None:
                 problems.error(
-                    display, where, key, f'unknown field "{name}"' + did_you_mean(name, fields.kinds)
+                    display,
+                    where,
+                    key,
+                    f'unknown field "{clip(name)}"'
+                    + (did_you_mean(name, fields.kinds) or " (fields are declared in fields.toml)"),
+                    ref=("field", name),
                 )
                 ok = False
             elif actual != kind:
-                problems.error(display, where, key, f'"{name}" is a {actual} field; expected a {kind} field')
+                problems.error(
+                    display, where, key, f'"{clip(name)}" is a {actual} field; expected a {kind} field'
+                )
                 ok = False
         if em.half_life_days is not None and em.date_field is None:
             problems.error(display, where, "half_life_days", "decay needs a date_field to measure age from")
@@ -154,7 +163,7 @@ def build_scoring(
         problems.warning(
             display, "", "threshold", f"{model.threshold} can never be reached (at most {reachable:g} points)"
         )
-    if len(problems.errors) != before:
+    if problems.error_count != before:
         return None
     return Scoring(
         model.threshold,

@@ -23,9 +23,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from syncd.core.rules.conditions import Condition, FieldSet, compile_condition, shadows
+from syncd.core.rules.limits import MAX_DAYS
 from syncd.core.rules.problems import Problems, did_you_mean, named
 from syncd.core.rules.roster import Roster
 from syncd.core.rules.routing import Pool, PoolModel, Routing
@@ -57,12 +58,12 @@ class RoleModel(BaseModel):
     team: str | None = None
     fill: list[Fill] = Field(min_length=1)
     pool: str | None = None
-    keep_days: float | None = Field(default=None, gt=0)
+    keep_days: float | None = Field(default=None, gt=0, le=MAX_DAYS)
     account_access: AccountAccess = "Read"
     opportunity_access: RelatedAccess = "None"
     case_access: RelatedAccess = "None"
     hubspot_property: str | None = None
-    on_contacts: bool = False
+    on_contacts: StrictBool = False
     description: str = ""
 
 
@@ -160,7 +161,7 @@ def build_teams(
     routing: Routing | None,
 ) -> Teams | None:
     """Checks teams.toml's meaning against roster and routing; the compiled Teams or None."""
-    before = len(problems.errors)
+    before = problems.error_count
     teams = roster.teams if roster else ()
     routing_pools: Mapping[str, Pool] = routing.pools if routing else {}
 
@@ -311,6 +312,6 @@ def build_teams(
                     display, "successor", stage, f'unknown role "{role}"' + did_you_mean(role, roles)
                 )
         successor[stage] = names
-    if len(problems.errors) != before:
+    if problems.error_count != before:
         return None
     return Teams(tuple(tiers), roles, tuple(requirements), successor, pools)

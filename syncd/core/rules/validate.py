@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from syncd.core.rules.problems import PART_CHARS, clip
 from syncd.core.rules.ruleset import RuleSet, check_directory
 
 
@@ -28,7 +29,7 @@ class Report:
         )
         if self.ruleset is None:
             n = len(self.errors)
-            return f"{self.directory}: {n} error{'s' if n != 1 else ''}{warned}"
+            return f"{clip(str(self.directory), PART_CHARS)}: {n} error{'s' if n != 1 else ''}{warned}"
         rs = self.ruleset
         return (
             f"{rs.directory}: valid ({len(rs.mapping.fields)} fields, {len(rs.lifecycle.stages)} stages, "
