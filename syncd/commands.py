@@ -943,17 +943,20 @@ def accounts(
 
     if as_json and as_csv:
         raise CommandError("give one of --json and --csv")
-    config, rules = _setup(config_path)
     now = _clock(ctx)()
-    path = config.ledger.path
     if source == "live":
+        config, rules = _setup(config_path)
+        path = Path(config.ledger.path)
         if Path(path).is_file():
             with Ledger(path, readonly=True) as ledger:
                 result = from_systems(config, rules, now=now, ledger=ledger)
         else:
             result = from_systems(config, rules, now=now)
     else:
-        if not Path(path).is_file():
+        # The ledger alone: no secret and no system is needed.
+        path = _ledger_path(config_path)
+        rules = load_ruleset(_config_file_path(config_path, "rules", "directory", "mappings"))
+        if not path.is_file():
             raise CommandError(f"no ledger at {path}: run `syncd once` first, or use --source live")
         with Ledger(path, readonly=True) as ledger:
             if not ledger.records.counts().get(("salesforce", "Account")):
