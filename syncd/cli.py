@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "backtest": "syncd.commands:backtest",
     "explain": "syncd.commands:explain",
     "status": "syncd.commands:status",
+    "report": "syncd.commands:report",
     "run": "syncd.service:run",
     "config": "syncd.service:config",
     "demo": "syncd.demo:demo",

@@ -38,7 +38,7 @@ from syncd.reports.fmt import duration, num, render, table
 from syncd.reports.plan import PlanReport
 from syncd.reports.progress_render import ProgressBar
 
-__all__ = ["backtest", "explain", "once", "plan", "status"]
+__all__ = ["backtest", "explain", "once", "plan", "report", "status"]
 
 _LABEL = {"salesforce": "Salesforce", "hubspot": "HubSpot"}
 _CHANGE_ROWS = (*KINDS, "create")
@@ -442,7 +442,7 @@ def explain(config_path: Path, query: str, as_json: bool) -> None:
             raise CommandError(f"no person or account in the ledger matches {query!r}")
         found = [ledger.views.key_history(key) for key in keys]
         recreate = _recreate_policy(config_path)
-        notes = [record_notes(ledger, f, recreate) for f in found]
+        notes = [record_notes(ledger, f, recreate) + team_notes(ledger, f.key) for f in found]
     if as_json:
         click.echo(
             json.dumps(
@@ -453,6 +453,36 @@ def explain(config_path: Path, query: str, as_json: bool) -> None:
         )
         return
     click.echo("\n\n".join(explain_text(f, n) for f, n in zip(found, notes, strict=True)))
+
+
+def team_notes(ledger: Ledger, key: str) -> list[str]:
+    """An account's team as syncd last decided it: tier, each seat and how it was filled, a succession, and
+    the members a human added (teams.toml)."""
+    decision = ledger.teams.decisions([key]).get(key)
+    if decision is None:
+        return []
+    data = decision.data
+    lines = [
+        f"team ({_when(decision.decided_at)}): tier {decision.tier or '-'}, stage {data.get('stage', '-')}, "
+        f"owner {decision.owner or '-'}"
+    ]
+    if data.get("successor"):
+        lines.append(f"  succession: the owner left; {data['successor']} of the team took the account over")
+    if decision.previous_owner:
+        lines.append(f"  previous owner {decision.previous_owner} since {_when(decision.owner_since)}")
+    for seat in data.get("seats", []):
+        lines.append(f"  seat {seat['label']}: {seat['rep'] or '-'} ({seat['how']})")
+    if decision.account_id:
+        for m in ledger.teams.members([decision.account_id]).get(decision.account_id, []):
+            if not m.managed:
+                lines.append(
+                    f"  member {m.user_id} as {m.role or '-'}: added by a human, never changed by syncd"
+                )
+    for change in data.get("changes", []):
+        lines.append(
+            f"  {change['op']} {change['rep'] or '-'} as {change['label'] or '-'}: {change['reason']}"
+        )
+    return lines
 
 
 def _recreate_policy(config_path: Path) -> str:
@@ -878,3 +908,67 @@ def _advancing(days: Sequence[Any], progress: Progress) -> Iterator[Any]:
     for day in days:
         yield day
         progress.advance(1)
+
+
+@click.group()
+def report() -> None:
+    """Reports on the synced org."""
+
+
+@report.command("accounts")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print one CSV row per key account.")
+@click.option(
+    "--source",
+    type=click.Choice(["ledger", "live"]),
+    default="ledger",
+    show_default=True,
+    help="ledger: what the last cycle pulled (no API call); live: read Salesforce and HubSpot now (read only).",
+)
+@click.option(
+    "--chart",
+    "chart_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write a chart of the key accounts by distinct reps to this SVG file.",
+)
+@click.pass_context
+def accounts(
+    ctx: click.Context, config_path: Path, as_json: bool, as_csv: bool, source: str, chart_file: Path | None
+) -> None:
+    """The key-account risk: the top 20 % of customer accounts by revenue (or won amount), their tier, owner,
+    team, distinct reps, relationship age and key contacts; single-threaded and long-term single-threaded
+    accounts flagged."""
+    from syncd.reports.accounts import from_ledger, from_systems
+
+    if as_json and as_csv:
+        raise CommandError("give one of --json and --csv")
+    now = _clock(ctx)()
+    if source == "live":
+        config, rules = _setup(config_path)
+        path = Path(config.ledger.path)
+        if Path(path).is_file():
+            with Ledger(path, readonly=True) as ledger:
+                result = from_systems(config, rules, now=now, ledger=ledger)
+        else:
+            result = from_systems(config, rules, now=now)
+    else:
+        # The ledger alone: no secret and no system is needed.
+        path = _ledger_path(config_path)
+        rules = load_ruleset(_config_file_path(config_path, "rules", "directory", "mappings"))
+        if not path.is_file():
+            raise CommandError(f"no ledger at {path}: run `syncd once` first, or use --source live")
+        with Ledger(path, readonly=True) as ledger:
+            if not ledger.records.counts().get(("salesforce", "Account")):
+                raise CommandError(
+                    "the ledger holds no Salesforce accounts yet: run `syncd once`, or use --source live"
+                )
+            result = from_ledger(ledger, rules, now=now)
+    if chart_file is not None:
+        chart_file.write_text(result.chart_svg(), encoding="utf-8")
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2, default=str))
+    elif as_csv:
+        click.echo(result.to_csv(), nl=False)
+    else:
+        click.echo(result.text())

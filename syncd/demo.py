@@ -117,6 +117,11 @@ class DemoResult:
     leads_after: int = 0
     example_email: str | None = None
     what_if: WhatIf | None = None
+    # Key-account risk (``syncd report accounts``) before and after the cycles, and the account teams.
+    risk_before: dict[str, Any] = field(default_factory=dict)
+    risk_after: dict[str, Any] = field(default_factory=dict)
+    teams_written: Counter[str] = field(default_factory=Counter)
+    human_members_after: int = 0
 
 
 @dataclass
@@ -417,6 +422,9 @@ def run_demo(
             departed_before=per_system(departed_owned(box)),
             leads_before=box.sf_store.count("Lead"),
         )
+        rules_now = load_ruleset(cfg.rules.directory)
+        if rules_now.teams is not None:
+            result.risk_before = _risk(cfg, rules_now)
         stop = threading.Event()
         runners: list[_DemoRunner] = []
 
@@ -440,6 +448,11 @@ def run_demo(
         kept = departed_owned(box)
         result.departed_after = per_system(kept)
         result.leads_after = box.sf_store.count("Lead")
+        for outcome in result.cycles:
+            result.teams_written.update(outcome.report.teams)
+        if rules_now.teams is not None and result.cycles:
+            result.risk_after = _risk(cfg, rules_now)
+            result.human_members_after = _human_members(cfg.ledger.path)
         rules = load_ruleset(cfg.rules.directory)
         result.owners_by_team = _owners_by_team(result.cycles, rules)
         if result.cycles:
@@ -451,6 +464,23 @@ def run_demo(
         result.example_email = _example_email(cfg.ledger.path)
         result.departed_kept = why_kept(cfg.ledger.path, kept)
     return result
+
+
+def _risk(cfg: Any, rules: Any) -> dict[str, Any]:
+    """The key-account risk summary as ``syncd report accounts --source live`` shows it now."""
+    from datetime import UTC, datetime
+
+    from syncd.reports.accounts import from_systems
+
+    return dict(from_systems(cfg, rules, now=datetime.now(UTC)).summary)
+
+
+def _human_members(ledger_path: Path) -> int:
+    """Account team members a human added that the ledger holds after the cycles (still on their teams)."""
+    from syncd.ledger import Ledger
+
+    with Ledger(ledger_path, readonly=True) as ledger:
+        return sum(1 for m in ledger.teams.all_members() if not m.managed)
 
 
 # The rules change the demo plans: Germany moves from the EMEA territory to North America.
@@ -545,6 +575,9 @@ def format_report(result: DemoResult, *, syncd: str = "syncd") -> str:
     for number, outcome in enumerate(result.cycles, start=1):
         lines.append("")
         lines += _cycle_lines(number, outcome, result)
+    if result.risk_before:
+        lines.append("")
+        lines += _risk_lines(result, syncd)
     if result.what_if is not None:
         lines.append("")
         lines += _what_if_lines(result.what_if, syncd, result.config_path)
@@ -617,6 +650,26 @@ def _cycle_lines(number: int, outcome: CycleOutcome, result: DemoResult) -> list
                 f"{num(result.leads_after)})"
             )
     return lines
+
+
+def _risk_lines(result: DemoResult, syncd: str) -> list[str]:
+    before, after = result.risk_before, result.risk_after or result.risk_before
+    written = result.teams_written
+    seeded_humans = result.mess.get("account_team_member_added_by_human", 0)
+    return [
+        f"Key-account risk (the top {num(before.get('top', 0))} of {num(before.get('customers', 0))} customer "
+        f"accounts by value, `{syncd} report accounts --config {_shown(result.config_path)}`):",
+        f"  single-threaded top-tier accounts: seeded {num(before.get('single_threaded_top_tier', 0))} -> "
+        f"after {num(after.get('single_threaded_top_tier', 0))}; single-threaded key accounts "
+        f"{num(before.get('single_threaded', 0))} -> {num(after.get('single_threaded', 0))} "
+        f"(the rules allow {num(after.get('single_threaded_allowed', 0))}); long-term "
+        f"{num(before.get('long_term_single_threaded', 0))} -> {num(after.get('long_term_single_threaded', 0))}",
+        f"  account teams written: {num(written.get('add', 0))} members added, {num(written.get('change', 0))} "
+        f"changed, {num(written.get('remove', 0))} removed, {num(written.get('restore', 0))} put back after "
+        f"an owner change; tiers written: {num(written.get('tier', 0))}",
+        f"  members a human added, kept: {num(result.human_members_after)} on the teams after the cycles "
+        f"(seeded {num(seeded_humans)}, some for reps who have since left)",
+    ]
 
 
 def _what_if_lines(w: WhatIf, syncd: str, config: Path) -> list[str]:

@@ -37,6 +37,7 @@ from typing import Any
 from syncd.core.rules.conditions import Condition
 from syncd.core.rules.routing import Pool, RoutingRule
 from syncd.core.rules.ruleset import RuleSet
+from syncd.core.teams import team_heirs, tier_of
 from syncd.core.types import (
     AccountView,
     Assignment,
@@ -395,11 +396,12 @@ class _Run:
         for_accounts: bool,
         trace: list[TraceEntry | TraceGroup],
         account_owner: str | None = None,
+        team_heirs: tuple[str, ...] = (),
     ) -> tuple[str | None, str, datetime | None, Assignment | None, str | None]:
         """(owner, rule, assigned_at, previous assignment, previous owner) for one record.
 
         ``account_owner`` is the owner of a person's account, which the person follows when their own
-        owner left.
+        owner left; ``team_heirs`` the members of an account's team who succeed its owner first.
         """
         now = self.now
         prev = self.assignments.get(key)
@@ -453,7 +455,15 @@ class _Run:
         if self.policy.sticky and base_owner is not None:
             why = owner_left
             if why:
-                heir, how = self.heir(base_owner, why, team, account_owner, trace)
+                heirs = team_heirs
+                if heirs:
+                    # A team member takes over only where the routing rule that re-assigns would keep them.
+                    rule = self.matching_rule(rules, ctx, trace)
+                    rule_done = True
+                    if rule is not None and rule.reassign and rule.pool:
+                        pool = self.routing.pools[rule.pool].members
+                        heirs = tuple(h for h in heirs if h in pool)
+                heir, how = self.heir(base_owner, why, team, account_owner, trace, heirs)
                 if heir is not None:
                     return heir, how, now, prev, base_owner
             if not why:
@@ -515,10 +525,19 @@ class _Run:
         team: str,
         account_owner: str | None,
         trace: list[TraceEntry | TraceGroup],
+        team_heirs: tuple[str, ...] = (),
     ) -> tuple[str | None, str]:
-        """Who takes over from an owner who left, before routing is asked: a person follows their
-        account's owner; else the roster's ``successor`` (followed down the chain while each one left too),
-        when they are in the owning team. (None, "") when nobody does."""
+        """Who takes over from an owner who left, before routing is asked: an account's team member in the
+        ``[successor]`` roles of teams.toml (customer: account manager; prospect: account executive); a
+        person follows their account's owner; else the roster's ``successor`` (followed down the chain
+        while each one left too), when they are in the owning team. (None, "") when nobody does."""
+        for heir in team_heirs:
+            rep = self.roster.get(heir)
+            if heir != left and rep is not None and rep.team == team and not self.why_not_owner(heir):
+                trace.append(
+                    ("owner", "team successor", True, f"{left} {why}: {heir} of the account's team", (), ())
+                )
+                return heir, "team successor"
         if account_owner is not None and not self.why_not_owner(account_owner):
             rep = self.roster.get(account_owner)
             if rep is not None and rep.team == team:
@@ -583,6 +602,25 @@ class _Run:
                 ("stage", "customer", customer, policy.customer_when.text, policy.customer_when.fields, ())
             )
         ctx["customer"] = customer
+        heirs: tuple[str, ...] = ()
+        teams = self.rules.teams
+        if teams is not None:
+            # The tier first, so that every condition after it (routing, and the persons' lifecycle and
+            # scoring through account.tier) can use it.
+            ctx["won_amount"] = account.won_amount
+            tier = tier_of(teams, ctx)
+            ctx["tier"] = tier.name if tier is not None else None
+            trace.append(
+                (
+                    "tier",
+                    tier.name if tier else "none",
+                    tier is not None,
+                    tier.when.text if tier else "no tier matched",
+                    tier.when.fields if tier else (),
+                    (),
+                )
+            )
+            heirs = team_heirs(teams, "customer" if customer else "prospect", account.team)
         self.account_ctx[account.key] = {prefixed: ctx.get(name) for name, prefixed in self.account_fields}
         stage = policy.customer_stage if customer else None
         team = self.stage_by_name[stage].team if customer and stage is not None else policy.prospect_team
@@ -597,7 +635,7 @@ class _Run:
             prev_team = self.roster[current].team
         handoff = Handoff(prev_team, team) if prev_team is not None and prev_team != team else None
         owner, rule, assigned_at, prev, base_owner = self.choose_owner(
-            account.key, team, stage, ctx, current, None, handoff, True, trace
+            account.key, team, stage, ctx, current, None, handoff, True, trace, team_heirs=heirs
         )
         self.account_owner[account.key] = (owner, team)
         return Decision(

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from syncd.core.rules.routing import Pool
 from syncd.core.rules.ruleset import RuleSet
-from syncd.core.rules.teams import Role, Teams
+from syncd.core.rules.teams import Role, Teams, Tier
 from syncd.core.types import RepDirectory, RoundRobinState, TraceStep
 
 ChangeOp = Literal["add", "change", "remove"]
@@ -163,6 +163,26 @@ def decide_teams(
     run = _Run(rules, rules.teams, round_robin, now, directory)
     decisions = tuple(run.decide(a) for a in accounts)
     return TeamsResult(decisions, run.changed_state())
+
+
+def tier_of(teams: Teams, ctx: Mapping[str, Any]) -> Tier | None:
+    """The first declared tier whose condition holds for an account's context (logical fields, customer,
+    open/won opportunities, won_amount); None when no tier matches."""
+    for candidate in teams.tiers:
+        if candidate.when.test(ctx):
+            return candidate
+    return None
+
+
+def team_heirs(teams: Teams, stage: str, team: Iterable[tuple[str, str]]) -> tuple[str, ...]:
+    """The members who may succeed an account's owner, in the order of the stage's ``[successor]`` roles
+    (``team`` holds (role label, rep) pairs)."""
+    members = tuple(team)
+    out: list[str] = []
+    for role_name in teams.successor.get(stage, ()):
+        label = teams.roles[role_name].label
+        out += [rep for role, rep in members if role == label and rep not in out]
+    return tuple(out)
 
 
 class _Run:

@@ -178,6 +178,10 @@ class AccountView:
     salesforce_id: str | None = None
     open_opportunities: int = 0
     won_opportunities: int = 0
+    # The sum of its won opportunities' amounts, and its account team as (role label, rep) pairs: tiers are
+    # decided from the first, an owner who left is succeeded from the second (teams.toml).
+    won_amount: float = 0.0
+    team: tuple[tuple[str, str], ...] = ()
 
 
 # ------------------------------------------------------------------------------------------------- ledger

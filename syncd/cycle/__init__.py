@@ -88,6 +88,7 @@ from syncd.cycle.push import DryPusher, LivePusher
 from syncd.cycle.replay import replay
 from syncd.cycle.report import CycleReport
 from syncd.cycle.roster import Roster, reps_of, rows_of
+from syncd.cycle.teams import push_teams
 from syncd.ledger import Ledger, utc_now
 from syncd.logs import log_decision
 from syncd.metrics import CycleSummary
@@ -299,7 +300,8 @@ class SyncCycle:
 
 def _push(run: RunContext) -> bool:
     run.progress.stage("push", total=run.pusher.pending())
-    return run.pusher.flush_all(run.progress)
+    # Account team writes after every other batch: an Account owner change erases its team.
+    return run.pusher.flush_all(run.progress) and push_teams(run)
 
 
 _STAGES: tuple[tuple[str, Callable[[RunContext], bool]], ...] = (

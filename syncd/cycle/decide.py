@@ -45,6 +45,7 @@ from syncd.core.views import (
 )
 from syncd.cycle import limits
 from syncd.cycle.context import RecordRef, RunContext
+from syncd.cycle.teams import TeamStage
 
 _PLAIN = (str, int, float, bool, type(None))
 
@@ -73,6 +74,7 @@ class _Decide:
         self.facts: dict[str, str] = {}
         self.limits = limits.current(run)
         self.limit_rules = limit_rules(run.mapping)
+        self.teams = TeamStage(run)
 
     def decide(self) -> bool:
         held = self.run.held_quarantine()
@@ -201,6 +203,7 @@ class _Decide:
         previous = self.ledger.decisions.get_many(list(groups) + sorted(account_keys))
         overrides = self.ledger.overrides.active(list(groups), now=self.now)
         view = self._ledger_view(list(groups), sorted(account_keys), previous, overrides)
+        accounts = self.teams.prepare(kind, accounts)
         result = decide(persons, accounts, self.rules, view, self.now, directory=self.directory)
         decisions = [d for d in result.decisions if d.kind == kind and d.key in groups]
         writes = self._last_writes(groups.values())
@@ -228,6 +231,9 @@ class _Decide:
             self.report.decided[kind] += 1
             for r in (*g.writable, *g.readonly):
                 self.report.decided_records[r.system] += 1
+        teams = self.teams.chunk(decisions, groups, merged, actions) if kind == "account" else None
+        if teams is not None:
+            actions.extend(teams.actions)
         acted = {(a.system, a.object, a.record_id) for a in actions if a.record_id}
         acted |= {r.ref for r, _, _ in bad}
         acted |= {("hubspot", "contacts", a.create_key) for a in actions if a.create_key}
@@ -263,6 +269,9 @@ class _Decide:
                 # Due for a retry and nothing left to write: whatever held it is resolved.
                 self.ledger.quarantine.release(*ref)
             self.run.pusher.accept(actions)
+            if teams is not None:
+                # The restore of a team after an owner change commits with the owner change's intent.
+                teams.commit()
             if clean:
                 self.ledger.records.mark_clean(keys)
 

@@ -26,6 +26,7 @@ from syncd.core.types import OverrideRow, RecordRow, WriteRow
 from syncd.cycle import limits
 from syncd.cycle.context import RunContext
 from syncd.cycle.roster import Roster, reps_of
+from syncd.cycle.teams import TEAM_OBJECT, stage_team_page
 
 # The Salesforce object whose changes are the roster's (pulled with the records, kept in the roster store).
 ROSTER_OBJECT = "User"
@@ -48,6 +49,9 @@ def pull(run: RunContext) -> bool:
             # The roster's cheap look: Users changed since the last cycle, one more delta query in the same
             # /composite request (a departure reaches both systems within the cycle).
             since[ROSTER_OBJECT] = run.ledger.records.watermark(system, ROSTER_OBJECT)
+            if run.rules.teams is not None:
+                # Account teams (teams.toml): added and changed members, in the same request.
+                since[TEAM_OBJECT] = run.ledger.records.watermark(system, TEAM_OBJECT)
         with prefetched(connector.pull_many(since)) as pages:
             more = True
             while more:
@@ -58,6 +62,12 @@ def pull(run: RunContext) -> bool:
                     for obj, page in pages:
                         if obj == ROSTER_OBJECT:
                             stage_users(run, page)
+                            continue
+                        if obj == TEAM_OBJECT:
+                            stage_team_page(run, page)
+                            run.progress.advance(len(page.records))
+                            if run.stopped():
+                                return False
                             continue
                         stage(run, system, obj, page, rep_ids)
                         run.progress.advance(len(page.records))

@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 
 from syncd.cycle.context import RunContext
+from syncd.cycle.teams import pending_team_intents
 
 log = logging.getLogger(__name__)
 
 
 def replay(run: RunContext) -> bool:
     """Hand the outbox's unfinished intents to the pusher; False when the run was stopped."""
-    unfinished = run.ledger.outbox.unfinished()
+    # Account team writes wait for the push stage: they go out after the Account owner changes.
+    unfinished, _team = pending_team_intents(run.ledger.outbox.unfinished())
     run.progress.stage("replay", total=len(unfinished))
     if not unfinished:
         return True

@@ -43,6 +43,8 @@ class CycleReport:
     rate_limited: dict[str, int] = field(default_factory=dict)
     budget: dict[str, dict[str, Any]] = field(default_factory=dict)
     interrupted: bool = False
+    # Account teams: members added/changed/removed/put back after an owner change, tiers written.
+    teams: Counter[str] = field(default_factory=Counter)
     # Wall time of each step (pushes of full batches happen during "decide").
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -93,4 +95,5 @@ class CycleReport:
             "budget": self.budget,
             "interrupted": self.interrupted,
             "seconds": dict(self.seconds),
+            "teams": dict(self.teams),
         }

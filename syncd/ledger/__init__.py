@@ -17,6 +17,7 @@ The ledger is a package of stores, one per concept, over one connection (``syncd
     ledger.quarantine  records that failed, held with backoff                   (quarantine.py)
     ledger.retention   forgetting history older than [ledger] keep_days         (retention.py)
     ledger.roster      the systems' reps and queues as last listed              (roster.py)
+    ledger.teams       account team members (managed flag), team decisions      (teams.py)
     ledger.views       read views across stores: status, explain, plan, demo    (views.py)
 
 Every multi-row change runs in one transaction; callers group several changes, across stores, with
@@ -57,6 +58,7 @@ from syncd.ledger.roster import Roster
 from syncd.ledger.rows import utc_now
 from syncd.ledger.runs import Runs
 from syncd.ledger.schema import SCHEMA_VERSION
+from syncd.ledger.teams import Teams
 from syncd.ledger.views import Views
 
 __all__ = ["SCHEMA_VERSION", "Ledger", "utc_now"]
@@ -91,6 +93,7 @@ class Ledger:
         self.quarantine = Quarantine(connection)
         self.retention = Retention(connection, records=self.records)
         self.roster = Roster(connection)
+        self.teams = Teams(connection)
         self.views = Views(
             connection,
             runs=self.runs,

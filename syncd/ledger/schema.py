@@ -336,6 +336,44 @@ def _v6_lookups(db: Database) -> None:
     db.executescript(_V6)
 
 
+_V7 = """
+-- Account teams (Salesforce AccountTeamMember) as last read, one row per account and user. ``managed`` is
+-- syncd's own knowledge: 1 for a member syncd added (or re-added after an owner change erased the team),
+-- 0 for one a human added; CreatedById cannot tell a re-created member from a human's.
+CREATE TABLE team_members (
+    account_id         TEXT NOT NULL,
+    user_id            TEXT NOT NULL,
+    member_id          TEXT,
+    role               TEXT,
+    account_access     TEXT,
+    opportunity_access TEXT,
+    case_access        TEXT,
+    managed            INTEGER NOT NULL,
+    seen_at            TEXT NOT NULL,
+    run_id             TEXT,
+    PRIMARY KEY (account_id, user_id)
+);
+CREATE INDEX team_members_by_member ON team_members (member_id);
+-- Each account's last team decision: tier, owner, seats and how they were filled (explain, report).
+CREATE TABLE team_decisions (
+    key            TEXT PRIMARY KEY,
+    account_id     TEXT,
+    tier           TEXT,
+    owner          TEXT,
+    previous_owner TEXT,
+    owner_since    TEXT,
+    decided_at     TEXT NOT NULL,
+    data           TEXT NOT NULL DEFAULT '{}',
+    run_id         TEXT
+);
+"""
+
+
+def _v7_teams(db: Database) -> None:
+    """Account teams: members with syncd's managed flag, and each account's last team decision."""
+    db.executescript(_V7)
+
+
 MIGRATIONS: list[Callable[[Database], None]] = [
     _v1_storage,
     _v2_engine_state,
@@ -343,5 +381,6 @@ MIGRATIONS: list[Callable[[Database], None]] = [
     _v4_aliases,
     _v5_record_versions,
     _v6_lookups,
+    _v7_teams,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

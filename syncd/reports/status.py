@@ -176,7 +176,7 @@ class StatusData:
     outbox: Mapping[str, int]
     rules: RulesInfo
     progress: Snapshot | None = None
-    # Issue "Account teams": key accounts at risk. Nothing fills it yet; the page keeps a marked slot.
+    # Key accounts at risk (``syncd report accounts``): (summary dict, AccountRisk rows), or None.
     key_account_risk: tuple[Any, ...] | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
 
@@ -343,6 +343,7 @@ def gather(
         held = ledger.quarantine.held()
         owners = ledger.views.owners_by_kind()
         assigned, recent = ledger.decisions.assignments_since(now - timedelta(days=1), limit=assignment_rows)
+        risk = _key_account_risk(ledger, rules, now)
     by_team = Counter(row.team for row in recent)
     return StatusData(
         generated_at=now,
@@ -376,7 +377,21 @@ def gather(
         outbox=dict(view.outbox),
         rules=rules_state,
         progress=progress,
+        key_account_risk=risk,
     )
+
+
+def _key_account_risk(ledger: Any, rules: Any | None, now: datetime) -> tuple[Any, ...] | None:
+    """(summary, accounts) of ``syncd report accounts`` from the ledger; None without teams.toml or
+    before the first cycle pulled any account."""
+    if rules is None or getattr(rules, "teams", None) is None:
+        return None
+    if not ledger.records.counts().get(("salesforce", "Account")):
+        return None
+    from syncd.reports.accounts import from_ledger
+
+    report = from_ledger(ledger, rules, now=now)
+    return (report.summary, tuple(report.accounts))
 
 
 def _day(now: datetime) -> date:

@@ -439,11 +439,26 @@ def _rules(data: StatusData) -> str:
 
 
 def _key_account_risk(data: StatusData) -> str:
-    # Slot for issue "Account teams": key accounts at risk. Kept on the page so its place is settled.
-    return (
-        '<section id="key-account-risk" class="half slot"><h2>Key-account risk</h2>'
-        '<p class="muted">Not available yet: it comes with account teams.</p></section>'
+    """The top customer accounts by value and how many reps each hangs on (``syncd report accounts``)."""
+    head = '<section id="key-account-risk" class="half"><h2>Key-account risk</h2>'
+    if data.key_account_risk is None:
+        return head + '<p class="muted">No account teams (teams.toml) or no account synced yet.</p></section>'
+    summary, accounts = data.key_account_risk
+    line = (
+        f"<p>Top {_e(summary['top'])} of {_e(summary['customers'])} customer accounts by value: "
+        f"<strong>{_e(summary['single_threaded'])}</strong> single-threaded "
+        f"({_e(summary['single_threaded_top_tier'])} in the top tier, "
+        f"{_e(summary['long_term_single_threaded'])} for more than two years).</p>"
     )
+    rows = "".join(
+        f"<tr><td>{_e(a.name)}</td><td>{_e(a.tier or a.rules_tier or '-')}</td><td>{_e(a.owner or '-')}</td>"
+        f"<td>{len(a.reps)}</td><td>{'long-term single-threaded' if a.long_term_single_threaded else 'single-threaded' if a.single_threaded else ''}</td></tr>"
+        for a in accounts[:20]
+    )
+    table = (
+        f"<table><tr><th>account</th><th>tier</th><th>owner</th><th>reps</th><th>risk</th></tr>{rows}</table>"
+    )
+    return head + line + table + "</section>"
 
 
 def render(data: StatusData, *, refresh_seconds: int | None = None) -> str:

@@ -176,7 +176,7 @@ def test_status_page_in_chromium_shows_cycles_load_quarantine_and_charts(
     link = quarantined.locator("a").get_attribute("href")
     assert link is not None and link.endswith(f"/lightning/r/Lead/{lead_id}/view")
     assert page.locator("#budget").inner_text().count("Salesforce") >= 1
-    assert "Not available yet" in page.locator("#key-account-risk").inner_text()
+    assert "single-threaded" in page.locator("#key-account-risk").inner_text()
     assert page.locator("#rules code").first.inner_text() == daemon.rules.digest
     assert _charts_rendered(page) >= 4
     assert errors == []

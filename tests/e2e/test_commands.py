@@ -28,7 +28,9 @@ def test_once_prints_what_it_did_per_system_and_a_second_once_does_nothing(org: 
     first = invoke(org, "once")
     assert first.exit_code == 0, first.output
     assert "Salesforce" in first.output and "HubSpot" in first.output
-    assert table_row(first.output, "pulled") == [383, 324]  # HubSpot: 304 contacts and companies, 20 deals
+    # Salesforce: 383 records and the 32 seeded AccountTeamMember rows; HubSpot: 304 contacts and companies,
+    # 20 deals.
+    assert table_row(first.output, "pulled") == [415, 324]
     assert table_row(first.output, "created")[0] > 0
     assert sum(table_row(first.output, "changed: owner")) > 0
     assert all(n > 0 for n in table_row(first.output, "API calls"))
@@ -139,6 +141,7 @@ def test_status_shows_runs_watermarks_quarantine_and_api_usage(org: Org) -> None
     data = json.loads(invoke(org, "status", "--json").output)
     assert {w["object"] for w in data["watermarks"]} == {
         "Account",
+        "AccountTeamMember",  # account teams (teams.toml), pulled after the records
         "Contact",
         "Lead",
         "Opportunity",

@@ -98,7 +98,7 @@ def test_the_page_shows_numbers_in_the_one_format_and_the_marked_key_account_slo
     page = render(data())
     assert "20,000 persons" in page and "1,200 accounts" in page
     assert re.search(r"<td>account</td><td>\(no rule routes it\)</td><td class=\"n\">58</td>", page)
-    assert 'id="key-account-risk"' in page and "Not available yet" in page
+    assert 'id="key-account-risk"' in page and "No account teams" in page
     assert "Last reload refused" in page and "abc123" in page
 
 

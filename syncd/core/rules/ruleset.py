@@ -54,6 +54,9 @@ ACCOUNT_COMPUTED: dict[str, FieldKind] = {
     "customer": "boolean",
     "open_opportunities": "number",
     "won_opportunities": "number",
+    # With teams.toml: the account's tier (its name, decided before routing) and its won opportunities' sum.
+    "tier": "text",
+    "won_amount": "number",
 }
 # Computed values that depend on scoring, which scoring rules themselves cannot use.
 SCORE_FIELDS = ("score", "fit_score", "engagement_score")
