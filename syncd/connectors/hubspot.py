@@ -566,10 +566,11 @@ class HubSpotConnector(Connector):
         for record in records:
             record.fields[DEAL_COMPANY_FIELD] = found.get(record.id)
 
-    def primary_associations(self, from_object: str, to_object: str, ids: Iterable[str]) -> dict[str, str]:
-        """For each id, its primary associated record (e.g. a deal's company), else the lowest associated id."""
+    def _association_items(
+        self, from_object: str, to_object: str, ids: Iterable[str]
+    ) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        """(source id, its associations) from the v4 associations batch read, ASSOCIATIONS_READ_LIMIT ids a call."""
         api = self._api("associations", "batch_api")
-        out: dict[str, str] = {}
         for batch in batched(ids, ASSOCIATIONS_READ_LIMIT):
             body = {"inputs": [{"id": str(i)} for i in batch]}
             response = self._call(
@@ -582,16 +583,20 @@ class HubSpotConnector(Connector):
                 ),
             )
             for item in response.body.get("results") or []:
-                source = str((item.get("from") or {}).get("id", ""))
-                targets = item.get("to") or []
-                primary = [
-                    t
-                    for t in targets
-                    if any((k or {}).get("label") == "Primary" for k in t.get("associationTypes") or [])
-                ]
-                chosen = primary or sorted(targets, key=lambda t: _int_id(str(t.get("toObjectId"))))
-                if chosen:
-                    out[source] = str(chosen[0].get("toObjectId"))
+                yield str((item.get("from") or {}).get("id", "")), list(item.get("to") or [])
+
+    def primary_associations(self, from_object: str, to_object: str, ids: Iterable[str]) -> dict[str, str]:
+        """For each id, its primary associated record (e.g. a deal's company), else the lowest associated id."""
+        out: dict[str, str] = {}
+        for source, targets in self._association_items(from_object, to_object, ids):
+            primary = [
+                t
+                for t in targets
+                if any((k or {}).get("label") == "Primary" for k in t.get("associationTypes") or [])
+            ]
+            chosen = primary or sorted(targets, key=lambda t: _int_id(str(t.get("toObjectId"))))
+            if chosen:
+                out[source] = str(chosen[0].get("toObjectId"))
         return out
 
     def read(
@@ -617,23 +622,10 @@ class HubSpotConnector(Connector):
             yield records
 
     def read_associations(self, from_object: str, to_object: str, ids: Iterable[str]) -> dict[str, list[str]]:
-        """Associated record ids (e.g. contacts -> companies), in batches of 100 ids."""
-        api = self._api("associations", "batch_api")
+        """Associated record ids (e.g. contacts -> companies), in batches of ASSOCIATIONS_READ_LIMIT ids."""
         out: dict[str, list[str]] = {}
-        for batch in batched(ids, ASSOCIATIONS_READ_LIMIT):
-            body = {"inputs": [{"id": str(i)} for i in batch]}
-            response = self._call(
-                "associations/batch/read",
-                lambda body=body: api.get_page(  # type: ignore[misc]
-                    from_object,
-                    to_object,
-                    batch_input_public_fetch_associations_batch_request=body,
-                    **self._opts(),
-                ),
-            )
-            for item in response.body.get("results") or []:
-                source = str((item.get("from") or {}).get("id", ""))
-                out.setdefault(source, []).extend(str(t.get("toObjectId")) for t in item.get("to") or [])
+        for source, targets in self._association_items(from_object, to_object, ids):
+            out.setdefault(source, []).extend(str(t.get("toObjectId")) for t in targets)
         return out
 
     # ------------------------------------------------------------------------------------------- pushes
