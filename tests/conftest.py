@@ -1,7 +1,7 @@
 """Fixtures shared by every test directory: a running sandbox (both servers, in this process, over HTTPS).
 
 Every fixture is function-scoped, so a test may change records, faults or limits freely; a small sandbox
-starts in about 0.1 s (measured by ``tests/sandbox/test_serve.py::test_fixtures_are_cheap``).
+starts in about 0.1 s (printed by ``tests/bench/test_bench_sandbox_fixtures.py``).
 
     def test_something(sandbox):                     # Northwind org with ~300 persons, rate limits off
         sf = sandbox.salesforce_client()             # simple_salesforce.Salesforce as the integration user

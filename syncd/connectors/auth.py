@@ -35,6 +35,7 @@ import base64
 import hashlib
 import hmac
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -88,7 +89,7 @@ class OAuthToken:
 
 
 @dataclass(frozen=True)
-class Grant:
+class Grant(ABC):
     """One OAuth grant: the form (and headers) of its token request, and the hint when it is refused."""
 
     consumer_key: str = field(repr=False)
@@ -96,8 +97,9 @@ class Grant:
     mode: ClassVar[str] = ""
     hint: ClassVar[str] = "check the credentials in the variables salesforce.*_env name"
 
+    @abstractmethod
     def form(self, now: datetime) -> dict[str, str]:
-        raise NotImplementedError
+        """The token request's form fields for this grant at ``now``."""
 
     def headers(self) -> dict[str, str]:
         return {}

@@ -129,20 +129,6 @@ def test_the_empty_sandbox_holds_only_the_org(empty_sandbox: Sandbox) -> None:
     assert empty_sandbox.salesforce_client().query("SELECT COUNT() FROM Lead")["totalSize"] == 0
 
 
-def test_fixtures_are_cheap(make_sandbox: Callable[..., Sandbox]) -> None:
-    make_sandbox()  # the first one in a process also builds Faker's locales
-    timings = []
-    for options in ({}, {"persons": 0}, {}):
-        began = time.perf_counter()
-        box = make_sandbox(**options)
-        timings.append(time.perf_counter() - began)
-        began = time.perf_counter()
-        box.stop()
-        timings.append(time.perf_counter() - began)
-    print("fixture start/stop seconds:", " ".join(f"{t:.3f}" for t in timings))
-    assert max(timings) < 1.0
-
-
 def test_writes_are_stamped_after_the_seeded_data_even_when_now_is_ahead(
     make_sandbox: Callable[..., Sandbox],
 ) -> None:
