@@ -173,6 +173,8 @@ class HubSpotConfig(_Section):
     ca_file: Path | None = None
     timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
     lookback_seconds: Annotated[float, Field(ge=0)] = 60.0
+    # Seconds between the cycles' cheap looks at the active owners (0: every cycle); see syncd.cycle.
+    owners_every_seconds: Annotated[float, Field(ge=0)] = 120.0
 
 
 class SystemBudget(_Section):

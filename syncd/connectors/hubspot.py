@@ -22,8 +22,12 @@
   archived records at most every ``archived_every_seconds`` (default 900 s) per object, in HubSpot's time,
   and delivers those archived since the previous listing (minus the look-back); the first listing in a
   process goes back ``archived_every_seconds`` + look-back before the watermark, which covers a previous
-  process that pulled without listing. An archive is therefore seen within one interval; a push to a record
-  archived meanwhile is refused (404) and isolated like any bad input.
+  process that pulled without listing. The interval grows with the recycle bin: after a listing of n pages
+  the next one waits n intervals, so listings cost at most one call per object per interval on average
+  (96 a day per object at 900 s) however large the bin (HubSpot keeps archived records 90 days; a list page
+  holds at most 100). An archive is therefore seen within one interval while the bin fits one page, within
+  n intervals when it takes n; a push to a record archived meanwhile is refused (404) and isolated like any
+  bad input.
 - Merges: ``hs_merged_object_ids`` (contacts, companies) is requested on every pull, so a survivor carries
   the ids merged into it (";"-separated) and the cycle can follow them.
 - Deals: pulled like contacts and companies; each page's deals get their company (the primary one, else the
@@ -230,6 +234,8 @@ class HubSpotConnector(Connector):
         self._now = now
         # Per object: HubSpot's time when this process last listed archived records.
         self._archived_listed: dict[str, datetime] = {}
+        # Per object: the pages the last listing took (the next one waits that many intervals).
+        self._archived_pages: dict[str, int] = {}
         self.fields = {k: list(v) for k, v in (fields or {}).items()}
         self.key_properties = dict(key_properties or {})
         self._apis: dict[tuple[str, str], Any] = {}
@@ -533,13 +539,15 @@ class HubSpotConnector(Connector):
         """
         now = self._server_now or self._now()
         listed = self._archived_listed.get(object)
-        if listed is not None and now - listed < self.archived_every:
+        if listed is not None and now - listed < self.archived_every * self._archived_pages.get(object, 1):
             return
         since = (listed if listed is not None else floor.at - self.archived_every) - self.lookback
         api = self._api(object, "basic_api")
         after: str | None = None
         began: datetime | None = None
+        pages = 0
         while True:
+            pages += 1
             kwargs: dict[str, Any] = {
                 "limit": LIST_PAGE,
                 "properties": names,
@@ -558,6 +566,7 @@ class HubSpotConnector(Connector):
             if not after:
                 break
         self._archived_listed[object] = began or now
+        self._archived_pages[object] = pages
 
     def _add_companies(self, records: list[RawRecord]) -> None:
         """Each deal's company id in ``associatedcompanyid``: one associations batch read for the page."""

@@ -4,7 +4,8 @@
   ``queryAll`` (so deleted rows come too), paged by ``nextRecordsUrl``: one page in memory at a time. A first
   sync of an object larger than ``bulk_threshold`` runs as one Bulk API 2.0 query, read in pages.
   ``pull_many`` sends the delta queries of up to five objects in one ``/composite`` request (one API call)
-  and follows each one's ``nextRecordsUrl``. A delta query's last page carries a watermark no older than
+  and follows each one's ``nextRecordsUrl``; AccountTeamMember, a sixth, rides the same request as an sObject
+  Get Updated subrequest (ids changed in a window of whole minutes), read by id only when some changed. A delta query's last page carries a watermark no older than
   the org's time of the query (its ``Date`` header), so an idle org's next query re-reads nothing.
 - Field limits: ``field_limits`` reads describe (one call per object) into ``FieldLimit`` values that say
   what the org would refuse (STRING_TOO_LONG, NUMBER_OUTSIDE_VALID_RANGE, ...) and how to fit a value.
@@ -69,6 +70,12 @@ _USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
 _VERSION_PATH = re.compile(r"^/services/data/v[\d.]+/")
 _LOCATOR = re.compile(r"/[0-9A-Za-z]{15,18}(-\d+)?$")
 TEAM_OBJECT = "AccountTeamMember"
+# Objects whose changes sObject Get Updated reports in full, so their delta may ride a /composite request as
+# one (not a query: it does not count against COMPOSITE_QUERIES). AccountTeamMember: a removed member is
+# erased (no query shows it either), and the object supports getUpdated() (Object Reference,
+# "AccountTeamMember", Supported Calls). Objects with soft deletes need queryAll, so they stay queries.
+GET_UPDATED_OBJECTS = frozenset({TEAM_OBJECT})
+GET_UPDATED_DAYS = 30  # Get Updated answers for no more than 30 days before the day of the call
 # A delete of a member that is already gone (an Account owner change erased the team, a human removed it)
 # reached the wanted end state.
 _GONE = frozenset({"NOT_FOUND", "ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY"})
@@ -139,6 +146,11 @@ def _soql_literal(value: datetime) -> str:
     return value.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _replication_literal(value: datetime) -> str:
+    # Get Updated's start and end: ISO 8601 with an offset (REST API Developer Guide, "sObject Get Updated").
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
 def _quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
@@ -191,6 +203,7 @@ class SalesforceConnector(Connector):
         sleep: Sleep = time.sleep,
         now: Now = lambda: datetime.now(UTC),
     ) -> None:
+        self._now = now
         self.budget = DailyBudget(
             "salesforce", share=daily_share, allowance=daily_allowance, org_ceiling=org_ceiling, now=now
         )
@@ -347,17 +360,48 @@ class SalesforceConnector(Connector):
         Each query's later pages follow its ``nextRecordsUrl`` with ordinary query-more calls. An object
         without a watermark is pulled on its own (a first sync may go through the Bulk API). A query the org
         refuses fails the pull once the other objects of its request are yielded.
+
+        Objects past the fifth that Get Updated reports in full (``GET_UPDATED_OBJECTS``: AccountTeamMember,
+        whose removals no query shows either) ride the first request as an sObject Get Updated subrequest
+        instead of taking a second request: Composite accepts "all sObject resources" as subrequests and only
+        query and sObject Collections ones count against the five (REST API Developer Guide, "Composite").
+        Get Updated answers the ids changed in a window (``_updated_pages``); an idle org's answer is empty,
+        so an idle cycle stays one API call, and changed ids cost one query per 200 of them.
         """
         items = list(since.items())
         delta = [(obj, Watermark.decode(mark, system="salesforce")) for obj, mark in items if mark]
-        for group in batched(delta, COMPOSITE_QUERIES):
-            yield from self._pull_composite(group)
+        queries = delta[:COMPOSITE_QUERIES]
+        riders: list[tuple[str, Watermark]] = []
+        for obj, start in delta[COMPOSITE_QUERIES:]:
+            (riders if self._can_ride(obj, start) else queries).append((obj, start))
+        groups = list(batched(queries, COMPOSITE_QUERIES)) or ([[]] if riders else [])
+        for n, group in enumerate(groups):
+            yield from self._pull_composite(group, riders if n == 0 else [])
         for obj, mark in items:
             if not mark:
                 for page in self.pull(obj):
                     yield obj, page
 
-    def _pull_composite(self, group: list[tuple[str, Watermark]]) -> Iterator[tuple[str, Page]]:
+    def _can_ride(self, object: str, start: Watermark) -> bool:
+        """Whether ``object``'s delta may go as a Get Updated subrequest: an object Get Updated reports in full,
+        with a window start inside the days the org answers for (a day to spare: the limit counts from the
+        start of the day, in the org's time)."""
+        return object in GET_UPDATED_OBJECTS and start.at - self.lookback > self._now() - timedelta(
+            days=GET_UPDATED_DAYS - 1
+        )
+
+    def _updated_window(self, start: Watermark) -> tuple[datetime, datetime]:
+        """The Get Updated window for a watermark: from the watermark minus the look-back to now, in whole
+        minutes (the API ignores the seconds of both ends), and more than a minute wide (else
+        INVALID_REPLICATION_DATE; REST API Developer Guide, "sObject Get Updated", Parameters; SOAP API
+        Developer Guide, getUpdated(), "Rules and Guidelines")."""
+        end = self._now().astimezone(UTC).replace(second=0, microsecond=0)
+        begin = (start.at - self.lookback).astimezone(UTC).replace(second=0, microsecond=0)
+        return min(begin, end - timedelta(minutes=2)), end
+
+    def _pull_composite(
+        self, group: list[tuple[str, Watermark]], riders: Sequence[tuple[str, Watermark]] = ()
+    ) -> Iterator[tuple[str, Page]]:
         version = str(getattr(self.sf, "sf_version", "") or "59.0")
         subrequests = []
         for i, (obj, start) in enumerate(group):
@@ -370,6 +414,16 @@ class SalesforceConnector(Connector):
                     "httpHeaders": self._query_headers(),
                 }
             )
+        for i, (obj, start) in enumerate(riders):
+            begin, end = self._updated_window(start)
+            window = urlencode({"start": _replication_literal(begin), "end": _replication_literal(end)})
+            subrequests.append(
+                {
+                    "method": "GET",
+                    "url": f"/services/data/v{version}/sobjects/{obj}/updated/?{window}",
+                    "referenceId": f"updated_{i}_{obj}",
+                }
+            )
         body = {"allOrNone": False, "collateSubrequests": False, "compositeRequest": subrequests}
         result = self._call("composite", lambda: self.sf.restful("composite", method="POST", json=body))
         anchor = self._anchor()
@@ -378,7 +432,7 @@ class SalesforceConnector(Connector):
             for r in (result.get("compositeResponse") or [] if isinstance(result, dict) else [])
         }
         failure: ConnectorError | None = None
-        for (obj, start), sub in zip(group, subrequests, strict=True):
+        for (obj, start), sub in zip([*group, *riders], subrequests, strict=True):
             answer = answers.get(str(sub["referenceId"]))
             status = int(answer.get("httpStatusCode", 0)) if answer else 0
             if answer is None or status != 200 or not isinstance(answer.get("body"), dict):
@@ -389,10 +443,34 @@ class SalesforceConnector(Connector):
                     refreshable=self.refreshable,
                 )
                 continue
-            for page in self._query_pages(obj, answer["body"], start, anchor):
+            if str(sub["referenceId"]).startswith("updated_"):
+                pages = self._updated_pages(obj, answer["body"], start, anchor)
+            else:
+                pages = self._query_pages(obj, answer["body"], start, anchor)
+            for page in pages:
                 yield obj, page
         if failure is not None:
             raise failure
+
+    def _updated_pages(
+        self, object: str, answer: Mapping[str, Any], start: Watermark, anchor: Watermark | None
+    ) -> Iterator[Page]:
+        """The records a Get Updated answer names, read 200 ids a query, in pages; only the last page moves
+        the watermark, to the end of the window the org covered (``latestDateCovered``: "use this value for
+        the startDate of your next call", SOAP API Developer Guide, GetUpdatedResult), never past the org's
+        time of the request (``Date``), never back."""
+        covered_text = answer.get("latestDateCovered")
+        covered = parse_sf_datetime(str(covered_text)) if covered_text else start.at
+        if anchor is not None:
+            covered = min(covered, anchor.at)
+        mark = max(start, Watermark(covered, ""))
+        ids = [str(i) for i in answer.get("ids") or []]
+        batches = list(batched(ids, READ_BATCH))
+        for n, records in enumerate(self.read(object, ids)):
+            last = n == len(batches) - 1
+            yield Page(records, (mark if last else start).encode())
+        if not ids and mark != start:
+            yield Page([], mark.encode())
 
     def _pull_soql(self, object: str, names: list[str], start: Watermark | None) -> str:
         soql = f"SELECT {', '.join(names)} FROM {object}"

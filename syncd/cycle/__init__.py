@@ -100,9 +100,17 @@ log = logging.getLogger(__name__)
 
 # Keys decided per engine call: large enough to amortise the queries, small enough to bound memory.
 CHUNK = 2000
-# Every cycle looks at the roster cheaply (HubSpot's active owners; Salesforce's changed Users ride in the
-# pull's /composite request); the whole roster (queues, archived owners) is listed again this often.
+# Every cycle looks at the roster cheaply (Salesforce's changed Users ride in the pull's /composite request);
+# the whole roster (queues, archived owners) is listed again this often.
 FULL_ROSTER_EVERY = timedelta(hours=1)
+# HubSpot's active owners (one call, no delta form: GET /crm/v3/owners has no modified-since filter) are
+# looked at this often, not every cycle: at the default 60 s interval a look every cycle is 1,440 of an idle
+# day's calls, and with one search per pulled object (4,320) the day would pass 6,000 once the roster
+# refreshes and the archived listings are counted. A User deactivated in Salesforce still reaches both
+# systems within one cycle; an owner archived in HubSpot alone within this time (``[hubspot]
+# owners_every_seconds``; 0 looks every cycle). A look is due a tenth of the period early, so that cycles
+# that start a little less than a period apart do not skip one more look.
+OWNERS_EVERY = timedelta(seconds=120)
 
 
 class SyncCycle:
@@ -122,8 +130,11 @@ class SyncCycle:
         chunk: int = CHUNK,
         backoff: Backoff | None = None,
         keep_days: int = 0,
+        owners_every: timedelta = OWNERS_EVERY,
     ) -> None:
         self.ledger = ledger
+        self.owners_every = owners_every
+        self._owners_at: datetime | None = None
         self.keep_days = keep_days
         self._pruned_at: float | None = None
         self.connectors: dict[str, Connector] = {"salesforce": salesforce, "hubspot": hubspot}
@@ -154,6 +165,7 @@ class SyncCycle:
             ledger.close()
             raise
         options.setdefault("keep_days", config.ledger.keep_days)
+        options.setdefault("owners_every", timedelta(seconds=config.hubspot.owners_every_seconds))
         return cls(ledger, sf, hs, clock=clock, **options)
 
     def close(self) -> None:
@@ -176,7 +188,12 @@ class SyncCycle:
         reps = [*self.connectors["salesforce"].list_reps(), *self.connectors["hubspot"].list_reps()]
         self.roster = Roster.from_reps(reps)
         self._listed = rows_of(reps)
-        self._full_roster_at = self.clock()
+        self._full_roster_at = self._owners_at = self.clock()
+
+    def _owners_due(self) -> bool:
+        """Whether this cycle looks at HubSpot's active owners (see ``OWNERS_EVERY``)."""
+        last = self._owners_at
+        return last is None or self.clock() - last >= self.owners_every * 0.9
 
     def _roster_from_ledger(self) -> Roster:
         """The roster as the last cycle listed it (a plan from the ledger makes no API call)."""
@@ -228,11 +245,16 @@ class SyncCycle:
                 last = self._full_roster_at
                 if self._listed is None and (last is None or self.clock() - last >= FULL_ROSTER_EVERY):
                     self.refresh_roster()
+                    roster = self.roster
                 elif self._listed is None:
-                    # The cheap look of every cycle: HubSpot's active owners here, Salesforce's changed
-                    # Users with the pull (one more delta query in the same /composite request).
-                    light = rows_of(self.connectors["hubspot"].list_reps(full=False))
-                roster = self.roster if light is None else self._roster_from_ledger()
+                    # The cheap look: HubSpot's active owners when due (OWNERS_EVERY), Salesforce's changed
+                    # Users every cycle with the pull (one more delta query in the same /composite request).
+                    if self._owners_due():
+                        light = rows_of(self.connectors["hubspot"].list_reps(full=False))
+                        self._owners_at = self.clock()
+                    roster = self._roster_from_ledger()
+                else:
+                    roster = self.roster
             else:
                 roster = self._roster_from_ledger()
             if roster is None:

@@ -50,7 +50,11 @@ def pull(run: RunContext) -> bool:
             # /composite request (a departure reaches both systems within the cycle).
             since[ROSTER_OBJECT] = run.ledger.records.watermark(system, ROSTER_OBJECT)
             if run.rules.teams is not None:
-                # Account teams (teams.toml): added and changed members, in the same request.
+                # Account teams (teams.toml): added and changed members. The four objects and User fill the
+                # request's five queries; this one rides the same request as a Get Updated subrequest (see
+                # SalesforceConnector.pull_many), so an idle cycle is one Salesforce call. Its watermark
+                # moves only to what the org covered, so a change is never skipped, only seen up to a
+                # minute later (Get Updated works in whole minutes).
                 since[TEAM_OBJECT] = run.ledger.records.watermark(system, TEAM_OBJECT)
         with prefetched(connector.pull_many(since)) as pages:
             more = True

@@ -1643,6 +1643,11 @@ class SalesforceApp(SandboxApp):
             end_at = parse_sf_datetime(request.args["end"])
         except (KeyError, ValueError):
             raise SfError(400, "INVALID_REPLICATION_DATE", "start and end must be valid datetimes") from None
+        # "The API ignores the seconds portion of the specified dateTime value (for example, 12:30:15 is
+        # interpreted as 12:30:00 UTC)", of start and of end (REST API Developer Guide, "sObject Get Updated"
+        # and "sObject Get Deleted", Parameters). The one-minute rule is checked on what is left.
+        start_at = start_at.replace(second=0, microsecond=0)
+        end_at = end_at.replace(second=0, microsecond=0)
         if (end_at - start_at).total_seconds() <= 60:
             raise SfError(
                 400,

@@ -303,6 +303,23 @@ def test_the_archived_listing_is_read_once_per_interval_and_catches_every_archiv
     assert org.calls().get("GET list", 0) == 0
 
 
+def test_a_recycle_bin_of_n_pages_is_listed_every_n_intervals(org: Org) -> None:
+    connector = org.connector(archived_every_seconds=900)
+    _, mark = pull(connector, "contacts")
+    api = org.box.hubspot_client().crm.contacts.basic_api
+    for gone in live_ids(org, "contacts")[:150]:  # 150 archived: a listing of two pages of 100
+        api.archive(gone)
+    lists: list[int] = []
+    for _ in range(8):  # every 901 s: a listing is due at most every other time
+        org.clock.advance(901)
+        org.reset_calls()
+        pages = list(connector.pull("contacts", since=mark))
+        mark = pages[-1].watermark
+        lists.append(org.calls().get("GET list", 0))
+    # The first listing takes 2 pages, so the next waits 2 intervals: at most 1 call per interval on average.
+    assert lists == [2, 0, 2, 0, 2, 0, 2, 0]
+
+
 # ---------------------------------------------------------------------------------------------- merges
 
 

@@ -17,6 +17,7 @@ import pytest
 from connector_harness import SYSTEMS, Harness, Recorder
 
 from syncd.connectors import Page, Watermark
+from syncd.connectors import salesforce as salesforce_connector
 from syncd.connectors.salesforce import SalesforceConnector
 from syncd.sandbox.runtime import Sandbox, write_info
 
@@ -146,6 +147,129 @@ def test_more_than_five_objects_take_one_composite_call_per_five(org: Harness, c
     six = (*OBJECTS, "User", "Group")
     connector = sf_connector(org)
     marks = watermarks(connector, six)
+    org.reset_counts()
+    list(connector.pull_many(marks))
+    assert org.kinds() == {"POST composite": 2}
+
+
+# The pull stage's six objects: the four synced ones, the roster's Users and the account teams' members.
+SIX = (*OBJECTS, "User", "AccountTeamMember")
+HUMAN = "jack.miller@northwind.example"
+
+
+def org_connector(org: Harness, clock: OrgClock) -> SalesforceConnector:
+    """A connector whose own clock is the org's (as syncd's clock and the org's agree in production)."""
+    return sf_connector(org, lookback_seconds=LOOKBACK, now=lambda: datetime.fromtimestamp(clock.now, UTC))
+
+
+def add_member(org: Harness) -> str:
+    """A human puts a rep on an account's team; the member's id."""
+    sf = org.sandbox.salesforce_client(HUMAN)
+    users = {
+        str(r["Email"]).lower(): r["Id"]
+        for r in sf.query_all("SELECT Id, Email FROM User WHERE IsActive = true")["records"]
+    }
+    account = sf.query("SELECT Id FROM Account ORDER BY Id LIMIT 1")["records"][0]["Id"]
+    made = sf.AccountTeamMember.create(
+        {
+            "AccountId": account,
+            "UserId": users["hannah.weber@northwind.example"],
+            "TeamMemberRole": "Executive Sponsor",
+        }
+    )
+    return str(made["id"])
+
+
+def test_a_sixth_object_get_updated_reports_in_full_rides_the_same_composite_call(
+    org: Harness, clock: OrgClock
+) -> None:
+    connector = org_connector(org, clock)
+    marks = settled(connector, SIX, clock)
+    clock.advance(5)
+    member = add_member(org)
+    lead = org_update(org, "Lead", {"Title": "COO"})
+    # Get Updated covers whole minutes only (the API ignores seconds): a change is seen once its minute
+    # has ended, at the latest by the next cycle, and the watermark never passes what was covered.
+    clock.advance(60)
+    org.reset_counts()
+    pulled = by_object(connector.pull_many(marks))
+    assert {obj: ids(pages) for obj, pages in pulled.items() if ids(pages)} == {
+        "Lead": {lead},
+        "AccountTeamMember": {member},
+    }
+    # One request for all six (Get Updated is an sObject resource, not one of the five queries), and one
+    # query for the changed member's fields.
+    assert org.kinds() == {"POST composite": 1, "GET query": 1}
+    marks.update({obj: pages[-1].watermark for obj, pages in pulled.items()})
+    # The next pull reads what is within the look-back once more (see the test of a burst below); then,
+    # idle past the look-back and Get Updated's whole minutes: one request, nothing read.
+    clock.advance(LOOKBACK + 150)
+    marks.update({obj: page.watermark for obj, page in connector.pull_many(marks)})
+    for _ in range(3):
+        clock.advance(LOOKBACK + 150)
+        org.reset_counts()
+        pulled = by_object(connector.pull_many(marks))
+        assert sum(len(p.records) for pages in pulled.values() for p in pages) == 0
+        assert org.kinds() == {"POST composite": 1}
+        moved = {obj: pages[-1].watermark for obj, pages in pulled.items()}
+        assert set(moved) == set(SIX)  # every watermark follows the org's time, the riders' too
+        assert all(Watermark.decode(moved[o]) > Watermark.decode(marks[o]) for o in SIX)  # type: ignore[arg-type]
+        marks.update(moved)
+
+
+def test_a_riders_watermark_moves_only_with_its_last_page(
+    org: Harness, clock: OrgClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(salesforce_connector, "READ_BATCH", 100)  # ids per read query: 2 pages of 141
+    connector = org_connector(org, clock)
+    marks = settled(connector, SIX, clock)
+    clock.advance(5)
+    members = {add_member(org)}
+    members |= set(_more_members(org, 140))
+    clock.advance(60)
+    pulled = by_object(connector.pull_many(marks))["AccountTeamMember"]
+    assert ids(pulled) == members
+    assert [len(p.records) for p in pulled] == [100, len(members) - 100]
+    # A crash after the first page is staged re-reads the whole window: the first page keeps the old mark.
+    assert pulled[0].watermark == marks["AccountTeamMember"]
+    assert Watermark.decode(pulled[-1].watermark) > Watermark.decode(str(marks["AccountTeamMember"]))
+
+
+def _more_members(org: Harness, n: int) -> list[str]:
+    """n new team members (distinct account and user pairs), written through sObject Collections."""
+    sf = org.sandbox.salesforce_client()
+    users = [r["Id"] for r in sf.query_all("SELECT Id FROM User WHERE IsActive = true")["records"]]
+    taken = {
+        (r["AccountId"], r["UserId"])
+        for r in sf.query_all("SELECT AccountId, UserId FROM AccountTeamMember")["records"]
+    }
+    accounts = [r["Id"] for r in sf.query_all("SELECT Id FROM Account")["records"]]
+    pairs = [(a, u) for a in accounts for u in users if (a, u) not in taken][:n]
+    assert len(pairs) == n
+    made: list[str] = []
+    for i in range(0, n, 200):
+        records = [
+            {
+                "attributes": {"type": "AccountTeamMember"},
+                "AccountId": a,
+                "UserId": u,
+                "TeamMemberRole": "Executive Sponsor",
+                "AccountAccessLevel": "Read",
+            }
+            for a, u in pairs[i : i + 200]
+        ]
+        result = sf.restful("composite/sobjects", method="POST", json={"allOrNone": True, "records": records})
+        made += [str(r["id"]) for r in result]
+    return made
+
+
+def test_a_rider_whose_watermark_is_older_than_get_updated_answers_for_goes_as_a_query(
+    org: Harness, clock: OrgClock
+) -> None:
+    connector = org_connector(org, clock)
+    marks = settled(connector, SIX, clock)
+    marks["AccountTeamMember"] = Watermark(START, "").encode()
+    clock.advance(40 * 86_400)
     org.reset_counts()
     list(connector.pull_many(marks))
     assert org.kinds() == {"POST composite": 2}

@@ -148,6 +148,36 @@ def test_a_rep_deactivated_in_salesforce_owns_nothing_after_the_next_cycle(org: 
         assert ledger.decisions.owner_counts().get(rep, 0) == 0
 
 
+def test_an_owner_archived_in_hubspot_alone_owns_nothing_once_the_owners_are_looked_at_again(
+    org: Org,
+) -> None:
+    # Cycles a minute apart; HubSpot's owners are looked at every `owners_every_seconds` (120 by default):
+    # every other cycle, so an idle cycle between two looks costs one HubSpot call per pulled object.
+    cycle = org.cycle()
+    cycle.run(org.rules)
+    org.clock.advance(minutes=5)
+    cycle.run(org.rules)  # looks at the owners (five minutes since the first cycle's roster)
+    with Ledger(org.config.ledger.path, readonly=True) as ledger:
+        loads = ledger.decisions.owner_counts()
+    rep = max((r for r in loads if "@" in r and "queue:" not in r), key=lambda r: loads[r])
+    assert sum(owned_in_systems(org, rep).values()) > 0
+    owner = org.sandbox.hs_store.get("owners", org.systems.owners()[rep])
+    org.sandbox.hs_store.put("owners", {**owner, "archived": True})  # the Salesforce User stays active
+
+    looks = []
+    for _ in range(2):
+        org.clock.advance(seconds=60)
+        org.systems.reset_counts()
+        report = cycle.run(org.rules)
+        assert report.ok
+        looks.append(sum(n for k, n in org.systems.kinds()["hubspot"].items() if "owner" in k))
+        if looks == [0]:
+            assert sum(owned_in_systems(org, rep).values()) > 0  # not looked at yet
+
+    assert looks == [0, 1]
+    assert owned_in_systems(org, rep) == Counter()
+
+
 @pytest.mark.parametrize("threshold", [70, 90])
 def test_raising_the_threshold_and_lowering_it_back_leaves_both_systems_as_they_were(
     org: Org, tmp_path: Path, threshold: int

@@ -233,6 +233,12 @@ def test_get_updated_and_deleted_cover_30_and_15_days(
     [
         pytest.param(NOW, NOW - timedelta(hours=1), id="reversed"),
         pytest.param(NOW, NOW + timedelta(seconds=30), id="under-a-minute"),
+        # 70 s, but the API ignores the seconds of both ends: 12:00:10-12:01:20 is 12:00-12:01, one minute.
+        pytest.param(
+            NOW.replace(second=10, microsecond=0),
+            NOW.replace(second=10, microsecond=0) + timedelta(seconds=70),
+            id="over-a-minute-only-with-its-seconds",
+        ),
     ],
 )
 def test_a_replication_window_must_span_more_than_a_minute(
