@@ -228,6 +228,16 @@ class Mapping:
                 readable = tuple(b for b in bindings if b.read)
                 if readable:
                     self._readers.setdefault((system, obj), []).append((lf, readable))
+        # Per object, the logical fields syncd may write there (a binding whose policy is not "never").
+        self._writable: dict[tuple[str, str], frozenset[str]] = {}
+        for lf in fields.values():
+            for (system, obj), bindings in lf.bindings.items():
+                if any(b.write != "never" for b in bindings):
+                    self._writable[(system, obj)] = self._writable.get((system, obj), frozenset()) | {lf.name}
+
+    def writable(self, system: str, obj: str) -> frozenset[str]:
+        """The logical fields with a binding syncd may write in one object."""
+        return self._writable.get((system, obj), frozenset())
 
     def text_form(self, name: str) -> TextForm | None:
         """How the values of a text field look once read (for ``validate``'s value checks); None for

@@ -45,6 +45,8 @@ class RunContext:
     # A plan from the ledger (no pull): the records are taken as syncd's confirmed writes left them, since
     # the systems' echoes of those writes have not been pulled yet.
     assume_writes: bool = False
+    # A dry run's decisions are rolled back with it: their traces are never read, so never built.
+    keep_traces: bool = True
     # Every record in quarantine when the run started: only these need releasing after a good push.
     quarantine_refs: set[RecordRef] = field(default_factory=set)
     _held: list[QuarantineRow] | None = field(default=None, init=False, repr=False)

@@ -75,6 +75,8 @@ class _Decide:
         self.limits = limits.current(run)
         self.limit_rules = limit_rules(run.mapping)
         self.teams = TeamStage(run)
+        self.writes = _Writes(self.ledger)
+        self.account_views: dict[str, AccountView | None] = {}
 
     def decide(self) -> bool:
         held = self.run.held_quarantine()
@@ -168,6 +170,7 @@ class _Decide:
         return not self.run.stopped() and self.run.pusher.flush_full()
 
     def _decide_chunk(self, kind: str, keys: list[str], *, clean: bool) -> None:
+        self.writes = _Writes(self.ledger)
         records = self._records_of(keys)
         groups: dict[str, Group] = {}
         merged: dict[str, dict[str, Any]] = {}
@@ -190,17 +193,12 @@ class _Decide:
             account_keys = {a for a in account_of.values() if a}
             for key, g in groups.items():
                 persons.append(self._person_view(g, merged[key], account_of.get(key)))
-            account_records = self._records_of(sorted(account_keys)) if account_keys else {}
-            for akey in sorted(account_keys):
-                ag = group(akey, "account", account_records.get(akey, ()))
-                try:
-                    accounts.append(self._account_view(ag, self._logical(ag)))
-                except _BadRecord:
-                    continue
+            accounts = self._accounts(sorted(account_keys))
         else:
             for key, g in groups.items():
-                accounts.append(self._account_view(g, merged[key]))
-        previous = self.ledger.decisions.get_many(list(groups) + sorted(account_keys))
+                view = self.account_views[key] = self._account_view(g, merged[key])
+                accounts.append(view)
+        previous = self.ledger.decisions.get_many(list(groups) + sorted(account_keys), traces=False)
         overrides = self.ledger.overrides.active(list(groups), now=self.now)
         view = self._ledger_view(list(groups), sorted(account_keys), previous, overrides)
         accounts = self.teams.prepare(kind, accounts)
@@ -280,7 +278,20 @@ class _Decide:
         records = self.ledger.records.of_keys(keys)
         if not self.run.assume_writes:
             return records
-        return _as_written(self.ledger, keys, records)
+        return _as_written(self.ledger, keys, records, self.writes)
+
+    def _accounts(self, keys: Sequence[str]) -> list[AccountView]:
+        """The views of the accounts of a chunk's persons, each read once per run (records do not change
+        while deciding; the accounts decided earlier in the run left theirs)."""
+        missing = [k for k in keys if k not in self.account_views]
+        records = self._records_of(missing) if missing else {}
+        for akey in missing:
+            ag = group(akey, "account", records.get(akey, ()))
+            try:
+                self.account_views[akey] = self._account_view(ag, self._logical(ag))
+            except _BadRecord:
+                self.account_views[akey] = None
+        return [view for k in keys if (view := self.account_views[k]) is not None]
 
     def _count_move(self, d: Decision, prev: DecisionRow | None, fields: Mapping[str, Any]) -> None:
         """Count the decision's ownership move, from the previous decision (else the systems' current
@@ -418,7 +429,7 @@ class _Decide:
                 DecisionRow(
                     key=d.key,
                     digest=self.rules.digest,
-                    trace=trace_rows(d.trace),
+                    trace=trace_rows(d.trace) if self.run.keep_traces else [],
                     decided_at=self.now,
                     stage=d.stage,
                     score=float(d.score) if d.score is not None else None,
@@ -455,39 +466,47 @@ class _Decide:
         return found
 
     def _last_writes(self, groups: Iterable[Group]) -> dict[tuple[str, str, str, str], WriteRow]:
-        ids: dict[tuple[str, str], list[str]] = {}
-        for g in groups:
-            for r in g.writable:
-                ids.setdefault((r.system, r.object), []).append(r.id)
-        out: dict[tuple[str, str, str, str], WriteRow] = {}
-        for (system, obj), obj_ids in ids.items():
-            for (rid, fname), w in self.ledger.outbox.last_writes(system, obj, obj_ids).items():
-                out[(system, obj, rid, fname)] = w
-        return out
+        refs = [r.ref for g in groups for r in g.writable]
+        found = self.writes.of(refs)
+        return {(*ref, name): w for ref in refs for name, w in found.get(ref, {}).items()}
+
+
+class _Writes:
+    """syncd's latest writes to the records of one chunk, each record's read from the outbox once."""
+
+    def __init__(self, ledger: Any) -> None:
+        self.ledger = ledger
+        self.asked: set[RecordRef] = set()
+        self.found: dict[RecordRef, dict[str, WriteRow]] = {}
+
+    def of(self, refs: Iterable[RecordRef]) -> Mapping[RecordRef, Mapping[str, WriteRow]]:
+        """ref -> field -> the last write (records never written to are absent)."""
+        missing: dict[tuple[str, str], list[str]] = {}
+        for ref in refs:
+            if ref not in self.asked:
+                self.asked.add(ref)
+                missing.setdefault((ref[0], ref[1]), []).append(ref[2])
+        for (system, obj), ids in missing.items():
+            for (rid, name), w in self.ledger.outbox.last_writes(system, obj, ids).items():
+                self.found.setdefault((system, obj, rid), {})[name] = w
+        return self.found
 
 
 def _as_written(
-    ledger: Any, keys: Sequence[str], records: dict[str, list[RecordRow]]
+    ledger: Any, keys: Sequence[str], records: dict[str, list[RecordRow]], writes: _Writes
 ) -> dict[str, list[RecordRow]]:
     """The records as the systems hold them once syncd's confirmed writes landed: each field syncd wrote
     after the record was staged takes the written value, and a record syncd created but has not pulled yet
     is there with what syncd wrote into it. (A live cycle pulls first, and the echoes say the same.)"""
     out = {key: list(rows) for key, rows in records.items()}
-    for key in keys:
+    for key, links in ledger.identity.created_links(keys).items():
         staged = {r.ref for r in out.get(key, ())}
-        for link in ledger.identity.links_of(key):
-            if link.how == "created" and link.ref not in staged:
+        for link in links:
+            if (link.system, link.object, link.id) not in staged:
                 out.setdefault(key, []).append(
                     RecordRow(link.system, link.object, link.id, data={"Id": link.id}, seen_at=link.linked_at)
                 )
-    ids: dict[tuple[str, str], list[str]] = {}
-    for rows in out.values():
-        for r in rows:
-            ids.setdefault((r.system, r.object), []).append(r.id)
-    written: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for (system, obj), obj_ids in ids.items():
-        for (rid, name), w in ledger.outbox.last_writes(system, obj, obj_ids).items():
-            written.setdefault((system, obj, rid), {})[name] = w
+    written = writes.of(r.ref for rows in out.values() for r in rows)
     for rows in out.values():
         for i, r in enumerate(rows):
             found = written.get(r.ref)
