@@ -196,8 +196,8 @@ class _Decide:
             accounts = self._accounts(sorted(account_keys))
         else:
             for key, g in groups.items():
-                view = self.account_views[key] = self._account_view(g, merged[key])
-                accounts.append(view)
+                account = self.account_views[key] = self._account_view(g, merged[key])
+                accounts.append(account)
         previous = self.ledger.decisions.get_many(list(groups) + sorted(account_keys), traces=False)
         overrides = self.ledger.overrides.active(list(groups), now=self.now)
         view = self._ledger_view(list(groups), sorted(account_keys), previous, overrides)
