@@ -429,7 +429,7 @@ class _Decide:
                 DecisionRow(
                     key=d.key,
                     digest=self.rules.digest,
-                    trace=trace_rows(d.trace) if self.run.keep_traces else [],
+                    trace=trace_rows(d.trace, raw=True) if self.run.keep_traces else [],
                     decided_at=self.now,
                     stage=d.stage,
                     score=float(d.score) if d.score is not None else None,
@@ -549,17 +549,23 @@ def _rules_change(d: Decision, prev: DecisionRow | None, digest: str) -> dict[st
 _BadRecord = BadRecord
 
 
-def trace_rows(trace: Iterable[Any]) -> list[list[Any]]:
+def trace_rows(trace: Iterable[Any], *, raw: bool = False) -> list[list[Any]]:
     """A decision's trace as the ledger keeps it: one ``[phase, rule, matched, test, [[name, value], ...]]``
     per rule tried (lists, not dicts: tens of thousands are written per cycle)."""
     if hasattr(trace, "rows"):  # a Trace builds its stored form straight from its raw entries
-        return trace.rows(_plain)
+        # ``raw``: values are left as the engine saw them (the ledger's trace store turns what JSON cannot
+        # hold into text); otherwise plain JSON values.
+        return trace.rows(_same if raw else _plain)
     # A Trace builds its steps once; iterating it as a Sequence would look each one up by index.
     steps = trace.steps() if hasattr(trace, "steps") else trace
     return [
         [step.phase, step.rule, step.matched, step.test, [[k, _plain(v)] for k, v in step.values]]
         for step in steps
     ]
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _plain(value: Any) -> Any:

@@ -64,7 +64,12 @@ def _loads(text: str | bytes) -> Any:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """Canonical JSON (sorted keys, compact, UTF-8) by orjson; by ``json`` for what orjson refuses (integers
+    beyond 64 bits, keys that are not strings), in the same canonical form."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 # A decision's trace is stored compressed (zlib over its canonical JSON): it is most of a decision's bytes.
@@ -73,7 +78,19 @@ _NO_TRACE = "[]"
 
 
 def _pack_trace(trace: Any) -> bytes:
-    return zlib.compress(_dumps(trace).encode(), 1)
+    """A trace's rows, compressed. Values beyond JSON's (datetimes, enums...) are stored as text, a
+    datetime as its UTC ISO form (the engine's values come straight from its context, unconverted)."""
+    try:
+        text = orjson.dumps(trace, default=_as_text, option=orjson.OPT_PASSTHROUGH_DATETIME)
+    except TypeError:  # an integer beyond 64 bits
+        text = json.dumps(trace, default=_as_text, separators=(",", ":"), ensure_ascii=False).encode()
+    return zlib.compress(text, 1)
+
+
+def _as_text(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    return str(value)
 
 
 def _unpack_trace(stored: str | bytes) -> Any:
