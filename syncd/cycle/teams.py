@@ -391,17 +391,12 @@ class TeamStage:
                 domains[d.key] = domain
         if not domains:
             return {}
-        persons = self.ledger.identity.keys_by_domain(set(domains.values()), kind="person")
-        keys = sorted({k for ks in persons.values() for k in ks})
-        records = self.ledger.records.of_keys(keys) if keys else {}
+        people = self.ledger.records.live_contacts_by_domain(set(domains.values()))
         out: dict[str, list[Any]] = {}
         for account, domain in domains.items():
-            for pkey in persons.get(domain, ()):
-                out.setdefault(account, []).extend(
-                    r
-                    for r in records.get(pkey, ())
-                    if r.system == "hubspot" and r.object == "contacts" and not r.deleted
-                )
+            contacts = [record for _, record in people.get(domain, ())]
+            if contacts:
+                out[account] = contacts
         return out
 
     def _field_actions(
