@@ -309,24 +309,26 @@ class Records(Store):
         record of that domain, by person key then contact id: the people of a company, read in one query
         per person object instead of every record of every such person."""
         wanted = sorted({d for d in domains if d})
-        found: dict[str, dict[tuple[str, str], RecordRow]] = {}
+        people: dict[str, set[tuple[str, str]]] = {}
         for chunk in _batched(wanted):
             marks = ",".join("?" * len(chunk))
             for system, objects in PERSON_OBJECTS.items():
                 for obj in objects:
                     sql = (
-                        f"SELECT p.domain AS wanted, l.key AS person, {_ROW} FROM records p "
-                        "JOIN links lp USING (system, object, id) "
+                        "SELECT p.domain, l.key, l.id FROM records p JOIN links lp USING (system, object, id) "
                         "JOIN entities e ON e.key = lp.key AND e.kind = 'person' "
                         "JOIN links l ON l.key = lp.key AND l.system = 'hubspot' AND l.object = 'contacts' "
-                        "JOIN records r ON r.system = l.system AND r.object = l.object AND r.id = l.id "
-                        f"WHERE p.system = ? AND p.object = ? AND p.domain IN ({marks}) AND r.deleted = 0"
+                        f"WHERE p.system = ? AND p.object = ? AND p.domain IN ({marks})"
                     )
-                    for row in self._select(sql, [system, obj, *chunk]):
-                        found.setdefault(row["wanted"], {})[(row["person"], row["id"])] = _record(row)
+                    for domain, person, rid in self._conn.execute(sql, [system, obj, *chunk]):
+                        people.setdefault(domain, set()).add((person, rid))
+        ids = sorted({rid for pairs in people.values() for _, rid in pairs})
+        contacts = {
+            rid: row for rid, row in self.by_ids("hubspot", "contacts", ids).items() if not row.deleted
+        }
         return {
-            domain: [(person, rows[(person, rid)]) for person, rid in sorted(rows)]
-            for domain, rows in sorted(found.items())
+            domain: [(person, contacts[rid]) for person, rid in sorted(pairs) if rid in contacts]
+            for domain, pairs in sorted(people.items())
         }
 
     def iterate(
