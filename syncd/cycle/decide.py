@@ -44,7 +44,7 @@ from syncd.core.views import (
     person_view,
 )
 from syncd.cycle import limits
-from syncd.cycle.context import RecordRef, RunContext
+from syncd.cycle.context import RecordRef, RunContext, WriteCache
 from syncd.cycle.teams import TeamStage
 
 _PLAIN = (str, int, float, bool, type(None))
@@ -75,7 +75,7 @@ class _Decide:
         self.limits = limits.current(run)
         self.limit_rules = limit_rules(run.mapping)
         self.teams = TeamStage(run)
-        self.writes = _Writes(self.ledger)
+        self.writes = WriteCache(self.ledger)
         self.account_views: dict[str, AccountView | None] = {}
 
     def decide(self) -> bool:
@@ -170,7 +170,7 @@ class _Decide:
         return not self.run.stopped() and self.run.pusher.flush_full()
 
     def _decide_chunk(self, kind: str, keys: list[str], *, clean: bool) -> None:
-        self.writes = _Writes(self.ledger)
+        self.writes = WriteCache(self.ledger)
         records = self._records_of(keys)
         groups: dict[str, Group] = {}
         merged: dict[str, dict[str, Any]] = {}
@@ -229,7 +229,9 @@ class _Decide:
             self.report.decided[kind] += 1
             for r in (*g.writable, *g.readonly):
                 self.report.decided_records[r.system] += 1
-        teams = self.teams.chunk(decisions, groups, merged, actions) if kind == "account" else None
+        teams = (
+            self.teams.chunk(decisions, groups, merged, actions, self.writes) if kind == "account" else None
+        )
         if teams is not None:
             actions.extend(teams.actions)
         acted = {(a.system, a.object, a.record_id) for a in actions if a.record_id}
@@ -471,29 +473,8 @@ class _Decide:
         return {(*ref, name): w for ref in refs for name, w in found.get(ref, {}).items()}
 
 
-class _Writes:
-    """syncd's latest writes to the records of one chunk, each record's read from the outbox once."""
-
-    def __init__(self, ledger: Any) -> None:
-        self.ledger = ledger
-        self.asked: set[RecordRef] = set()
-        self.found: dict[RecordRef, dict[str, WriteRow]] = {}
-
-    def of(self, refs: Iterable[RecordRef]) -> Mapping[RecordRef, Mapping[str, WriteRow]]:
-        """ref -> field -> the last write (records never written to are absent)."""
-        missing: dict[tuple[str, str], list[str]] = {}
-        for ref in refs:
-            if ref not in self.asked:
-                self.asked.add(ref)
-                missing.setdefault((ref[0], ref[1]), []).append(ref[2])
-        for (system, obj), ids in missing.items():
-            for (rid, name), w in self.ledger.outbox.last_writes(system, obj, ids).items():
-                self.found.setdefault((system, obj, rid), {})[name] = w
-        return self.found
-
-
 def _as_written(
-    ledger: Any, keys: Sequence[str], records: dict[str, list[RecordRow]], writes: _Writes
+    ledger: Any, keys: Sequence[str], records: dict[str, list[RecordRow]], writes: WriteCache
 ) -> dict[str, list[RecordRow]]:
     """The records as the systems hold them once syncd's confirmed writes landed: each field syncd wrote
     after the record was staged takes the written value, and a record syncd created but has not pulled yet
