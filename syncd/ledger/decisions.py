@@ -107,8 +107,10 @@ class Decisions(Store):
         """Keys whose decision says it is due again by ``at`` (``data["due_at"]``, an ISO time the cycle
         stores: an SLA deadline, an override's end, a score to decay), in key order after ``after``."""
         kind_filter = "" if kind is None else " AND e.kind = ?"
+        # CROSS JOIN: walk the decisions in key order (their primary key), so that paging through every key
+        # stays linear; a join SQLite may reorder sorts every remaining match for each page instead.
         sql = (
-            "SELECT d.key FROM decisions d JOIN entities e ON e.key = d.key "
+            "SELECT d.key FROM decisions d CROSS JOIN entities e ON e.key = d.key "
             "WHERE d.key > ? AND json_extract(d.data, '$.due_at') <= ?"
             f"{kind_filter} ORDER BY d.key LIMIT ?"
         )
@@ -122,8 +124,8 @@ class Decisions(Store):
         """Keys whose decision was made under other rules than ``digest`` (the rules in force), in key
         order after ``after``: a change of rules makes every such decision due."""
         kind_filter = "" if kind is None else " AND e.kind = ?"
-        sql = (
-            "SELECT d.key FROM decisions d JOIN entities e ON e.key = d.key "
+        sql = (  # CROSS JOIN: in key order, see due_keys
+            "SELECT d.key FROM decisions d CROSS JOIN entities e ON e.key = d.key "
             f"WHERE d.key > ? AND d.digest != ?{kind_filter} ORDER BY d.key LIMIT ?"
         )
         params: list[Any] = [after, digest, *([] if kind is None else [kind]), limit]
