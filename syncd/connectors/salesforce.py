@@ -4,9 +4,10 @@
   ``queryAll`` (so deleted rows come too), paged by ``nextRecordsUrl``: one page in memory at a time. A first
   sync of an object larger than ``bulk_threshold`` runs as one Bulk API 2.0 query, read in pages.
   ``pull_many`` sends the delta queries of up to five objects in one ``/composite`` request (one API call)
-  and follows each one's ``nextRecordsUrl``; AccountTeamMember, a sixth, rides the same request as an sObject
-  Get Updated subrequest (ids changed in a window of whole minutes), read by id only when some changed. A delta query's last page carries a watermark no older than
-  the org's time of the query (its ``Date`` header), so an idle org's next query re-reads nothing.
+  and follows each one's ``nextRecordsUrl``; AccountTeamMember, a sixth, rides the same request as an
+  sObject Get Updated subrequest (ids changed in a window of whole minutes), read by id only when some
+  changed. A delta query's last page carries a watermark no older than the org's time of the query (its
+  ``Date`` header), so an idle org's next query re-reads nothing.
 - Field limits: ``field_limits`` reads describe (one call per object) into ``FieldLimit`` values that say
   what the org would refuse (STRING_TOO_LONG, NUMBER_OUTSIDE_VALID_RANGE, ...) and how to fit a value.
 - Pushes: sObject Collections, at most 200 records a call, ``allOrNone`` false: updates by id
@@ -383,9 +384,9 @@ class SalesforceConnector(Connector):
                     yield obj, page
 
     def _can_ride(self, object: str, start: Watermark) -> bool:
-        """Whether ``object``'s delta may go as a Get Updated subrequest: an object Get Updated reports in full,
-        with a window start inside the days the org answers for (a day to spare: the limit counts from the
-        start of the day, in the org's time)."""
+        """Whether ``object``'s delta may go as a Get Updated subrequest: an object Get Updated reports in
+        full, with a window start inside the days the org answers for (a day to spare: the limit counts from
+        the start of the day, in the org's time)."""
         return object in GET_UPDATED_OBJECTS and start.at - self.lookback > self._now() - timedelta(
             days=GET_UPDATED_DAYS - 1
         )

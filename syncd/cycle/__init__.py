@@ -9,7 +9,7 @@ and one function of the pure core (``syncd.core``).
 ``SyncCycle`` satisfies the daemon's ``CycleRunner`` (``run_cycle(rules, stop=...)``, ``refresh_roster()``,
 ``close()``). The stages, in order:
 
-    (roster)    the systems' reps, a cheap look every cycle, whole hourly      ledger.roster, .decisions
+    (roster)    the systems' reps, a cheap look each cycle, whole hourly       ledger.roster, .decisions
     replay.py   intents a killed run left unconfirmed go out again            ledger.outbox
     pull.py     changes since each watermark, staged a page at a time         ledger.records, .overrides
     link.py     records to persons and accounts (core.link.assign_keys)       ledger.identity

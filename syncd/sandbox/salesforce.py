@@ -1644,8 +1644,10 @@ class SalesforceApp(SandboxApp):
         except (KeyError, ValueError):
             raise SfError(400, "INVALID_REPLICATION_DATE", "start and end must be valid datetimes") from None
         # "The API ignores the seconds portion of the specified dateTime value (for example, 12:30:15 is
-        # interpreted as 12:30:00 UTC)", of start and of end (REST API Developer Guide, "sObject Get Updated"
-        # and "sObject Get Deleted", Parameters). The one-minute rule is checked on what is left.
+        # interpreted as 12:30:00 UTC)", of start and of end (REST API Developer Guide, "sObject Get Updated",
+        # Parameters); Get Deleted likewise (its latestDateCovered comes in whole minutes, as in the
+        # restforce-db client's documented example, and salesforcer's sf_get_deleted notes the same). The
+        # one-minute rule is checked on what is left.
         start_at = start_at.replace(second=0, microsecond=0)
         end_at = end_at.replace(second=0, microsecond=0)
         if (end_at - start_at).total_seconds() <= 60:

@@ -227,7 +227,8 @@ def test_bench_idle_daemon_day(make_sandbox: Callable[..., Sandbox], workdir: Pa
     )
     print(
         f"cycle wall time: median {statistics.median(idle) * 1000:.0f} ms, "
-        f"p95 {idle[int(0.95 * (len(idle) - 1))] * 1000:.0f} ms, max {idle[-1] * 1000:.0f} ms; median per stage: "
+        f"p95 {idle[int(0.95 * (len(idle) - 1))] * 1000:.0f} ms, max {idle[-1] * 1000:.0f} ms; "
+        "median per stage: "
         + ", ".join(f"{k} {statistics.median(v) * 1000:.0f} ms" for k, v in tally.stages.items())
     )
     for s in SYSTEMS:
