@@ -103,7 +103,8 @@ CHUNK = 2000
 # Every cycle looks at the roster cheaply (Salesforce's changed Users ride in the pull's /composite request);
 # the whole roster (queues, archived owners) is listed again this often.
 FULL_ROSTER_EVERY = timedelta(hours=1)
-# HubSpot's active owners (one call, no delta form: GET /crm/v3/owners has no modified-since filter) are
+# HubSpot's active owners (one call, no delta form: "Retrieve all owners", GET /crm/v3/owners, takes only
+# email, after, limit and archived; developers.hubspot.com, CRM API | Owners, no modified-since filter) are
 # looked at this often, not every cycle: at the default 60 s interval a look every cycle is 1,440 of an idle
 # day's calls, and with one search per pulled object (4,320) the day would pass 6,000 once the roster
 # refreshes and the archived listings are counted. A User deactivated in Salesforce still reaches both
