@@ -41,9 +41,14 @@ WHEEL_PLATFORMS := $(foreach m,36 35 34 33 32 31 30 29 28 27 26 25 24 23 22 21 2
 BUILD_REQUIRES = $(shell $(BIN)/python -c 'import shlex, tomllib; print(*map(shlex.quote, tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))')
 ENGINE ?= podman
 
-wheelhouse: $(STAMP)
+wheelhouse: $(WHEELHOUSE)/.complete
+
+# Made again when pyproject.toml changes, as the venv is.
+$(WHEELHOUSE)/.complete: pyproject.toml $(STAMP)
+	rm -rf $(WHEELHOUSE)
 	$(BIN)/python -m pip download --quiet --dest $(WHEELHOUSE) --only-binary=:all: --python-version 3.11 \
 		--implementation cp --abi cp311 $(WHEEL_PLATFORMS) . $(BUILD_REQUIRES)
+	@touch $@
 
 # --no-cache: the layer cache cannot see a change in the (mounted, not copied) wheelhouse.
 image: wheelhouse
