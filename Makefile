@@ -40,6 +40,7 @@ WHEEL_PLATFORMS := $(foreach m,36 35 34 33 32 31 30 29 28 27 26 25 24 23 22 21 2
 	--platform manylinux_2_$(m)_$(ARCH)) --platform manylinux2014_$(ARCH)
 BUILD_REQUIRES = $(shell $(BIN)/python -c 'import shlex, tomllib; print(*map(shlex.quote, tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))')
 ENGINE ?= podman
+IMAGE_FLAGS ?=
 
 wheelhouse: $(WHEELHOUSE)/.complete
 
@@ -50,9 +51,11 @@ $(WHEELHOUSE)/.complete: pyproject.toml $(STAMP)
 		--implementation cp --abi cp311 $(WHEEL_PLATFORMS) . $(BUILD_REQUIRES)
 	@touch $@
 
-# --no-cache: the layer cache cannot see a change in the (mounted, not copied) wheelhouse.
+# --no-cache: the layer cache cannot see a change in the (mounted, not copied) wheelhouse. Podman needs
+# --format docker to keep the HEALTHCHECK; Docker has no such option.
 image: wheelhouse
-	$(ENGINE) build --no-cache --format docker --build-arg WHEELHOUSE=$(WHEELHOUSE) -f deploy/Containerfile -t syncd .
+	$(ENGINE) build --no-cache $(if $(findstring podman,$(ENGINE)),--format docker) $(IMAGE_FLAGS) \
+		--build-arg WHEELHOUSE=$(WHEELHOUSE) -f deploy/Containerfile -t syncd .
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
