@@ -85,18 +85,20 @@ class Decisions(Store):
                 found[row[0]] = tuple(row[1:])
         return found
 
-    def _decisions(self, keys: Iterable[str]) -> dict[str, DecisionRow]:
+    def _decisions(self, keys: Iterable[str], traces: bool = True) -> dict[str, DecisionRow]:
         found: dict[str, DecisionRow] = {}
+        columns = "*" if traces else "key, digest, decided_at, stage, score, owner, team, data, run_id"
         for chunk in _batched(keys):
             marks = ",".join("?" * len(chunk))
-            for r in self._select(f"SELECT * FROM decisions WHERE key IN ({marks})", chunk):
-                found[r["key"]] = _decision(r)
+            for r in self._select(f"SELECT {columns} FROM decisions WHERE key IN ({marks})", chunk):
+                found[r["key"]] = _decision(r, traces)
         return found
 
     @_guarded
-    def get_many(self, keys: Iterable[str]) -> dict[str, DecisionRow]:
-        """Bulk read of current decisions: key -> decision, for the keys that have one."""
-        return self._decisions(keys)
+    def get_many(self, keys: Iterable[str], *, traces: bool = True) -> dict[str, DecisionRow]:
+        """Bulk read of current decisions: key -> decision, for the keys that have one. Without ``traces``
+        each trace stays unread (``trace == []``): deciding needs the outcomes, only ``explain`` the trace."""
+        return self._decisions(keys, traces)
 
     @_guarded
     def due_keys(
