@@ -75,17 +75,14 @@ def identity(
     """(normalised email, normalised domain) of a record, read through the mapping's ``email`` and
     ``domain`` fields; a record whose values cannot be read has neither (it then links by cross-id only)."""
     # Only the identity fields are read, so that a bad value elsewhere in the record does not unlink it.
-    wanted = {
-        b.field: data.get(b.field)
-        for name in ("email", "domain")
-        if name in mapping.fields
-        for b in mapping.fields[name].bindings.get((system, object), ())  # type: ignore[arg-type]
-    }
     try:
-        values = mapping.to_logical(system, object, wanted)  # type: ignore[arg-type]
+        values = mapping.to_logical(system, object, data, only=_IDENTITY_FIELDS)  # type: ignore[arg-type]
     except ValueError:
         return None, None
     return _norm(values.get("email")), _norm(values.get("domain"))
+
+
+_IDENTITY_FIELDS = frozenset({"email", "domain"})
 
 
 def _norm(value: Any) -> str | None:

@@ -27,7 +27,7 @@ back into the field writes a system needs (:meth:`Mapping.writes`).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from collections.abc import Mapping as AbcMapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
@@ -222,12 +222,28 @@ class Mapping:
         self.identity = identity
         self.stage_order = stage_order
         self._rank = {s: i for i, s in enumerate(stage_order)}
-        self._readers: dict[tuple[str, str], list[tuple[LogicalField, tuple[Binding, ...]]]] = {}
+        # Per object, the logical fields read there with their readable bindings, each flagged when its text
+        # values are read verbatim (a text field with no transform and no value map: nothing to convert).
+        self._readers: dict[tuple[str, str], list[tuple[LogicalField, tuple[tuple[Binding, bool], ...]]]] = {}
         for lf in fields.values():
             for (system, obj), bindings in lf.bindings.items():
-                readable = tuple(b for b in bindings if b.read)
+                readable = tuple(
+                    (b, lf.type in _VERBATIM_TYPES and not b.transforms and b.value_map is None)
+                    for b in bindings
+                    if b.read
+                )
                 if readable:
                     self._readers.setdefault((system, obj), []).append((lf, readable))
+        # Per object, the logical fields syncd may write there (a binding whose policy is not "never").
+        self._writable: dict[tuple[str, str], frozenset[str]] = {}
+        for lf in fields.values():
+            for (system, obj), bindings in lf.bindings.items():
+                if any(b.write != "never" for b in bindings):
+                    self._writable[(system, obj)] = self._writable.get((system, obj), frozenset()) | {lf.name}
+
+    def writable(self, system: str, obj: str) -> frozenset[str]:
+        """The logical fields with a binding syncd may write in one object."""
+        return self._writable.get((system, obj), frozenset())
 
     def text_form(self, name: str) -> TextForm | None:
         """How the values of a text field look once read (for ``validate``'s value checks); None for
@@ -265,23 +281,39 @@ class Mapping:
     # ------------------------------------------------------------------------------------------- reading
 
     def to_logical(
-        self, system: System, obj: str, raw: AbcMapping[str, Any], *, directory: RepDirectory | None = None
+        self,
+        system: System,
+        obj: str,
+        raw: AbcMapping[str, Any],
+        *,
+        directory: RepDirectory | None = None,
+        only: Container[str] | None = None,
     ) -> dict[str, Any]:
         """The logical values of one raw record (system field names as the connector returns them).
 
         HubSpot records may be passed whole (``{"id", "properties": {...}}``) or as their properties.
         Blank values become None; stage values pass through the value maps (unmapped ones become None);
         ``owner`` values become rep keys or queue owners through ``directory`` and are left out without one.
-        Raises ValueError naming the field when a value cannot be read as its type.
+        ``only`` limits the logical fields read. Raises ValueError naming the field when a value cannot be
+        read as its type.
         """
         props = _props(system, raw)
         out: dict[str, Any] = {}
+        read_one = self._read_one
         for lf, bindings in self._readers.get((system, obj), ()):
+            if only is not None and lf.name not in only:
+                continue
             if lf.type == "owner" and directory is None:
                 continue
             values = []
-            for b in bindings:
-                value = self._read_one(lf, b, props.get(b.field), directory)
+            for b, verbatim in bindings:
+                value = props.get(b.field)
+                if value is None or value == "":
+                    continue
+                if verbatim and type(value) is str:
+                    values.append(value)  # text as the system holds it: nothing to convert
+                    continue
+                value = read_one(lf, b, value, directory)
                 if value is not None:
                     values.append(value)
             if not values:
@@ -497,6 +529,9 @@ def _domain_from_url(value: str) -> str | None:
         host = host[4:]
     return host or None
 
+
+# Logical types whose text values parse_value returns unchanged.
+_VERBATIM_TYPES = frozenset({"text", "email", "domain", "country", "stage"})
 
 _TRANSFORMS: dict[str, Callable[[str], str | None]] = {
     "strip": str.strip,

@@ -167,14 +167,15 @@ def plan_key(
         if (record.system, record.object, record.id) in held:
             continue
         changes: list[FieldChange] = []
+        writable = mapping.writable(record.system, record.object)
         for name in ENGINE_FIELDS:
             value = wanted[name]
             # None: the engine leaves the field as it is (no owner could be decided, a prospect's stage).
-            if value is None or name not in mapping.fields:
+            if value is None or name not in writable:
                 continue
             changes.extend(_changes(mapping, directory, record, name, value, name, writes))
         for name, lf in mapping.fields.items():
-            if lf.source == "engine":
+            if lf.source == "engine" or name not in writable:
                 continue
             value = merged.get(name)
             if value is None:

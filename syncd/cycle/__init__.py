@@ -252,6 +252,7 @@ class SyncCycle:
                 log_decision=quiet if dry_run else log_decision,
                 quarantine_refs={(q.system, q.object, q.record_id) for q in self.ledger.quarantine.held()},
                 assume_writes=not pull,
+                keep_traces=not dry_run,
             )
             run.pusher = DryPusher(run) if dry_run else LivePusher(run)
             with run.pusher.session():

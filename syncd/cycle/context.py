@@ -4,7 +4,7 @@ the pusher, and the run's clock reading."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -19,7 +19,7 @@ from syncd.progress import Progress
 
 if TYPE_CHECKING:
     from syncd.core.mapping import Mapping as FieldMapping
-    from syncd.core.types import QuarantineRow, RepDirectory
+    from syncd.core.types import QuarantineRow, RepDirectory, WriteRow
     from syncd.cycle.push import Pusher
 
 RecordRef = tuple[str, str, str]
@@ -45,6 +45,8 @@ class RunContext:
     # A plan from the ledger (no pull): the records are taken as syncd's confirmed writes left them, since
     # the systems' echoes of those writes have not been pulled yet.
     assume_writes: bool = False
+    # A dry run's decisions are rolled back with it: their traces are never read, so never built.
+    keep_traces: bool = True
     # Every record in quarantine when the run started: only these need releasing after a good push.
     quarantine_refs: set[RecordRef] = field(default_factory=set)
     _held: list[QuarantineRow] | None = field(default=None, init=False, repr=False)
@@ -76,3 +78,25 @@ class RunContext:
 
 def quiet(*args: Any, **kwargs: Any) -> None:
     """A dry run's decision log: nothing was decided for real."""
+
+
+class WriteCache:
+    """syncd's latest writes to the records of one chunk of keys, each record's read from the outbox once
+    (decide, its plan from the ledger and the teams of the chunk's accounts share them)."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.asked: set[RecordRef] = set()
+        self.found: dict[RecordRef, dict[str, WriteRow]] = {}
+
+    def of(self, refs: Iterable[RecordRef]) -> Mapping[RecordRef, Mapping[str, WriteRow]]:
+        """ref -> field -> the last write (records never written to are absent)."""
+        missing: dict[tuple[str, str], list[str]] = {}
+        for ref in refs:
+            if ref not in self.asked:
+                self.asked.add(ref)
+                missing.setdefault((ref[0], ref[1]), []).append(ref[2])
+        for (system, obj), ids in missing.items():
+            for (rid, name), w in self.ledger.outbox.last_writes(system, obj, ids).items():
+                self.found.setdefault((system, obj, rid), {})[name] = w
+        return self.found

@@ -44,7 +44,7 @@ from syncd.core.views import (
     person_view,
 )
 from syncd.cycle import limits
-from syncd.cycle.context import RecordRef, RunContext
+from syncd.cycle.context import RecordRef, RunContext, WriteCache
 from syncd.cycle.teams import TeamStage
 
 _PLAIN = (str, int, float, bool, type(None))
@@ -75,6 +75,8 @@ class _Decide:
         self.limits = limits.current(run)
         self.limit_rules = limit_rules(run.mapping)
         self.teams = TeamStage(run)
+        self.writes = WriteCache(self.ledger)
+        self.account_views: dict[str, AccountView | None] = {}
 
     def decide(self) -> bool:
         held = self.run.held_quarantine()
@@ -168,6 +170,7 @@ class _Decide:
         return not self.run.stopped() and self.run.pusher.flush_full()
 
     def _decide_chunk(self, kind: str, keys: list[str], *, clean: bool) -> None:
+        self.writes = WriteCache(self.ledger)
         records = self._records_of(keys)
         groups: dict[str, Group] = {}
         merged: dict[str, dict[str, Any]] = {}
@@ -190,17 +193,12 @@ class _Decide:
             account_keys = {a for a in account_of.values() if a}
             for key, g in groups.items():
                 persons.append(self._person_view(g, merged[key], account_of.get(key)))
-            account_records = self._records_of(sorted(account_keys)) if account_keys else {}
-            for akey in sorted(account_keys):
-                ag = group(akey, "account", account_records.get(akey, ()))
-                try:
-                    accounts.append(self._account_view(ag, self._logical(ag)))
-                except _BadRecord:
-                    continue
+            accounts = self._accounts(sorted(account_keys))
         else:
             for key, g in groups.items():
-                accounts.append(self._account_view(g, merged[key]))
-        previous = self.ledger.decisions.get_many(list(groups) + sorted(account_keys))
+                account = self.account_views[key] = self._account_view(g, merged[key])
+                accounts.append(account)
+        previous = self.ledger.decisions.get_many(list(groups) + sorted(account_keys), traces=False)
         overrides = self.ledger.overrides.active(list(groups), now=self.now)
         view = self._ledger_view(list(groups), sorted(account_keys), previous, overrides)
         accounts = self.teams.prepare(kind, accounts)
@@ -231,7 +229,9 @@ class _Decide:
             self.report.decided[kind] += 1
             for r in (*g.writable, *g.readonly):
                 self.report.decided_records[r.system] += 1
-        teams = self.teams.chunk(decisions, groups, merged, actions) if kind == "account" else None
+        teams = (
+            self.teams.chunk(decisions, groups, merged, actions, self.writes) if kind == "account" else None
+        )
         if teams is not None:
             actions.extend(teams.actions)
         acted = {(a.system, a.object, a.record_id) for a in actions if a.record_id}
@@ -280,7 +280,20 @@ class _Decide:
         records = self.ledger.records.of_keys(keys)
         if not self.run.assume_writes:
             return records
-        return _as_written(self.ledger, keys, records)
+        return _as_written(self.ledger, keys, records, self.writes)
+
+    def _accounts(self, keys: Sequence[str]) -> list[AccountView]:
+        """The views of the accounts of a chunk's persons, each read once per run (records do not change
+        while deciding; the accounts decided earlier in the run left theirs)."""
+        missing = [k for k in keys if k not in self.account_views]
+        records = self._records_of(missing) if missing else {}
+        for akey in missing:
+            ag = group(akey, "account", records.get(akey, ()))
+            try:
+                self.account_views[akey] = self._account_view(ag, self._logical(ag))
+            except _BadRecord:
+                self.account_views[akey] = None
+        return [view for k in keys if (view := self.account_views[k]) is not None]
 
     def _count_move(self, d: Decision, prev: DecisionRow | None, fields: Mapping[str, Any]) -> None:
         """Count the decision's ownership move, from the previous decision (else the systems' current
@@ -418,7 +431,7 @@ class _Decide:
                 DecisionRow(
                     key=d.key,
                     digest=self.rules.digest,
-                    trace=trace_rows(d.trace),
+                    trace=trace_rows(d.trace, raw=True) if self.run.keep_traces else [],
                     decided_at=self.now,
                     stage=d.stage,
                     score=float(d.score) if d.score is not None else None,
@@ -455,39 +468,26 @@ class _Decide:
         return found
 
     def _last_writes(self, groups: Iterable[Group]) -> dict[tuple[str, str, str, str], WriteRow]:
-        ids: dict[tuple[str, str], list[str]] = {}
-        for g in groups:
-            for r in g.writable:
-                ids.setdefault((r.system, r.object), []).append(r.id)
-        out: dict[tuple[str, str, str, str], WriteRow] = {}
-        for (system, obj), obj_ids in ids.items():
-            for (rid, fname), w in self.ledger.outbox.last_writes(system, obj, obj_ids).items():
-                out[(system, obj, rid, fname)] = w
-        return out
+        refs = [r.ref for g in groups for r in g.writable]
+        found = self.writes.of(refs)
+        return {(*ref, name): w for ref in refs for name, w in found.get(ref, {}).items()}
 
 
 def _as_written(
-    ledger: Any, keys: Sequence[str], records: dict[str, list[RecordRow]]
+    ledger: Any, keys: Sequence[str], records: dict[str, list[RecordRow]], writes: WriteCache
 ) -> dict[str, list[RecordRow]]:
     """The records as the systems hold them once syncd's confirmed writes landed: each field syncd wrote
     after the record was staged takes the written value, and a record syncd created but has not pulled yet
     is there with what syncd wrote into it. (A live cycle pulls first, and the echoes say the same.)"""
     out = {key: list(rows) for key, rows in records.items()}
-    for key in keys:
+    for key, links in ledger.identity.created_links(keys).items():
         staged = {r.ref for r in out.get(key, ())}
-        for link in ledger.identity.links_of(key):
-            if link.how == "created" and link.ref not in staged:
+        for link in links:
+            if (link.system, link.object, link.id) not in staged:
                 out.setdefault(key, []).append(
                     RecordRow(link.system, link.object, link.id, data={"Id": link.id}, seen_at=link.linked_at)
                 )
-    ids: dict[tuple[str, str], list[str]] = {}
-    for rows in out.values():
-        for r in rows:
-            ids.setdefault((r.system, r.object), []).append(r.id)
-    written: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for (system, obj), obj_ids in ids.items():
-        for (rid, name), w in ledger.outbox.last_writes(system, obj, obj_ids).items():
-            written.setdefault((system, obj, rid), {})[name] = w
+    written = writes.of(r.ref for rows in out.values() for r in rows)
     for rows in out.values():
         for i, r in enumerate(rows):
             found = written.get(r.ref)
@@ -530,17 +530,23 @@ def _rules_change(d: Decision, prev: DecisionRow | None, digest: str) -> dict[st
 _BadRecord = BadRecord
 
 
-def trace_rows(trace: Iterable[Any]) -> list[list[Any]]:
+def trace_rows(trace: Iterable[Any], *, raw: bool = False) -> list[list[Any]]:
     """A decision's trace as the ledger keeps it: one ``[phase, rule, matched, test, [[name, value], ...]]``
     per rule tried (lists, not dicts: tens of thousands are written per cycle)."""
     if hasattr(trace, "rows"):  # a Trace builds its stored form straight from its raw entries
-        return trace.rows(_plain)
+        # ``raw``: values are left as the engine saw them (the ledger's trace store turns what JSON cannot
+        # hold into text); otherwise plain JSON values.
+        return trace.rows(_same if raw else _plain)
     # A Trace builds its steps once; iterating it as a Sequence would look each one up by index.
     steps = trace.steps() if hasattr(trace, "steps") else trace
     return [
         [step.phase, step.rule, step.matched, step.test, [[k, _plain(v)] for k, v in step.values]]
         for step in steps
     ]
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _plain(value: Any) -> Any:

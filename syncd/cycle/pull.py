@@ -196,21 +196,28 @@ def stage(run: RunContext, system: str, obj: str, page: Page, rep_ids: Mapping[t
             writes = _writes_by_record(ledger.outbox.last_writes(system, obj, changed_ids))
             keys = ledger.identity.keys_of(system, obj, changed_ids)
             by_id = {r.id: r for r in rows}
-            echoes = []
+            clean: list[tuple[str, str, str]] = []
+            echoes = 0
             for id_ in changed_ids:
                 row, before = by_id[id_], old.get(id_)
                 written = writes.get(id_, {})
                 unchanged_flag = before is None or before.deleted == row.deleted
                 data_before = before.data if before is not None else None
                 if unchanged_flag and is_echo(system, data_before, row.data, written):
-                    echoes.append((system, obj, id_))
+                    # The echo itself makes nothing dirty, but a record still dirty from an earlier change
+                    # (staged, not yet decided: a run stopped or killed between deciding an account, whose
+                    # team properties were written to its contacts, and deciding them) stays dirty.
+                    if before is None or not before.dirty:
+                        clean.append((system, obj, id_))
+                    echoes += 1
                     continue
                 key = keys.get(id_)
                 if key is not None and entity_of(system, obj) != "deal":
                     _detect_override(run, rep_ids, system, obj, id_, key, data_before, row.data, written)
+            if clean:
+                ledger.records.mark_records_clean(clean)
             if echoes:
-                ledger.records.mark_records_clean(echoes)
-                run.report.echoes[system] += len(echoes)
+                run.report.echoes[system] += echoes
         _stage_merges(run, system, obj, rows)
         ledger.records.set_watermark(system, obj, page.watermark, run_id=run.run_id)
 

@@ -41,7 +41,7 @@ from syncd.core.teams import (
     restore_changes,
 )
 from syncd.core.types import AccountView, Decision, Intent, RoundRobinState
-from syncd.cycle.context import RunContext
+from syncd.cycle.context import RunContext, WriteCache
 from syncd.ledger.teams import TeamDecisionRow, TeamRow
 
 log = logging.getLogger(__name__)
@@ -243,6 +243,7 @@ class TeamStage:
         groups: Mapping[str, Group],
         merged: Mapping[str, Mapping[str, Any]],
         actions: Sequence[Action],
+        writes: WriteCache | None = None,
     ) -> TeamChunk:
         """Decide the teams of one chunk's accounts: the field actions to add to the chunk's, and the
         intents and decisions to store with them (:meth:`TeamChunk.commit`)."""
@@ -312,7 +313,7 @@ class TeamStage:
             and any(c.kind == "owner" for c in a.changes)
         }
         contacts = self._contacts(groups, wanted)
-        self._writes = self._last_writes(groups, wanted, contacts)
+        self._writes = self._last_writes(groups, wanted, contacts, writes or WriteCache(self.ledger))
         counts: dict[str, int] = {}
         for td, given in zip(result.decisions, inputs, strict=True):
             g = groups[td.key]
@@ -352,24 +353,21 @@ class TeamStage:
         return out
 
     def _last_writes(
-        self, groups: Mapping[str, Group], decisions: Sequence[Decision], contacts: Mapping[str, list[Any]]
+        self,
+        groups: Mapping[str, Group],
+        decisions: Sequence[Decision],
+        contacts: Mapping[str, list[Any]],
+        cache: WriteCache,
     ) -> dict[tuple[str, str, str, str], Any]:
         """syncd's latest writes to the records the chunk's tiers and roles go to: a value syncd wrote after
         the record was last pulled is the record's value (its echo is not pulled yet)."""
-        ids: dict[tuple[str, str], list[str]] = {}
+        refs: list[tuple[str, str, str]] = []
         for d in decisions:
             g = groups[d.key]
-            if g.salesforce is not None:
-                ids.setdefault(("salesforce", "Account"), []).append(g.salesforce.id)
-            if g.hubspot is not None:
-                ids.setdefault(("hubspot", "companies"), []).append(g.hubspot.id)
-            ids.setdefault(("hubspot", "contacts"), []).extend(c.id for c in contacts.get(d.key, ()))
-        out: dict[tuple[str, str, str, str], Any] = {}
-        for (system, obj), found in ids.items():
-            if found:
-                for (rid, name), w in self.ledger.outbox.last_writes(system, obj, found).items():
-                    out[(system, obj, rid, name)] = w
-        return out
+            refs.extend(r.ref for r in (g.salesforce, g.hubspot) if r is not None)
+            refs.extend(c.ref for c in contacts.get(d.key, ()))
+        found = cache.of(refs)
+        return {(*ref, name): w for ref in refs for name, w in found.get(ref, {}).items()}
 
     def _current(self, record: Any, name: str) -> Any:
         """A field's value as the record shows it, or as syncd wrote it after the record was last pulled."""
@@ -391,17 +389,12 @@ class TeamStage:
                 domains[d.key] = domain
         if not domains:
             return {}
-        persons = self.ledger.identity.keys_by_domain(set(domains.values()), kind="person")
-        keys = sorted({k for ks in persons.values() for k in ks})
-        records = self.ledger.records.of_keys(keys) if keys else {}
+        people = self.ledger.records.live_contacts_by_domain(set(domains.values()))
         out: dict[str, list[Any]] = {}
         for account, domain in domains.items():
-            for pkey in persons.get(domain, ()):
-                out.setdefault(account, []).extend(
-                    r
-                    for r in records.get(pkey, ())
-                    if r.system == "hubspot" and r.object == "contacts" and not r.deleted
-                )
+            contacts = [record for _, record in people.get(domain, ())]
+            if contacts:
+                out[account] = contacts
         return out
 
     def _field_actions(

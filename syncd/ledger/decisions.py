@@ -85,18 +85,24 @@ class Decisions(Store):
                 found[row[0]] = tuple(row[1:])
         return found
 
-    def _decisions(self, keys: Iterable[str]) -> dict[str, DecisionRow]:
+    def _decisions(self, keys: Iterable[str], traces: bool = True) -> dict[str, DecisionRow]:
         found: dict[str, DecisionRow] = {}
+        columns = "*" if traces else "key, digest, decided_at, stage, score, owner, team, data, run_id"
         for chunk in _batched(keys):
             marks = ",".join("?" * len(chunk))
-            for r in self._select(f"SELECT * FROM decisions WHERE key IN ({marks})", chunk):
-                found[r["key"]] = _decision(r)
+            for r in self._select(f"SELECT {columns} FROM decisions WHERE key IN ({marks})", chunk):
+                found[r["key"]] = _decision(r, traces)
         return found
 
     @_guarded
-    def get_many(self, keys: Iterable[str]) -> dict[str, DecisionRow]:
-        """Bulk read of current decisions: key -> decision, for the keys that have one."""
-        return self._decisions(keys)
+    def get_many(self, keys: Iterable[str], *, traces: bool = True) -> dict[str, DecisionRow]:
+        """Bulk read of current decisions: key -> decision, for the keys that have one. Without ``traces``
+        each trace stays unread (``trace == []``): deciding needs the outcomes, only ``explain`` the trace."""
+        return self._decisions(keys, traces)
+
+    # Up to this many matches, due and stale keys are found through their index and sorted; beyond, the
+    # decisions are walked in key order (a sort per page of a long list would make paging quadratic).
+    FEW = 5000
 
     @_guarded
     def due_keys(
@@ -104,14 +110,8 @@ class Decisions(Store):
     ) -> list[str]:
         """Keys whose decision says it is due again by ``at`` (``data["due_at"]``, an ISO time the cycle
         stores: an SLA deadline, an override's end, a score to decay), in key order after ``after``."""
-        kind_filter = "" if kind is None else " AND e.kind = ?"
-        sql = (
-            "SELECT d.key FROM decisions d JOIN entities e ON e.key = d.key "
-            "WHERE d.key > ? AND json_extract(d.data, '$.due_at') <= ?"
-            f"{kind_filter} ORDER BY d.key LIMIT ?"
-        )
-        params: list[Any] = [after, _ts(at), *([] if kind is None else [kind]), limit]
-        return [str(row[0]) for row in self._conn.execute(sql, params)]
+        due = "json_extract(d.data, '$.due_at') <= ?"
+        return self._keys_where(due, [_ts(at)], "decisions_by_due", kind, after, limit)
 
     @_guarded
     def stale_keys(
@@ -119,13 +119,28 @@ class Decisions(Store):
     ) -> list[str]:
         """Keys whose decision was made under other rules than ``digest`` (the rules in force), in key
         order after ``after``: a change of rules makes every such decision due."""
+        other = "(d.digest < ? OR d.digest > ?)"
+        return self._keys_where(other, [digest, digest], "decisions_by_digest", kind, after, limit)
+
+    def _keys_where(
+        self, test: str, params: list[Any], index: str, kind: str | None, after: str, limit: int
+    ) -> list[str]:
+        """Keys of decisions passing ``test`` (over ``d``), of ``kind``, in key order after ``after``. An idle
+        cycle asks with nothing matching: counted from ``index`` first, that costs no walk at all."""
+        sql = f"SELECT count(*) FROM (SELECT 1 FROM decisions d WHERE {test} LIMIT ?)"
+        found = int(self._conn.execute(sql, [*params, self.FEW + 1]).fetchone()[0])
+        if found == 0:
+            return []
         kind_filter = "" if kind is None else " AND e.kind = ?"
+        # Few: from the index, sorted. Many: CROSS JOIN walks the decisions in key order (their primary key),
+        # so that paging through every key stays linear.
+        source = f"decisions d INDEXED BY {index}" if found <= self.FEW else "decisions d"
         sql = (
-            "SELECT d.key FROM decisions d JOIN entities e ON e.key = d.key "
-            f"WHERE d.key > ? AND d.digest != ?{kind_filter} ORDER BY d.key LIMIT ?"
+            f"SELECT d.key FROM {source} CROSS JOIN entities e ON e.key = d.key "
+            f"WHERE d.key > ? AND {test}{kind_filter} ORDER BY d.key LIMIT ?"
         )
-        params: list[Any] = [after, digest, *([] if kind is None else [kind]), limit]
-        return [str(row[0]) for row in self._conn.execute(sql, params)]
+        rows = self._conn.execute(sql, [after, *params, *([] if kind is None else [kind]), limit])
+        return [str(row[0]) for row in rows]
 
     @_guarded
     def make_due(self, reps: Iterable[str], at: datetime) -> int:

@@ -153,6 +153,20 @@ class Identity(Store):
         return [_link(r) for r in self._select(sql, [key])]
 
     @_guarded
+    def created_links(self, keys: Iterable[str]) -> dict[str, list[LinkRow]]:
+        """Bulk: key -> its links made by syncd creating the record (``how == "created"``)."""
+        found: dict[str, list[LinkRow]] = {}
+        for chunk in _batched(keys):
+            marks = ",".join("?" * len(chunk))
+            sql = (
+                f"SELECT * FROM links WHERE how = 'created' AND key IN ({marks}) "
+                "ORDER BY key, linked_at, system, object, id"
+            )
+            for r in self._select(sql, chunk):
+                found.setdefault(r["key"], []).append(_link(r))
+        return found
+
+    @_guarded
     def keys_by_email(self, emails: Iterable[str], *, kind: str = "person") -> dict[str, list[str]]:
         """Normalised email -> keys (of ``kind``) whose linked records carry it; unknown emails are absent."""
         return self._keys_by("email", emails, kind)

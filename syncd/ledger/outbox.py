@@ -22,6 +22,7 @@ from syncd.ledger.rows import (
     _dt,
     _dumps,
     _intent,
+    _loads,
     _ts,
 )
 from syncd.ledger.schema import INTENT_STATES
@@ -223,17 +224,13 @@ class Outbox(Store):
         found: dict[tuple[str, str], WriteRow] = {}
         for chunk in _batched(record_ids):
             marks = ",".join("?" * len(chunk))
-            sql = f"SELECT * FROM writes WHERE system = ? AND object = ? AND record_id IN ({marks})"
-            for r in self._select(sql, [system, object, *chunk]):
-                found[(r["record_id"], r["field"])] = WriteRow(
-                    r["system"],
-                    r["object"],
-                    r["record_id"],
-                    r["field"],
-                    json.loads(r["value"]),
-                    _dt(r["at"]),
-                    r["run_id"],
-                    r["intent_id"],
+            sql = (
+                "SELECT record_id, field, value, at, run_id, intent_id FROM writes "
+                f"WHERE system = ? AND object = ? AND record_id IN ({marks})"
+            )
+            for rid, name, value, at, run_id, intent_id in self._conn.execute(sql, [system, object, *chunk]):
+                found[(rid, name)] = WriteRow(
+                    system, object, rid, name, _loads(value), _dt(at), run_id, intent_id
                 )
         return found
 

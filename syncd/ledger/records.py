@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from syncd.core.systems import PERSON_OBJECTS
 from syncd.core.types import (
     RecordKey,
     RecordRow,
@@ -301,6 +302,34 @@ class Records(Store):
             for r in self._select(sql, chunk):
                 found.setdefault(r["link_key"], []).append(_record(r))
         return found
+
+    @_guarded
+    def live_contacts_by_domain(self, domains: Iterable[str]) -> dict[str, list[tuple[str, RecordRow]]]:
+        """Domain -> (person key, HubSpot contact) for the live HubSpot contacts of every person with a
+        record of that domain, by person key then contact id: the people of a company, read in one query
+        per person object instead of every record of every such person."""
+        wanted = sorted({d for d in domains if d})
+        people: dict[str, set[tuple[str, str]]] = {}
+        for chunk in _batched(wanted):
+            marks = ",".join("?" * len(chunk))
+            for system, objects in PERSON_OBJECTS.items():
+                for obj in objects:
+                    sql = (
+                        "SELECT p.domain, l.key, l.id FROM records p JOIN links lp USING (system, object, id) "
+                        "JOIN entities e ON e.key = lp.key AND e.kind = 'person' "
+                        "JOIN links l ON l.key = lp.key AND l.system = 'hubspot' AND l.object = 'contacts' "
+                        f"WHERE p.system = ? AND p.object = ? AND p.domain IN ({marks})"
+                    )
+                    for domain, person, rid in self._conn.execute(sql, [system, obj, *chunk]):
+                        people.setdefault(domain, set()).add((person, rid))
+        ids = sorted({rid for pairs in people.values() for _, rid in pairs})
+        contacts = {
+            rid: row for rid, row in self.by_ids("hubspot", "contacts", ids).items() if not row.deleted
+        }
+        return {
+            domain: [(person, contacts[rid]) for person, rid in sorted(pairs) if rid in contacts]
+            for domain, pairs in sorted(people.items())
+        }
 
     def iterate(
         self, system: str, object: str, *, dirty_only: bool = False, page: int = 1000

@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from itertools import islice
 from typing import Any, TypeVar
 
+import orjson
+
 from syncd.core.types import (
     DecisionChange,
     DecisionRow,
@@ -53,8 +55,21 @@ def _dt_opt(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
 
 
+def _loads(text: str | bytes) -> Any:
+    """JSON the ledger stored, decoded (orjson; ``json`` for the NaN and Infinity tokens it accepts)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """Canonical JSON (sorted keys, compact, UTF-8) by orjson; by ``json`` for what orjson refuses (integers
+    beyond 64 bits, keys that are not strings), in the same canonical form."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 # A decision's trace is stored compressed (zlib over its canonical JSON): it is most of a decision's bytes.
@@ -63,11 +78,23 @@ _NO_TRACE = "[]"
 
 
 def _pack_trace(trace: Any) -> bytes:
-    return zlib.compress(_dumps(trace).encode(), 1)
+    """A trace's rows, compressed. Values beyond JSON's (datetimes, enums...) are stored as text, a
+    datetime as its UTC ISO form (the engine's values come straight from its context, unconverted)."""
+    try:
+        text = orjson.dumps(trace, default=_as_text, option=orjson.OPT_PASSTHROUGH_DATETIME)
+    except TypeError:  # an integer beyond 64 bits
+        text = json.dumps(trace, default=_as_text, separators=(",", ":"), ensure_ascii=False).encode()
+    return zlib.compress(text, 1)
+
+
+def _as_text(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    return str(value)
 
 
 def _unpack_trace(stored: str | bytes) -> Any:
-    return json.loads(zlib.decompress(stored) if isinstance(stored, bytes) else stored)
+    return _loads(zlib.decompress(stored) if isinstance(stored, bytes) else stored)
 
 
 def _hash_text(text: str) -> str:
@@ -97,7 +124,7 @@ def _record(r: Mapping[str, Any]) -> RecordRow:
         system=r["system"],
         object=r["object"],
         id=r["id"],
-        data=json.loads(r["data"]),
+        data=_loads(r["data"]),
         modified_at=_dt_opt(r["modified_at"]),
         deleted=bool(r["deleted"]),
         email=r["email"],
@@ -126,17 +153,18 @@ def _run(r: Mapping[str, Any]) -> RunRow:
     )
 
 
-def _decision(r: Mapping[str, Any]) -> DecisionRow:
+def _decision(r: Mapping[str, Any], trace: bool = True) -> DecisionRow:
+    """A stored decision; without ``trace`` its trace is left compressed and unread (an empty list)."""
     return DecisionRow(
         key=r["key"],
         digest=r["digest"],
-        trace=_unpack_trace(r["trace"]),
+        trace=_unpack_trace(r["trace"]) if trace else [],
         decided_at=_dt(r["decided_at"]),
         stage=r["stage"],
         score=r["score"],
         owner=r["owner"],
         team=r["team"],
-        data=json.loads(r["data"]),
+        data=_loads(r["data"]),
         run_id=r["run_id"],
     )
 

@@ -374,6 +374,19 @@ def _v7_teams(db: Database) -> None:
     db.executescript(_V7)
 
 
+_V8 = """
+-- What an idle cycle asks of every decision, answered from indexes instead of a walk over all of them:
+-- is any due (its due time, kept in the decision's data), is any decided under other rules (its digest).
+CREATE INDEX decisions_by_due ON decisions (json_extract(data, '$.due_at'));
+CREATE INDEX decisions_by_digest ON decisions (digest);
+"""
+
+
+def _v8_due_index(db: Database) -> None:
+    """Indexes on each decision's due time and rules digest: an idle cycle finds nothing due in O(log n)."""
+    db.executescript(_V8)
+
+
 MIGRATIONS: list[Callable[[Database], None]] = [
     _v1_storage,
     _v2_engine_state,
@@ -382,5 +395,6 @@ MIGRATIONS: list[Callable[[Database], None]] = [
     _v5_record_versions,
     _v6_lookups,
     _v7_teams,
+    _v8_due_index,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
