@@ -52,7 +52,8 @@ $(WHEELHOUSE)/.complete: pyproject.toml $(STAMP)
 	@touch $@
 
 # --no-cache: the layer cache cannot see a change in the (mounted, not copied) wheelhouse. Podman needs
-# --format docker to keep the HEALTHCHECK; Docker has no such option.
+# --format docker to keep the HEALTHCHECK; Docker has no such option. IMAGE_FLAGS adds build options
+# (e.g. --build-arg PYTHON_IMAGE=...).
 image: wheelhouse
 	$(ENGINE) build --no-cache $(if $(findstring podman,$(ENGINE)),--format docker) $(IMAGE_FLAGS) \
 		--build-arg WHEELHOUSE=$(WHEELHOUSE) -f deploy/Containerfile -t syncd .
