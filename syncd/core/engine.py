@@ -454,7 +454,10 @@ class _Run:
         owner_left = self.why_not_owner(base_owner) if base_owner is not None else ""
         if self.policy.sticky and base_owner is not None:
             why = owner_left
-            if why:
+            # A queue did not leave: a record waiting in one is routed again, never handed to an heir (else
+            # deciding it again, after a crash or on the daily re-score, would not repeat the decision that
+            # put it there).
+            if why and not is_queue(base_owner):
                 heirs = team_heirs
                 if heirs:
                     # A team member takes over only where the routing rule that re-assigns would keep them.

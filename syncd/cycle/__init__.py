@@ -29,7 +29,8 @@ These rules hold in every stage; a change to the cycle must keep them true.
 2. **A page and its watermark move together.** Each pulled page is staged in one transaction with its
    watermark: new or changed records are stored *dirty*, and stay dirty until their person or account is
    decided, so moving the watermark loses nothing. Staging also recognises syncd's own writes coming back
-   (an echo: the record is left clean, so a cycle after a cycle has nothing to do) and a rep's manual owner
+   (an echo: the record is left clean, so a cycle after a cycle has nothing to do — but only if it was clean
+   before: a record still carrying an undecided change stays dirty) and a rep's manual owner
    change (recorded as an override the engine honours per the policy).
 3. **Links are stored before decisions read them**: a converted Lead to its Contact, then unlinked records by
    the stored cross-id, then normalised email (persons) or domain (accounts), else a new key derived from the

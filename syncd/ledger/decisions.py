@@ -122,6 +122,23 @@ class Decisions(Store):
         other = "(d.digest < ? OR d.digest > ?)"
         return self._keys_where(other, [digest, digest], "decisions_by_digest", kind, after, limit)
 
+    @_guarded
+    def all_due_or_stale(self, at: datetime, digest: str, *, kind: str) -> bool:
+        """Whether every key of ``kind`` has a decision due by ``at`` or made under other rules than ``digest``
+        (a daily re-score, a change of rules): then every one is decided in this run anyway."""
+        total = int(self._conn.execute("SELECT count(*) FROM entities WHERE kind = ?", (kind,)).fetchone()[0])
+        for test, params in (
+            ("json_extract(d.data, '$.due_at') <= ?", [_ts(at)]),
+            ("(d.digest < ? OR d.digest > ?)", [digest, digest]),
+        ):
+            sql = (
+                "SELECT count(*) FROM decisions d CROSS JOIN entities e ON e.key = d.key "
+                f"WHERE {test} AND e.kind = ?"
+            )
+            if int(self._conn.execute(sql, [*params, kind]).fetchone()[0]) >= total:
+                return True
+        return False
+
     def _keys_where(
         self, test: str, params: list[Any], index: str, kind: str | None, after: str, limit: int
     ) -> list[str]:

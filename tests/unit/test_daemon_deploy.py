@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -104,7 +105,10 @@ def test_the_containerfile_builds_a_non_root_image_with_a_ledger_volume() -> Non
     ]
     assert froms and all(f.startswith("python:3.11-slim") for f in froms)
     runs = " ".join(arg for op, arg in instructions if op == "RUN")
-    assert "pip install ." in runs
+    # syncd is built from the sources the build copies (so a layer cache sees every change to them).
+    assert ("COPY", "syncd /usr/src/syncd/syncd") in instructions
+    assert "pip install --quiet /usr/src/syncd" in runs
+    assert ("COPY", "mappings /etc/syncd/mappings") in instructions
     assert ("USER", "syncd") in instructions
     assert ("VOLUME", '["/var/lib/syncd"]') in instructions
     assert ("EXPOSE", str(DEFAULTS.health_port)) in instructions
@@ -112,6 +116,42 @@ def test_the_containerfile_builds_a_non_root_image_with_a_ledger_volume() -> Non
     assert ("CMD", '["run", "--config", "/etc/syncd/config.toml"]') in instructions
     env = " ".join(arg for op, arg in instructions if op == "ENV")
     assert f"SYNCD_HEALTH_URL=http://127.0.0.1:{DEFAULTS.health_port}/healthz" in env
+
+
+def excluded_from_build_context(path: str) -> bool:
+    """Docker's .dockerignore: the last pattern matching the path, or a directory above it, decides."""
+    excluded = False
+    for raw in (DEPLOY.parent / ".dockerignore").read_text().splitlines():
+        pattern = raw.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        negated = pattern.startswith("!")
+        pattern = pattern.removeprefix("!")
+        parts = path.split("/")
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        if any(
+            len(prefix.split("/")) == len(pattern.split("/")) and fnmatch.fnmatchcase(prefix, pattern)
+            for prefix in prefixes
+        ) or (pattern.startswith("**/") and any(fnmatch.fnmatchcase(part, pattern[3:]) for part in parts)):
+            excluded = not negated
+    return excluded
+
+
+@pytest.mark.parametrize(
+    ("path", "excluded"),
+    [
+        pytest.param("build/wheelhouse/syncd_dep-1.0-py3-none-any.whl", False, id="make-image-wheelhouse"),
+        pytest.param("syncd/cli.py", False, id="sources"),
+        pytest.param("mappings/routing.toml", False, id="mappings"),
+        pytest.param("build/lib/syncd/cli.py", True, id="other-build-output"),
+        pytest.param(".venv/bin/python", True, id="venv"),
+        pytest.param("syncd/__pycache__/cli.cpython-311.pyc", True, id="bytecode"),
+    ],
+)
+def test_the_build_context_holds_what_the_containerfile_reads(path: str, excluded: bool) -> None:
+    makefile = (DEPLOY.parent / "Makefile").read_text()
+    assert re.search(r"^WHEELHOUSE := build/wheelhouse$", makefile, re.MULTILINE)
+    assert excluded_from_build_context(path) is excluded
 
 
 def healthcheck_command() -> list[str]:

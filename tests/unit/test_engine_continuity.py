@@ -10,7 +10,7 @@ from engine_helpers import AE_EMEA, NOW, RULES, account, person, rep, run, with_
 
 from syncd.core.rules import RuleSet
 from syncd.core.rules.roster import Roster
-from syncd.core.types import Assignment, LedgerView
+from syncd.core.types import Assignment, LedgerView, queue_owner
 
 LEFT = rep("hugo.dubois")  # an EMEA account executive marked active = false in the shipped roster
 
@@ -68,6 +68,34 @@ def test_a_person_whose_owner_left_follows_their_account_owner() -> None:
     )
     assert decisions["p1"].owner == rep("sofia.rossi")
     assert "follows account" in decisions["p1"].explain()
+
+
+def test_a_person_waiting_in_a_queue_is_decided_the_same_again_not_handed_to_the_account_owner() -> None:
+    # Regression (the 20k crash benchmark): a person the SDR pool could not take went to the fallback queue;
+    # deciding them again with that queue as their owner (a crash re-decides the persons of an account, so
+    # does the daily re-score) gave them to the account's owner, as if the queue were a rep who had left.
+    rules = with_pool(RULES, "sdr", {rep("a.sdr"): 1}, caps={rep("a.sdr"): 1})
+    ledger = LedgerView(
+        assignments={
+            "a1": Assignment("a1", rep("sofia.rossi"), "sales", "AE EMEA", NOW - timedelta(days=90))
+        },
+        daily_counts={rep("a.sdr"): 1},
+    )
+    hot = {"conversions": 2, "email_clicks": 5, "page_views": 15, "last_engagement": NOW, "country": "DE"}
+    accounts = [account("a1", country="DE")]
+    first = run(
+        [person("p1", account="a1", owner=rep("nora.lindqvist"), **hot)], accounts, ledger=ledger, rules=rules
+    )["p1"]
+    assert first.owner == queue_owner("Unassigned Leads"), first.explain()
+    # Its Salesforce Lead now exists, owned by the queue the first decision chose.
+    again = run(
+        [person("p1", account="a1", sf="00Q1", owner=first.owner, stage=first.stage, **hot)],
+        accounts,
+        ledger=ledger,
+        rules=rules,
+    )["p1"]
+    assert (again.owner, again.stage, again.team) == (first.owner, first.stage, first.team), again.explain()
+    assert "follows account" not in again.explain()
 
 
 @pytest.mark.parametrize(
