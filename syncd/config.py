@@ -174,7 +174,9 @@ class HubSpotConfig(_Section):
     timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
     lookback_seconds: Annotated[float, Field(ge=0)] = 60.0
     # Seconds between the cycles' cheap looks at the active owners (0: every cycle); see syncd.cycle.
-    owners_every_seconds: Annotated[float, Field(ge=0)] = 120.0
+    owners_every_seconds: Annotated[float, Field(ge=0)] = 0.0
+    # Seconds between the cycles' searches of deals (0: every cycle); see syncd.cycle.
+    deals_every_seconds: Annotated[float, Field(ge=0)] = 120.0
 
 
 class SystemBudget(_Section):

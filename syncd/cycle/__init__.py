@@ -106,13 +106,15 @@ CHUNK = 2000
 FULL_ROSTER_EVERY = timedelta(hours=1)
 # HubSpot's active owners (one call, no delta form: "Retrieve all owners", GET /crm/v3/owners, takes only
 # email, after, limit and archived; developers.hubspot.com, CRM API | Owners, no modified-since filter) are
-# looked at this often, not every cycle: at the default 60 s interval a look every cycle is 1,440 of an idle
-# day's calls, and with one search per pulled object (4,320) the day would pass 6,000 once the roster
-# refreshes and the archived listings are counted. A User deactivated in Salesforce still reaches both
-# systems within one cycle; an owner archived in HubSpot alone within this time (``[hubspot]
-# owners_every_seconds``; 0 looks every cycle). A look is due a tenth of the period early, so that cycles
-# that start a little less than a period apart do not skip one more look.
-OWNERS_EVERY = timedelta(seconds=120)
+# looked at every cycle, so that an owner archived in HubSpot reaches both systems within one cycle, like a
+# User deactivated in Salesforce (``[hubspot] owners_every_seconds`` spaces the looks out). To keep an idle
+# day under 6,000 HubSpot calls at the default 60 s interval (1,440 looks, 4,320 searches with one per pulled
+# object, the roster refreshes and the archived listings), the deals are searched every other cycle
+# (``[hubspot] deals_every_seconds``): a deal's change is seen within two minutes; contacts and companies,
+# whose changes route people, every cycle. A look or search is due a tenth of the period early, so that cycles
+# that start a little less than a period apart do not skip one more.
+OWNERS_EVERY = timedelta(0)
+DEALS_EVERY = timedelta(seconds=120)
 
 
 class SyncCycle:
@@ -133,10 +135,13 @@ class SyncCycle:
         backoff: Backoff | None = None,
         keep_days: int = 0,
         owners_every: timedelta = OWNERS_EVERY,
+        deals_every: timedelta = DEALS_EVERY,
     ) -> None:
         self.ledger = ledger
         self.owners_every = owners_every
         self._owners_at: datetime | None = None
+        self.deals_every = deals_every
+        self._deals_at: datetime | None = None
         self.keep_days = keep_days
         self._pruned_at: float | None = None
         self.connectors: dict[str, Connector] = {"salesforce": salesforce, "hubspot": hubspot}
@@ -168,6 +173,7 @@ class SyncCycle:
             raise
         options.setdefault("keep_days", config.ledger.keep_days)
         options.setdefault("owners_every", timedelta(seconds=config.hubspot.owners_every_seconds))
+        options.setdefault("deals_every", timedelta(seconds=config.hubspot.deals_every_seconds))
         return cls(ledger, sf, hs, clock=clock, **options)
 
     def close(self) -> None:
@@ -196,6 +202,15 @@ class SyncCycle:
         """Whether this cycle looks at HubSpot's active owners (see ``OWNERS_EVERY``)."""
         last = self._owners_at
         return last is None or self.clock() - last >= self.owners_every * 0.9
+
+    def _skipped(self) -> frozenset[tuple[str, str]]:
+        """The pulled objects this cycle leaves for a later one (see ``DEALS_EVERY``); their watermarks stay,
+        so the next pull reads every change since."""
+        last = self._deals_at
+        if last is None or self.clock() - last >= self.deals_every * 0.9:
+            self._deals_at = self.clock()
+            return frozenset()
+        return frozenset({("hubspot", "deals")})
 
     def _roster_from_ledger(self) -> Roster:
         """The roster as the last cycle listed it (a plan from the ledger makes no API call)."""
@@ -277,6 +292,7 @@ class SyncCycle:
                 quarantine_refs={(q.system, q.object, q.record_id) for q in self.ledger.quarantine.held()},
                 assume_writes=not pull,
                 keep_traces=not dry_run,
+                skipped=self._skipped() if pull else frozenset(),
             )
             run.pusher = DryPusher(run) if dry_run else LivePusher(run)
             with run.pusher.session():

@@ -47,6 +47,8 @@ class RunContext:
     assume_writes: bool = False
     # A dry run's decisions are rolled back with it: their traces are never read, so never built.
     keep_traces: bool = True
+    # Pulled objects (system, object) this run does not pull (searched less often; see syncd.cycle).
+    skipped: frozenset[tuple[str, str]] = frozenset()
     # Every record in quarantine when the run started: only these need releasing after a good push.
     quarantine_refs: set[RecordRef] = field(default_factory=set)
     _held: list[QuarantineRow] | None = field(default=None, init=False, repr=False)

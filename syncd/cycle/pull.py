@@ -44,7 +44,11 @@ def pull(run: RunContext) -> bool:
     }
     for system in SYSTEMS:
         connector = run.connectors[system]
-        since = {obj: run.ledger.records.watermark(system, obj) for obj in PULLED[system]}
+        since = {
+            obj: run.ledger.records.watermark(system, obj)
+            for obj in PULLED[system]
+            if (system, obj) not in run.skipped
+        }
         if system == "salesforce":
             # The roster's cheap look: Users changed since the last cycle, one more delta query in the same
             # /composite request (a departure reaches both systems within the cycle).
