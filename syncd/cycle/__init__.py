@@ -292,7 +292,8 @@ class SyncCycle:
                 quarantine_refs={(q.system, q.object, q.record_id) for q in self.ledger.quarantine.held()},
                 assume_writes=not pull,
                 keep_traces=not dry_run,
-                skipped=self._skipped() if pull else frozenset(),
+                # A dry run pulls everything and leaves the schedule alone: its pull is rolled back with it.
+                skipped=self._skipped() if pull and not dry_run else frozenset(),
             )
             run.pusher = DryPusher(run) if dry_run else LivePusher(run)
             with run.pusher.session():
