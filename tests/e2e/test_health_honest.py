@@ -79,6 +79,7 @@ def start_daemon(org: Org) -> Iterator[Callable[..., Daemon[Any]]]:
             lambda: SyncCycle.from_config(config, clock=org.clock),
             lambda: org.rules,
             notifier=notifier,
+            clock=org.clock,
         )
         started.append(daemon)
         daemon.start()
@@ -127,12 +128,14 @@ def test_a_revoked_token_turns_healthz_503_within_one_cycle_and_is_notified(
     org.clock.advance(minutes=5)
     assert daemon.run_cycle_now() is None  # the one cycle after the revocation fails ...
 
-    status, body = get(health)  # ... and health says so at once, not after max_age_seconds (3660 s here)
+    status, body = get(health)  # ... and health says so at once, not after max_age_seconds
     assert status == 503
     assert body["last_cycle"]["lasting"] == "authentication"
     assert body["problems"][0].startswith(
         "the last cycle failed for a reason that will not pass by itself (authentication): HubSpot rejected"
     )
+    # The age is the daemon's injected clock: the good cycle was exactly the 5 minutes advanced above ago.
+    assert body["last_good_cycle_age_seconds"] == pytest.approx(300, abs=1)
     assert body["last_good_cycle_age_seconds"] < body["max_age_seconds"]
     token = org.sandbox.info()["hubspot"]["tokens"].get("integration")
     assert token is None  # revoked: nothing left to leak, and the old one is not in the body either
