@@ -102,7 +102,9 @@ class _Decide:
         if not self._decide_kind("account", sorted(extra_accounts), accounts, clean=False):
             return False
         extra_persons = {k for k in retry_keys if k.startswith("p:")}
-        if not self.ledger.decisions.all_due_or_stale(self.now, self.rules.digest, kind="person"):
+        if accounts and not self.ledger.decisions.all_due_or_stale(
+            self.now, self.rules.digest, kind="person"
+        ):
             # The persons of the accounts just decided follow them (unless every person is decided anyway).
             extra_persons |= self._persons_of_accounts(accounts)
         if not self._decide_kind("person", sorted(extra_persons), [], clean=True):
