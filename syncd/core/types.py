@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
+import secrets
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,6 +19,13 @@ from typing import Any, Literal, NamedTuple, overload
 
 Kind = Literal["person", "account"]
 QUEUE_PREFIX = "queue:"
+
+
+def intent_id() -> str:
+    """A new intent id: 32 hex digits, the creation time in nanoseconds then 64 random bits. Ids sort by
+    creation time, so the outbox's index on them grows at its end instead of being rewritten all over by
+    each batch of intents (a random id touched one index page per intent)."""
+    return f"{time.time_ns():016x}{secrets.token_hex(8)}"
 
 
 def queue_owner(name: str) -> str:
@@ -625,7 +633,7 @@ class Intent:
     record_id: str | None = None
     create_key: str | None = None
     key: str | None = None
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    id: str = field(default_factory=intent_id)
     run_id: str | None = None
     state: str = "pending"
     attempts: int = 0

@@ -49,7 +49,7 @@ def link(run: RunContext) -> bool:
     return True
 
 
-PAGES_PER_TRANSACTION = 10
+PAGES_PER_TRANSACTION = 50
 
 
 def _follow_merges(run: RunContext) -> None:

@@ -89,7 +89,7 @@ def pull(run: RunContext) -> bool:
 
 
 # Records staged per transaction (whole pages).
-GROUP = 10_000
+GROUP = 50_000
 
 
 T = TypeVar("T")
