@@ -21,11 +21,17 @@ Kind = Literal["person", "account"]
 QUEUE_PREFIX = "queue:"
 
 
+_last_intent_ns = 0
+
+
 def intent_id() -> str:
-    """A new intent id: 32 hex digits, the creation time in nanoseconds then 64 random bits. Ids sort by
-    creation time, so the outbox's index on them grows at its end instead of being rewritten all over by
-    each batch of intents (a random id touched one index page per intent)."""
-    return f"{time.time_ns():016x}{secrets.token_hex(8)}"
+    """A new intent id: 32 hex digits, the creation time in nanoseconds (strictly increasing within a
+    process) then 64 random bits. Ids sort by creation time, so the outbox's index on them grows at its end
+    instead of being rewritten all over by each batch of intents (a random id touched one index page per
+    intent)."""
+    global _last_intent_ns
+    _last_intent_ns = max(time.time_ns(), _last_intent_ns + 1)
+    return f"{_last_intent_ns:016x}{secrets.token_hex(8)}"
 
 
 def queue_owner(name: str) -> str:

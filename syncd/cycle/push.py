@@ -155,6 +155,8 @@ class _Sender:
                 except BaseException as exc:  # raised again by the run's thread when it collects the job
                     job.error = exc
                     self.halt.set()
+                # Sent: the requests are not needed again (a batch may wait a while to be confirmed).
+                job.changes = []
             self.done.put(job)
 
     def submit(self, job: _Job) -> None:
@@ -345,7 +347,9 @@ class LivePusher:
         if not jobs:
             return
         error = None
-        with self.ledger.transaction():
+        # Inside a chunk's transaction, no savepoint of its own: a failure here fails the chunk anyway, and a
+        # savepoint over thousands of confirmations kept a copy of every page they changed in memory.
+        with self.ledger.transaction(savepoint=False):
             for job in jobs:
                 if job.error is not None:
                     error = error or job.error

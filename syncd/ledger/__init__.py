@@ -138,10 +138,10 @@ class Ledger:
         return self._connection.integrity_check()
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Ledger]:
+    def transaction(self, *, savepoint: bool = True) -> Iterator[Ledger]:
         """Group changes of any stores into one transaction: all of them are stored, or none (nested blocks:
-        savepoints)."""
-        with self._connection.transaction():
+        savepoints; with ``savepoint=False`` they join the open transaction, see ``Connection.transaction``)."""
+        with self._connection.transaction(savepoint=savepoint):
             yield self
 
     def sync(self) -> bool:

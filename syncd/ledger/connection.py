@@ -28,9 +28,6 @@ log = logging.getLogger(__name__)
 _WRITERS: set[Path] = set()
 _WRITERS_LOCK = threading.Lock()
 
-# The page cache of a writable ledger, in KiB.
-CACHE_KIB = 64 * 1024
-
 
 class Connection:
     """The one SQLite connection of a ledger, shared by all its stores.
@@ -174,9 +171,6 @@ class Connection:
         # temporary sort tables in memory: in a file they were written to disk too (about a fifth of the bytes a
         # first cycle wrote), only to be deleted after.
         conn.execute("PRAGMA temp_store = MEMORY")
-        # 64 MiB of page cache (SQLite's default is 2 MiB): a transaction's pages stay in memory until its
-        # commit writes each of them once, and lookups re-read fewer pages.
-        conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
 
     def _migrate(self) -> None:
         conn = self.conn
@@ -250,12 +244,19 @@ class Connection:
         self.close()
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        """Group changes into one transaction: all of them are stored, or none (nested blocks: savepoints)."""
+    def transaction(self, *, savepoint: bool = True) -> Iterator[None]:
+        """Group changes into one transaction: all of them are stored, or none (nested blocks: savepoints).
+
+        ``savepoint=False``: a nested block simply joins the open transaction, for a block whose failure
+        fails that whole transaction anyway; SQLite then keeps no copy (in memory) of every page the block
+        changes, which a large block's savepoint does."""
         if self.readonly:
             raise LedgerError(f"ledger {self.path} is open read-only")
         with self.lock:
             if self.conn.in_transaction:
+                if not savepoint:
+                    yield
+                    return
                 with self.db.atomic():
                     yield
                 return

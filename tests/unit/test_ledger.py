@@ -756,6 +756,25 @@ def test_a_nested_block_rolls_back_alone(ledger: Ledger) -> None:
     assert ledger.records.watermark("salesforce", "Contact") is None
 
 
+def test_a_nested_block_without_a_savepoint_is_part_of_the_open_transaction(ledger: Ledger) -> None:
+    with ledger.transaction(), pytest.raises(RuntimeError), ledger.transaction(savepoint=False):
+        ledger.records.set_watermark("salesforce", "Contact", "inner")
+        raise RuntimeError
+    # Not rolled back alone: it commits with the transaction it joined...
+    assert ledger.records.watermark("salesforce", "Contact") == "inner"
+    with pytest.raises(RuntimeError), ledger.transaction():
+        with ledger.transaction(savepoint=False):
+            ledger.records.set_watermark("salesforce", "Lead", "joined")
+        raise RuntimeError
+    # ...and goes with it when it fails.
+    assert ledger.records.watermark("salesforce", "Lead") is None
+    # Outside any transaction it is a transaction of its own.
+    with pytest.raises(RuntimeError), ledger.transaction(savepoint=False):
+        ledger.records.set_watermark("salesforce", "Lead", "alone")
+        raise RuntimeError
+    assert ledger.records.watermark("salesforce", "Lead") is None
+
+
 # -- status and explain -----------------------------------------------------------------------------------
 
 

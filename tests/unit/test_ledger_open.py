@@ -63,7 +63,9 @@ def test_a_ledger_found_readable_by_others_is_tightened_on_open(tmp_path: Path) 
         assert mode_of(Path(f"{path}-wal")) == 0o600
 
 
-def test_pragmas_wal_normal_sync_incremental_vacuum_foreign_keys_and_busy_timeout(tmp_path: Path) -> None:
+def test_pragmas_wal_normal_sync_incremental_vacuum_foreign_keys_busy_timeout_and_temp_store(
+    tmp_path: Path,
+) -> None:
     with Ledger(tmp_path / "ledger.db", busy_timeout=2.5) as ledger:
         pragma = {
             name: ledger.db.execute(f"PRAGMA {name}").fetchone()[0]
@@ -74,6 +76,8 @@ def test_pragmas_wal_normal_sync_incremental_vacuum_foreign_keys_and_busy_timeou
                 "foreign_keys",
                 "busy_timeout",
                 "user_version",
+                "temp_store",
+                "wal_autocheckpoint",
             )
         }
     assert pragma == {
@@ -83,6 +87,9 @@ def test_pragmas_wal_normal_sync_incremental_vacuum_foreign_keys_and_busy_timeou
         "foreign_keys": 1,
         "busy_timeout": 2500,
         "user_version": SCHEMA_VERSION,
+        # Statement journals and sorts in memory, not in temporary files written to disk.
+        "temp_store": 2,
+        "wal_autocheckpoint": 65536,
     }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import time
 from datetime import UTC, timedelta
 
 from engine_helpers import NOW, RULES, person
@@ -11,6 +13,7 @@ from syncd.core.types import (
     Assignment,
     Decision,
     Handoff,
+    Intent,
     LedgerView,
     Queue,
     Rep,
@@ -77,3 +80,14 @@ def test_decisions_are_timezone_aware() -> None:
     assert decision.assigned_at.tzinfo is not None
     assert decision.assigned_at.utcoffset() == timedelta(0)
     assert NOW.tzinfo is UTC
+
+
+def test_intent_ids_are_unique_and_begin_with_their_creation_time() -> None:
+    # The outbox's index on ids grows at its end only if ids sort by the time they were made.
+    before = time.time_ns()
+    ids = [Intent("hubspot", "contacts", {}, "test", record_id="1").id for _ in range(1000)]
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    stamps = [int(i[:16], 16) for i in ids]
+    assert before <= stamps[0]
+    assert all(a < b for a, b in itertools.pairwise(stamps))
