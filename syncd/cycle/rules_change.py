@@ -38,7 +38,7 @@ def adopt_unaffected(run: RunContext) -> int:
         affected = ledger.decisions.affected(old, change.affects)
         adopted = ledger.decisions.adopt(old, rules.digest, keep=affected)
         total += adopted
-        log.info(
+        (log.debug if run.report.dry_run else log.info)(
             "rules %s -> %s: %s decisions concerned by the change (%s), %s stand",
             old[:12],
             rules.digest[:12],
