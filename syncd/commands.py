@@ -181,6 +181,7 @@ def plan_report(
         pulled=dict(report.pulled),
         api_calls=dict(report.api_calls),
         replayed=report.replayed,
+        adopted=report.rules_adopted,
         on_copy=on_copy,
         run_id=report.run_id or "",
     )

@@ -45,6 +45,7 @@ from syncd.core.views import (
 )
 from syncd.cycle import limits
 from syncd.cycle.context import RecordRef, RunContext, WriteCache
+from syncd.cycle.rules_change import adopt_unaffected
 from syncd.cycle.teams import TeamStage
 
 _PLAIN = (str, int, float, bool, type(None))
@@ -53,6 +54,7 @@ _PLAIN = (str, int, float, bool, type(None))
 def decide_all(run: RunContext) -> bool:
     """Decide every key that needs it; False when the run was stopped."""
     run.progress.stage("decide")
+    adopt_unaffected(run)
     return _Decide(run).decide()
 
 

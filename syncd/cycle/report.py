@@ -38,6 +38,8 @@ class CycleReport:
     replayed: int = 0
     overrides: int = 0
     handoffs: int = 0
+    # Decisions made under earlier rules that the change of rules does not concern: they stand unchanged.
+    rules_adopted: int = 0
     api_calls: dict[str, int] = field(default_factory=dict)
     # Responses that refused a call for a rate limit (429s, retried ones included), since the last report.
     rate_limited: dict[str, int] = field(default_factory=dict)
@@ -89,6 +91,7 @@ class CycleReport:
             "replayed": self.replayed,
             "overrides": self.overrides,
             "handoffs": self.handoffs,
+            "rules_adopted": self.rules_adopted,
             "owner_changes": self.impact.owner_changes,
             "gained": dict(self.impact.gained),
             "api_calls": dict(self.api_calls),

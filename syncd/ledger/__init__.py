@@ -18,6 +18,7 @@ The ledger is a package of stores, one per concept, over one connection (``syncd
     ledger.retention   forgetting history older than [ledger] keep_days         (retention.py)
     ledger.roster      the systems' reps and queues as last listed              (roster.py)
     ledger.teams       account team members (managed flag), team decisions      (teams.py)
+    ledger.rulesets    the text of each rule set decisions were made under      (rulesets.py)
     ledger.views       read views across stores: status, explain, plan, demo    (views.py)
 
 Every multi-row change runs in one transaction; callers group several changes, across stores, with
@@ -56,6 +57,7 @@ from syncd.ledger.records import Records
 from syncd.ledger.retention import Retention
 from syncd.ledger.roster import Roster
 from syncd.ledger.rows import utc_now
+from syncd.ledger.rulesets import RuleSets
 from syncd.ledger.runs import Runs
 from syncd.ledger.schema import SCHEMA_VERSION
 from syncd.ledger.teams import Teams
@@ -94,6 +96,7 @@ class Ledger:
         self.retention = Retention(connection, records=self.records)
         self.roster = Roster(connection)
         self.teams = Teams(connection)
+        self.rulesets = RuleSets(connection)
         self.views = Views(
             connection,
             runs=self.runs,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+import zlib
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
 
@@ -22,6 +23,7 @@ from syncd.ledger.rows import (
     _dumps,
     _pack_trace,
     _ts,
+    _unpack_trace,
 )
 from syncd.ledger.store import Store, _guarded
 
@@ -158,6 +160,58 @@ class Decisions(Store):
         )
         rows = self._conn.execute(sql, [after, *params, *([] if kind is None else [kind]), limit])
         return [str(row[0]) for row in rows]
+
+    @_guarded
+    def other_digests(self, digest: str) -> list[str]:
+        """The digests of the rule sets decisions were made under, other than ``digest``: one index seek
+        each (a change of rules is rare; an idle cycle finds none)."""
+        found: list[str] = []
+        last = ""
+        while True:
+            row = self._conn.execute(
+                "SELECT digest FROM decisions INDEXED BY decisions_by_digest WHERE digest > ? "
+                "ORDER BY digest LIMIT 1",
+                (last,),
+            ).fetchone()
+            if row is None:
+                return found
+            last = str(row[0])
+            if last != digest:
+                found.append(last)
+
+    @_guarded
+    def affected(self, digest: str, affects: Callable[[Any], bool]) -> list[str]:
+        """The keys of decisions made under ``digest`` whose stored trace ``affects`` says a change of rules
+        concerns, in key order."""
+        keys: list[str] = []
+        cursor = self._conn.execute("SELECT key, trace FROM decisions WHERE digest = ?", (digest,))
+        while rows := cursor.fetchmany(2000):
+            for key, stored in rows:
+                try:
+                    trace = _unpack_trace(stored)
+                except (ValueError, zlib.error):
+                    trace = []  # unreadable: tells nothing, so affected
+                if affects(trace):
+                    keys.append(str(key))
+        keys.sort()
+        return keys
+
+    @_guarded
+    def adopt(self, old: str, new: str, *, keep: Iterable[str]) -> int:
+        """Decisions made under rules ``old`` that a change to rules ``new`` does not concern stand under
+        ``new`` (their digest becomes it), except ``keep``: those stay due. Returns the number adopted."""
+        with self.transaction():
+            self._conn.execute("CREATE TEMP TABLE IF NOT EXISTS kept_stale (key TEXT PRIMARY KEY)")
+            self._conn.execute("DELETE FROM temp.kept_stale")
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO temp.kept_stale (key) VALUES (?)", ((k,) for k in keep)
+            )
+            adopted = self._conn.execute(
+                "UPDATE decisions SET digest = ? WHERE digest = ? AND key NOT IN (SELECT key FROM temp.kept_stale)",
+                (new, old),
+            ).rowcount
+            self._conn.execute("DELETE FROM temp.kept_stale")
+        return int(adopted)
 
     @_guarded
     def make_due(self, reps: Iterable[str], at: datetime) -> int:

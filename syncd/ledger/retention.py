@@ -1,6 +1,6 @@
 """Retention: what the ledger forgets once it is older than ``[ledger] keep_days``.
 
-Finished runs, confirmed intents, decision history and record versions (each record keeps its version at
+Finished runs, confirmed intents, decision history, record versions, rule sets no decision uses (each record keeps its version at
 the cut, see ``Records.prune_versions``) older than the cut-off are deleted, a bounded number
 of rows per call (the daemon calls ``prune`` after each cycle, so a ledger that kept years catches up over a
 few cycles instead of stalling one), and the freed pages go back to the file system by incremental vacuum.
@@ -77,6 +77,12 @@ class Retention(Store):
                 self._conn.execute(f"UPDATE records SET seen_run = NULL WHERE seen_run IN ({marks})", old)
                 runs = self._conn.execute(f"DELETE FROM runs WHERE id IN ({marks})", old).rowcount
             versions = self._records.prune_versions(before)
+            # A rule set no decision was made under any more (a few kilobytes each) is not compared again.
+            self._conn.execute(
+                "DELETE FROM rulesets WHERE saved_at < ? AND NOT EXISTS "
+                "(SELECT 1 FROM decisions d WHERE d.digest = rulesets.digest)",
+                (cutoff,),
+            )
         pages = 0
         if vacuum_pages > 0:
             free = int(self._conn.execute("PRAGMA freelist_count").fetchone()[0])

@@ -387,6 +387,22 @@ def _v8_due_index(db: Database) -> None:
     db.executescript(_V8)
 
 
+_V9 = """
+-- The text of each rule set decisions were made under, by its digest: a later change of rules is compared
+-- with it to find the decisions it affects (syncd.core.rules.change). A few kilobytes per rule set.
+CREATE TABLE rulesets (
+    digest   TEXT PRIMARY KEY,
+    sources  BLOB NOT NULL,
+    saved_at TEXT NOT NULL
+);
+"""
+
+
+def _v9_rulesets(db: Database) -> None:
+    """The rule sets decisions were made under, kept as text by digest."""
+    db.executescript(_V9)
+
+
 MIGRATIONS: list[Callable[[Database], None]] = [
     _v1_storage,
     _v2_engine_state,
@@ -396,5 +412,6 @@ MIGRATIONS: list[Callable[[Database], None]] = [
     _v6_lookups,
     _v7_teams,
     _v8_due_index,
+    _v9_rulesets,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

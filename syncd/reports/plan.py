@@ -41,6 +41,8 @@ class PlanReport:
     pulled: Mapping[str, int] = field(default_factory=dict)
     api_calls: Mapping[str, int] = field(default_factory=dict)
     replayed: int = 0
+    # Decisions made under the earlier rules that the change does not concern: they stand, not re-decided.
+    adopted: int = 0
     on_copy: bool = False
     run_id: str = ""
 
@@ -64,6 +66,7 @@ class PlanReport:
                 "pulled": dict(self.pulled),
                 "api_calls": dict(self.api_calls),
                 "replayed": self.replayed,
+                "unconcerned": self.adopted,
                 "impact": self.impact.to_json(self.loads, self.caps),
                 "on_ledger_copy": self.on_copy,
             }
@@ -83,6 +86,12 @@ class PlanReport:
         pulled = sum(self.pulled.values())
         where = f"from {pulled:,} records pulled" if pulled else "from the ledger's last synced state"
         console.print(f"Re-decided {decided} {where}; {calls:,} API calls.", soft_wrap=True)
+        if self.adopted:
+            console.print(
+                f"{self.adopted:,} decisions stand: the change of rules does not concern them "
+                "(their traces show the same answer from every changed rule).",
+                soft_wrap=True,
+            )
         if self.replayed:
             console.print(
                 f"Includes {self.replayed:,} writes an earlier run left unconfirmed.", soft_wrap=True

@@ -7,6 +7,7 @@ cycle; raising the score threshold and lowering it back leaves both systems as t
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -78,6 +79,36 @@ def test_a_territory_change_is_planned_per_rep_with_no_api_call_and_the_next_cyc
     assert f"moved by a change of rules ({org.rules.digest[:12]} -> {candidate.digest[:12]})" in text
     assert "rule 'AE North America' decided it" in text
     assert org.cycle().run(candidate, dry_run=True, pull=False).tally.total == 0
+
+
+def test_a_territory_change_re_decides_only_what_it_concerns_and_changes_what_deciding_everything_would(
+    org: Org, tmp_path: Path
+) -> None:
+    synced(org)
+    candidate = _both_edits(tmp_path)
+    # The same candidate without its text: the earlier rules cannot be compared with it, so every decision
+    # is made again (what the daily re-score does). The clock stands still, so only the rules differ.
+    everything = org.cycle().run(dataclasses.replace(candidate, sources=()), dry_run=True, pull=False)
+
+    plan = org.cycle().run(candidate, dry_run=True, pull=False)
+
+    total = sum(everything.decided.values())
+    assert 0 < sum(plan.decided.values()) < total / 2, plan.decided
+    # The persons of an account decided again are decided with it, whether the change concerns them or not.
+    assert total - sum(plan.decided.values()) <= plan.rules_adopted < total
+    assert plan.tally.counts() == everything.tally.counts()
+    assert plan.impact.to_json() == everything.impact.to_json()
+
+    once = org.cycle().run(candidate)
+
+    assert once.decided == plan.decided and once.tally.counts() == plan.tally.counts()
+    assert once.impact.to_json() == plan.impact.to_json()
+    with Ledger(org.config.ledger.path, readonly=True) as ledger:
+        assert ledger.decisions.other_digests(candidate.digest) == [], (
+            "every decision stands under the new rules"
+        )
+    after = org.cycle().run(candidate, dry_run=True, pull=False)
+    assert sum(after.decided.values()) == 0 and after.tally.total == 0
 
 
 def test_a_plan_right_after_a_cycle_counts_its_writes_as_done(org: Org, tmp_path: Path) -> None:

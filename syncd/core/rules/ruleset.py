@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import os
+import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,6 +81,9 @@ class RuleSet:
     account_fields: FieldSet
     warnings: tuple[str, ...] = ()
     teams: Teams | None = None
+    # The digested files' text, by file name: what the ledger keeps of each rule set decisions were made
+    # under, so that a later change of rules can tell which decisions it affects (syncd.core.rules.change).
+    sources: tuple[tuple[str, str], ...] = ()
 
 
 def field_sets(mapping: Mapping, stages: tuple[str, ...]) -> tuple[FieldSet, FieldSet, FieldSet]:
@@ -118,6 +124,7 @@ def check_directory(directory: Path) -> tuple[RuleSet | None, Problems]:
         return None, problems
     models: dict[str, Any] = {}
     texts: dict[str, set[str]] = {}
+    sources: list[tuple[str, str]] = []
     digest = hashlib.sha256()
     for name, model_type in FILES.items():
         path = directory / name
@@ -128,6 +135,7 @@ def check_directory(directory: Path) -> tuple[RuleSet | None, Problems]:
         data, raw = read_toml(path, display, problems)
         digest.update(name.encode() + b"\0" + raw + b"\0")
         if data is not None:
+            sources.append((name, raw.decode()))
             texts[name] = _words(data)
             models[name] = parse_model(model_type, data, display, problems)
     for name, model_type in OPTIONAL_FILES.items():
@@ -136,6 +144,7 @@ def check_directory(directory: Path) -> tuple[RuleSet | None, Problems]:
             data, raw = read_toml(path, str(path), problems)
             digest.update(name.encode() + b"\0" + raw + b"\0")
             if data is not None:
+                sources.append((name, raw.decode()))
                 texts[name] = _words(data)
                 models[name] = parse_model(model_type, data, str(path), problems)
     try:
@@ -246,6 +255,7 @@ def check_directory(directory: Path) -> tuple[RuleSet | None, Problems]:
         account_fields=sets[2],
         warnings=tuple(str(w) for w in problems.warnings),
         teams=account_teams,
+        sources=tuple(sources),
     )
     return ruleset, problems
 
@@ -299,6 +309,28 @@ def _renamed(
                 "rename it there too, or back here",
                 first=True,
             )
+
+
+def sources_digest(sources: Iterable[tuple[str, str]]) -> str:
+    """The digest of a rule set's files as :func:`check_directory` computes it from their bytes."""
+    digest = hashlib.sha256()
+    for name, text in sources:
+        digest.update(name.encode() + b"\0" + text.encode() + b"\0")
+    return digest.hexdigest()
+
+
+def ruleset_from_sources(sources: Iterable[tuple[str, str]], label: str) -> RuleSet | None:
+    """The rule set of files kept as text (the ledger's copy of an earlier rule set), compiled again;
+    None when they no longer load (say, a file this version of syncd refuses). ``label`` names them."""
+    with tempfile.TemporaryDirectory(prefix="syncd-rules-") as tmp:
+        for name, text in sources:
+            if name not in FILES and name not in OPTIONAL_FILES:
+                return None
+            (Path(tmp) / name).write_text(text, encoding="utf-8")
+        ruleset, _ = check_directory(Path(tmp))
+    if ruleset is None:
+        return None
+    return dataclasses.replace(ruleset, directory=Path(label))
 
 
 def load_ruleset(directory: Path) -> RuleSet:
