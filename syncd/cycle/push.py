@@ -370,7 +370,8 @@ class LivePusher:
         confirmed: dict[str, str | None] = {}
         failed: dict[str, str] = {}
         followups: list[Intent] = []
-        with self.ledger.transaction():
+        # No savepoint of its own: a failure fails the transaction it runs in (see _finish_all).
+        with self.ledger.transaction(savepoint=False):
             for intent, result in zip(batch, results, strict=True):
                 action = self.actions.pop(intent.id, None) or action_from_intent(intent, run.mapping)
                 if result.ok:

@@ -167,10 +167,6 @@ class Connection:
         # 64 MB after.
         conn.execute("PRAGMA wal_autocheckpoint = 65536")
         conn.execute(f"PRAGMA journal_size_limit = {64 * 1024 * 1024}")
-        # Statement journals (a savepoint of a nested transaction, a statement that may fail half-way) and
-        # temporary sort tables in memory: in a file they were written to disk too (about a fifth of the bytes a
-        # first cycle wrote), only to be deleted after.
-        conn.execute("PRAGMA temp_store = MEMORY")
 
     def _migrate(self) -> None:
         conn = self.conn

@@ -63,7 +63,7 @@ def test_a_ledger_found_readable_by_others_is_tightened_on_open(tmp_path: Path) 
         assert mode_of(Path(f"{path}-wal")) == 0o600
 
 
-def test_pragmas_wal_normal_sync_incremental_vacuum_foreign_keys_busy_timeout_and_temp_store(
+def test_pragmas_wal_normal_sync_incremental_vacuum_foreign_keys_busy_timeout_and_checkpoints(
     tmp_path: Path,
 ) -> None:
     with Ledger(tmp_path / "ledger.db", busy_timeout=2.5) as ledger:
@@ -76,7 +76,6 @@ def test_pragmas_wal_normal_sync_incremental_vacuum_foreign_keys_busy_timeout_an
                 "foreign_keys",
                 "busy_timeout",
                 "user_version",
-                "temp_store",
                 "wal_autocheckpoint",
             )
         }
@@ -87,8 +86,6 @@ def test_pragmas_wal_normal_sync_incremental_vacuum_foreign_keys_busy_timeout_an
         "foreign_keys": 1,
         "busy_timeout": 2500,
         "user_version": SCHEMA_VERSION,
-        # Statement journals and sorts in memory, not in temporary files written to disk.
-        "temp_store": 2,
         "wal_autocheckpoint": 65536,
     }
 
