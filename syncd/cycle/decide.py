@@ -49,6 +49,7 @@ from syncd.cycle.rules_change import adopt_unaffected
 from syncd.cycle.teams import TeamStage
 
 _PLAIN = (str, int, float, bool, type(None))
+ACCOUNT_CHUNK_DIVISOR = 4
 
 
 def decide_all(run: RunContext) -> bool:
@@ -162,9 +163,12 @@ class _Decide:
         """Decide every key of ``kind`` in chunks; ``decided`` collects the keys (the accounts': their
         persons follow them), None when nothing needs them (100,000 persons' keys are 9 MB)."""
         chunk: list[str] = []
+        # An account's chunk carries the HubSpot contacts of its domain too (their role properties follow its
+        # team), several per account: a quarter of the persons' chunk keeps the peak of memory alike.
+        size = self.run.chunk if kind == "person" else max(1, self.run.chunk // ACCOUNT_CHUNK_DIVISOR)
         for key in self._keys(kind, extra):
             chunk.append(key)
-            if len(chunk) >= self.run.chunk:
+            if len(chunk) >= size:
                 self._decide_chunk(kind, chunk, clean=clean)
                 if decided is not None:
                     decided.extend(chunk)
