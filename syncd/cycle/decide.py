@@ -49,6 +49,7 @@ from syncd.cycle.rules_change import adopt_unaffected
 from syncd.cycle.teams import TeamStage
 
 _PLAIN = (str, int, float, bool, type(None))
+ACCOUNT_CHUNK_DIVISOR = 4
 
 
 def decide_all(run: RunContext) -> bool:
@@ -109,7 +110,7 @@ class _Decide:
         ):
             # The persons of the accounts just decided follow them (unless every person is decided anyway).
             extra_persons |= self._persons_of_accounts(accounts)
-        if not self._decide_kind("person", sorted(extra_persons), [], clean=True):
+        if not self._decide_kind("person", sorted(extra_persons), None, clean=True):
             return False
         with self.ledger.transaction():
             self.ledger.records.mark_clean(accounts)
@@ -158,20 +159,27 @@ class _Decide:
                 last = key
                 yield key
 
-    def _decide_kind(self, kind: str, extra: list[str], decided: list[str], *, clean: bool) -> bool:
+    def _decide_kind(self, kind: str, extra: list[str], decided: list[str] | None, *, clean: bool) -> bool:
+        """Decide every key of ``kind`` in chunks; ``decided`` collects the keys (the accounts': their
+        persons follow them), None when nothing needs them (100,000 persons' keys are 9 MB)."""
         chunk: list[str] = []
+        # An account's chunk carries the HubSpot contacts of its domain too (their role properties follow its
+        # team), several per account: a quarter of the persons' chunk keeps the peak of memory alike.
+        size = self.run.chunk if kind == "person" else max(1, self.run.chunk // ACCOUNT_CHUNK_DIVISOR)
         for key in self._keys(kind, extra):
             chunk.append(key)
-            if len(chunk) >= self.run.chunk:
+            if len(chunk) >= size:
                 self._decide_chunk(kind, chunk, clean=clean)
-                decided.extend(chunk)
+                if decided is not None:
+                    decided.extend(chunk)
                 self.run.progress.advance(len(chunk))
                 chunk = []
                 if self.run.stopped() or not self.run.pusher.flush_full():
                     return False
         if chunk:
             self._decide_chunk(kind, chunk, clean=clean)
-            decided.extend(chunk)
+            if decided is not None:
+                decided.extend(chunk)
             self.run.progress.advance(len(chunk))
         return not self.run.stopped() and self.run.pusher.flush_full()
 
@@ -243,8 +251,11 @@ class _Decide:
         acted = {(a.system, a.object, a.record_id) for a in actions if a.record_id}
         acted |= {r.ref for r, _, _ in bad}
         acted |= {("hubspot", "contacts", a.create_key) for a in actions if a.create_key}
+        store = kind == "account" or self.run.store_persons
+        rows = self._decision_rows(decisions, previous, overrides)
         with self.ledger.transaction():
-            changed = set(self.ledger.decisions.record(self._decision_rows(decisions, previous, overrides)))
+            decisions_store = self.ledger.decisions
+            changed = set(decisions_store.record(rows) if store else decisions_store.changed(rows))
             self.report.handoffs += sum(1 for d in decisions if d.handoff is not None and d.key in changed)
             for d in decisions:
                 if d.key in changed:
@@ -257,11 +268,12 @@ class _Decide:
                         team=d.team,
                         rule=d.rule,
                     )
-            self.ledger.decisions.set_assignments(
-                AssignmentRow(d.key, d.owner, d.team, d.assigned_at, d.rule, self.run_id)
-                for d in decisions
-                if d.owner is not None and d.team is not None and d.assigned_at is not None
-            )
+            if store:
+                self.ledger.decisions.set_assignments(
+                    AssignmentRow(d.key, d.owner, d.team, d.assigned_at, d.rule, self.run_id)
+                    for d in decisions
+                    if d.owner is not None and d.team is not None and d.assigned_at is not None
+                )
             for pool, state in result.round_robin.items():
                 self.ledger.decisions.set_round_robin_state(
                     pool, {"credits": dict(state.credits), "assigned": dict(state.assigned)}

@@ -192,6 +192,8 @@ class TeamStage:
         if not self.enabled or not accounts:
             return list(accounts)
         ids = [a.salesforce_id for a in accounts if a.salesforce_id]
+        # The members of this chunk's accounts only: memory stays bounded by the chunk, not the org.
+        self.members = {}
         if kind == "account" and self.live and ids:
             self._read([a.salesforce_id for a in accounts if a.salesforce_id and a.key not in self.pending])
         missing = [i for i in ids if i not in self.members]
@@ -350,6 +352,7 @@ class TeamStage:
                 )
             )
         out.counts = {k: v for k, v in counts.items() if v}
+        self._writes = {}  # the chunk's; kept, they would hold its writes until the end of the run
         return out
 
     def _last_writes(
