@@ -76,6 +76,7 @@ def test_pragmas_wal_normal_sync_incremental_vacuum_foreign_keys_busy_timeout_an
                 "foreign_keys",
                 "busy_timeout",
                 "user_version",
+                "temp_store",
                 "wal_autocheckpoint",
             )
         }
@@ -86,6 +87,8 @@ def test_pragmas_wal_normal_sync_incremental_vacuum_foreign_keys_busy_timeout_an
         "foreign_keys": 1,
         "busy_timeout": 2500,
         "user_version": SCHEMA_VERSION,
+        # Journals and sorts in memory, not in temporary files written to disk.
+        "temp_store": 2,
         "wal_autocheckpoint": 65536,
     }
 
