@@ -81,7 +81,9 @@ class Records(Store):
         inserted = updated = unchanged = 0
         changed: list[RecordKey] = []
         before: dict[RecordKey, RecordRow] = {}
-        with self.transaction():
+        # Inside a caller's transaction, no savepoint: it would copy every index page a page of records
+        # changes (in memory) for a rollback that only the whole transaction does. Alone, it is atomic.
+        with self._c.transaction(savepoint=False):
             for chunk in _batched(rows, 2000):
                 prepared: dict[RecordKey, tuple[Any, ...]] = {}
                 for row in chunk:
@@ -181,7 +183,7 @@ class Records(Store):
             for text in (_dumps(row.data),)
         ]
         if values:
-            with self.transaction():
+            with self._c.transaction(savepoint=False):  # as in ``stage``
                 self._conn.executemany(
                     "INSERT INTO record_versions (system, object, id, modified_at, deleted, email, domain, "
                     "hash, data, seen_at, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
