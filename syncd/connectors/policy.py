@@ -240,6 +240,13 @@ class CallPolicy:
         self.delays: list[float] = []
         self.initial_backoff = initial_backoff
         self._random = random.Random()
+        # Counts are kept from several threads at once (a HubSpot first read's two walks).
+        self._tally = threading.Lock()
+
+    def saw(self, status: int | str) -> None:
+        """Count one response's HTTP status (from any thread)."""
+        with self._tally:
+            self.statuses[str(status)] += 1
 
     @property
     def rate_limited(self) -> int:
@@ -280,11 +287,14 @@ class CallPolicy:
 
         def attempt() -> T:
             self.budget.check()
-            self.limiter.acquire()
+            # A search waits for its own (shorter) window first: waiting for it while holding a slot of the
+            # 10 s window would keep that slot from the calls that are not searches.
             if search:
                 self.search_limiter.acquire()
+            self.limiter.acquire()
             if count:
-                self.counts[kind] += 1
+                with self._tally:
+                    self.counts[kind] += 1
                 self.budget.spend()
             try:
                 return fn()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import zlib
@@ -47,7 +48,10 @@ def _ts_opt(value: datetime | None) -> str | None:
     return None if value is None else _ts(value)
 
 
+@functools.lru_cache(maxsize=1024)
 def _dt(text: str) -> datetime:
+    """A stored time, parsed. Cached: a run stamps the rows it writes with few distinct times (its clock
+    reading, each batch's confirmation), read back hundreds of thousands of times when re-deciding."""
     return datetime.fromisoformat(text)
 
 

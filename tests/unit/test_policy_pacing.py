@@ -1,0 +1,40 @@
+"""Pacing in ``CallPolicy`` (syncd/connectors/policy.py) on an injected clock: nothing sleeps for real."""
+
+from __future__ import annotations
+
+import pytest
+
+from syncd.connectors.policy import CallPolicy, DailyBudget
+
+
+def test_a_search_waiting_for_its_own_window_keeps_no_slot_of_the_10_s_window_from_other_calls() -> None:
+    """HubSpot holds searches to 5 a second on top of the 100 calls per 10 s. A search that waits for the
+    search window must not sit on a slot of the 10 s window meanwhile: another thread's call (a list page,
+    a batch update) may use it."""
+    now = [0.0]
+    waits: list[tuple[str, float]] = []
+    who = ["search"]
+
+    def sleep(seconds: float) -> None:
+        waits.append((who[0], seconds))
+        if len(waits) == 1:  # the second search waits for the search window: another call comes meanwhile
+            who[0] = "update"
+            policy.call("batch/update", lambda: None)
+            who[0] = "search"
+        now[0] += seconds
+
+    policy = CallPolicy(
+        "hubspot",
+        requests_per_10s=2,
+        search_per_second=1,
+        budget=DailyBudget("hubspot", share=1.0, allowance=1000),
+        clock=lambda: now[0],
+        sleep=sleep,
+    )
+    policy.call("search", lambda: None, search=True)
+    policy.call("search", lambda: None, search=True)
+    assert waits[0] == ("search", pytest.approx(1.0))
+    assert [w for w in waits if w[0] == "update"] == []
+    # The 10 s window then holds the first search and the update: the second search waits for it to pass.
+    assert waits[1:] == [("search", pytest.approx(9.0))]
+    assert policy.counts == {"search": 2, "batch/update": 1}
