@@ -282,9 +282,10 @@ def first_cycle_against_the_floor(tmp_path: Path, persons: int) -> dict[str, flo
 @pytest.mark.timeout(3600)
 def test_bench_first_cycle_against_the_floor_on_20k_persons(tmp_path: Path) -> None:
     ratios = first_cycle_against_the_floor(tmp_path, 20_000)
-    # Issue 9 targets 3x; 3.6-3.8x measured (9.0x before the ledger's write path was reworked). The bound
-    # catches a regression; the time and CPU ratios are printed, not asserted (they depend on the machine).
-    assert ratios["bytes"] <= 4.5
+    # Issue 9 targets 3x: 2.37x measured (3.96x before journals went to memory, intent ids sorted by time and
+    # transactions grew; 9.0x before the ledger's write path was reworked). The time and CPU ratios are
+    # printed, not asserted (they depend on the machine).
+    assert ratios["bytes"] <= 3.0
 
 
 @pytest.mark.bench
@@ -292,7 +293,8 @@ def test_bench_first_cycle_against_the_floor_on_20k_persons(tmp_path: Path) -> N
 def test_bench_first_cycle_against_the_floor_on_100k_persons(tmp_path: Path) -> None:
     """The same at 100,000 persons (long: not for a shared machine)."""
     ratios = first_cycle_against_the_floor(tmp_path, 100_000)
-    assert ratios["bytes"] <= 4.5
+    # 2.92x measured (6.61x before): the bound catches a regression with some room.
+    assert ratios["bytes"] <= 3.5
 
 
 @pytest.mark.bench
