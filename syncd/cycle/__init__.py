@@ -38,8 +38,9 @@ These rules hold in every stage; a change to the cycle must keep them true.
 4. **Decisions, intents and the clean mark commit together.** Accounts, then persons, are decided in chunks
    of keys: keys with dirty records, keys whose decision is *due* (an SLA deadline, an override's end, a
    recycling hold, the daily re-score as engagement points decay, a change in the roster facts of a rep who
-   owns, holds or influences them), keys decided under other rules than those in force (a change of rules
-   re-decides them, and only what differs is written), quarantined records due for a retry, and
+   owns, holds or influences them), keys decided under other rules than those in force and concerned by the
+   change (``cycle.rules_change`` lets the others stand; only what differs is written), quarantined records
+   due for a retry, and
    the persons of accounts whose decision changed. Each chunk's decisions, sticky owners, round-robin state,
    day counts and **intents** are stored in one transaction that also marks the keys clean. Accounts and
    opportunities stay dirty until the persons they affect are decided too.
@@ -48,7 +49,9 @@ These rules hold in every stage; a change to the cycle must keep them true.
    fsyncs the WAL if any transaction since the last sync wrote intents: the ledger otherwise runs with
    WAL and ``synchronous=NORMAL`` (a commit survives a killed process at once, a power cut from the next
    checkpoint or sync), so only the one write that must precede an API call pays for an fsync. Batches
-   that came back are confirmed together in one transaction: writes are remembered for echo suppression,
+   that came back are confirmed together in one transaction (while deciding, once ``push.DECIDE_CONFIRM_GROUP``
+   intents are back: a crash before then replays up to that many sent intents, each a same-value update or
+   an upsert): writes are remembered for echo suppression,
    a created Lead is linked and its id queued for the HubSpot contact, a rejected record goes to
    quarantine with the reason. A crash before the confirmation replays the batch (rule 1).
 
@@ -56,7 +59,8 @@ These rules hold in every stage; a change to the cycle must keep them true.
 
 - **Pull prefetch** (``pull.prefetched``): a worker thread iterates the connector's pages one page ahead
   of staging. It only talks HTTP; the run's thread stages each page with its watermark (rule 2), several
-  pages per transaction. A page fetched but not staged when the run stops moves no watermark.
+  pages per transaction (up to ``pull.GROUP`` records: a run killed mid-pull pulls those again). A page
+  fetched but not staged when the run stops moves no watermark.
 - **Push overlaps decide** (``push.LivePusher`` and its ``_Sender``): after each decided chunk commits,
   its full batches go to a sender thread that sends them one at a time, in order, while the run's thread
   decides the next chunk; at most a few batches wait. Only the run's thread touches the ledger: it makes
