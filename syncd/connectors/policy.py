@@ -240,13 +240,6 @@ class CallPolicy:
         self.delays: list[float] = []
         self.initial_backoff = initial_backoff
         self._random = random.Random()
-        # Counts are kept from several threads at once (a HubSpot first read's two walks).
-        self._tally = threading.Lock()
-
-    def saw(self, status: int | str) -> None:
-        """Count one response's HTTP status (from any thread)."""
-        with self._tally:
-            self.statuses[str(status)] += 1
 
     @property
     def rate_limited(self) -> int:
@@ -293,8 +286,7 @@ class CallPolicy:
                 self.search_limiter.acquire()
             self.limiter.acquire()
             if count:
-                with self._tally:
-                    self.counts[kind] += 1
+                self.counts[kind] += 1
                 self.budget.spend()
             try:
                 return fn()

@@ -37,7 +37,3 @@ class RuleSets(Store):
             return [(str(name), str(text)) for name, text in _loads(zlib.decompress(row[0]))]
         except (zlib.error, ValueError, TypeError):
             return None  # unreadable: treated as never kept (every decision made under it is due)
-
-    @_guarded
-    def known(self) -> set[str]:
-        return {str(d) for (d,) in self._conn.execute("SELECT digest FROM rulesets")}
