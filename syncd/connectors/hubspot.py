@@ -7,6 +7,24 @@
   set, it walks that timestamp alone by ``hs_object_id`` before moving on. When a query's ``total`` changes
   between its pages (a record changed mid-pull moves to the end and shifts the offsets), the walk restarts
   from the last timestamp it saw instead of trusting the next offset.
+- A first read (an object with no watermark yet) searches contacts as above while it lists companies and
+  deals with the list endpoint (``GET /crm/v3/objects/{type}``, 100 a page, its ``after`` cursor;
+  developers.hubspot.com, CRM API | Objects, "Retrieve records"), each object in a thread of its own, all at
+  once (``pull_many``). Every request counts against the 100 per 10 s, and searches also against 5 per
+  second (developers.hubspot.com, "API usage guidelines and limits"): searching everything is held to 5
+  calls (1,000 records) a second while half the 10 s window stands idle. The lists take that half (a lane
+  of the 10 s window less what searches may use, so they never crowd the searches out). Contacts are the
+  object searched, fixed rather than picked by size: in a B2B portal they outnumber companies several times
+  over and deals too (the sandbox's org at 20,000 persons: about 18,600 contacts, 2,300 companies, 1,200
+  deals), a search reads 200 records a call against the list's 100, so the largest object belongs on
+  search; sizing the objects first would cost a search each, and a wrong guess costs only time, never a
+  record. A list is a complete enumeration by itself; syncd assumes nothing about its order. So its pages
+  before the last carry ``FROM_START``, a watermark meaning "nothing done yet" (a run killed during a
+  listing lists again from the start); the last page carries HubSpot's time when the listing began: the
+  ``Date`` of its first response (whole seconds, rounded down) less that request's duration. A record
+  changed after that time was read with its change or changed after the list read it; either way the next
+  pull, which searches from that time (less the look-back, as every pull), finds it. Deals get their
+  companies per 1,000 listed deals (one associations batch read).
 - Search lag and the look-back: HubSpot's search index is eventually consistent (a write is searchable
   seconds later; list and get see it at once). Every pull starts ``lookback_seconds`` before its watermark,
   so a record written before the last pull but indexed after it is still found: the look-back must be at
@@ -31,7 +49,8 @@
 - Merges: ``hs_merged_object_ids`` (contacts, companies) is requested on every pull, so a survivor carries
   the ids merged into it (";"-separated) and the cycle can follow them.
 - Deals: pulled like contacts and companies; each page's deals get their company (the primary one, else the
-  lowest id) in the field ``associatedcompanyid``, from one v4 associations batch read per page.
+  lowest id) in the field ``associatedcompanyid``, from one v4 associations batch read per page (a first
+  read by list: per 1,000 deals).
 - Pushes: batch update and create, at most 100 inputs a call. HubSpot refuses a batch whole when one input
   is bad (400 invalid values, 409 a duplicate email naming only the first conflict, 404 an unknown id):
   the batch is split in halves until each bad input stands alone, which writes every good input and costs at
@@ -42,12 +61,16 @@
   failed attempt for the index to catch up with what it may have written.
 - API objects are built once (each attribute access in the client builds a connection pool) and called with
   ``_preload_content=False``: the raw JSON keeps records as plain dicts and gives every status and header.
+  Calls may come from several threads (a first read): each call's status travels with its response, the
+  policy counts under a lock, and its limiters are thread-safe.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -71,9 +94,10 @@ from syncd.connectors.base import (
     batched,
 )
 from syncd.connectors.errors import hubspot_error, hubspot_error_code
-from syncd.connectors.policy import CallPolicy, Clock, DailyBudget, Now, Sleep
+from syncd.connectors.policy import CallPolicy, Clock, DailyBudget, Now, RateLimiter, Sleep
 from syncd.core.systems import HUBSPOT_OBJECTS, WRITE_BATCH_LIMIT
 from syncd.errors import AuthError, ConnectorError, FatalConnectorError
+from syncd.prefetch import interleaved
 
 __all__ = ["BATCH_LIMIT", "SEARCH_CAP", "HubSpotConnector"]
 
@@ -107,6 +131,16 @@ MERGED_IDS = "hs_merged_object_ids"
 REFUSED_BATCH = frozenset({400, 404, 409, 422})
 _HTTP_DATE = re.compile(r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT")
 _EPOCH = datetime.fromtimestamp(0, UTC)
+# The object a first read searches; the others are listed meanwhile (see the module docstring for why).
+SEARCHED_FIRST = "contacts"
+# The watermark of a first read's list pages before the last: nothing is done yet (a pull from it reads the
+# object from the start).
+FROM_START = Watermark(_EPOCH, "").encode()
+
+
+def _from_start(mark: str | None) -> bool:
+    """Whether a pull from ``mark`` reads the object from the beginning."""
+    return mark is None or mark == FROM_START
 
 
 def default_properties(object: str) -> list[str]:
@@ -239,6 +273,7 @@ class HubSpotConnector(Connector):
         self.fields = {k: list(v) for k, v in (fields or {}).items()}
         self.key_properties = dict(key_properties or {})
         self._apis: dict[tuple[str, str], Any] = {}
+        self._apis_lock = threading.Lock()
         self._properties_api: Any = None
 
     @classmethod
@@ -260,17 +295,18 @@ class HubSpotConnector(Connector):
 
     def _api(self, object: str, name: str) -> Any:
         key = (object, name)
-        if key not in self._apis:
-            crm = self.client.crm
-            if object == "owners":
-                self._apis[key] = crm.owners.owners_api
-            elif object == "associations":
-                self._apis[key] = crm.associations.v4.batch_api
-            else:
-                self._apis[key] = getattr(getattr(crm, object), name)
-        return self._apis[key]
+        with self._apis_lock:
+            if key not in self._apis:
+                crm = self.client.crm
+                if object == "owners":
+                    self._apis[key] = crm.owners.owners_api
+                elif object == "associations":
+                    self._apis[key] = crm.associations.v4.batch_api
+                else:
+                    self._apis[key] = getattr(getattr(crm, object), name)
+            return self._apis[key]
 
-    def _observe(self, headers: Any) -> None:
+    def _observe(self, headers: Any, status: int) -> None:
         interval = _header(headers, "X-HubSpot-RateLimit-Interval-Milliseconds")
         self.policy.limiter.observe(
             _header(headers, "X-HubSpot-RateLimit-Max"),
@@ -286,26 +322,24 @@ class HubSpotConnector(Connector):
         daily_left = _header(headers, "X-HubSpot-RateLimit-Daily-Remaining")
         if daily is not None and daily_left is not None:
             self.budget.observe(daily - daily_left, daily)
-        self.policy.statuses[str(self._last_status)] += 1
+        self.policy.saw(status)
 
-    _last_status: int = 0
-
-    def _call(self, kind: str, fn: Callable[[], Any], *, search: bool = False) -> _Response:
+    def _call(
+        self, kind: str, fn: Callable[[], Any], *, search: bool = False, lane: RateLimiter | None = None
+    ) -> _Response:
         def attempt() -> _Response:
             try:
                 raw = fn()
             except ConnectorError:
                 raise
             except Exception as exc:
-                self._last_status = int(getattr(exc, "status", 0) or 0)
-                self._observe(getattr(exc, "headers", None))
+                self._observe(getattr(exc, "headers", None), int(getattr(exc, "status", 0) or 0))
                 raise hubspot_error(exc) from exc
             response = _Response(raw)
-            self._last_status = response.status
-            self._observe(response.headers)
+            self._observe(response.headers, response.status)
             return response
 
-        return self.policy.call(kind, attempt, search=search)
+        return self.policy.call(kind, attempt, search=search, lane=lane)
 
     def _opts(self) -> dict[str, Any]:
         return {"_preload_content": False, "_request_timeout": self.timeout}
@@ -402,7 +436,7 @@ class HubSpotConnector(Connector):
         if object not in LAST_MODIFIED:
             raise FatalConnectorError(f"HubSpot: unknown object {object!r}", system="hubspot")
         names = self._properties(object, fields)
-        floor = Watermark.decode(since, system="hubspot") if since else None
+        floor = None if _from_start(since) else Watermark.decode(str(since), system="hubspot")
         # The look-back's start as "everything before it done": one range search (GT start - 1 ms, i.e. GTE
         # start), not a walk of that one millisecond by id first.
         cursor = (
@@ -433,6 +467,80 @@ class HubSpotConnector(Connector):
             self._archived_listed[object] = started or self._now()
         else:
             yield from self._archived(object, names, floor, last or floor)
+
+    def pull_many(self, since: Mapping[str, str | None]) -> Iterator[tuple[str, Page]]:
+        """The changes of several objects. When some are read for the first time (no watermark, or the one a
+        killed first read left), those other than ``SEARCHED_FIRST`` are listed, each by a thread of its own,
+        while the rest are searched one after another by another thread (see the module docstring); else the
+        objects are searched one after another. Each object's pages come in their own order."""
+        listed = [
+            o for o, mark in since.items() if o != SEARCHED_FIRST and o in LAST_MODIFIED and _from_start(mark)
+        ]
+        if not listed:
+            yield from super().pull_many(since)
+            return
+        searched = {o: mark for o, mark in since.items() if o not in listed}
+        lane = self._list_lane()
+        sources: dict[str, Iterator[tuple[str, Page]]] = {
+            "search": super().pull_many(searched),
+            **{o: self._listed(o, lane) for o in listed},
+        }
+        with interleaved(sources) as pages:
+            for _, item in pages:
+                yield item
+
+    def _list_lane(self) -> RateLimiter:
+        """The share of the 10 s window a first read's lists take: what searches cannot use (100 - 5 x 10 =
+        50 calls per 10 s at HubSpot's Starter limits), at least half the window."""
+        limiter, searches = self.policy.limiter, self.policy.search_limiter
+        room = limiter.limit - math.ceil(searches.limit * limiter.interval / searches.interval)
+        return RateLimiter(
+            max(room, limiter.limit // 2, 1), limiter.interval, clock=self._clock, sleep=self._sleep
+        )
+
+    def _listed(self, object: str, lane: RateLimiter) -> Iterator[tuple[str, Page]]:
+        for page in self._list_all(object, lane):
+            yield object, page
+
+    def _list_all(self, object: str, lane: RateLimiter) -> Iterator[Page]:
+        """Every live record of ``object`` by the list endpoint (a first read): the pages before the last carry
+        ``FROM_START``, the last the time the listing began (see the module docstring)."""
+        names = self._properties(object, None)
+        api = self._api(object, "basic_api")
+        after: str | None = None
+        began: datetime | None = None
+        held: list[RawRecord] = []  # deals waiting for their companies (one associations read per 1,000)
+        while True:
+            kwargs: dict[str, Any] = {
+                "limit": LIST_PAGE,
+                "properties": names,
+                "archived": False,
+                **self._opts(),
+            }
+            if after:
+                kwargs["after"] = after
+            sent = self._clock()
+            response = self._call("list", lambda kwargs=kwargs: api.get_page(**kwargs), lane=lane)  # type: ignore[misc]
+            if began is None:
+                # No record was read before the request arrived: HubSpot's time at its response, less the time
+                # the call took (retries and waits included), is no later than that.
+                took = timedelta(seconds=max(0.0, self._clock() - sent))
+                began = (server_time(response.headers) or self._now()) - took
+            held.extend(self._record(object, item) for item in response.body.get("results") or [])
+            after = ((response.body.get("paging") or {}).get("next") or {}).get("after")
+            if object == "deals" and after and len(held) < ASSOCIATIONS_READ_LIMIT:
+                continue
+            if object == "deals" and held:
+                self._add_companies(held, lane=lane)
+            if not after:
+                break
+            yield Page(held, FROM_START)
+            held = []
+        # A first read reads live records only: what was archived before it began does not matter.
+        self._archived_listed[object] = began
+        # Everything up to 1 ms before that is done: a watermark keeps whole milliseconds (rounded down), and a
+        # change in the millisecond ``began`` falls in may be later than it.
+        yield Page(held, Watermark(began - timedelta(milliseconds=1), ALL_AT_TIMESTAMP).encode())
 
     def _walk(
         self, object: str, names: list[str], cursor: Watermark | None
@@ -568,15 +676,15 @@ class HubSpotConnector(Connector):
         self._archived_listed[object] = began or now
         self._archived_pages[object] = pages
 
-    def _add_companies(self, records: list[RawRecord]) -> None:
-        """Each deal's company id in ``associatedcompanyid``: one associations batch read for the page."""
+    def _add_companies(self, records: list[RawRecord], *, lane: RateLimiter | None = None) -> None:
+        """Each deal's company id in ``associatedcompanyid``: one associations batch read per 1,000 deals."""
         live = [r.id for r in records if not r.deleted]
-        found = self.primary_associations("deals", "companies", live) if live else {}
+        found = self.primary_associations("deals", "companies", live, lane=lane) if live else {}
         for record in records:
             record.fields[DEAL_COMPANY_FIELD] = found.get(record.id)
 
     def _association_items(
-        self, from_object: str, to_object: str, ids: Iterable[str]
+        self, from_object: str, to_object: str, ids: Iterable[str], *, lane: RateLimiter | None = None
     ) -> Iterator[tuple[str, list[dict[str, Any]]]]:
         """(source id, its associations) from the v4 associations batch read, ASSOCIATIONS_READ_LIMIT ids a call."""
         api = self._api("associations", "batch_api")
@@ -590,14 +698,17 @@ class HubSpotConnector(Connector):
                     batch_input_public_fetch_associations_batch_request=body,
                     **self._opts(),
                 ),
+                lane=lane,
             )
             for item in response.body.get("results") or []:
                 yield str((item.get("from") or {}).get("id", "")), list(item.get("to") or [])
 
-    def primary_associations(self, from_object: str, to_object: str, ids: Iterable[str]) -> dict[str, str]:
+    def primary_associations(
+        self, from_object: str, to_object: str, ids: Iterable[str], *, lane: RateLimiter | None = None
+    ) -> dict[str, str]:
         """For each id, its primary associated record (e.g. a deal's company), else the lowest associated id."""
         out: dict[str, str] = {}
-        for source, targets in self._association_items(from_object, to_object, ids):
+        for source, targets in self._association_items(from_object, to_object, ids, lane=lane):
             primary = [
                 t
                 for t in targets

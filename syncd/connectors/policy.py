@@ -240,6 +240,15 @@ class CallPolicy:
         self.delays: list[float] = []
         self.initial_backoff = initial_backoff
         self._random = random.Random()
+        # Calls are made from several threads at once (a HubSpot first read lists and searches at once):
+        # the counts are kept under a lock (``+=`` on a Counter is a read and a write). The limiters and the
+        # budget hold locks of their own.
+        self._tally = threading.Lock()
+
+    def saw(self, status: int | str) -> None:
+        """Count one response's HTTP status (from any thread)."""
+        with self._tally:
+            self.statuses[str(status)] += 1
 
     @property
     def rate_limited(self) -> int:
@@ -268,36 +277,52 @@ class CallPolicy:
         return retry_after is not None and retry_after > self.max_backoff
 
     def _before_sleep(self, state: RetryCallState) -> None:
-        self.retries += 1
+        with self._tally:
+            self.retries += 1
         exc = state.outcome.exception() if state.outcome is not None else None
         log.warning("%s; retry %d of %d", exc, state.attempt_number, self.max_attempts - 1)
 
-    def call(self, kind: str, fn: Callable[[], T], *, search: bool = False, count: bool = True) -> T:
+    def call(
+        self,
+        kind: str,
+        fn: Callable[[], T],
+        *,
+        search: bool = False,
+        lane: RateLimiter | None = None,
+        count: bool = True,
+    ) -> T:
         """Run one API call through budget, pacing and retries; ``fn`` raises syncd errors only.
 
-        ``count=False`` when the caller counts and spends per HTTP request itself (a session hook).
+        ``lane`` is a narrower window some calls share on top of the connector's (a HubSpot first read's
+        list pages, which must leave searches their share of the 10 s window). ``count=False`` when the
+        caller counts and spends per HTTP request itself (a session hook).
         """
+        narrow = [
+            limiter for limiter in (self.search_limiter if search else None, lane) if limiter is not None
+        ]
 
         def attempt() -> T:
             self.budget.check()
-            # A search waits for its own (shorter) window first: waiting for it while holding a slot of the
-            # 10 s window would keep that slot from the calls that are not searches.
-            if search:
-                self.search_limiter.acquire()
+            # A search (or a lane's call) waits for its own window first: waiting for it while holding a slot
+            # of the 10 s window would keep that slot from the other calls.
+            for limiter in narrow:
+                limiter.acquire()
             self.limiter.acquire()
             if count:
-                self.counts[kind] += 1
+                with self._tally:
+                    self.counts[kind] += 1
                 self.budget.spend()
             try:
                 return fn()
             except RetriableError as exc:
                 if exc.code == "REQUEST_LIMIT_EXCEEDED" and exc.status != 429:
-                    self.limit_refusals += 1
+                    with self._tally:
+                        self.limit_refusals += 1
                 raise
             finally:
                 self.limiter.release()
-                if search:
-                    self.search_limiter.release()
+                for limiter in narrow:
+                    limiter.release()
 
         retrying = Retrying(
             stop=self._stop,

@@ -57,10 +57,16 @@ These rules hold in every stage; a change to the cycle must keep them true.
 
 ## Overlap (what runs at the same time, and why it is safe)
 
-- **Pull prefetch** (``pull.prefetched``): a worker thread iterates the connector's pages one page ahead
-  of staging. It only talks HTTP; the run's thread stages each page with its watermark (rule 2), several
-  pages per transaction (up to ``pull.GROUP`` records: a run killed mid-pull pulls those again). A page
-  fetched but not staged when the run stops moves no watermark.
+- **Both systems pulled at once** (``syncd.prefetch.interleaved`` in ``pull.py``): one worker thread per
+  system iterates that connector's pages, one page ahead of staging. The workers only talk HTTP (on a first
+  read the HubSpot connector itself lists companies and deals while it searches contacts, each object in
+  one thread of its own); the run's thread stages each page with its watermark (rule 2), each system's and
+  each object's pages in their own order, several pages per transaction (up to ``pull.GROUP`` records: a
+  run killed mid-pull pulls those again). A page fetched but not staged when the run stops moves no
+  watermark. An error of either worker is raised in the run's thread; leaving the pull early (a stop, an
+  error) stops both workers after the request each is in. The pages of a HubSpot first read by list carry,
+  all but the last, a watermark meaning "nothing done yet" (``hubspot.FROM_START``; the list's order is
+  undocumented, so no page says how far it got): a run killed during it lists again from the start.
 - **Push overlaps decide** (``push.LivePusher`` and its ``_Sender``): after each decided chunk commits,
   its full batches go to a sender thread that sends them one at a time, in order, while the run's thread
   decides the next chunk; at most a few batches wait. Only the run's thread touches the ledger: it makes

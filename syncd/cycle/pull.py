@@ -1,23 +1,24 @@
 """Pull and stage: each object's changes since its watermark, a page at a time, staged with the watermark.
 
 Each system's objects are pulled together (``Connector.pull_many``: Salesforce sends the delta queries of all
-its objects in one ``/composite`` call). Staging recognises syncd's own writes coming back (an echo: the
-record is left clean), a rep's manual owner change (recorded as an override the engine honours per the
-policy), and merges: a HubSpot survivor's ``hs_merged_object_ids`` or a Salesforce record deleted with
-``MasterRecordId`` is kept as an alias in the ledger (the link stage moves the loser's links to the
-survivor's key), and a merged-away HubSpot record, which HubSpot stops listing, is marked deleted.
+its objects in one ``/composite`` call; HubSpot lists companies and deals while it searches contacts on a first
+read), and both systems at once: each system's pages are fetched by its own worker thread
+(``syncd.prefetch.interleaved``) while the run's thread stages the pages that arrived, in each system's order.
+
+Staging recognises syncd's own writes coming back (an echo: the record is left clean), a rep's manual owner
+change (recorded as an override the engine honours per the policy), and merges: a HubSpot survivor's
+``hs_merged_object_ids`` or a Salesforce record deleted with ``MasterRecordId`` is kept as an alias in the
+ledger (the link stage moves the loser's links to the survivor's key), and a merged-away HubSpot record,
+which HubSpot stops listing, is marked deleted.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
-import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import timedelta
-from queue import Empty, Full, Queue
-from typing import Any, TypeVar
+from typing import Any
 
 from syncd.connectors import Page
 from syncd.core.link import MERGED_INTO, entity_of, identity, is_echo, merges_of, owner_change, record_hash
@@ -27,6 +28,7 @@ from syncd.cycle import limits
 from syncd.cycle.context import RunContext
 from syncd.cycle.roster import Roster, reps_of
 from syncd.cycle.teams import TEAM_OBJECT, stage_team_page
+from syncd.prefetch import interleaved
 
 # The Salesforce object whose changes are the roster's (pulled with the records, kept in the roster store).
 ROSTER_OBJECT = "User"
@@ -42,50 +44,56 @@ def pull(run: RunContext) -> bool:
     rep_ids = {
         (system, uid): key for (system, uid), key in run.roster.users.items() if key in run.rules.roster.reps
     }
-    for system in SYSTEMS:
-        connector = run.connectors[system]
-        since = {
-            obj: run.ledger.records.watermark(system, obj)
-            for obj in PULLED[system]
-            if (system, obj) not in run.skipped
-        }
-        if system == "salesforce":
-            # The roster's cheap look: Users changed since the last cycle, one more delta query in the same
-            # /composite request (a departure reaches both systems within the cycle).
-            since[ROSTER_OBJECT] = run.ledger.records.watermark(system, ROSTER_OBJECT)
-            if run.rules.teams is not None:
-                # Account teams (teams.toml): added and changed members. The four objects and User fill the
-                # request's five queries; this one rides the same request as a Get Updated subrequest (see
-                # SalesforceConnector.pull_many), so an idle cycle is one Salesforce call. Its watermark
-                # moves only to what the org covered, so a change is never skipped, only seen up to a
-                # minute later (Get Updated works in whole minutes).
-                since[TEAM_OBJECT] = run.ledger.records.watermark(system, TEAM_OBJECT)
-        with prefetched(connector.pull_many(since)) as pages:
-            more = True
-            while more:
-                # Several pages per transaction (each with its own watermark, so rule 2 holds): every commit
-                # rewrites the index pages it touched, and records arrive in no index's order.
-                with run.ledger.transaction():
-                    staged, more = 0, False
-                    for obj, page in pages:
-                        if obj == ROSTER_OBJECT:
-                            stage_users(run, page)
-                            continue
-                        if obj == TEAM_OBJECT:
-                            stage_team_page(run, page)
-                            run.progress.advance(len(page.records))
-                            if run.stopped():
-                                return False
-                            continue
-                        stage(run, system, obj, page, rep_ids)
+    # Both systems are fetched at once, each by its own worker thread (``interleaved``); every page is staged
+    # here, in the run's thread, with its watermark. Each system's pages come in its own order.
+    sources = {system: run.connectors[system].pull_many(_since(run, system)) for system in SYSTEMS}
+    with interleaved(sources) as pages:
+        more = True
+        while more:
+            # Several pages per transaction (each with its own watermark, so rule 2 holds): every commit
+            # rewrites the index pages it touched, and records arrive in no index's order.
+            with run.ledger.transaction():
+                staged, more = 0, False
+                for system, (obj, page) in pages:
+                    if system == "salesforce" and obj == ROSTER_OBJECT:
+                        stage_users(run, page)
+                        continue
+                    if system == "salesforce" and obj == TEAM_OBJECT:
+                        stage_team_page(run, page)
                         run.progress.advance(len(page.records))
                         if run.stopped():
                             return False
-                        staged += len(page.records)
-                        if staged >= GROUP:
-                            more = True
-                            break
+                        continue
+                    stage(run, system, obj, page, rep_ids)
+                    run.progress.advance(len(page.records))
+                    if run.stopped():
+                        return False
+                    staged += len(page.records)
+                    if staged >= GROUP:
+                        more = True
+                        break
     return True
+
+
+def _since(run: RunContext, system: str) -> dict[str, str | None]:
+    """The watermark of each object ``system`` pulls this run (read in the run's thread, before fetching)."""
+    since = {
+        obj: run.ledger.records.watermark(system, obj)
+        for obj in PULLED[system]
+        if (system, obj) not in run.skipped
+    }
+    if system == "salesforce":
+        # The roster's cheap look: Users changed since the last cycle, one more delta query in the same
+        # /composite request (a departure reaches both systems within the cycle).
+        since[ROSTER_OBJECT] = run.ledger.records.watermark(system, ROSTER_OBJECT)
+        if run.rules.teams is not None:
+            # Account teams (teams.toml): added and changed members. The four objects and User fill the
+            # request's five queries; this one rides the same request as a Get Updated subrequest (see
+            # SalesforceConnector.pull_many), so an idle cycle is one Salesforce call. Its watermark
+            # moves only to what the org covered, so a change is never skipped, only seen up to a
+            # minute later (Get Updated works in whole minutes).
+            since[TEAM_OBJECT] = run.ledger.records.watermark(system, TEAM_OBJECT)
+    return since
 
 
 # Records staged per transaction (whole pages). Each transaction rewrites the pages of every index it adds
@@ -93,61 +101,6 @@ def pull(run: RunContext) -> bool:
 # 100,000 persons 10,000 records a transaction wrote those indexes 24 times over, 50,000 about 5 times. A
 # killed run pulls at most this many records again.
 GROUP = 50_000
-
-
-T = TypeVar("T")
-_DONE = object()
-
-
-@contextlib.contextmanager
-def prefetched(items: Iterator[T], depth: int = 1) -> Iterator[Iterator[T]]:
-    """``items`` fetched by a worker thread, ``depth`` ahead of the consumer: the connectors' page iterators
-    block on HTTP, so the next page arrives while the last one is staged. An error of the iterator is
-    raised in the consumer; leaving the block early stops the worker after the page it is fetching (a page
-    fetched but never staged moves no watermark, so it is read again next time)."""
-    queue: Queue[Any] = Queue(maxsize=depth)
-    halt = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                while not halt.is_set():
-                    try:
-                        queue.put((item, None), timeout=0.1)
-                        break
-                    except Full:
-                        continue
-                if halt.is_set():
-                    return
-            queue.put((_DONE, None))
-        except BaseException as exc:  # handed to the consumer, which raises it
-            queue.put((_DONE, exc))
-        finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()
-
-    worker = threading.Thread(target=produce, name="pull-prefetch", daemon=True)
-    worker.start()
-
-    def consume() -> Iterator[T]:
-        while True:
-            item, error = queue.get()
-            if error is not None:
-                raise error
-            if item is _DONE:
-                return
-            yield item
-
-    try:
-        yield consume()
-    finally:
-        halt.set()
-        while worker.is_alive():
-            # Unblock a worker waiting to hand over a page, then let it finish the call it is in.
-            with contextlib.suppress(Empty):
-                queue.get_nowait()
-            worker.join(timeout=0.1)
 
 
 def stage_users(run: RunContext, page: Page) -> set[str]:
