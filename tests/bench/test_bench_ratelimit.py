@@ -35,9 +35,12 @@ PERSONS = int(os.environ.get("SYNCD_BENCH_RATELIMIT_PERSONS", "20000"))
 # 100 requests per 10 seconds per private app, CRM search 5 requests per second), as the sandbox enforces them.
 HS_PER_10S, HS_SEARCH_PER_S = 100, 5
 # Issue 9's target, and the bound this benchmark asserts (a regression, not the target: times depend on the
-# machine). Measured on the shared 2-core machine: 1.08x at load 1.9, 1.15-1.27x at load 3.3-5.9; 1.46-1.91x
-# before a first HubSpot read listed and searched at once (its pull was held to search's 5 calls a second).
-TARGET, BOUND = 1.2, 2.0
+# machine). Measured on the shared 2-core machine with both systems pulled at once and HubSpot's companies
+# and deals listed while its contacts are searched: 1.28x and 1.26x at load 1.8 and 1.0 (throttled 52.9 and
+# 52.0 s, pull 20.5 and 20.0 s: 96 contact searches at 5 a second; pacing minimum 41.3 s); 1.44x before
+# (pull 25.7 s, every object searched, one system after the other). What remains is the window standing
+# idle during the pull's last seconds and the link stage, before the pushes start.
+TARGET, BOUND = 1.2, 1.6
 
 LIMITED_BUDGET = f"""
 [budget.salesforce]
