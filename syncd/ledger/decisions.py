@@ -77,24 +77,6 @@ class Decisions(Store):
                     )
         return changed
 
-    @_guarded
-    def changed(self, rows: Iterable[DecisionRow]) -> list[str]:
-        """The keys whose stage, score, owner or team ``record`` would change (new keys included), storing
-        nothing: what a dry run needs of the decisions nothing reads after it."""
-        changed: list[str] = []
-        for chunk in _batched(rows):
-            by_key = {row.key: (row.stage, row.score, row.owner, row.team) for row in chunk}
-            marks = ",".join("?" * len(by_key))
-            current = {
-                str(row[0]): tuple(row[1:])
-                for row in self._conn.execute(
-                    f"SELECT key, stage, score, owner, team FROM decisions WHERE key IN ({marks})",
-                    list(by_key),
-                )
-            }
-            changed.extend(key for key, outcome in by_key.items() if current.get(key) != outcome)
-        return changed
-
     def _outcomes(self, keys: Iterable[str]) -> dict[str, tuple[Any, ...]]:
         """key -> the stored (stage, score, owner, team, digest, trace, data), as stored (not decoded)."""
         found: dict[str, tuple[Any, ...]] = {}
