@@ -214,7 +214,7 @@ class _Decide:
             for key, g in groups.items():
                 account = self.account_views[key] = self._account_view(g, merged[key])
                 accounts.append(account)
-        previous = self.ledger.decisions.get_many(list(groups) + sorted(account_keys), traces=False)
+        previous = self.ledger.decisions.get_many(list(groups), traces=False)
         overrides = self.ledger.overrides.active(list(groups), now=self.now)
         view = self._ledger_view(list(groups), sorted(account_keys), previous, overrides)
         accounts = self._prepared(kind, accounts)
@@ -394,11 +394,15 @@ class _Decide:
         active: Mapping[str, OverrideRow],
     ) -> LedgerView:
         everyone = keys + account_keys
+        # Of the persons' accounts (decided before them), only the influencers their decisions name.
+        influencers = self.ledger.decisions.influencers(account_keys) if account_keys else {}
+        for key, row in previous.items():
+            influencers[key] = tuple(row.data.get("influencers", ()))
         assignments = {}
         for key, a in self.ledger.decisions.assignments(everyone).items():
-            prev = previous.get(key)
-            influencers = tuple(prev.data.get("influencers", ())) if prev is not None else ()
-            assignments[key] = Assignment(key, a.rep, a.team, a.reason, a.assigned_at, influencers)
+            assignments[key] = Assignment(
+                key, a.rep, a.team, a.reason, a.assigned_at, influencers.get(key, ())
+            )
         overrides = {
             key: Override(key, o.rep or "", o.seen_at, o.changed_by or "", o.system)
             for key, o in active.items()

@@ -21,6 +21,7 @@ from syncd.ledger.rows import (
     _decision,
     _dt,
     _dumps,
+    _loads,
     _pack_trace,
     _ts,
     _unpack_trace,
@@ -101,6 +102,18 @@ class Decisions(Store):
         """Bulk read of current decisions: key -> decision, for the keys that have one. Without ``traces``
         each trace stays unread (``trace == []``): deciding needs the outcomes, only ``explain`` the trace."""
         return self._decisions(keys, traces)
+
+    @_guarded
+    def influencers(self, keys: Iterable[str]) -> dict[str, tuple[str, ...]]:
+        """key -> the influencers its current decision names (keys with a decision only): what deciding a
+        person needs of its account's decision, without reading the rest of it."""
+        found: dict[str, tuple[str, ...]] = {}
+        for chunk in _batched(keys):
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT key, json_extract(data, '$.influencers') FROM decisions WHERE key IN ({marks})"
+            for key, text in self._conn.execute(sql, chunk):
+                found[key] = tuple(_loads(text)) if text else ()
+        return found
 
     # Up to this many matches, due and stale keys are found through their index and sorted; beyond, the
     # decisions are walked in key order (a sort per page of a long list would make paging quadratic).
