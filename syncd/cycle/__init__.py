@@ -91,7 +91,7 @@ from syncd.connectors import Connector, connectors_from_config
 from syncd.core.rules import RuleSet
 from syncd.core.schedule import Backoff
 from syncd.core.systems import SYSTEMS
-from syncd.cycle.context import RunContext, quiet
+from syncd.cycle.context import RunContext, fewer_collections, quiet
 from syncd.cycle.decide import decide_all, trace_rows, trace_step
 from syncd.cycle.link import link
 from syncd.cycle.pull import pull
@@ -307,7 +307,7 @@ class SyncCycle:
                 skipped=self._skipped() if pull and not dry_run else frozenset(),
             )
             run.pusher = DryPusher(run) if dry_run else LivePusher(run)
-            with run.pusher.session():
+            with fewer_collections(), run.pusher.session():
                 if pull and self._listed is not None:
                     _save_roster(run, self._listed)
                     self._listed = None

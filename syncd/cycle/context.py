@@ -3,8 +3,10 @@ the pusher, and the run's clock reading."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -79,6 +81,24 @@ class RunContext:
             system, obj, record_id, reason, key=key, run_id=self.run_id, backoff=self.backoff
         )
         self.report.quarantined_now[system] += 1
+
+
+# The cyclic garbage collector's thresholds during a run (``fewer_collections``): a run allocates millions of
+# short-lived rows, views and decisions, almost none in reference cycles, and with the defaults (700, 10, 10)
+# the collector walked the surviving ones over and over: 11 % of a full re-decision of 100,000 persons
+# (45.0 s against 40.2 s with it off, `plan` a day after the first cycle). With these, as fast as off.
+RUN_GC_THRESHOLDS = (50_000, 20, 100)
+
+
+@contextlib.contextmanager
+def fewer_collections(thresholds: tuple[int, int, int] = RUN_GC_THRESHOLDS) -> Iterator[None]:
+    """Collect cyclic garbage less often while a run lasts; the thresholds before are restored after."""
+    before = gc.get_threshold()
+    gc.set_threshold(*thresholds)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 def quiet(*args: Any, **kwargs: Any) -> None:

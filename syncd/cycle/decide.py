@@ -80,6 +80,8 @@ class _Decide:
         self.teams = TeamStage(run)
         self.writes = WriteCache(self.ledger)
         self.account_views: dict[str, AccountView | None] = {}
+        # The accounts whose view in ``account_views`` has its team and won amount (deciding persons).
+        self.prepared: set[str] = set()
 
     def decide(self) -> bool:
         held = self.run.held_quarantine()
@@ -212,10 +214,10 @@ class _Decide:
             for key, g in groups.items():
                 account = self.account_views[key] = self._account_view(g, merged[key])
                 accounts.append(account)
-        previous = self.ledger.decisions.get_many(list(groups) + sorted(account_keys), traces=False)
+        previous = self.ledger.decisions.get_many(list(groups), traces=False)
         overrides = self.ledger.overrides.active(list(groups), now=self.now)
         view = self._ledger_view(list(groups), sorted(account_keys), previous, overrides)
-        accounts = self.teams.prepare(kind, accounts)
+        accounts = self._prepared(kind, accounts)
         result = decide(persons, accounts, self.rules, view, self.now, directory=self.directory)
         decisions = [d for d in result.decisions if d.kind == kind and d.key in groups]
         writes = self._last_writes(groups.values())
@@ -255,7 +257,7 @@ class _Decide:
         rows = self._decision_rows(decisions, previous, overrides)
         with self.ledger.transaction():
             decisions_store = self.ledger.decisions
-            changed = set(decisions_store.record(rows) if store else decisions_store.changed(rows))
+            changed = set(decisions_store.record(rows) if store else _changed(rows, previous))
             self.report.handoffs += sum(1 for d in decisions if d.handoff is not None and d.key in changed)
             for d in decisions:
                 if d.key in changed:
@@ -312,6 +314,18 @@ class _Decide:
             except _BadRecord:
                 self.account_views[akey] = None
         return [view for k in keys if (view := self.account_views[k]) is not None]
+
+    def _prepared(self, kind: str, accounts: list[AccountView]) -> list[AccountView]:
+        """The accounts with their won amount and team (``TeamStage.prepare``). Deciding persons, each account's
+        is made once per run and kept in its place: nothing it is made of changes after the accounts are
+        decided, and a chunk of persons shares most of its accounts with the chunks before."""
+        if kind == "account":
+            return self.teams.prepare(kind, accounts)
+        todo = [a for a in accounts if a.key not in self.prepared]
+        for a in self.teams.prepare(kind, todo):
+            self.account_views[a.key] = a
+            self.prepared.add(a.key)
+        return [view for a in accounts if (view := self.account_views[a.key]) is not None]
 
     def _count_move(self, d: Decision, prev: DecisionRow | None, fields: Mapping[str, Any]) -> None:
         """Count the decision's ownership move, from the previous decision (else the systems' current
@@ -380,11 +394,15 @@ class _Decide:
         active: Mapping[str, OverrideRow],
     ) -> LedgerView:
         everyone = keys + account_keys
+        # Of the persons' accounts (decided before them), only the influencers their decisions name.
+        influencers = self.ledger.decisions.influencers(account_keys) if account_keys else {}
+        for key, row in previous.items():
+            influencers[key] = tuple(row.data.get("influencers", ()))
         assignments = {}
         for key, a in self.ledger.decisions.assignments(everyone).items():
-            prev = previous.get(key)
-            influencers = tuple(prev.data.get("influencers", ())) if prev is not None else ()
-            assignments[key] = Assignment(key, a.rep, a.team, a.reason, a.assigned_at, influencers)
+            assignments[key] = Assignment(
+                key, a.rep, a.team, a.reason, a.assigned_at, influencers.get(key, ())
+            )
         overrides = {
             key: Override(key, o.rep or "", o.seen_at, o.changed_by or "", o.system)
             for key, o in active.items()
@@ -514,6 +532,22 @@ def _as_written(
             newer = {name: w.value for name, w in found.items() if r.seen_at is None or w.at >= r.seen_at}
             if newer:
                 rows[i] = dataclasses.replace(r, data={**r.data, **newer})
+    return out
+
+
+def _changed(rows: Sequence[DecisionRow], previous: Mapping[str, DecisionRow]) -> list[str]:
+    """The keys whose stage, score, owner or team differs from their stored decision (read before deciding;
+    new keys included): what ``Decisions.record`` would say changed, for a dry run that stores nothing."""
+    out = []
+    for row in rows:
+        before = previous.get(row.key)
+        if before is None or (before.stage, before.score, before.owner, before.team) != (
+            row.stage,
+            row.score,
+            row.owner,
+            row.team,
+        ):
+            out.append(row.key)
     return out
 
 

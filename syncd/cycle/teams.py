@@ -365,12 +365,23 @@ class TeamStage:
         """syncd's latest writes to the records the chunk's tiers and roles go to: a value syncd wrote after
         the record was last pulled is the record's value (its echo is not pulled yet)."""
         refs: list[tuple[str, str, str]] = []
+        contact_ids: list[str] = []
         for d in decisions:
             g = groups[d.key]
             refs.extend(r.ref for r in (g.salesforce, g.hubspot) if r is not None)
-            refs.extend(c.ref for c in contacts.get(d.key, ()))
+            contact_ids.extend(c.id for c in contacts.get(d.key, ()))
         found = cache.of(refs)
-        return {(*ref, name): w for ref in refs for name, w in found.get(ref, {}).items()}
+        out = {(*ref, name): w for ref in refs for name, w in found.get(ref, {}).items()}
+        if contact_ids:
+            # Of the contacts (not decided in this chunk), only the role properties are read: every one of
+            # an org's contacts is some account's, with several of syncd's writes each.
+            assert self.teams is not None
+            props = {
+                r.hubspot_property for r in self.teams.roles.values() if r.on_contacts and r.hubspot_property
+            }
+            written = self.ledger.outbox.last_writes("hubspot", "contacts", contact_ids, fields=props)
+            out.update({("hubspot", "contacts", rid, name): w for (rid, name), w in written.items()})
+        return out
 
     def _current(self, record: Any, name: str) -> Any:
         """A field's value as the record shows it, or as syncd wrote it after the record was last pulled."""

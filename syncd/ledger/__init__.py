@@ -44,9 +44,9 @@ import os
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlite_utils import Database
-
+from syncd.ledger import _without_numpy  # noqa: F401  (first: sqlite-utils is imported without numpy)
 from syncd.ledger.connection import Connection
 from syncd.ledger.decisions import Decisions
 from syncd.ledger.identity import Identity
@@ -62,6 +62,9 @@ from syncd.ledger.runs import Runs
 from syncd.ledger.schema import SCHEMA_VERSION
 from syncd.ledger.teams import Teams
 from syncd.ledger.views import Views
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 __all__ = ["SCHEMA_VERSION", "Ledger", "utc_now"]
 

@@ -21,6 +21,7 @@ from syncd.ledger.rows import (
     _decision,
     _dt,
     _dumps,
+    _loads,
     _pack_trace,
     _ts,
     _unpack_trace,
@@ -77,24 +78,6 @@ class Decisions(Store):
                     )
         return changed
 
-    @_guarded
-    def changed(self, rows: Iterable[DecisionRow]) -> list[str]:
-        """The keys whose stage, score, owner or team ``record`` would change (new keys included), storing
-        nothing: what a dry run needs of the decisions nothing reads after it."""
-        changed: list[str] = []
-        for chunk in _batched(rows):
-            by_key = {row.key: (row.stage, row.score, row.owner, row.team) for row in chunk}
-            marks = ",".join("?" * len(by_key))
-            current = {
-                str(row[0]): tuple(row[1:])
-                for row in self._conn.execute(
-                    f"SELECT key, stage, score, owner, team FROM decisions WHERE key IN ({marks})",
-                    list(by_key),
-                )
-            }
-            changed.extend(key for key, outcome in by_key.items() if current.get(key) != outcome)
-        return changed
-
     def _outcomes(self, keys: Iterable[str]) -> dict[str, tuple[Any, ...]]:
         """key -> the stored (stage, score, owner, team, digest, trace, data), as stored (not decoded)."""
         found: dict[str, tuple[Any, ...]] = {}
@@ -119,6 +102,18 @@ class Decisions(Store):
         """Bulk read of current decisions: key -> decision, for the keys that have one. Without ``traces``
         each trace stays unread (``trace == []``): deciding needs the outcomes, only ``explain`` the trace."""
         return self._decisions(keys, traces)
+
+    @_guarded
+    def influencers(self, keys: Iterable[str]) -> dict[str, tuple[str, ...]]:
+        """key -> the influencers its current decision names (keys with a decision only): what deciding a
+        person needs of its account's decision, without reading the rest of it."""
+        found: dict[str, tuple[str, ...]] = {}
+        for chunk in _batched(keys):
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT key, json_extract(data, '$.influencers') FROM decisions WHERE key IN ({marks})"
+            for key, text in self._conn.execute(sql, chunk):
+                found[key] = tuple(_loads(text)) if text else ()
+        return found
 
     # Up to this many matches, due and stale keys are found through their index and sorted; beyond, the
     # decisions are walked in key order (a sort per page of a long list would make paging quadratic).

@@ -189,10 +189,11 @@ class Identity(Store):
             marks = ",".join("?" * len(chunk))
             for where in objects:
                 scope = "" if where is None else "r.system = ? AND r.object = ? AND "
+                # A key's kind is its prefix (``new_keys``): no join with the entities.
                 cursor = self._conn.execute(
                     f"SELECT r.{column}, l.key FROM records r JOIN links l USING (system, object, id) "
-                    f"JOIN entities e ON e.key = l.key WHERE {scope}r.{column} IN ({marks}) AND e.kind = ?",
-                    [*(where or ()), *chunk, kind],
+                    f"WHERE {scope}r.{column} IN ({marks}) AND substr(l.key, 1, 2) = ?",
+                    [*(where or ()), *chunk, _KEY_PREFIX[kind]],
                 )
                 for value, key in cursor:
                     found.setdefault(value, set()).add(key)

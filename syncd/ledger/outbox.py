@@ -218,17 +218,23 @@ class Outbox(Store):
 
     @_guarded
     def last_writes(
-        self, system: str, object: str, record_ids: Iterable[str]
+        self, system: str, object: str, record_ids: Iterable[str], *, fields: Iterable[str] | None = None
     ) -> dict[tuple[str, str], WriteRow]:
-        """(record id, field) -> what syncd last wrote there, for the given records."""
+        """(record id, field) -> what syncd last wrote there, for the given records (only to ``fields``,
+        when given)."""
         found: dict[tuple[str, str], WriteRow] = {}
+        names = sorted(set(fields)) if fields is not None else None
+        if names == []:
+            return found
+        only = f" AND field IN ({','.join('?' * len(names))})" if names else ""
         for chunk in _batched(record_ids):
             marks = ",".join("?" * len(chunk))
             sql = (
                 "SELECT record_id, field, value, at, run_id, intent_id FROM writes "
-                f"WHERE system = ? AND object = ? AND record_id IN ({marks})"
+                f"WHERE system = ? AND object = ? AND record_id IN ({marks}){only}"
             )
-            for rid, name, value, at, run_id, intent_id in self._conn.execute(sql, [system, object, *chunk]):
+            params = [system, object, *chunk, *(names or ())]
+            for rid, name, value, at, run_id, intent_id in self._conn.execute(sql, params):
                 found[(rid, name)] = WriteRow(
                     system, object, rid, name, _loads(value), _dt(at), run_id, intent_id
                 )

@@ -17,6 +17,7 @@ from syncd.core.types import (
     WatermarkRow,
 )
 from syncd.ledger.rows import (
+    _KEY_PREFIX,
     _batched,
     _check_system,
     _dt,
@@ -316,13 +317,16 @@ class Records(Store):
             marks = ",".join("?" * len(chunk))
             for system, objects in PERSON_OBJECTS.items():
                 for obj in objects:
+                    # A key's kind is its prefix (``Identity.new_keys``): no join with the entities.
                     sql = (
                         "SELECT p.domain, l.key, l.id FROM records p JOIN links lp USING (system, object, id) "
-                        "JOIN entities e ON e.key = lp.key AND e.kind = 'person' "
                         "JOIN links l ON l.key = lp.key AND l.system = 'hubspot' AND l.object = 'contacts' "
-                        f"WHERE p.system = ? AND p.object = ? AND p.domain IN ({marks})"
+                        f"WHERE p.system = ? AND p.object = ? AND p.domain IN ({marks}) "
+                        "AND substr(lp.key, 1, 2) = ?"
                     )
-                    for domain, person, rid in self._conn.execute(sql, [system, obj, *chunk]):
+                    for domain, person, rid in self._conn.execute(
+                        sql, [system, obj, *chunk, _KEY_PREFIX["person"]]
+                    ):
                         people.setdefault(domain, set()).add((person, rid))
         ids = sorted({rid for pairs in people.values() for _, rid in pairs})
         contacts = {

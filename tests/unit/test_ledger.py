@@ -433,19 +433,6 @@ def test_decisions_keep_the_latest_and_a_history_of_outcome_changes(ledger: Ledg
     assert [h.owner for h in ledger.decisions.history(key, limit=1)] == ["sam.patel@northwind.example"]
 
 
-def test_changed_says_what_record_would_change_and_stores_nothing(ledger: Ledger) -> None:
-    kept, moved, new = ledger.identity.new_keys("person", 3)
-    ledger.decisions.record([decision(kept, owner="a@x"), decision(moved, owner="a@x")])
-    again = [decision(kept, owner="a@x", digest="rules-2"), decision(moved, owner="b@x"), decision(new)]
-
-    assert sorted(ledger.decisions.changed(again)) == sorted([moved, new])
-    assert {k: d.owner for k, d in ledger.decisions.get_many([kept, moved, new]).items()} == {
-        kept: "a@x",
-        moved: "a@x",
-    }
-    assert sorted(ledger.decisions.record(again)) == sorted([moved, new]), "what record then changes"
-
-
 def test_decisions_are_read_in_bulk(ledger: Ledger) -> None:
     keys = ledger.identity.new_keys("person", 3)
     ledger.decisions.record([decision(k, score=float(i)) for i, k in enumerate(keys[:2])])
