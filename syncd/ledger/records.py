@@ -320,7 +320,10 @@ class Records(Store):
                     # A key's kind is its prefix (``Identity.new_keys``): no join with the entities.
                     sql = (
                         "SELECT p.domain, l.key, l.id FROM records p JOIN links lp USING (system, object, id) "
-                        "JOIN links l ON l.key = lp.key AND l.system = 'hubspot' AND l.object = 'contacts' "
+                        # By key: a ledger without statistics yet (its first cycle) would otherwise walk
+                        # every HubSpot contact's link for each person record.
+                        "JOIN links l INDEXED BY links_by_key "
+                        "ON l.key = lp.key AND l.system = 'hubspot' AND l.object = 'contacts' "
                         f"WHERE p.system = ? AND p.object = ? AND p.domain IN ({marks}) "
                         "AND substr(lp.key, 1, 2) = ?"
                     )

@@ -3,7 +3,7 @@ assignments, outbox, writes, overrides, quarantine, runs, and the read views for
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -301,6 +301,63 @@ def test_keys_by_email_and_domain_see_only_linked_records_of_the_kind(ledger: Le
     }
     assert ledger.identity.keys_by_domain(["acme.com"]) == {"acme.com": [account]}
     assert ledger.identity.keys_by_domain(["acme.com"], kind="person") == {"acme.com": [person]}
+
+
+def _company_people(ledger: Ledger, others: int) -> tuple[str, str]:
+    """A person of acme.com (a Lead and a HubSpot contact) and ``others`` persons of other domains."""
+    person = ledger.identity.new_key("person")
+    rows = [
+        RecordRow("salesforce", "Lead", "00Q1", {}, email="ana@acme.com", domain="acme.com"),
+        RecordRow("hubspot", "contacts", "7", {}, email="ana@acme.com", domain="acme.com"),
+    ]
+    keys = ledger.identity.new_keys("person", others) if others else []
+    rows += [
+        RecordRow("hubspot", "contacts", str(100 + i), {}, email=f"p{i}@o{i}.com", domain=f"o{i}.com")
+        for i in range(others)
+    ]
+    ledger.records.upsert(rows)
+    ledger.identity.link(person, "salesforce", "Lead", "00Q1", "new")
+    ledger.identity.link(person, "hubspot", "contacts", "7", "email")
+    for i, key in enumerate(keys):
+        ledger.identity.link(key, "hubspot", "contacts", str(100 + i), "new")
+    return person, "7"
+
+
+def _steps(ledger: Ledger, call: Callable[[], object]) -> int:
+    """SQLite virtual machine steps (in thousands) a call takes."""
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    ledger.db.conn.set_progress_handler(count, 1000)
+    try:
+        call()
+    finally:
+        ledger.db.conn.set_progress_handler(None, 0)
+    return steps
+
+
+def test_a_domains_people_are_found_by_key_without_walking_unrelated_contacts(tmp_path: Path) -> None:
+    # A ledger in its first cycle has no statistics (ANALYZE has not run): the lookup must still go by key,
+    # not through every HubSpot contact's link for each person record of the domain.
+    found, work = [], []
+    for others in (0, 3000):
+        with Ledger(tmp_path / f"ledger{others}.db") as ledger:
+            person, contact_id = _company_people(ledger, others)
+            found.append(
+                {
+                    d: [(k, r.id) for k, r in rows]
+                    for d, rows in ledger.records.live_contacts_by_domain(["acme.com"]).items()
+                }
+            )
+            assert found[-1] == {"acme.com": [(person, contact_id)]}
+            work.append(
+                _steps(ledger, lambda ledger=ledger: ledger.records.live_contacts_by_domain(["acme.com"]))
+            )
+    assert work[1] <= work[0] + 2, work
 
 
 @pytest.mark.parametrize(
