@@ -261,7 +261,9 @@ class Connector(ABC):
         """Pages of several objects, each changed after its watermark (``object -> since``), with its object.
 
         The default pulls the objects one after another; a connector whose API can ask for several objects'
-        changes in one call (Salesforce: ``/composite``) overrides it.
+        changes in one call (Salesforce: ``/composite``) overrides it, as does one that reads some objects
+        another way at once (HubSpot's first read: contacts searched while companies and deals are listed).
+        Each object's pages come in their own order; pages of different objects may interleave.
         """
         for object, mark in since.items():
             for page in self.pull(object, since=mark):
