@@ -258,7 +258,10 @@ def first_cycle_against_the_floor(tmp_path: Path, persons: int) -> dict[str, flo
             f"{echo_c['pulled']}, calls {echo_c['api_calls']}"
         )
         print(
-            f"idle cycle: {idle.seconds:.1f} s wall, stages {idle_c['seconds']}, calls {idle_c['api_calls']}, "
+            # At the same fixed time as the cycles before, so within their look-back: it reads their records
+            # again and changes nothing (an idle cycle past the look-back reads nothing: test_bench_idle.py).
+            f"third cycle, nothing changed, within the look-back: {idle.seconds:.1f} s wall, stages "
+            f"{idle_c['seconds']}, calls {idle_c['api_calls']}, "
             f"records re-read {idle_c['pulled']}, peak RSS {idle.rss_mb:.0f} MB; the ledger grew {grown / 1e3:.1f} kB "
             f"(a run row's counters: {run_row:.0f} bytes)"
         )
