@@ -403,7 +403,11 @@ class TeamStage:
                 domains[d.key] = domain
         if not domains:
             return {}
-        people = self.ledger.records.live_contacts_by_domain(set(domains.values()))
+        # Of each contact, only what the team's writes to it read: the role properties, and its email (label).
+        props = sorted(
+            {r.hubspot_property for r in self.teams.roles.values() if r.on_contacts and r.hubspot_property}
+        )
+        people = self.ledger.records.live_contacts_by_domain(set(domains.values()), fields=[*props, "email"])
         out: dict[str, list[Any]] = {}
         for account, domain in domains.items():
             contacts = [record for _, record in people.get(domain, ())]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,6 +18,7 @@ from syncd.core.types import (
 )
 from syncd.ledger.rows import (
     _KEY_PREFIX,
+    RECORD_COLUMNS,
     _batched,
     _check_system,
     _dt,
@@ -25,6 +26,7 @@ from syncd.ledger.rows import (
     _hash_text,
     _norm,
     _record,
+    _record_at,
     _ts,
     _ts_opt,
 )
@@ -287,9 +289,11 @@ class Records(Store):
         found: dict[str, RecordRow] = {}
         for chunk in _batched(ids):
             marks = ",".join("?" * len(chunk))
-            sql = f"SELECT {_ROW} FROM records r WHERE system = ? AND object = ? AND id IN ({marks})"
-            for r in self._select(sql, [system, object, *chunk]):
-                found[r["id"]] = _record(r)
+            sql = (
+                f"SELECT {RECORD_COLUMNS} FROM records r WHERE system = ? AND object = ? AND id IN ({marks})"
+            )
+            for r in self._conn.execute(sql, [system, object, *chunk]):
+                found[r[2]] = _record_at(r)
         return found
 
     @_guarded
@@ -299,18 +303,21 @@ class Records(Store):
         for chunk in _batched(keys):
             marks = ",".join("?" * len(chunk))
             sql = (
-                f"SELECT l.key AS link_key, {_ROW} FROM links l JOIN records r USING (system, object, id) "
+                f"SELECT l.key, {RECORD_COLUMNS} FROM links l JOIN records r USING (system, object, id) "
                 f"WHERE l.key IN ({marks}) ORDER BY l.key, r.system, r.object, r.id"
             )
-            for r in self._select(sql, chunk):
-                found.setdefault(r["link_key"], []).append(_record(r))
+            for r in self._conn.execute(sql, chunk):
+                found.setdefault(r[0], []).append(_record_at(r, 1))
         return found
 
     @_guarded
-    def live_contacts_by_domain(self, domains: Iterable[str]) -> dict[str, list[tuple[str, RecordRow]]]:
+    def live_contacts_by_domain(
+        self, domains: Iterable[str], *, fields: Sequence[str] | None = None
+    ) -> dict[str, list[tuple[str, RecordRow]]]:
         """Domain -> (person key, HubSpot contact) for the live HubSpot contacts of every person with a
         record of that domain, by person key then contact id: the people of a company, read in one query
-        per person object instead of every record of every such person."""
+        per person object instead of every record of every such person. With ``fields`` each contact's
+        ``data`` holds those fields only (read from the stored record without decoding the rest of it)."""
         wanted = sorted({d for d in domains if d})
         people: dict[str, set[tuple[str, str]]] = {}
         for chunk in _batched(wanted):
@@ -332,13 +339,37 @@ class Records(Store):
                     ):
                         people.setdefault(domain, set()).add((person, rid))
         ids = sorted({rid for pairs in people.values() for _, rid in pairs})
-        contacts = {
-            rid: row for rid, row in self.by_ids("hubspot", "contacts", ids).items() if not row.deleted
-        }
+        found = self.by_ids("hubspot", "contacts", ids) if fields is None else self._some_fields(ids, fields)
+        contacts = {rid: row for rid, row in found.items() if not row.deleted}
         return {
             domain: [(person, contacts[rid]) for person, rid in sorted(pairs) if rid in contacts]
             for domain, pairs in sorted(people.items())
         }
+
+    def _some_fields(self, ids: Sequence[str], fields: Sequence[str]) -> dict[str, RecordRow]:
+        """HubSpot contacts by id, each with only ``fields`` in its data (and its id, deletion and when it
+        was pulled)."""
+        names = list(dict.fromkeys(fields))
+        extract = "".join(", json_extract(data, ?)" for _ in names)
+        paths = ['$."' + name.replace('"', '""') + '"' for name in names]
+        out: dict[str, RecordRow] = {}
+        for chunk in _batched(ids):
+            marks = ",".join("?" * len(chunk))
+            sql = (
+                f"SELECT id, deleted, seen_run, seen_at{extract} FROM records "
+                f"WHERE system = 'hubspot' AND object = 'contacts' AND id IN ({marks})"
+            )
+            for rid, deleted, seen_run, seen_at, *values in self._conn.execute(sql, [*paths, *chunk]):
+                out[rid] = RecordRow(
+                    "hubspot",
+                    "contacts",
+                    rid,
+                    dict(zip(names, values, strict=True)),
+                    deleted=bool(deleted),
+                    seen_run=seen_run,
+                    seen_at=_dt(seen_at),
+                )
+        return out
 
     def iterate(
         self, system: str, object: str, *, dirty_only: bool = False, page: int = 1000

@@ -140,6 +140,35 @@ def _record(r: Mapping[str, Any]) -> RecordRow:
     )
 
 
+# The columns ``_record_at`` reads, in its order (a bulk read selects them by position: no name lookups).
+RECORD_COLUMNS = (
+    "r.system, r.object, r.id, r.data, r.modified_at, r.deleted, r.email, r.domain, r.hash, "
+    "EXISTS (SELECT 1 FROM dirty d WHERE d.system = r.system AND d.object = r.object AND d.id = r.id), "
+    "r.seen_run, r.seen_at"
+)
+
+
+def _record_at(r: tuple[Any, ...], at: int = 0) -> RecordRow:
+    """A record from ``RECORD_COLUMNS`` starting at column ``at`` of a plain row."""
+    system, object_, id_, data, modified_at, deleted, email, domain, hash_, dirty, seen_run, seen_at = r[
+        at : at + 12
+    ]
+    return RecordRow(
+        system,
+        object_,
+        id_,
+        _loads(data),
+        _dt_opt(modified_at),
+        bool(deleted),
+        email,
+        domain,
+        hash_,
+        bool(dirty),
+        seen_run,
+        _dt(seen_at),
+    )
+
+
 def _link(r: Mapping[str, Any]) -> LinkRow:
     return LinkRow(r["key"], r["system"], r["object"], r["id"], r["how"], _dt(r["linked_at"]), r["run_id"])
 

@@ -323,6 +323,24 @@ def _company_people(ledger: Ledger, others: int) -> tuple[str, str]:
     return person, "7"
 
 
+def test_a_domains_contacts_can_be_read_with_some_fields_only(ledger: Ledger) -> None:
+    person = ledger.identity.new_key("person")
+    data = {"email": "ana@acme.com", "syncd_csm": "41", "notes": "x" * 500, "score": 7}
+    ledger.records.upsert(
+        [RecordRow("hubspot", "contacts", "7", data, email="ana@acme.com", domain="acme.com")]
+    )
+    ledger.identity.link(person, "hubspot", "contacts", "7", "new")
+
+    (whole,) = ledger.records.live_contacts_by_domain(["acme.com"])["acme.com"]
+    (some,) = ledger.records.live_contacts_by_domain(
+        ["acme.com"], fields=["syncd_csm", "email", "score", "absent"]
+    )["acme.com"]
+    assert whole == (person, ledger.records.by_ids("hubspot", "contacts", ["7"])["7"])
+    assert some[0] == person
+    assert some[1].data == {"syncd_csm": "41", "email": "ana@acme.com", "score": 7, "absent": None}
+    assert (some[1].ref, some[1].seen_at, some[1].deleted) == (whole[1].ref, whole[1].seen_at, False)
+
+
 def _steps(ledger: Ledger, call: Callable[[], object]) -> int:
     """SQLite virtual machine steps (in thousands) a call takes."""
     steps = 0
