@@ -506,28 +506,14 @@ class HubSpotConnector(Connector):
         """Every live record of ``object`` by the list endpoint (a first read): the pages before the last carry
         ``FROM_START``, the last the time the listing began (see the module docstring)."""
         names = self._properties(object, None)
-        api = self._api(object, "basic_api")
-        after: str | None = None
         began: datetime | None = None
         held: list[RawRecord] = []  # deals waiting for their companies (one associations read per 1,000)
-        while True:
-            kwargs: dict[str, Any] = {
-                "limit": LIST_PAGE,
-                "properties": names,
-                "archived": False,
-                **self._opts(),
-            }
-            if after:
-                kwargs["after"] = after
-            sent = self._clock()
-            response = self._call("list", lambda kwargs=kwargs: api.get_page(**kwargs), lane=lane)  # type: ignore[misc]
+        for response, took, after in self._list_pages(object, names, archived=False, lane=lane):
             if began is None:
                 # No record was read before the request arrived: HubSpot's time at its response, less the time
                 # the call took (retries and waits included), is no later than that.
-                took = timedelta(seconds=max(0.0, self._clock() - sent))
                 began = (server_time(response.headers) or self._now()) - took
             held.extend(self._record(object, item) for item in response.body.get("results") or [])
-            after = ((response.body.get("paging") or {}).get("next") or {}).get("after")
             if object == "deals" and after and len(held) < ASSOCIATIONS_READ_LIMIT:
                 continue
             if object == "deals" and held:
@@ -536,11 +522,38 @@ class HubSpotConnector(Connector):
                 break
             yield Page(held, FROM_START)
             held = []
+        assert began is not None  # the list answers at least one page
         # A first read reads live records only: what was archived before it began does not matter.
         self._archived_listed[object] = began
         # Everything up to 1 ms before that is done: a watermark keeps whole milliseconds (rounded down), and a
         # change in the millisecond ``began`` falls in may be later than it.
         yield Page(held, Watermark(began - timedelta(milliseconds=1), ALL_AT_TIMESTAMP).encode())
+
+    def _list_pages(
+        self, object: str, names: list[str], *, archived: bool, lane: RateLimiter | None = None
+    ) -> Iterator[tuple[_Response, timedelta, str | None]]:
+        """The list endpoint's pages of ``object`` (live or archived), following its ``after`` cursor: each
+        response, how long its call took (retries and waits included) and the cursor to the next (None after
+        the last)."""
+        api = self._api(object, "basic_api")
+        kind = "list archived" if archived else "list"
+        after: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {
+                "limit": LIST_PAGE,
+                "properties": names,
+                "archived": archived,
+                **self._opts(),
+            }
+            if after:
+                kwargs["after"] = after
+            sent = self._clock()
+            response = self._call(kind, lambda kwargs=kwargs: api.get_page(**kwargs), lane=lane)  # type: ignore[misc]
+            took = timedelta(seconds=max(0.0, self._clock() - sent))
+            after = ((response.body.get("paging") or {}).get("next") or {}).get("after")
+            yield response, took, after
+            if not after:
+                return
 
     def _walk(
         self, object: str, names: list[str], cursor: Watermark | None
@@ -650,29 +663,15 @@ class HubSpotConnector(Connector):
         if listed is not None and now - listed < self.archived_every * self._archived_pages.get(object, 1):
             return
         since = (listed if listed is not None else floor.at - self.archived_every) - self.lookback
-        api = self._api(object, "basic_api")
-        after: str | None = None
         began: datetime | None = None
         pages = 0
-        while True:
+        for response, *_ in self._list_pages(object, names, archived=True):
             pages += 1
-            kwargs: dict[str, Any] = {
-                "limit": LIST_PAGE,
-                "properties": names,
-                "archived": True,
-                **self._opts(),
-            }
-            if after:
-                kwargs["after"] = after
-            response = self._call("list archived", lambda kwargs=kwargs: api.get_page(**kwargs))  # type: ignore[misc]
             began = began or server_time(response.headers) or now
             records = [self._record(object, item) for item in response.body.get("results") or []]
             fresh = [r for r in records if r.modified_at > since]
             if fresh:
                 yield Page(fresh, mark.encode())
-            after = ((response.body.get("paging") or {}).get("next") or {}).get("after")
-            if not after:
-                break
         self._archived_listed[object] = began or now
         self._archived_pages[object] = pages
 
