@@ -39,6 +39,7 @@ from syncd.core.rules.routing import Pool, RoutingRule
 from syncd.core.rules.ruleset import RuleSet
 from syncd.core.teams import team_heirs, tier_of
 from syncd.core.types import (
+    AccountFacts,
     AccountView,
     Assignment,
     Decision,
@@ -68,6 +69,7 @@ def decide(
     now: datetime,
     *,
     directory: RepDirectory | None = None,
+    account_facts: Mapping[str, AccountFacts] | None = None,
 ) -> EngineResult:
     """Decides stage, score, team, owner and influencers for every account and person given.
 
@@ -75,6 +77,8 @@ def decide(
     deactivated or archived in either system, or unknown to both, count as inactive; without it the roster
     alone says who is active. Accounts are decided first; a person's account fields (``account.<field>``)
     and account owner come from ``accounts`` (or, for the owner, the ledger's assignment of the account).
+    ``account_facts`` are those of accounts decided by an earlier call with the same rules (its result's
+    ``accounts``): their persons follow them without deciding them again.
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
@@ -86,9 +90,13 @@ def decide(
         gc.disable()
     try:
         run = _Run(rules, ledger_view, now, directory)
+        for key, facts in (account_facts or {}).items():
+            run.account_ctx[key] = facts.fields
+            run.account_owner[key] = (facts.owner, facts.team)
         decisions: list[Decision] = [run.decide_account(a) for a in accounts]
+        decided = {d.key: AccountFacts(run.account_ctx[d.key], *run.account_owner[d.key]) for d in decisions}
         decisions.extend(run.decide_person(p) for p in persons)
-        return EngineResult(tuple(decisions), run.round_robin_changes(), dict(run.assigned_today))
+        return EngineResult(tuple(decisions), run.round_robin_changes(), dict(run.assigned_today), decided)
     finally:
         if paused:
             gc.enable()
@@ -204,7 +212,7 @@ class _Run:
         self.touched_pools: set[str] = set()
         self.static_skip_text: dict[str, str] = {}
         self.pool_cache: dict[str, tuple[tuple[tuple[str, int, int | None], ...], tuple[str, ...]]] = {}
-        self.account_ctx: dict[str, dict[str, Any]] = {}
+        self.account_ctx: dict[str, Mapping[str, Any]] = {}
         self.account_owner: dict[str, tuple[str | None, str | None]] = {}
 
     # ----------------------------------------------------------------------------------- reps

@@ -466,6 +466,18 @@ class Decision(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
+class AccountFacts:
+    """What a person's decision takes from their account's: the account fields person conditions read
+    (``account.<field>``, with the account's decided tier and customer flag), and the account's owner and
+    team. A later ``engine.decide`` of the account's persons is given these instead of deciding the account
+    again (the cycle decides every account before its persons)."""
+
+    fields: Mapping[str, Any]
+    owner: str | None
+    team: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class EngineResult:
     """The output of one ``engine.decide`` call: decisions, and the state changes for the ledger to store.
 
@@ -476,6 +488,8 @@ class EngineResult:
     decisions: tuple[Decision, ...]
     round_robin: Mapping[str, RoundRobinState]
     assigned_today: Mapping[str, int]
+    # What the persons of each account decided in this call take from it (see ``AccountFacts``).
+    accounts: Mapping[str, AccountFacts] = field(default_factory=dict)
 
     def by_key(self) -> dict[str, Decision]:
         return {d.key: d for d in self.decisions}

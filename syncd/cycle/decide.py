@@ -22,6 +22,7 @@ from syncd.core.link import Group, first, group
 from syncd.core.plan import Action, plan_key
 from syncd.core.schedule import due_at, iso, kept_hold
 from syncd.core.types import (
+    AccountFacts,
     AccountView,
     Assignment,
     AssignmentRow,
@@ -79,9 +80,11 @@ class _Decide:
         self.limit_rules = limit_rules(run.mapping)
         self.teams = TeamStage(run)
         self.writes = WriteCache(self.ledger)
-        self.account_views: dict[str, AccountView | None] = {}
-        # The accounts whose view in ``account_views`` has its team and won amount (deciding persons).
-        self.prepared: set[str] = set()
+        # What the persons of each account decided in this run take from it (None: the account's records are
+        # in quarantine). The accounts phase leaves those of every account it decided; a chunk of persons
+        # decides the others it needs, once per run: nothing an account's decision is made of changes after
+        # the accounts are decided, and a chunk of persons shares most of its accounts with the chunks before.
+        self.account_facts: dict[str, AccountFacts | None] = {}
 
     def decide(self) -> bool:
         held = self.run.held_quarantine()
@@ -203,22 +206,31 @@ class _Decide:
             groups[key] = g
         persons: list[PersonView] = []
         accounts: list[AccountView] = []
-        account_keys: set[str] = set()
+        account_keys: list[str] = []
+        # Deciding persons: the facts of their accounts decided earlier in the run, and the accounts to decide.
+        facts: dict[str, AccountFacts] = {}
+        deciding: list[str] = []
         if kind == "person":
             account_of = self._accounts_of(groups)
-            account_keys = {a for a in account_of.values() if a}
+            account_keys = sorted({a for a in account_of.values() if a})
             for key, g in groups.items():
                 persons.append(self._person_view(g, merged[key], account_of.get(key)))
-            accounts = self._accounts(sorted(account_keys))
+            for akey in account_keys:
+                if akey not in self.account_facts:
+                    deciding.append(akey)
+                elif (known := self.account_facts[akey]) is not None:
+                    facts[akey] = known
+            accounts = self._accounts(deciding)
         else:
-            for key, g in groups.items():
-                account = self.account_views[key] = self._account_view(g, merged[key])
-                accounts.append(account)
+            accounts = [self._account_view(g, merged[key]) for key, g in groups.items()]
         previous = self.ledger.decisions.get_many(list(groups), traces=False)
         overrides = self.ledger.overrides.active(list(groups), now=self.now)
-        view = self._ledger_view(list(groups), sorted(account_keys), previous, overrides)
-        accounts = self._prepared(kind, accounts)
-        result = decide(persons, accounts, self.rules, view, self.now, directory=self.directory)
+        view = self._ledger_view(list(groups), account_keys, deciding, previous, overrides)
+        accounts = self.teams.prepare(kind, accounts)
+        result = decide(
+            persons, accounts, self.rules, view, self.now, directory=self.directory, account_facts=facts
+        )
+        self.account_facts.update(result.accounts)
         decisions = [d for d in result.decisions if d.kind == kind and d.key in groups]
         writes = self._last_writes(groups.values())
         actions: list[Action] = []
@@ -303,29 +315,17 @@ class _Decide:
         return _as_written(self.ledger, keys, records, self.writes)
 
     def _accounts(self, keys: Sequence[str]) -> list[AccountView]:
-        """The views of the accounts of a chunk's persons, each read once per run (records do not change
-        while deciding; the accounts decided earlier in the run left theirs)."""
-        missing = [k for k in keys if k not in self.account_views]
-        records = self._records_of(missing) if missing else {}
-        for akey in missing:
+        """The views of accounts a chunk of persons decides (an account whose records are in quarantine has
+        none: its persons decide without it)."""
+        records = self._records_of(keys) if keys else {}
+        views = []
+        for akey in keys:
             ag = group(akey, "account", records.get(akey, ()))
             try:
-                self.account_views[akey] = self._account_view(ag, self._logical(ag))
+                views.append(self._account_view(ag, self._logical(ag)))
             except _BadRecord:
-                self.account_views[akey] = None
-        return [view for k in keys if (view := self.account_views[k]) is not None]
-
-    def _prepared(self, kind: str, accounts: list[AccountView]) -> list[AccountView]:
-        """The accounts with their won amount and team (``TeamStage.prepare``). Deciding persons, each account's
-        is made once per run and kept in its place: nothing it is made of changes after the accounts are
-        decided, and a chunk of persons shares most of its accounts with the chunks before."""
-        if kind == "account":
-            return self.teams.prepare(kind, accounts)
-        todo = [a for a in accounts if a.key not in self.prepared]
-        for a in self.teams.prepare(kind, todo):
-            self.account_views[a.key] = a
-            self.prepared.add(a.key)
-        return [view for a in accounts if (view := self.account_views[a.key]) is not None]
+                self.account_facts[akey] = None
+        return views
 
     def _count_move(self, d: Decision, prev: DecisionRow | None, fields: Mapping[str, Any]) -> None:
         """Count the decision's ownership move, from the previous decision (else the systems' current
@@ -390,12 +390,13 @@ class _Decide:
         self,
         keys: list[str],
         account_keys: list[str],
+        deciding: list[str],
         previous: Mapping[str, DecisionRow],
         active: Mapping[str, OverrideRow],
     ) -> LedgerView:
         everyone = keys + account_keys
-        # Of the persons' accounts (decided before them), only the influencers their decisions name.
-        influencers = self.ledger.decisions.influencers(account_keys) if account_keys else {}
+        # Of the accounts a chunk of persons decides, only the influencers their decisions name.
+        influencers = self.ledger.decisions.influencers(deciding) if deciding else {}
         for key, row in previous.items():
             influencers[key] = tuple(row.data.get("influencers", ()))
         assignments = {}

@@ -742,3 +742,33 @@ def test_a_traces_stored_rows_are_its_steps() -> None:
             for s in d.trace.steps()
         ]
         assert d.trace.rows(_plain) == rows  # also once the steps are built
+
+
+def test_persons_decided_with_their_accounts_facts_as_with_their_accounts() -> None:
+    """The cycle decides accounts first and hands their facts to the later calls deciding their persons: the
+    persons come out as they do when decided in one call with their accounts."""
+    accounts = [
+        account("a1", account_type="Customer", country="US", owner=rep("daniel.cohen")),
+        account("a2", account_type="Prospect", country="US", owner=rep("noah.brown"), open_opps=1),
+        account("a3", country="BR"),
+    ]
+    persons = [
+        person("p1", account="a1", sf="003A", obj="Contact", stage="opportunity", owner=rep("jack.miller")),
+        person("p2", account="a2", sf="003B", obj="Contact", stage="sales_qualified", country="GB"),
+        person("p3", account="a2", **HOT),
+        person("p4", account="a3", stage="lead"),
+        person("p5", stage="lead"),
+    ]
+    together = decide(persons, accounts, RULES, LedgerView(), NOW)
+    first = decide([], accounts, RULES, LedgerView(), NOW)
+    assert set(first.accounts) == {"a1", "a2", "a3"}
+    assert first.accounts["a1"].owner == rep("daniel.cohen")
+    assert first.accounts["a1"].fields["account.customer"] is True
+    assert first.accounts["a2"].fields["account.open_opportunities"] == 1
+    later = decide(persons, [], RULES, LedgerView(), NOW, account_facts=first.accounts)
+    assert later.accounts == {}
+    persons_only = {k: d for k, d in together.by_key().items() if d.kind == "person"}
+    assert later.by_key() == persons_only
+    # Without the facts the persons decide as if they had no account: the facts are what carries it.
+    alone = decide(persons, [], RULES, LedgerView(), NOW).by_key()
+    assert alone["p1"].owner != persons_only["p1"].owner
