@@ -160,7 +160,7 @@ def plan_key(
     ``now``) says whether a Lead a person deleted may be created again and whether deals follow their
     account's owner; without it deleted Leads are never re-created and deals are left alone.
     """
-    writes = last_writes or {}
+    writes = last_writes if last_writes is not None else {}
     wanted: dict[str, Any] = {"owner": decision.owner, "stage": decision.stage, "score": decision.score}
     actions: list[Action] = []
     for record in group.writable:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from syncd.connectors import Connector
 from syncd.core.rules import RuleSet
 from syncd.core.schedule import Backoff
+from syncd.core.types import WriteRow
 from syncd.cycle.report import CycleReport
 from syncd.cycle.roster import Roster
 from syncd.ledger import Ledger
@@ -21,7 +22,7 @@ from syncd.progress import Progress
 
 if TYPE_CHECKING:
     from syncd.core.mapping import Mapping as FieldMapping
-    from syncd.core.types import QuarantineRow, RepDirectory, WriteRow
+    from syncd.core.types import QuarantineRow, RepDirectory
     from syncd.cycle.push import Pusher
 
 RecordRef = tuple[str, str, str]
@@ -122,6 +123,30 @@ class WriteCache:
                 self.asked.add(ref)
                 missing.setdefault((ref[0], ref[1]), []).append(ref[2])
         for (system, obj), ids in missing.items():
-            for (rid, name), w in self.ledger.outbox.last_writes(system, obj, ids).items():
-                self.found.setdefault((system, obj, rid), {})[name] = w
+            for rid, fields in self.ledger.outbox.writes_by_record(system, obj, ids).items():
+                self.found[(system, obj, rid)] = fields
         return self.found
+
+    def by_field(self) -> ByField:
+        """The writes read so far, looked up by (system, object, record id, field), as the planner does."""
+        return ByField(self.found)
+
+
+class ByField(Mapping[tuple[str, str, str, str], WriteRow]):
+    """A view of ``WriteCache.found`` by (system, object, record id, field), without copying it."""
+
+    def __init__(self, found: Mapping[RecordRef, Mapping[str, WriteRow]]) -> None:
+        self.found = found
+
+    def get(self, key: tuple[str, str, str, str], default: Any = None) -> Any:
+        fields = self.found.get(key[:3])
+        return default if fields is None else fields.get(key[3], default)
+
+    def __getitem__(self, key: tuple[str, str, str, str]) -> WriteRow:
+        return self.found[key[:3]][key[3]]
+
+    def __iter__(self) -> Iterator[tuple[str, str, str, str]]:
+        return ((*ref, name) for ref, fields in self.found.items() for name in fields)
+
+    def __len__(self) -> int:
+        return sum(len(fields) for fields in self.found.values())

@@ -504,10 +504,9 @@ class _Decide:
             self.facts[owner] = found
         return found
 
-    def _last_writes(self, groups: Iterable[Group]) -> dict[tuple[str, str, str, str], WriteRow]:
-        refs = [r.ref for g in groups for r in g.writable]
-        found = self.writes.of(refs)
-        return {(*ref, name): w for ref in refs for name, w in found.get(ref, {}).items()}
+    def _last_writes(self, groups: Iterable[Group]) -> Mapping[tuple[str, str, str, str], WriteRow]:
+        self.writes.of(r.ref for g in groups for r in g.writable)
+        return self.writes.by_field()
 
 
 def _as_written(
@@ -530,10 +529,24 @@ def _as_written(
             found = written.get(r.ref)
             if not found:
                 continue
-            newer = {name: w.value for name, w in found.items() if r.seen_at is None or w.at >= r.seen_at}
+            data = r.data
+            newer = {
+                name: w.value
+                for name, w in found.items()
+                if (r.seen_at is None or w.at >= r.seen_at) and not _holds(data, name, w.value)
+            }
             if newer:
-                rows[i] = dataclasses.replace(r, data={**r.data, **newer})
+                rows[i] = dataclasses.replace(r, data={**data, **newer})
     return out
+
+
+def _holds(data: Mapping[str, Any], name: str, value: Any) -> bool:
+    """Whether a record's field already holds this very value (the same type too: 78.0 is not 78 in a plan)."""
+    current = data.get(name, _MISSING)
+    return type(current) is type(value) and current == value
+
+
+_MISSING = object()
 
 
 def _changed(rows: Sequence[DecisionRow], previous: Mapping[str, DecisionRow]) -> list[str]:

@@ -240,5 +240,24 @@ class Outbox(Store):
                 )
         return found
 
+    def writes_by_record(
+        self, system: str, object: str, record_ids: Iterable[str]
+    ) -> dict[str, dict[str, WriteRow]]:
+        """Record id -> field -> what syncd last wrote there (``last_writes`` grouped by record, as a chunk of
+        decisions reads them: hundreds of thousands in a full re-decision)."""
+        found: dict[str, dict[str, WriteRow]] = {}
+        for chunk in _batched(record_ids):
+            marks = ",".join("?" * len(chunk))
+            sql = (
+                "SELECT record_id, field, value, at, run_id, intent_id FROM writes "
+                f"WHERE system = ? AND object = ? AND record_id IN ({marks})"
+            )
+            for rid, name, value, at, run_id, intent_id in self._conn.execute(sql, [system, object, *chunk]):
+                fields = found.get(rid)
+                if fields is None:
+                    fields = found[rid] = {}
+                fields[name] = WriteRow(system, object, rid, name, _loads(value), _dt(at), run_id, intent_id)
+        return found
+
     def last_write(self, system: str, object: str, record_id: str, field: str) -> WriteRow | None:
         return self.last_writes(system, object, [record_id]).get((record_id, field))

@@ -894,3 +894,23 @@ def test_explain_finds_a_person_by_email_id_or_key_and_gathers_its_history(ledge
     assert [q.reason for q in story.quarantine] == ["bad phone"]
     with pytest.raises(LedgerError, match="no person or account"):
         ledger.views.key_history("p:unknown")
+
+
+def test_writes_by_record_groups_each_records_latest_writes(ledger: Ledger) -> None:
+    ledger.outbox.record_writes(
+        [
+            WriteRow("salesforce", "Lead", "00Q1", "OwnerId", "005A", T0),
+            WriteRow("salesforce", "Lead", "00Q1", "Syncd_Score__c", 78, T0),
+            WriteRow("salesforce", "Lead", "00Q2", "OwnerId", "005B", T0),
+            WriteRow("salesforce", "Contact", "00Q1", "OwnerId", "005C", T0),
+        ]
+    )
+    ledger.outbox.record_writes(
+        [WriteRow("salesforce", "Lead", "00Q1", "OwnerId", "005D", T0 + timedelta(1))]
+    )
+    found = ledger.outbox.writes_by_record("salesforce", "Lead", ["00Q1", "00Q2", "00Q3"])
+    assert {rid: {f: w.value for f, w in fields.items()} for rid, fields in found.items()} == {
+        "00Q1": {"OwnerId": "005D", "Syncd_Score__c": 78},
+        "00Q2": {"OwnerId": "005B"},
+    }
+    assert found["00Q1"]["OwnerId"].at == T0 + timedelta(1)
