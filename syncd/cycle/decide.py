@@ -225,7 +225,9 @@ class _Decide:
             accounts = [self._account_view(g, merged[key]) for key, g in groups.items()]
         previous = self.ledger.decisions.get_many(list(groups), traces=False)
         overrides = self.ledger.overrides.active(list(groups), now=self.now)
-        view = self._ledger_view(list(groups), account_keys, deciding, previous, overrides)
+        # Of the accounts with facts, the ledger's owner is read only where their decision named none.
+        unowned = [a for a in account_keys if (f := facts.get(a)) is None or f.owner is None]
+        view = self._ledger_view(list(groups), unowned, deciding, previous, overrides)
         accounts = self.teams.prepare(kind, accounts)
         result = decide(
             persons, accounts, self.rules, view, self.now, directory=self.directory, account_facts=facts
@@ -266,10 +268,14 @@ class _Decide:
         acted |= {r.ref for r, _, _ in bad}
         acted |= {("hubspot", "contacts", a.create_key) for a in actions if a.create_key}
         store = kind == "account" or self.run.store_persons
-        rows = self._decision_rows(decisions, previous, overrides)
         with self.ledger.transaction():
-            decisions_store = self.ledger.decisions
-            changed = set(decisions_store.record(rows) if store else _changed(rows, previous))
+            if store:
+                changed = set(
+                    self.ledger.decisions.record(self._decision_rows(decisions, previous, overrides))
+                )
+            else:
+                # A dry run stores no rows: only which outcomes changed is needed.
+                changed = set(_changed(decisions, previous))
             self.report.handoffs += sum(1 for d in decisions if d.handoff is not None and d.key in changed)
             for d in decisions:
                 if d.key in changed:
@@ -336,6 +342,8 @@ class _Decide:
             current = fields.get("owner")
             before = (current if isinstance(current, str) else None, None, fields.get("stage"))
         owner = d.owner if d.owner is not None else before[0]
+        if (owner, d.team, d.stage) == before:
+            return  # not a move (``Impact.add`` would count nothing)
         self.report.impact.add(
             Move(
                 d.key,
@@ -549,19 +557,20 @@ def _holds(data: Mapping[str, Any], name: str, value: Any) -> bool:
 _MISSING = object()
 
 
-def _changed(rows: Sequence[DecisionRow], previous: Mapping[str, DecisionRow]) -> list[str]:
+def _changed(decisions: Sequence[Decision], previous: Mapping[str, DecisionRow]) -> list[str]:
     """The keys whose stage, score, owner or team differs from their stored decision (read before deciding;
     new keys included): what ``Decisions.record`` would say changed, for a dry run that stores nothing."""
     out = []
-    for row in rows:
-        before = previous.get(row.key)
+    for d in decisions:
+        before = previous.get(d.key)
+        score = float(d.score) if d.score is not None else None
         if before is None or (before.stage, before.score, before.owner, before.team) != (
-            row.stage,
-            row.score,
-            row.owner,
-            row.team,
+            d.stage,
+            score,
+            d.owner,
+            d.team,
         ):
-            out.append(row.key)
+            out.append(d.key)
     return out
 
 
