@@ -26,6 +26,7 @@ back into the field writes a system needs (:meth:`Mapping.writes`).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Container
 from collections.abc import Mapping as AbcMapping
@@ -493,9 +494,7 @@ class Mapping:
         if lf.type == "owner" or b.value_map is not None:
             return str(existing) == str(wire)
         try:
-            current = self._read_one(
-                lf, Binding(b.system, b.object, b.field, (), None, b.write, True), existing, directory
-            )
+            current = self._read_one(lf, _as_is(b), existing, directory)
         except ValueError:
             return False
         if isinstance(current, float) and isinstance(value, int | float):
@@ -504,6 +503,12 @@ class Mapping:
 
 
 _SKIP = object()
+
+
+@functools.lru_cache(maxsize=256)
+def _as_is(b: Binding) -> Binding:
+    """The binding without its transforms and value map: a field's value read as it is."""
+    return Binding(b.system, b.object, b.field, (), None, b.write, True)
 
 
 def _props(system: System, raw: AbcMapping[str, Any]) -> AbcMapping[str, Any]:

@@ -443,6 +443,8 @@ class Records(Store):
     def mark_clean(self, keys: Iterable[str]) -> int:
         """Clear the dirty flag of every record linked to these keys: their changes are fully processed."""
         count = 0
+        if self._conn.execute("SELECT 1 FROM dirty LIMIT 1").fetchone() is None:
+            return 0  # nothing is dirty (a re-decision): no walk through the keys' links
         with self.transaction():
             for chunk in _batched(keys):
                 marks = ",".join("?" * len(chunk))
