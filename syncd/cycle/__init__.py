@@ -304,7 +304,7 @@ class SyncCycle:
                 quarantine_refs={(q.system, q.object, q.record_id) for q in self.ledger.quarantine.held()},
                 assume_writes=not pull,
                 keep_traces=not dry_run,
-                store_persons=not dry_run,
+                store_decisions=not dry_run,
                 # A dry run pulls everything and leaves the schedule alone: its pull is rolled back with it.
                 skipped=self._skipped() if pull and not dry_run else frozenset(),
             )

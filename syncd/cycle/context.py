@@ -50,9 +50,9 @@ class RunContext:
     assume_writes: bool = False
     # A dry run's decisions are rolled back with it: their traces are never read, so never built.
     keep_traces: bool = True
-    # Nor are its persons' decisions stored: nothing reads one after it is made (each key is decided once
-    # per run, and no decision reads a person's; accounts' are read by their persons). It counts which changed.
-    store_persons: bool = True
+    # Nor are its decisions stored: nothing reads one after it is made (each key is decided once per run,
+    # and persons take their account's facts from the run, not the ledger). It counts which changed.
+    store_decisions: bool = True
     # Pulled objects (system, object) this run does not pull (searched less often; see syncd.cycle).
     skipped: frozenset[tuple[str, str]] = frozenset()
     # Every record in quarantine when the run started: only these need releasing after a good push.

@@ -267,7 +267,7 @@ class _Decide:
         acted = {(a.system, a.object, a.record_id) for a in actions if a.record_id}
         acted |= {r.ref for r, _, _ in bad}
         acted |= {("hubspot", "contacts", a.create_key) for a in actions if a.create_key}
-        store = kind == "account" or self.run.store_persons
+        store = self.run.store_decisions
         with self.ledger.transaction():
             if store:
                 changed = set(
