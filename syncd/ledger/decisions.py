@@ -15,6 +15,7 @@ from syncd.core.types import (
     DecisionRow,
 )
 from syncd.ledger.rows import (
+    _KEY_PREFIX,
     _NO_TRACE,
     _batched,
     _change,
@@ -163,15 +164,20 @@ class Decisions(Store):
         found = int(self._conn.execute(sql, [*params, self.FEW + 1]).fetchone()[0])
         if found == 0:
             return []
-        kind_filter = "" if kind is None else " AND e.kind = ?"
-        # Few: from the index, sorted. Many: CROSS JOIN walks the decisions in key order (their primary key),
-        # so that paging through every key stays linear.
-        source = f"decisions d INDEXED BY {index}" if found <= self.FEW else "decisions d"
+        # A key's kind is its prefix (``Identity.new_keys``): the kind is a range of keys, no join.
+        upper: list[str] = []
+        if kind is not None:
+            prefix = _KEY_PREFIX[kind]
+            after = max(after, prefix)
+            upper = [prefix[:-1] + chr(ord(prefix[-1]) + 1)]
+        # Few: from the index, sorted. Many: the decisions walked in key order (their primary key's index,
+        # named so that no statistics can pick another and sort), so that paging through every key stays linear.
+        index = index if found <= self.FEW else "sqlite_autoindex_decisions_1"
         sql = (
-            f"SELECT d.key FROM {source} CROSS JOIN entities e ON e.key = d.key "
-            f"WHERE d.key > ? AND {test}{kind_filter} ORDER BY d.key LIMIT ?"
+            f"SELECT d.key FROM decisions d INDEXED BY {index} "
+            f"WHERE d.key > ?{' AND d.key < ?' if upper else ''} AND {test} ORDER BY d.key LIMIT ?"
         )
-        rows = self._conn.execute(sql, [after, *params, *([] if kind is None else [kind]), limit])
+        rows = self._conn.execute(sql, [after, *upper, *params, limit])
         return [str(row[0]) for row in rows]
 
     @_guarded

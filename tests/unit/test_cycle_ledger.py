@@ -5,8 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from syncd.core.types import DecisionRow, LinkRow, RecordRow
 from syncd.ledger import Ledger
+from syncd.ledger.decisions import Decisions
 
 T0 = datetime(2025, 3, 3, 12, 0, tzinfo=UTC)
 
@@ -58,3 +61,20 @@ def test_due_keys_are_those_whose_due_time_has_come(tmp_path: Path) -> None:
         assert ledger.decisions.due_keys(T0 + timedelta(days=2), kind="person", after=keys[0], limit=1) == [
             keys[1]
         ]
+
+
+def test_many_due_keys_page_by_kind_in_key_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past ``FEW`` matches the decisions are walked in key order: a kind's pages hold its keys only, each
+    once, in order, whichever kind sorts first."""
+    monkeypatch.setattr(Decisions, "FEW", 2)
+    with Ledger(tmp_path / "l.db", clock=lambda: T0) as ledger:
+        persons = sorted(ledger.identity.new_keys("person", 5))
+        accounts = sorted(ledger.identity.new_keys("account", 3))
+        due = {"due_at": T0.isoformat(timespec="microseconds")}
+        ledger.decisions.record(DecisionRow(k, "d", [], T0, data=due) for k in persons + accounts)
+        for kind, keys in (("person", persons), ("account", accounts)):
+            paged: list[str] = []
+            while page := ledger.decisions.due_keys(T0, kind=kind, after=paged[-1] if paged else "", limit=2):
+                paged.extend(page)
+            assert paged == keys
+        assert ledger.decisions.stale_keys("other", kind="person", limit=10) == persons
