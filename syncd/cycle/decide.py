@@ -110,12 +110,18 @@ class _Decide:
         if not self._decide_kind("account", sorted(extra_accounts), accounts, clean=False):
             return False
         extra_persons = {k for k in retry_keys if k.startswith("p:")}
-        if accounts and not self.ledger.decisions.all_due_or_stale(
-            self.now, self.rules.digest, kind="person"
+        if (
+            accounts
+            and not self.ledger.decisions.all_due_or_stale(self.now, self.rules.digest, kind="person")
+            and not self.ledger.records.every_key_dirty("person")
         ):
-            # The persons of the accounts just decided follow them (unless every person is decided anyway).
+            # The persons of the accounts just decided follow them (unless every person is decided anyway:
+            # a daily re-score, a change of rules, a first cycle).
             extra_persons |= self._persons_of_accounts(accounts)
-        if not self._decide_kind("person", sorted(extra_persons), None, clean=True):
+        extra = sorted(extra_persons)
+        # Only the sorted list is kept while deciding: in a first cycle these are nearly every person's key.
+        del extra_persons
+        if not self._decide_kind("person", extra, None, clean=True):
             return False
         with self.ledger.transaction():
             self.ledger.records.mark_clean(accounts)
@@ -126,11 +132,9 @@ class _Decide:
     def _persons_of_accounts(self, accounts: Sequence[str]) -> set[str]:
         if not accounts:
             return set()
-        domains: set[str] = set()
-        for records in self.ledger.records.of_keys(sorted(accounts)).values():
-            domains.update(r.domain for r in records if r.domain)
-        found = self.ledger.identity.keys_by_domain(domains, kind="person")
-        return {k for keys in found.values() for k in keys}
+        # Their domains and then the persons' keys only: no record of either is read whole.
+        domains = self.ledger.records.domains_of_keys(sorted(accounts))
+        return self.ledger.identity.keys_with_domains(domains, kind="person")
 
     def _keys(self, kind: str, extra: list[str]) -> Iterator[str]:
         """Every key of ``kind`` to decide, in key order, each once."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -176,9 +176,21 @@ class Identity(Store):
         """Normalised domain -> keys (of ``kind``) whose linked records carry it."""
         return self._keys_by("domain", domains, kind)
 
+    @_guarded
+    def keys_with_domains(self, domains: Iterable[str], *, kind: str) -> set[str]:
+        """The keys (of ``kind``) with a linked record of any of these domains: ``keys_by_domain`` without
+        grouping them by domain (the persons of every account of an org are most of its keys)."""
+        return {key for _, key in self._pairs("domain", domains, kind)}
+
     def _keys_by(self, column: str, values: Iterable[str], kind: str) -> dict[str, list[str]]:
-        wanted = sorted({v for v in (_norm(x) for x in values) if v})
         found: dict[str, set[str]] = {}
+        for value, key in self._pairs(column, values, kind):
+            found.setdefault(value, set()).add(key)
+        return {value: sorted(keys) for value, keys in sorted(found.items())}
+
+    def _pairs(self, column: str, values: Iterable[str], kind: str) -> Iterator[tuple[str, str]]:
+        """(value, key) for each linked record of ``kind`` whose ``column`` is one of ``values``."""
+        wanted = sorted({v for v in (_norm(x) for x in values) if v})
         # Only the objects that hold this kind: a domain is shared by every person of a company, and an
         # account lookup must not walk them all (that made it grow faster than the org).
         # (Emails are rarely shared: those are looked up whatever the object, by their own index.)
@@ -195,9 +207,7 @@ class Identity(Store):
                     f"WHERE {scope}r.{column} IN ({marks}) AND substr(l.key, 1, 2) = ?",
                     [*(where or ()), *chunk, _KEY_PREFIX[kind]],
                 )
-                for value, key in cursor:
-                    found.setdefault(value, set()).add(key)
-        return {value: sorted(keys) for value, keys in sorted(found.items())}
+                yield from cursor
 
     @_guarded
     def link_converted(

@@ -311,6 +311,32 @@ class Records(Store):
         return found
 
     @_guarded
+    def every_key_dirty(self, kind: str) -> bool:
+        """Whether every key of ``kind`` has a dirty record (a first cycle): all of them are decided anyway.
+        Stops at the first clean key, so an incremental cycle answers at once."""
+        prefix = _KEY_PREFIX[kind]
+        clean = self._conn.execute(
+            "SELECT 1 FROM entities e WHERE e.key > ? AND e.key < ? AND NOT EXISTS ("
+            "SELECT 1 FROM links l INDEXED BY links_by_key JOIN dirty d "
+            "ON d.system = l.system AND d.object = l.object AND d.id = l.id WHERE l.key = e.key) LIMIT 1",
+            (prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)),
+        ).fetchone()
+        return clean is None
+
+    @_guarded
+    def domains_of_keys(self, keys: Iterable[str]) -> set[str]:
+        """The domains of the records linked to these keys (read without the records themselves)."""
+        found: set[str] = set()
+        for chunk in _batched(keys):
+            marks = ",".join("?" * len(chunk))
+            sql = (
+                "SELECT DISTINCT r.domain FROM links l JOIN records r USING (system, object, id) "
+                f"WHERE l.key IN ({marks}) AND r.domain IS NOT NULL"
+            )
+            found.update(row[0] for row in self._conn.execute(sql, chunk))
+        return found
+
+    @_guarded
     def live_contacts_by_domain(
         self, domains: Iterable[str], *, fields: Sequence[str] | None = None
     ) -> dict[str, list[tuple[str, RecordRow]]]:

@@ -301,6 +301,10 @@ def test_keys_by_email_and_domain_see_only_linked_records_of_the_kind(ledger: Le
     }
     assert ledger.identity.keys_by_domain(["acme.com"]) == {"acme.com": [account]}
     assert ledger.identity.keys_by_domain(["acme.com"], kind="person") == {"acme.com": [person]}
+    assert ledger.identity.keys_with_domains(["ACME.com", "other.com"], kind="person") == {person}
+    assert ledger.identity.keys_with_domains(["acme.com"], kind="account") == {account}
+    assert ledger.records.domains_of_keys([person, account, "p:unknown"]) == {"acme.com"}
+    assert ledger.records.domains_of_keys(["p:unknown"]) == set()
 
 
 def _company_people(ledger: Ledger, others: int) -> tuple[str, str]:
@@ -914,3 +918,16 @@ def test_writes_by_record_groups_each_records_latest_writes(ledger: Ledger) -> N
         "00Q2": {"OwnerId": "005B"},
     }
     assert found["00Q1"]["OwnerId"].at == T0 + timedelta(1)
+
+
+def test_every_key_dirty_says_whether_each_key_of_a_kind_has_a_dirty_record(ledger: Ledger) -> None:
+    first, second = ledger.identity.new_keys("person", 2)
+    account = ledger.identity.new_key("account")
+    ledger.records.upsert([lead("00Q1"), lead("00Q2"), RecordRow("hubspot", "companies", "900", {})])
+    ledger.identity.link(first, "salesforce", "Lead", "00Q1", "new")
+    ledger.identity.link(second, "salesforce", "Lead", "00Q2", "new")
+    ledger.identity.link(account, "hubspot", "companies", "900", "new")
+    assert ledger.records.every_key_dirty("person") and ledger.records.every_key_dirty("account")
+    ledger.records.mark_clean([second])
+    assert not ledger.records.every_key_dirty("person")
+    assert ledger.records.every_key_dirty("account")
