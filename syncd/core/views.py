@@ -8,7 +8,7 @@ cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from syncd.core.link import Group, deal_counts
@@ -22,7 +22,6 @@ __all__ = [
     "account_reference",
     "account_view",
     "logical_fields",
-    "opportunity_counts",
     "opportunity_effect",
     "person_view",
 ]
@@ -81,13 +80,13 @@ def person_view(g: Group, fields: Mapping[str, Any], account: str | None) -> Per
 
 
 def account_view(
-    g: Group, fields: Mapping[str, Any], opportunities: Mapping[str, tuple[int, int]]
+    g: Group, fields: Mapping[str, Any], opportunities: Mapping[str, tuple[Any, ...]]
 ) -> AccountView:
     """The account as the engine reads it; ``opportunities`` maps a Salesforce Account id to its (open,
-    won) opportunity counts."""
+    won) opportunity counts (and anything after them)."""
     open_, won = (0, 0)
     if g.salesforce is not None:
-        open_, won = opportunities.get(g.salesforce.id, (0, 0))
+        open_, won = opportunities.get(g.salesforce.id, (0, 0))[:2]
     elif g.deals:
         # A HubSpot-only company: its deals count like Salesforce opportunities.
         open_, won = deal_counts(g.deals)
@@ -107,16 +106,3 @@ def opportunity_effect(record: RecordRow) -> tuple[str, int, int] | None:
     if record.deleted or not account:
         return None
     return (str(account), 0 if record.data.get("IsClosed") else 1, 1 if record.data.get("IsWon") else 0)
-
-
-def opportunity_counts(opportunities: Iterable[RecordRow]) -> dict[str, tuple[int, int]]:
-    """Salesforce Account id -> (open, won) opportunities."""
-    counts: dict[str, tuple[int, int]] = {}
-    for r in opportunities:
-        effect = opportunity_effect(r)
-        if effect is None:
-            continue
-        account, o, w = effect
-        open_, won = counts.get(account, (0, 0))
-        counts[account] = (open_ + o, won + w)
-    return counts
