@@ -23,7 +23,7 @@ from typing import Any
 from syncd.connectors import Page
 from syncd.core.link import MERGED_INTO, entity_of, identity, is_echo, merges_of, owner_change, record_hash
 from syncd.core.systems import OWNER_FIELD, PULLED, SYSTEMS
-from syncd.core.types import OverrideRow, RecordRow, WriteRow
+from syncd.core.types import OverrideRow, RecordRow
 from syncd.cycle import limits
 from syncd.cycle.context import RunContext
 from syncd.cycle.roster import Roster, reps_of
@@ -158,14 +158,14 @@ def stage(run: RunContext, system: str, obj: str, page: Page, rep_ids: Mapping[t
             changed = set(result.changed)
             ledger.records.keep_versions([r for r in rows if r.ref in changed], run_id=run.run_id)
             changed_ids = [ref[2] for ref in result.changed]
-            writes = _writes_by_record(ledger.outbox.last_writes(system, obj, changed_ids))
+            writes = ledger.outbox.writes_by_record(system, obj, changed_ids)
             keys = ledger.identity.keys_of(system, obj, changed_ids)
             by_id = {r.id: r for r in rows}
             clean: list[tuple[str, str, str]] = []
             echoes = 0
             for id_ in changed_ids:
                 row, before = by_id[id_], old.get(id_)
-                written = writes.get(id_, {})
+                written = {name: w.value for name, w in writes.get(id_, {}).items()}
                 unchanged_flag = before is None or before.deleted == row.deleted
                 data_before = before.data if before is not None else None
                 if unchanged_flag and is_echo(system, data_before, row.data, written):
@@ -265,10 +265,3 @@ def _detect_override(
         change.changed_by,
         days,
     )
-
-
-def _writes_by_record(writes: Mapping[tuple[str, str], WriteRow]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for (rid, fname), w in writes.items():
-        out.setdefault(rid, {})[fname] = w.value
-    return out

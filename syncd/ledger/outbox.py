@@ -222,7 +222,16 @@ class Outbox(Store):
     ) -> dict[tuple[str, str], WriteRow]:
         """(record id, field) -> what syncd last wrote there, for the given records (only to ``fields``,
         when given)."""
-        found: dict[tuple[str, str], WriteRow] = {}
+        grouped = self.writes_by_record(system, object, record_ids, fields=fields)
+        return {(rid, name): w for rid, written in grouped.items() for name, w in written.items()}
+
+    @_guarded
+    def writes_by_record(
+        self, system: str, object: str, record_ids: Iterable[str], *, fields: Iterable[str] | None = None
+    ) -> dict[str, dict[str, WriteRow]]:
+        """Record id -> field -> what syncd last wrote there (``last_writes`` grouped by record, as a chunk of
+        decisions reads them: hundreds of thousands in a full re-decision)."""
+        found: dict[str, dict[str, WriteRow]] = {}
         names = sorted(set(fields)) if fields is not None else None
         if names == []:
             return found
@@ -235,28 +244,10 @@ class Outbox(Store):
             )
             params = [system, object, *chunk, *(names or ())]
             for rid, name, value, at, run_id, intent_id in self._conn.execute(sql, params):
-                found[(rid, name)] = WriteRow(
-                    system, object, rid, name, _loads(value), _dt(at), run_id, intent_id
-                )
-        return found
-
-    def writes_by_record(
-        self, system: str, object: str, record_ids: Iterable[str]
-    ) -> dict[str, dict[str, WriteRow]]:
-        """Record id -> field -> what syncd last wrote there (``last_writes`` grouped by record, as a chunk of
-        decisions reads them: hundreds of thousands in a full re-decision)."""
-        found: dict[str, dict[str, WriteRow]] = {}
-        for chunk in _batched(record_ids):
-            marks = ",".join("?" * len(chunk))
-            sql = (
-                "SELECT record_id, field, value, at, run_id, intent_id FROM writes "
-                f"WHERE system = ? AND object = ? AND record_id IN ({marks})"
-            )
-            for rid, name, value, at, run_id, intent_id in self._conn.execute(sql, [system, object, *chunk]):
-                fields = found.get(rid)
-                if fields is None:
-                    fields = found[rid] = {}
-                fields[name] = WriteRow(system, object, rid, name, _loads(value), _dt(at), run_id, intent_id)
+                written = found.get(rid)
+                if written is None:
+                    written = found[rid] = {}
+                written[name] = WriteRow(system, object, rid, name, _loads(value), _dt(at), run_id, intent_id)
         return found
 
     def last_write(self, system: str, object: str, record_id: str, field: str) -> WriteRow | None:
