@@ -617,6 +617,22 @@ def test_intent_lifecycle_pending_sent_confirmed_records_the_write(ledger: Ledge
     assert write == WriteRow("salesforce", "Lead", "00Q1", "OwnerId", "005JACK", clock.now, run, stored.id)
 
 
+def test_confirming_a_batch_goes_by_id_without_walking_other_open_intents(tmp_path: Path) -> None:
+    # A ledger in its first cycle has no statistics: confirming a full batch of intents must look them up
+    # by id, not walk every intent still open (thousands, while a first cycle decides and pushes).
+    work = []
+    for others in (0, 5000):
+        with Ledger(tmp_path / f"ledger{others}.db") as ledger:
+            run = ledger.runs.start()
+            ledger.outbox.add_intents([owner_intent(f"00Q{i:05}") for i in range(others)], run_id=run)
+            batch = ledger.outbox.add_intents([owner_intent(f"00Q9{i:04}") for i in range(500)], run_id=run)
+            ids = {intent.id: None for intent in batch}
+            work.append(_steps(ledger, lambda ledger=ledger, ids=ids: ledger.outbox.confirm(ids)))
+            counts = ledger.outbox.counts()
+            assert (counts["pending"], counts["confirmed"]) == (others, 500)
+    assert work[1] <= work[0] + 2, work
+
+
 def test_confirming_a_create_links_the_new_record_to_the_person(ledger: Ledger) -> None:
     key = ledger.identity.new_key("person")
     run = ledger.runs.start()
