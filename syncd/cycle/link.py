@@ -31,16 +31,17 @@ def link(run: RunContext) -> bool:
     for kind, objects in (("account", ACCOUNT_OBJECTS), ("person", PERSON_OBJECTS)):
         for system in SYSTEMS:
             for obj in objects[system]:
-                done = False
+                done, after = False, ""
                 while not done:
                     # Several pages per transaction: fewer commits rewriting the same index pages.
                     with run.ledger.transaction():
                         for _ in range(PAGES_PER_TRANSACTION):
-                            page = run.ledger.records.unlinked(system, obj, limit=PAGE)
+                            page = run.ledger.records.unlinked(system, obj, after=after, limit=PAGE)
                             if not page:
                                 done = True
                                 break
                             _link_page(run, kind, system, obj, page)
+                            after = page[-1].id
                             run.progress.advance(len(page))
                             if run.stopped():
                                 return False

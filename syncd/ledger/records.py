@@ -425,13 +425,15 @@ class Records(Store):
         return [_record(r) for r in self._select(sql, [system, object, after, page])]
 
     @_guarded
-    def unlinked(self, system: str, object: str, *, limit: int = 1000) -> list[RecordRow]:
-        """Stored records of one object that belong to no person or account yet (linking's to-do list)."""
+    def unlinked(self, system: str, object: str, *, after: str = "", limit: int = 1000) -> list[RecordRow]:
+        """Stored records of one object that belong to no person or account yet (linking's to-do list), in id
+        order after ``after``: a caller paging through them passes the last id of its previous page, so no
+        page walks again over the records the pages before it linked."""
         sql = (
             f"SELECT {_ROW} FROM records r LEFT JOIN links l USING (system, object, id) "
-            "WHERE r.system = ? AND r.object = ? AND l.key IS NULL ORDER BY r.id LIMIT ?"
+            "WHERE r.system = ? AND r.object = ? AND r.id > ? AND l.key IS NULL ORDER BY r.id LIMIT ?"
         )
-        return [_record(r) for r in self._select(sql, [system, object, limit])]
+        return [_record(r) for r in self._select(sql, [system, object, after, limit])]
 
     @_guarded
     def dirty_keys(self, *, kind: str | None = None, after: str = "", limit: int = 1000) -> list[str]:

@@ -216,6 +216,31 @@ def test_unlinked_records_are_the_linking_to_do_list(ledger: Ledger) -> None:
     ledger.records.upsert([contact("1"), contact("2"), contact("3")])
     ledger.identity.link(ledger.identity.new_key("person"), "hubspot", "contacts", "2", "new")
     assert [r.id for r in ledger.records.unlinked("hubspot", "contacts")] == ["1", "3"]
+    assert [r.id for r in ledger.records.unlinked("hubspot", "contacts", after="1")] == ["3"]
+    assert [r.id for r in ledger.records.unlinked("hubspot", "contacts", limit=1)] == ["1"]
+
+
+def test_paging_through_unlinked_records_does_not_walk_the_pages_linked_before(tmp_path: Path) -> None:
+    # Linking pages through the to-do list: each page starts after the last id of the one before, so the
+    # records earlier pages linked are not walked again (a first cycle links every record, page by page).
+    work = []
+    for linked in (0, 5000):
+        with Ledger(tmp_path / f"ledger{linked}.db") as ledger:
+            ledger.records.upsert([contact(f"1{i:05}") for i in range(linked)] + [contact("2"), contact("3")])
+            keys = ledger.identity.new_keys("person", linked) if linked else []
+            ledger.identity.add_links(
+                LinkRow(key, "hubspot", "contacts", f"1{i:05}", "new") for i, key in enumerate(keys)
+            )
+            after = f"1{linked - 1:05}" if linked else ""
+            page = ledger.records.unlinked("hubspot", "contacts", after=after)
+            assert [r.id for r in page] == ["2", "3"]
+            work.append(
+                _steps(
+                    ledger,
+                    lambda ledger=ledger, a=after: ledger.records.unlinked("hubspot", "contacts", after=a),
+                )
+            )
+    assert work[1] <= work[0] + 2, work
 
 
 def test_records_by_email_finds_both_systems_case_insensitively(ledger: Ledger) -> None:
