@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple, overload
 
+import orjson
+
 Kind = Literal["person", "account"]
 QUEUE_PREFIX = "queue:"
 
@@ -502,9 +504,17 @@ RecordKey = tuple[str, str, str]
 
 
 def content_hash(data: Any) -> str:
-    """Hash of a JSON value's canonical form: equal content gives an equal hash whatever the key order."""
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+    """Hash of a JSON value's canonical form (sorted keys, compact, UTF-8): equal content gives an equal hash
+    whatever the key order. orjson writes the form (every pulled record is hashed: 0.26 s against ``json``'s
+    2.02 s for a 100,000-person org's 232,925 records, the same text for each of them); ``json`` writes what orjson
+    refuses (integers beyond 64 bits, keys that are not strings), in the same form. The two spell a float's
+    exponent differently (``1e16`` against ``1e+16``): such a record hashed by an older version reads as
+    changed once, and is decided again."""
+    try:
+        raw = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        raw = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return hashlib.blake2b(raw, digest_size=16).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
