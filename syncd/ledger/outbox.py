@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 from typing import Any
 
 from syncd.core.types import (
@@ -40,10 +39,10 @@ class Outbox(Store):
         self._identity = identity
 
     @_guarded
-    def add_intents(self, intents: Iterable[Intent], *, run_id: str) -> list[Intent]:
-        """Write intents (state pending) before pushing them; returns them as stored."""
+    def add_intents(self, intents: Iterable[Intent], *, run_id: str) -> None:
+        """Write intents (state pending, of run ``run_id``) before pushing them; ``intents(run_id=...)`` reads
+        them back as stored."""
         now = self._now()
-        stored: list[Intent] = []
         with self.transaction():
             for chunk in _batched(intents):
                 rows = []
@@ -51,19 +50,6 @@ class Outbox(Store):
                     _check_system(intent.system)
                     if (intent.record_id is None) == (intent.create_key is None):
                         raise ValueError(f"intent {intent.id}: give exactly one of record_id and create_key")
-                    at = _dt(now)
-                    stored.append(
-                        replace(
-                            intent,
-                            run_id=run_id,
-                            state="pending",
-                            attempts=0,
-                            error=None,
-                            result_id=None,
-                            created_at=at,
-                            updated_at=at,
-                        )
-                    )
                     rows.append(
                         (
                             intent.id,
@@ -86,7 +72,6 @@ class Outbox(Store):
                 )
             # Durable before any of them is pushed: the pusher syncs the ledger before it sends.
             self._c.needs_sync()
-        return stored
 
     @_guarded
     def mark_sent(self, ids: Iterable[str]) -> int:

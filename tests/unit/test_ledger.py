@@ -629,7 +629,8 @@ def test_an_intent_names_exactly_one_target(
 
 def test_intent_lifecycle_pending_sent_confirmed_records_the_write(ledger: Ledger, clock: Clock) -> None:
     run = ledger.runs.start()
-    (stored,) = ledger.outbox.add_intents([owner_intent()], run_id=run)
+    ledger.outbox.add_intents([owner_intent()], run_id=run)
+    (stored,) = ledger.outbox.intents(run_id=run)
     assert (stored.state, stored.run_id, stored.created_at) == ("pending", run, clock.now)
     assert ledger.outbox.mark_sent([stored.id]) == 1
     assert ledger.outbox.mark_sent([stored.id]) == 1  # a retry of an in-doubt push
@@ -650,7 +651,8 @@ def test_confirming_a_batch_goes_by_id_without_walking_other_open_intents(tmp_pa
         with Ledger(tmp_path / f"ledger{others}.db") as ledger:
             run = ledger.runs.start()
             ledger.outbox.add_intents([owner_intent(f"00Q{i:05}") for i in range(others)], run_id=run)
-            batch = ledger.outbox.add_intents([owner_intent(f"00Q9{i:04}") for i in range(500)], run_id=run)
+            batch = [owner_intent(f"00Q9{i:04}") for i in range(500)]
+            ledger.outbox.add_intents(batch, run_id=run)
             ids = {intent.id: None for intent in batch}
             work.append(_steps(ledger, lambda ledger=ledger, ids=ids: ledger.outbox.confirm(ids)))
             counts = ledger.outbox.counts()
@@ -661,7 +663,8 @@ def test_confirming_a_batch_goes_by_id_without_walking_other_open_intents(tmp_pa
 def test_confirming_a_create_links_the_new_record_to_the_person(ledger: Ledger) -> None:
     key = ledger.identity.new_key("person")
     run = ledger.runs.start()
-    (stored,) = ledger.outbox.add_intents([create_intent(key)], run_id=run)
+    stored = create_intent(key)
+    ledger.outbox.add_intents([stored], run_id=run)
     with pytest.raises(LedgerError, match="confirm it with the new id"):
         ledger.outbox.confirm({stored.id: None})
     ledger.outbox.confirm({stored.id: "00Q9"})
@@ -686,7 +689,8 @@ def test_confirming_a_create_links_the_new_record_to_the_person(ledger: Ledger) 
 )
 def test_intent_state_transitions(ledger: Ledger, steps: list[str], state: str) -> None:
     run = ledger.runs.start()
-    (stored,) = ledger.outbox.add_intents([owner_intent()], run_id=run)
+    stored = owner_intent()
+    ledger.outbox.add_intents([stored], run_id=run)
     for step in steps:
         if step == "sent":
             ledger.outbox.mark_sent([stored.id])
@@ -705,15 +709,13 @@ def test_unfinished_intents_of_a_killed_run_are_found_in_order_after_reopening(
     path = tmp_path / "ledger.db"
     with Ledger(path, clock=clock) as first:
         run = first.runs.start()
-        a, b, c, d = first.outbox.add_intents(
-            [
-                owner_intent("00Q1"),
-                owner_intent("00Q2"),
-                create_intent(first.identity.new_key("person")),
-                owner_intent("00Q3"),
-            ],
-            run_id=run,
+        a, b, c, d = (
+            owner_intent("00Q1"),
+            owner_intent("00Q2"),
+            create_intent(first.identity.new_key("person")),
+            owner_intent("00Q3"),
         )
+        first.outbox.add_intents([a, b, c, d], run_id=run)
         first.outbox.mark_sent([b.id, c.id, d.id])
         first.outbox.confirm({d.id: None})
     with Ledger(path, clock=clock) as second:

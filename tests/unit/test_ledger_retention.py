@@ -38,7 +38,8 @@ def a_cycle(ledger: Ledger, clock: Clock, key: str, owner: str, record: str) -> 
     ledger.records.upsert([row], run_id=run)
     ledger.records.keep_versions([row, row], run_id=run)  # two versions, both modified at T0
     ledger.decisions.record([decision(key, owner=owner, decided_at=clock.now, run_id=run)])
-    done, open_ = ledger.outbox.add_intents([owner_intent(record), owner_intent(record + "b")], run_id=run)
+    done, open_ = owner_intent(record), owner_intent(record + "b")
+    ledger.outbox.add_intents([done, open_], run_id=run)
     ledger.outbox.confirm({done.id: None})
     ledger.runs.finish(run, "ok")
     return run, done.id, open_.id
@@ -79,7 +80,8 @@ def test_prune_forgets_old_runs_confirmed_intents_and_history_and_keeps_what_cyc
 
 def test_prune_is_bounded_per_call_and_catches_up_over_calls(ledger: Ledger, clock: Clock) -> None:
     run = ledger.runs.start()
-    stored = ledger.outbox.add_intents([owner_intent(f"00Q{i}") for i in range(7)], run_id=run)
+    stored = [owner_intent(f"00Q{i}") for i in range(7)]
+    ledger.outbox.add_intents(stored, run_id=run)
     ledger.outbox.confirm({i.id: None for i in stored})
     clock.advance(days=365)
     cutoff = clock.now - timedelta(days=180)
@@ -93,7 +95,8 @@ def test_pruned_space_goes_back_to_the_file_system(tmp_path: Path, clock: Clock)
         run = ledger.runs.start()
         big = {"OwnerId": "005JACK", "Description": "x" * 2000}
         intents = [owner_intent(f"00Q{i}") for i in range(2000)]
-        stored = ledger.outbox.add_intents([replace(i, fields=big) for i in intents], run_id=run)
+        stored = [replace(i, fields=big) for i in intents]
+        ledger.outbox.add_intents(stored, run_id=run)
         ledger.outbox.confirm({i.id: None for i in stored})
         with ledger.transaction():
             ledger.db.execute("DELETE FROM writes")
