@@ -152,11 +152,10 @@ def stage(run: RunContext, system: str, obj: str, page: Page, rep_ids: Mapping[t
     run.report.pulled[system] += len(rows)
     # Within the pull's transaction no savepoint of its own: a failure fails the whole group of pages.
     with ledger.transaction(savepoint=False):
-        result, stored = ledger.records.stage(rows, run_id=run.run_id)
+        # Each changed record's version is kept as it is staged (``syncd backtest`` replays them).
+        result, stored = ledger.records.stage(rows, run_id=run.run_id, versions=True)
         old = {ref[2]: row for ref, row in stored.items()}
         if result.changed:
-            changed = set(result.changed)
-            ledger.records.keep_versions([r for r in rows if r.ref in changed], run_id=run.run_id)
             changed_ids = [ref[2] for ref in result.changed]
             writes = ledger.outbox.writes_by_record(system, obj, changed_ids)
             keys = ledger.identity.keys_of(system, obj, changed_ids)

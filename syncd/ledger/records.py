@@ -42,6 +42,36 @@ _UPSERT_RECORD = (
     "email = excluded.email, domain = excluded.domain, seen_run = excluded.seen_run, "
     "seen_at = excluded.seen_at, data = excluded.data"
 )
+_INSERT_VERSION = (
+    "INSERT INTO record_versions (system, object, id, modified_at, deleted, email, domain, hash, data, seen_at, "
+    "run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _record_values(row: RecordRow, run_id: str | None, now: str) -> tuple[Any, ...]:
+    """A record's ``_UPSERT_RECORD`` values (its data serialised, hashed unless the row brings its hash)."""
+    _check_system(row.system)
+    text = _dumps(row.data)
+    return (
+        row.system,
+        row.object,
+        row.id,
+        row.hash or _hash_text(text),
+        _ts_opt(row.modified_at),
+        int(row.deleted),
+        _norm(row.email),
+        _norm(row.domain),
+        run_id,
+        now,
+        text,
+    )
+
+
+def _version_values(record: tuple[Any, ...], now: str) -> tuple[Any, ...]:
+    """The ``_INSERT_VERSION`` values of a record's ``_record_values``: dated by the system's modification
+    time, else now."""
+    system, obj, id_, hash_, modified_at, deleted, email, domain, run_id, seen_at, text = record
+    return (system, obj, id_, modified_at or now, deleted, email, domain, hash_, text, seen_at, run_id)
 
 
 # A record row with its dirty flag (kept in the ``dirty`` table, see schema migration 6).
@@ -76,10 +106,11 @@ class Records(Store):
 
     @_guarded
     def stage(
-        self, rows: Iterable[RecordRow], *, run_id: str | None = None
+        self, rows: Iterable[RecordRow], *, run_id: str | None = None, versions: bool = False
     ) -> tuple[UpsertResult, dict[RecordKey, RecordRow]]:
         """``upsert``, also returning the stored version of each changed record that was already stored
-        (what it was before this write), read in the same transaction."""
+        (what it was before this write), read in the same transaction. With ``versions``, a version of each
+        changed record is kept too, as ``keep_versions`` keeps it (its data serialised once for both)."""
         now = self._now()
         inserted = updated = unchanged = 0
         changed: list[RecordKey] = []
@@ -90,21 +121,7 @@ class Records(Store):
             for chunk in _batched(rows, 2000):
                 prepared: dict[RecordKey, tuple[Any, ...]] = {}
                 for row in chunk:
-                    _check_system(row.system)
-                    text = _dumps(row.data)
-                    prepared[row.ref] = (
-                        row.system,
-                        row.object,
-                        row.id,
-                        row.hash or _hash_text(text),
-                        _ts_opt(row.modified_at),
-                        int(row.deleted),
-                        _norm(row.email),
-                        _norm(row.domain),
-                        run_id,
-                        now,
-                        text,
-                    )
+                    prepared[row.ref] = _record_values(row, run_id, now)
                 existing = self._stored_hashes(prepared)
                 to_write: list[tuple[Any, ...]] = []
                 seen_only: list[tuple[Any, ...]] = []
@@ -126,6 +143,8 @@ class Records(Store):
                     before.update(self._rows(replaced))
                 if to_write:
                     self._conn.executemany(_UPSERT_RECORD, to_write)
+                    if versions:
+                        self._conn.executemany(_INSERT_VERSION, [_version_values(v, now) for v in to_write])
                     self._conn.executemany(
                         "INSERT OR IGNORE INTO dirty (system, object, id) VALUES (?, ?, ?)",
                         [v[:3] for v in to_write],
@@ -168,30 +187,10 @@ class Records(Store):
         """Keep a version of each of these records (call it with the rows whose content changed): its data,
         dated by the system's modification time (else now). ``syncd backtest`` replays them."""
         now = self._now()
-        values = [
-            (
-                row.system,
-                row.object,
-                row.id,
-                _ts(row.modified_at) if row.modified_at is not None else now,
-                int(row.deleted),
-                _norm(row.email),
-                _norm(row.domain),
-                row.hash or _hash_text(text),
-                text,
-                now,
-                run_id,
-            )
-            for row in rows
-            for text in (_dumps(row.data),)
-        ]
+        values = [_version_values(_record_values(row, run_id, now), now) for row in rows]
         if values:
             with self._c.transaction(savepoint=False):  # as in ``stage``
-                self._conn.executemany(
-                    "INSERT INTO record_versions (system, object, id, modified_at, deleted, email, domain, "
-                    "hash, data, seen_at, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    values,
-                )
+                self._conn.executemany(_INSERT_VERSION, values)
         return len(values)
 
     def versions(self, *, until: datetime | None = None, page: int = 5000) -> Iterator[VersionRow]:

@@ -77,6 +77,41 @@ def test_versions_come_back_oldest_first_up_to_a_time_with_the_key_they_are_link
     assert ledger.records.count_versions() == 3
 
 
+def test_staging_with_versions_keeps_what_keep_versions_keeps_for_the_changed_records_only(
+    tmp_path: Path,
+) -> None:
+    # The pull stages each page with its versions in one pass; the versions must be those keep_versions
+    # keeps for the records whose content changed (new or changed; not those seen again unchanged).
+    first = [contact("1", at(1), "ann@acme.example"), sf_account("0011", at(1), "acme.example")]
+    second = [
+        contact("1", at(1), "ann@acme.example"),  # unchanged
+        contact("2", at(2), "bob@acme.example"),  # new
+        sf_account("0011", at(3), "acme.org"),  # changed
+    ]
+    found = []
+    for staged in (True, False):
+        with Ledger(tmp_path / f"{staged}.db", clock=lambda: UNTIL) as ledger:
+            for page in (first, second):
+                if staged:
+                    ledger.records.stage(page, run_id=None, versions=True)
+                else:
+                    result, _ = ledger.records.stage(page, run_id=None)
+                    ledger.records.keep_versions([r for r in page if r.ref in set(result.changed)])
+            found.append(
+                sorted(
+                    (v.record.ref, v.record.modified_at, v.record.domain, v.record.hash, dict(v.record.data))
+                    for v in ledger.records.versions()
+                )
+            )
+    assert found[0] == found[1]
+    assert [(ref, when) for ref, when, *_ in found[0]] == [
+        (("hubspot", "contacts", "1"), at(1)),
+        (("hubspot", "contacts", "2"), at(2)),
+        (("salesforce", "Account", "0011"), at(1)),
+        (("salesforce", "Account", "0011"), at(3)),
+    ]
+
+
 def test_a_ledger_upgraded_to_record_versions_starts_with_one_version_per_record(tmp_path: Path) -> None:
     path = tmp_path / "ledger.db"
     build_ledger_at(path, 3)  # holds one HubSpot contact, linked to p:old
