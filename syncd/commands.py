@@ -33,6 +33,7 @@ from syncd.core.types import KeyHistory, RunRow, StatusView
 from syncd.cycle import SYSTEMS, CycleReport, SyncCycle, trace_step
 from syncd.errors import ConfigError, LedgerError, LockedError, MappingError
 from syncd.ledger import Ledger, utc_now
+from syncd.memory import return_large_buffers
 from syncd.progress import Progress
 from syncd.reports.fmt import duration, num, render, table
 from syncd.reports.plan import PlanReport
@@ -69,6 +70,7 @@ def _clock(ctx: click.Context) -> Callable[[], datetime]:
 
 
 def _setup(config_path: Path) -> tuple[Config, RuleSet]:
+    return_large_buffers()
     config = load_config(config_path)
     return config, load_ruleset(config.rules.directory)
 

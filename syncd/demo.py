@@ -759,7 +759,9 @@ def demo(work_dir: Path, fresh: bool, size: str, persons: int | None, seed: int,
     second wrote nothing, then the commands to explore the result (status, explain, plan).
     """
     from syncd.logs import setup_logging
+    from syncd.memory import return_large_buffers
 
+    return_large_buffers()
     setup_logging("INFO", fmt="text")
     # The ledger's own housekeeping lines would drown the story.
     logging.getLogger("syncd.ledger").setLevel(logging.WARNING)

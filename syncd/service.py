@@ -136,9 +136,11 @@ def run(ctx: click.Context, config_path: Path, log_level: str, log_format: LogFo
     refuses to start.
     """
     from syncd.daemon import run_daemon
+    from syncd.memory import return_large_buffers
     from syncd.notify import Notifier
     from syncd.reports.web import links_from_config
 
+    return_large_buffers()
     cfg = load_config(config_path)
     setup_logging(log_level.upper(), fmt=log_format, secrets=secret_values(cfg))
     settings = cfg.daemon_settings()
