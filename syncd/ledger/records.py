@@ -67,11 +67,11 @@ def _record_values(row: RecordRow, run_id: str | None, now: str) -> tuple[Any, .
     )
 
 
-def _version_values(record: tuple[Any, ...], now: str) -> tuple[Any, ...]:
+def _version_values(record: tuple[Any, ...]) -> tuple[Any, ...]:
     """The ``_INSERT_VERSION`` values of a record's ``_record_values``: dated by the system's modification
-    time, else now."""
+    time, else when it was seen."""
     system, obj, id_, hash_, modified_at, deleted, email, domain, run_id, seen_at, text = record
-    return (system, obj, id_, modified_at or now, deleted, email, domain, hash_, text, seen_at, run_id)
+    return (system, obj, id_, modified_at or seen_at, deleted, email, domain, hash_, text, seen_at, run_id)
 
 
 # A record row with its dirty flag (kept in the ``dirty`` table, see schema migration 6).
@@ -144,7 +144,7 @@ class Records(Store):
                 if to_write:
                     self._conn.executemany(_UPSERT_RECORD, to_write)
                     if versions:
-                        self._conn.executemany(_INSERT_VERSION, [_version_values(v, now) for v in to_write])
+                        self._conn.executemany(_INSERT_VERSION, [_version_values(v) for v in to_write])
                     self._conn.executemany(
                         "INSERT OR IGNORE INTO dirty (system, object, id) VALUES (?, ?, ?)",
                         [v[:3] for v in to_write],
@@ -187,7 +187,7 @@ class Records(Store):
         """Keep a version of each of these records (call it with the rows whose content changed): its data,
         dated by the system's modification time (else now). ``syncd backtest`` replays them."""
         now = self._now()
-        values = [_version_values(_record_values(row, run_id, now), now) for row in rows]
+        values = [_version_values(_record_values(row, run_id, now)) for row in rows]
         if values:
             with self._c.transaction(savepoint=False):  # as in ``stage``
                 self._conn.executemany(_INSERT_VERSION, values)
