@@ -24,6 +24,9 @@ from syncd.lock import LedgerLock, holder_pid, lock_path_for
 
 log = logging.getLogger(__name__)
 
+# The page cache of a ledger open for writing, in KiB (see ``Connection._configure``).
+PAGE_CACHE_KIB = 16 * 1024
+
 # Ledgers open for writing in this process: the file lock cannot tell two of them apart.
 _WRITERS: set[Path] = set()
 _WRITERS_LOCK = threading.Lock()
@@ -172,6 +175,10 @@ class Connection:
         # at 100,000). A savepoint's journal holds a copy of each page its block changes, so a block that changes
         # many pages and fails only with its transaction joins it without one (``transaction(savepoint=False)``).
         conn.execute("PRAGMA temp_store = MEMORY")
+        # A 16 MB page cache instead of SQLite's 2 MB: a first cycle's inserts land all over the indexes (by
+        # email, by key, by record id), and with 2 MB each one read its pages back from the file. 3 % less
+        # CPU for a 100,000-person first cycle; the peak RSS grows by the cache (13 MB, measured).
+        conn.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
 
     def _migrate(self) -> None:
         conn = self.conn

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -124,7 +123,7 @@ class Outbox(Store):
                     if record_id is None:
                         raise LedgerError(f"intent {intent_id} creates a record: confirm it with the new id")
                     updates.append((record_id, now, intent_id))
-                    for name, value in json.loads(fields).items():
+                    for name, value in _loads(fields).items():
                         writes.append((system, obj, record_id, name, _dumps(value), now, run_id, intent_id))
                     if create_key is not None and key is not None:
                         links.append(LinkRow(key, system, obj, record_id, "created", run_id=run_id))

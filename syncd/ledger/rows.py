@@ -225,7 +225,7 @@ def _intent(r: Mapping[str, Any]) -> Intent:
     return Intent(
         system=r["system"],
         object=r["object"],
-        fields=json.loads(r["fields"]),
+        fields=_loads(r["fields"]),
         reason=r["reason"],
         record_id=r["record_id"],
         create_key=r["create_key"],

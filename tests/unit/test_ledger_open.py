@@ -78,6 +78,7 @@ def test_pragmas_wal_normal_sync_incremental_vacuum_foreign_keys_busy_timeout_an
                 "user_version",
                 "temp_store",
                 "wal_autocheckpoint",
+                "cache_size",
             )
         }
     assert pragma == {
@@ -90,6 +91,8 @@ def test_pragmas_wal_normal_sync_incremental_vacuum_foreign_keys_busy_timeout_an
         # Journals and sorts in memory, not in temporary files written to disk.
         "temp_store": 2,
         "wal_autocheckpoint": 65536,
+        # A 16 MB page cache (negative: in KiB), not SQLite's 2 MB.
+        "cache_size": -16384,
     }
 
 
