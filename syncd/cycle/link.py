@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from syncd.core.link import assign_keys, first, named_records, salesforce_object_of
 from syncd.core.systems import ACCOUNT_OBJECTS, PERSON_OBJECTS, SYSTEMS
-from syncd.core.types import RecordRow
+from syncd.core.types import LinkRow, RecordRow
 from syncd.cycle.context import RunContext
 
 log = logging.getLogger(__name__)
@@ -91,11 +91,11 @@ def _link_deals(run: RunContext) -> None:
     company_of = {r.id: str(r.data.get(DEAL_COMPANY)) for r in deals if r.data.get(DEAL_COMPANY)}
     accounts = ledger.identity.keys_of("hubspot", "companies", set(company_of.values()))
     linked = ledger.identity.keys_of("hubspot", "deals", company_of)
-    with ledger.transaction():
-        for deal_id, company in company_of.items():
-            key = accounts.get(company)
-            if key is not None and linked.get(deal_id) != key:
-                ledger.identity.relink(key, "hubspot", "deals", deal_id, "stored_id", run_id=run.run_id)
+    ledger.identity.relink(
+        LinkRow(key, "hubspot", "deals", deal_id, "stored_id", run_id=run.run_id)
+        for deal_id, company in company_of.items()
+        if (key := accounts.get(company)) is not None and linked.get(deal_id) != key
+    )
 
 
 def _follow_conversions(run: RunContext) -> None:

@@ -334,17 +334,18 @@ class Identity(Store):
         return alias
 
     @_guarded
-    def relink(
-        self, key: str, system: str, object: str, id: str, how: str, *, run_id: str | None = None
-    ) -> None:
-        """Point one record's link at ``key`` (a deal whose company changed); links it when it has none."""
-        if how not in LINK_METHODS:
-            raise ValueError(f"unknown link method {how!r}")
+    def relink(self, links: Iterable[LinkRow]) -> None:
+        """Point each record's link at its row's key (deals whose company changed), in one transaction; a
+        record without a link is linked."""
+        links = list(links)
+        for link in links:
+            if link.how not in LINK_METHODS:
+                raise ValueError(f"unknown link method {link.how!r}")
         with self.transaction():
-            self._conn.execute(
-                "DELETE FROM links WHERE system = ? AND object = ? AND id = ?", (system, object, id)
+            self._conn.executemany(
+                "DELETE FROM links WHERE system = ? AND object = ? AND id = ?", [link.ref for link in links]
             )
-            self.add_links([LinkRow(key, system, object, id, how, run_id=run_id)])
+            self.add_links(links)
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,10 +46,26 @@ def test_survivor_of_follows_a_chain_of_merges(ledger: Ledger) -> None:
     assert ledger.identity.survivor_of("00Q3") is None
 
 
-def test_relink_moves_one_record_to_another_key(ledger: Ledger) -> None:
+def test_relink_moves_records_to_other_keys_and_links_those_without_one(ledger: Ledger) -> None:
+    a, b, c = ledger.identity.new_keys("account", 3)
+    ledger.identity.add_links(
+        [LinkRow(a, "hubspot", "deals", "5", "stored_id"), LinkRow(a, "hubspot", "deals", "6", "stored_id")]
+    )
+
+    ledger.identity.relink(
+        [LinkRow(b, "hubspot", "deals", "5", "stored_id"), LinkRow(c, "hubspot", "deals", "7", "stored_id")]
+    )
+
+    assert ledger.identity.keys_of("hubspot", "deals", ["5", "6", "7"]) == {"5": b, "6": a, "7": c}
+
+
+def test_relink_refuses_an_unknown_link_method_and_changes_nothing(ledger: Ledger) -> None:
     a, b = ledger.identity.new_keys("account", 2)
     ledger.identity.add_links([LinkRow(a, "hubspot", "deals", "5", "stored_id")])
 
-    ledger.identity.relink(b, "hubspot", "deals", "5", "stored_id")
+    with pytest.raises(ValueError, match="unknown link method 'guess'"):
+        ledger.identity.relink(
+            [LinkRow(b, "hubspot", "deals", "5", "stored_id"), LinkRow(b, "hubspot", "deals", "6", "guess")]
+        )
 
-    assert ledger.identity.key_of("hubspot", "deals", "5") == b
+    assert ledger.identity.keys_of("hubspot", "deals", ["5", "6"]) == {"5": a}
