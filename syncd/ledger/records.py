@@ -428,9 +428,13 @@ class Records(Store):
         """Stored records of one object that belong to no person or account yet (linking's to-do list), in id
         order after ``after``: a caller paging through them passes the last id of its previous page, so no
         page walks again over the records the pages before it linked."""
+        # Looked for among the dirty records only: a record is staged dirty and made clean only through the key
+        # it is linked to (``mark_clean``), so an unlinked record is always dirty. An idle cycle, nothing dirty,
+        # reads nothing (walking every record for its link took 0.2 s per idle cycle at 100,000 persons).
         sql = (
-            f"SELECT {_ROW} FROM records r LEFT JOIN links l USING (system, object, id) "
-            "WHERE r.system = ? AND r.object = ? AND r.id > ? AND l.key IS NULL ORDER BY r.id LIMIT ?"
+            f"SELECT {_ROW} FROM dirty q CROSS JOIN records r ON r.system = q.system AND r.object = q.object "
+            "AND r.id = q.id LEFT JOIN links l ON l.system = q.system AND l.object = q.object AND l.id = q.id "
+            "WHERE q.system = ? AND q.object = ? AND q.id > ? AND l.key IS NULL ORDER BY q.id LIMIT ?"
         )
         return [_record(r) for r in self._select(sql, [system, object, after, limit])]
 
